@@ -1,0 +1,115 @@
+"""The typed batch the model consumes: padded pathways as torch tensors.
+
+Dimension letters: B pathways in the batch, L events (padded to the longest pathway, right padding),
+F numeric features (`DatasetSchema.numeric_features`).
+
+This is the only module of `hamburg_mamba.data` that imports torch; everything before it is numpy/pandas.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class PathwayBatch:
+    """B pathways of up to L events, right-padded; every per-event tensor is zero where `mask` is False.
+
+    categorical: field -> (B, L) int64 indices into `DatasetSchema.categorical_vocab[field]`
+        (0 padding, 1 unknown); fields are `DatasetSchema.categorical_vocab` keys (code, stage, hospital, unit,
+        triage_group, arrival_mode).
+    numeric: (B, L, F) float32, normalised with training-split statistics; 0 where missing.
+    numeric_missing: (B, L, F) bool, True where the value is absent (and on padding).
+    time_since_prev_h: (B, L) float32 hours since the previous event of the pathway; 0 for the first event
+        and for padding.
+    time_since_start_h: (B, L) float32 hours since the pathway's first timed event; 0 on padding.
+    hour_of_day: (B, L) float32 in [0, 24), local wall-clock hour with fraction; 0 on padding.
+    day_of_week: (B, L) int64, 0 = Monday .. 6 = Sunday; 0 on padding.
+    mask: (B, L) bool, True for real events.
+    lengths: (B,) int64 number of real events per pathway.
+    labels: task -> (B, L) float32 for event-level tasks, (B,) float32 for pathway-level tasks
+        (binary labels are 0/1; a pathway-level label belongs to the pathway's last real event).
+    label_mask: task -> bool tensor of the label's shape, False where the label is missing.
+    subject_id: (B,) int64 MEDS subject_id.
+    hospital_id: (B,) int64 index of the pathway's hospital in `categorical_vocab["hospital"]`.
+    pathway_id: (B,) int64 pathway (encounter) id, unique within the dataset.
+    oracle: task -> tensor of the label's shape, the generator's true probability (binary) or expected value
+        (regression) behind each label; empty for data without ground truth.
+    """
+
+    categorical: dict[str, Tensor]
+    numeric: Tensor
+    numeric_missing: Tensor
+    time_since_prev_h: Tensor
+    time_since_start_h: Tensor
+    hour_of_day: Tensor
+    day_of_week: Tensor
+    mask: Tensor
+    lengths: Tensor
+    labels: dict[str, Tensor]
+    label_mask: dict[str, Tensor]
+    subject_id: Tensor
+    hospital_id: Tensor
+    pathway_id: Tensor
+    oracle: dict[str, Tensor] = field(default_factory=dict)
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.mask.shape[0])
+
+    @property
+    def max_len(self) -> int:
+        return int(self.mask.shape[1])
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> PathwayBatch:
+        def move(v):
+            if isinstance(v, dict):
+                return {k: t.to(device, non_blocking=non_blocking) for k, t in v.items()}
+            return v.to(device, non_blocking=non_blocking)
+
+        return PathwayBatch(**{f.name: move(getattr(self, f.name)) for f in fields(self)})
+
+    def pin_memory(self) -> PathwayBatch:
+        """Called by torch's DataLoader when pin_memory=True."""
+        def pin(v):
+            if isinstance(v, dict):
+                return {k: t.pin_memory() for k, t in v.items()}
+            return v.pin_memory()
+
+        return PathwayBatch(**{f.name: pin(getattr(self, f.name)) for f in fields(self)})
+
+    def check(self) -> None:
+        """Raise ValueError naming the first field whose shape or dtype breaks the contract above."""
+        B, L = self.mask.shape
+        F = self.numeric.shape[-1]
+        expect = {
+            "numeric": ((B, L, F), torch.float32),
+            "numeric_missing": ((B, L, F), torch.bool),
+            "time_since_prev_h": ((B, L), torch.float32),
+            "time_since_start_h": ((B, L), torch.float32),
+            "hour_of_day": ((B, L), torch.float32),
+            "day_of_week": ((B, L), torch.int64),
+            "mask": ((B, L), torch.bool),
+            "lengths": ((B,), torch.int64),
+            "subject_id": ((B,), torch.int64),
+            "hospital_id": ((B,), torch.int64),
+            "pathway_id": ((B,), torch.int64),
+        }
+        for name, (shape, dtype) in expect.items():
+            t = getattr(self, name)
+            if tuple(t.shape) != shape or t.dtype != dtype:
+                raise ValueError(f"PathwayBatch.{name}: expected {shape} {dtype}, got {tuple(t.shape)} {t.dtype}")
+        for name, t in self.categorical.items():
+            if tuple(t.shape) != (B, L) or t.dtype != torch.int64:
+                raise ValueError(f"PathwayBatch.categorical[{name!r}]: expected {(B, L)} int64, "
+                                 f"got {tuple(t.shape)} {t.dtype}")
+        for name, t in self.labels.items():
+            m = self.label_mask.get(name)
+            if m is None or m.shape != t.shape or m.dtype != torch.bool or t.shape not in ((B, L), (B,)):
+                raise ValueError(f"PathwayBatch.labels[{name!r}]: shape {tuple(t.shape)} needs (B, L) or (B,) "
+                                 "and a bool label_mask of the same shape")
+        if not torch.equal(self.mask.sum(1), self.lengths):
+            raise ValueError("PathwayBatch.lengths: does not equal mask.sum(1)")

@@ -1,0 +1,173 @@
+"""What the model may know about a dataset: vocabularies, numeric features, task declarations.
+
+The model never sees pandas (STYLE.md, "Data and model stay apart"): `DatasetSchema` is the only object that
+crosses from `hamburg_mamba.data` to the model config. It is fitted on the training split only and saved as
+JSON beside the model weights, so inference re-uses the training vocabularies and normalisation.
+
+Index conventions for every categorical field:
+    0 = padding (never a real event), 1 = unknown / missing, 2.. = the fitted vocabulary in sorted order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+PAD_INDEX = 0
+UNKNOWN_INDEX = 1
+RESERVED_TOKENS = ("<pad>", "<unk>")
+
+# Extra (non-MEDS-core) event columns the connector turns into categorical fields, in batch order.
+# `code` is MEDS core; the others are the typed extra columns of the Hamburg pathway files.
+CATEGORICAL_FIELDS = ("code", "stage", "hospital", "unit", "triage_group", "arrival_mode")
+
+# Pathway stages in the order a patient passes them. "static" marks subject facts (null time, MEDS_BIRTH)
+# that the connector places at the head of every pathway of that subject.
+STAGES = ("static", "EMS", "ED", "ward", "ICU", "discharge")
+
+# Numeric features of the batch, in channel order of `PathwayBatch.numeric` (B, L, F):
+#   value     numeric_value z-scored with the training mean/std of that event's code
+#   age_years age at pathway start from MEDS_BIRTH, z-scored with the training mean/std (missing without birth)
+NUMERIC_FEATURES = ("value", "age_years")
+
+TaskKind = Literal["binary", "regression"]
+TaskLevel = Literal["event", "pathway"]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One prediction target, declared as data so the model picks loss and head width from it.
+
+    horizon_h: the label looks this many hours past the prediction time; None means "until the pathway ends"
+    (in_hospital_death). Event-level labels exist per event time (B, L); pathway-level labels are read at the
+    pathway's last event (B,).
+    """
+
+    name: str
+    kind: TaskKind
+    level: TaskLevel
+    horizon_h: float | None
+    group: Literal["safety", "staff", "crisis"]
+    description: str
+
+    def __post_init__(self):
+        if self.kind not in ("binary", "regression"):
+            raise ValueError(f"TaskSpec {self.name!r}: kind must be 'binary' or 'regression', got {self.kind!r}")
+        if self.level not in ("event", "pathway"):
+            raise ValueError(f"TaskSpec {self.name!r}: level must be 'event' or 'pathway', got {self.level!r}")
+
+
+# The heads the model issue needs. Label definitions are in docs/data.md ("Labels").
+TASKS: dict[str, TaskSpec] = {
+    t.name: t
+    for t in (
+        TaskSpec("adverse_event", "binary", "event", 24.0, "safety",
+                 "an adverse event (cardiac arrest, rapid-response call) within 24 h after the event"),
+        TaskSpec("icu_transfer", "binary", "event", 24.0, "safety",
+                 "ICU admission within 24 h after the event; missing once the patient is in the ICU"),
+        TaskSpec("in_hospital_death", "binary", "event", None, "safety",
+                 "death before the pathway ends; missing at and after the death"),
+        TaskSpec("readmission_30d", "binary", "pathway", 720.0, "safety",
+                 "a new pathway of the same subject within 30 days after discharge; missing if censored or dead"),
+        TaskSpec("unit_workload", "regression", "event", 12.0, "staff",
+                 "patients per nurse present in the event's unit during the next shift"),
+        TaskSpec("ratio_violation_next_shift", "binary", "event", 12.0, "staff",
+                 "the event's unit breaks its PpUGV minimum nurse ratio in the next shift; missing outside PpUGV units"),
+        TaskSpec("closure_6h", "binary", "event", 6.0, "crisis",
+                 "the pathway's hospital starts a closure to ambulances within 6 h"),
+        TaskSpec("closure_12h", "binary", "event", 12.0, "crisis",
+                 "the pathway's hospital starts a closure to ambulances within 12 h"),
+        TaskSpec("closure_24h", "binary", "event", 24.0, "crisis",
+                 "the pathway's hospital starts a closure to ambulances within 24 h"),
+    )
+}
+
+
+@dataclass
+class NumericStats:
+    """Training-split mean and standard deviation; std falls back to 1 where it is 0 or undefined."""
+
+    mean: float
+    std: float
+    count: int
+
+    def __post_init__(self):
+        if not math.isfinite(self.std) or self.std <= 0.0:
+            self.std = 1.0
+        if not math.isfinite(self.mean):
+            self.mean = 0.0
+
+
+@dataclass
+class DatasetSchema:
+    """Vocabularies, numeric normalisation and tasks, fitted on the training split.
+
+    categorical_vocab: field -> tokens; index i of a token in the batch is its position in this list, with
+        "<pad>" at 0 and "<unk>" at 1 (see module docstring).
+    code_stats: code -> NumericStats of its numeric_value (codes without numeric values are absent).
+    age_stats: NumericStats of age at pathway start (years).
+    tasks: the TaskSpecs whose labels this dataset provides; `missing_tasks` lists the declared heads it lacks.
+    """
+
+    categorical_vocab: dict[str, list[str]]
+    code_stats: dict[str, NumericStats]
+    age_stats: NumericStats
+    tasks: dict[str, TaskSpec]
+    numeric_features: tuple[str, ...] = NUMERIC_FEATURES
+    missing_tasks: tuple[str, ...] = ()
+    max_len: int | None = None
+    lookup: dict[str, dict[str, int]] = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        for name, tokens in self.categorical_vocab.items():
+            if tuple(tokens[:2]) != RESERVED_TOKENS:
+                raise ValueError(f"categorical_vocab[{name!r}] must start with {RESERVED_TOKENS}, got {tokens[:2]}")
+        self.lookup = {name: {t: i for i, t in enumerate(tokens)} for name, tokens in self.categorical_vocab.items()}
+
+    @property
+    def vocab_sizes(self) -> dict[str, int]:
+        """Embedding table size per categorical field (padding and unknown included)."""
+        return {name: len(tokens) for name, tokens in self.categorical_vocab.items()}
+
+    @property
+    def num_numeric(self) -> int:
+        return len(self.numeric_features)
+
+    def task_declarations(self) -> dict[str, dict]:
+        """name -> {"kind", "level", "horizon_h"}: what a model config needs to build its heads."""
+        return {n: {"kind": t.kind, "level": t.level, "horizon_h": t.horizon_h} for n, t in self.tasks.items()}
+
+    def to_json(self) -> str:
+        blob = {
+            "categorical_vocab": self.categorical_vocab,
+            "code_stats": {c: asdict(s) for c, s in self.code_stats.items()},
+            "age_stats": asdict(self.age_stats),
+            "tasks": {n: asdict(t) for n, t in self.tasks.items()},
+            "numeric_features": list(self.numeric_features),
+            "missing_tasks": list(self.missing_tasks),
+            "max_len": self.max_len,
+        }
+        return json.dumps(blob, indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> DatasetSchema:
+        blob = json.loads(text)
+        return cls(
+            categorical_vocab=blob["categorical_vocab"],
+            code_stats={c: NumericStats(**s) for c, s in blob["code_stats"].items()},
+            age_stats=NumericStats(**blob["age_stats"]),
+            tasks={n: TaskSpec(**t) for n, t in blob["tasks"].items()},
+            numeric_features=tuple(blob["numeric_features"]),
+            missing_tasks=tuple(blob["missing_tasks"]),
+            max_len=blob["max_len"],
+        )
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json())
+
+    @classmethod
+    def load(cls, path: str | Path) -> DatasetSchema:
+        return cls.from_json(Path(path).read_text())
