@@ -36,7 +36,8 @@ def effective_step(
     """step = softplus?(delta + delta_bias) * dt_scale, in the compute dtype. delta: (..., D, L) or (B, D)."""
     step = delta.to(_compute_dtype(delta.dtype))
     if delta_bias is not None:
-        step = step + delta_bias.to(step.dtype)[:, None] if step.dim() == 3 else step + delta_bias.to(step.dtype)
+        bias = delta_bias.to(step.dtype)  # (D,)
+        step = step + (bias[:, None] if step.dim() == 3 else bias)
     if delta_softplus:
         step = F.softplus(step, threshold=SOFTPLUS_THRESHOLD)
     if dt_scale is not None:

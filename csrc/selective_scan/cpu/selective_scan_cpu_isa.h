@@ -1,0 +1,34 @@
+// Internal: the per-ISA entry points of the CPU kernels (selective_scan_cpu_kernel.inc compiled three
+// times) and the buffers the backward fills before the dispatcher reduces them.
+#pragma once
+
+#include <cstdint>
+
+#include "../selective_scan.h"
+
+namespace hamburg_mamba::cpu {
+
+// Per-item and per-batch partial gradients, in the compute type; the dispatcher sums them in a fixed
+// order, which keeps the backward bitwise deterministic.
+struct BwdPartials {
+  void* dB = nullptr;           // (items, N, L), item = (b, g, block)
+  void* dC = nullptr;           // (items, N, L)
+  void* dA = nullptr;           // (B, D, N)
+  void* dD = nullptr;           // (B, D)
+  void* ddelta_bias = nullptr;  // (B, D)
+};
+
+#define HAMBURG_MAMBA_DECLARE_ISA(isa)                                                                   \
+  namespace isa {                                                                                       \
+  void fwd_items(const SelectiveScanParams& p, int64_t begin, int64_t end);                             \
+  void bwd_items(const SelectiveScanBwdParams& p, const BwdPartials& part, int64_t begin, int64_t end); \
+  void state_update_items(const StateUpdateParams& p, int64_t begin, int64_t end);                      \
+  }
+
+HAMBURG_MAMBA_DECLARE_ISA(avx512)
+HAMBURG_MAMBA_DECLARE_ISA(avx2)
+HAMBURG_MAMBA_DECLARE_ISA(baseline)
+
+#undef HAMBURG_MAMBA_DECLARE_ISA
+
+}  // namespace hamburg_mamba::cpu

@@ -1,0 +1,18 @@
+"""Selective-scan ops: compiled kernels (torch.ops.hamburg_mamba) and their pure-PyTorch references."""
+
+from hamburg_mamba.ops.reference import selective_scan_ref, selective_state_update_ref
+from hamburg_mamba.ops.selective_scan import (
+    CHECKPOINT_INTERVAL,
+    cpu_isa,
+    selective_scan_fn,
+    selective_state_update,
+)
+
+__all__ = [
+    "CHECKPOINT_INTERVAL",
+    "cpu_isa",
+    "selective_scan_fn",
+    "selective_scan_ref",
+    "selective_state_update",
+    "selective_state_update_ref",
+]

@@ -1,0 +1,171 @@
+"""Python front of the compiled selective-scan ops: public wrappers, fake (meta) kernels, autograd.
+
+Glossary: B batch, D channels, L steps, N state size, G groups sharing (B, C).
+
+The ops themselves live in `torch.ops.hamburg_mamba` (C++/CUDA, registered by `hamburg_mamba._C`):
+    selective_scan_fwd(u, delta, A, B, C, D?, z?, delta_bias?, initial_state?, dt_scale?,
+                       delta_softplus, save_checkpoints) -> (out, last_state, checkpoints)
+    selective_scan_bwd(dout, dlast_state?, u, delta, A, B, C, D?, z?, delta_bias?, initial_state?,
+                       dt_scale?, checkpoints, delta_softplus)
+        -> (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dinitial_state)
+    selective_state_update(state!, x, dt, A, B, C, D?, z?, dt_bias?, dt_scale?, dt_softplus) -> out
+The math is specified by `hamburg_mamba.ops.reference.selective_scan_ref`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from hamburg_mamba import _C  # noqa: F401  (loading the library runs the op registrations)
+
+# Steps between the states the forward saves for the backward (kCheckpointInterval in selective_scan.h).
+CHECKPOINT_INTERVAL = 64
+
+_ops = torch.ops.hamburg_mamba
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def selective_scan_fn(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+    return_last_state: bool = False,
+    initial_state: torch.Tensor | None = None,
+    dt_scale: torch.Tensor | None = None,
+):
+    """Selective scan (Mamba S6) with the compiled CPU/CUDA kernels; drop-in for mamba_ssm's function.
+
+    Shapes: u, delta, z (B, D, L); A (D, N); B, C (B, N, L) or (B, G, N, L); D, delta_bias (D,);
+    initial_state (B, D, N); dt_scale (B, L). Returns `out` (B, D, L), or `(out, last_state)` with
+    last_state (B, D, N) in float32 (float64 for float64 inputs). See `selective_scan_ref` for the math.
+
+    Differentiable in every tensor argument but `dt_scale`, which is data (elapsed time between events,
+    0 on padded steps); the gradient also flows through `last_state`.
+    """
+    if dt_scale is not None and dt_scale.requires_grad:
+        raise ValueError(
+            "selective_scan_fn: argument 'dt_scale' is data (elapsed time per step) and is not "
+            "differentiable; pass dt_scale.detach()"
+        )
+    needs_grad = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias, initial_state)
+    )
+    out, last_state, _ = _ops.selective_scan_fwd(
+        u, delta, A, B, C, D, z, delta_bias, initial_state, dt_scale, delta_softplus, needs_grad
+    )
+    return (out, last_state) if return_last_state else out
+
+
+def selective_state_update(
+    state: torch.Tensor,
+    x: torch.Tensor,
+    dt: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    dt_bias: torch.Tensor | None = None,
+    dt_softplus: bool = False,
+    dt_scale: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """One step of the scan for streaming inference; updates `state` (B, D, N) in place.
+
+    Shapes: x, dt, z (B, D); A (D, N); B, C (B, N) or (B, G, N); D, dt_bias (D,); dt_scale (B,).
+    Returns the step's output (B, D). Equals one step of `selective_scan_fn` with initial_state=state.
+    Inference only: it has no autograd formula (train with selective_scan_fn).
+    """
+    if torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (state, x, dt, A, B, C, D, z, dt_bias, dt_scale)
+    ):
+        raise RuntimeError(
+            "selective_state_update is an inference op without gradients; call it under torch.no_grad() "
+            "or torch.inference_mode(), and train with selective_scan_fn"
+        )
+    return _ops.selective_state_update(state, x, dt, A, B, C, D, z, dt_bias, dt_scale, dt_softplus)
+
+
+def cpu_isa() -> str:
+    """The instruction set the CPU kernels use on this machine: 'avx512', 'avx2' or 'baseline'."""
+    return _ops.cpu_isa()
+
+
+# --------------------------------------------------------------------------------------------------
+# Fake kernels: output shapes and dtypes for torch.compile and meta tensors.
+
+
+@torch.library.register_fake("hamburg_mamba::selective_scan_fwd")
+def _selective_scan_fwd_fake(u, delta, A, B, C, D, z, delta_bias, initial_state, dt_scale, delta_softplus,
+                             save_checkpoints):
+    batch, dim, seqlen = u.shape
+    dstate = A.shape[1]
+    cdt = _compute_dtype(u.dtype)
+    out = u.new_empty((batch, dim, seqlen))
+    last_state = u.new_empty((batch, dim, dstate), dtype=cdt)
+    n_chunks = -(-seqlen // CHECKPOINT_INTERVAL)
+    shape = (batch, dim, n_chunks, dstate) if save_checkpoints else (0,)
+    return out, last_state, u.new_empty(shape, dtype=cdt)
+
+
+@torch.library.register_fake("hamburg_mamba::selective_scan_bwd")
+def _selective_scan_bwd_fake(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, initial_state, dt_scale,
+                             checkpoints, delta_softplus):
+    cdt = _compute_dtype(u.dtype)
+
+    def like(t):
+        return t.new_empty(t.shape) if t is not None else u.new_empty((0,), dtype=cdt)
+
+    return (like(u), like(u), like(A), like(B), like(C), like(D), like(z), like(delta_bias), like(initial_state))
+
+
+@torch.library.register_fake("hamburg_mamba::selective_state_update")
+def _selective_state_update_fake(state, x, dt, A, B, C, D, z, dt_bias, dt_scale, dt_softplus):
+    return x.new_empty(x.shape)
+
+
+# --------------------------------------------------------------------------------------------------
+# Autograd: the backward is its own op.
+
+
+def _setup_context(ctx, inputs, output):
+    u, delta, A, B, C, D, z, delta_bias, initial_state, dt_scale, delta_softplus, _save = inputs
+    ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, initial_state, dt_scale, output[2])
+    ctx.delta_softplus = delta_softplus
+
+
+def _backward(ctx, dout, dlast_state, _dcheckpoints):
+    u, delta, A, B, C, D, z, delta_bias, initial_state, dt_scale, checkpoints = ctx.saved_tensors
+    if dout is None:
+        dout = torch.zeros_like(u)
+    du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dinitial_state = _ops.selective_scan_bwd(
+        dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, initial_state, dt_scale, checkpoints,
+        ctx.delta_softplus,
+    )
+    return (
+        du,
+        ddelta,
+        dA,
+        dB,
+        dC,
+        dD if D is not None else None,
+        dz if z is not None else None,
+        ddelta_bias if delta_bias is not None else None,
+        dinitial_state if initial_state is not None else None,
+        None,  # dt_scale is data
+        None,
+        None,
+    )
+
+
+torch.library.register_autograd(
+    "hamburg_mamba::selective_scan_fwd", _backward, setup_context=_setup_context
+)
