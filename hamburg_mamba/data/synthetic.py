@@ -330,7 +330,8 @@ def _simulate(cfg, city, drv, arr, rng, rng_course, rng_readmit, rng_close) -> d
     ems_in = np.zeros((H, n), dtype=np.int64)
     walk_in = np.zeros((H, n), dtype=np.int64)
     diverted_out = np.zeros((H, n), dtype=np.int64)
-    eligible = np.zeros((H, n), dtype=bool)  # open at the start of the hour: a closure may start
+    eligible = np.zeros((H, n), dtype=bool)
+    closed_until = np.zeros((H, n))  # end time of the latest closure, as known after hour h  # open at the start of the hour: a closure may start
     closure_end_t = np.full(n, -1.0)
     closures = []  # (hospital, start_h, end_h)
 
@@ -457,10 +458,11 @@ def _simulate(cfg, city, drv, arr, rng, rng_course, rng_readmit, rng_close) -> d
                 closure_end_t[i] = t1[i]
             closure_start[h] = start_now
         closed[h] = closure_end_t > h + 0.5
+        closed_until[h] = closure_end_t
 
     pw = P.finish()
     return {"pathways": pw, "census": census, "boarders": boarders, "closed": closed, "closure_start": closure_start,
-            "hazard_open": hazard_open, "eligible": eligible, "nedocs": nedocs, "ems_in": ems_in, "walk_in": walk_in,
+            "hazard_open": hazard_open, "eligible": eligible, "closed_until": closed_until, "nedocs": nedocs, "ems_in": ems_in, "walk_in": walk_in,
             "diverted_out": diverted_out, "beds": beds, "closures": np.array(closures, dtype=float).reshape(-1, 3),
             "longest_board": longest_board}
 
@@ -1175,14 +1177,19 @@ def _labels(cfg, sim, staff, pw, subject, ev) -> tuple[dict, dict]:
     # crisis: a closure of the pathway's hospital starts in one of the next k whole hours
     H = cfg.hours
     starts = np.vstack([np.zeros((1, sim["closure_start"].shape[1])), np.cumsum(sim["closure_start"], 0)])
-    logsurv = np.log1p(-sim["hazard_open"] * sim["eligible"])
+    # Oracle: hours of the window count from the end of a closure already running at the event's hour (known
+    # then); later hours are not conditioned on the window's own outcome.
+    logsurv = np.log1p(-sim["hazard_open"])
     L = np.vstack([np.zeros((1, logsurv.shape[1])), np.cumsum(logsurv, 0)])
     hb = np.floor(t).astype(np.int64)
+    hbc = np.clip(hb, 0, H - 1)
+    open_from = np.ceil(sim["closed_until"][hbc, hu]).astype(np.int64)
     for k in (6, 12, 24):
         ok = (hb >= 0) & (hb + k < H)
         a, b = np.clip(hb + 1, 0, H), np.clip(hb + 1 + k, 0, H)
         out_y[f"closure_{k}h"] = (starts[b, hu] - starts[a, hu] > 0, ok)
-        out_o[f"closure_{k}h"] = 1.0 - np.exp(L[b, hu] - L[a, hu])
+        a_open = np.clip(np.maximum(a, open_from), 0, b)
+        out_o[f"closure_{k}h"] = 1.0 - np.exp(L[b, hu] - L[a_open, hu])
 
     labels, oracle = {}, {}
     for name, (yv, mv) in out_y.items():
@@ -1246,15 +1253,15 @@ def _course_oracles(pw, p, t, inpatient) -> dict:
             frac = np.clip((rel - (b - offsets[j])) / dt[b], 0.0, 1.0)
             frac = np.where(rel <= 0, 0.0, frac)
             Hx = Hstart[b] + frac * (Hend[b] - Hstart[b])
-            w_before = np.where(b > offsets[j], 1.0, 0.0)
-            prevD = np.where(w_before > 0, Dc[np.maximum(b - 1, 0)], 0.0) - (Dc[offsets[j] - 1] if False else 0.0)
-            prevI = np.where(w_before > 0, Ic[np.maximum(b - 1, 0)], 0.0)
             first_bin = offsets[j]
             baseD = np.where(first_bin > 0, Dc[np.maximum(first_bin - 1, 0)], 0.0)
             baseI = np.where(first_bin > 0, Ic[np.maximum(first_bin - 1, 0)], 0.0)
+            later = b > first_bin
+            prevD = np.where(later, Dc[np.maximum(b - 1, 0)] - baseD, 0.0)
+            prevI = np.where(later, Ic[np.maximum(b - 1, 0)] - baseI, 0.0)
             partD = (np.exp(-Hstart[b]) - np.exp(-Hx)) * q[b]
             partI = (np.exp(-Hstart[b]) - np.exp(-Hx)) * (1 - q[b]) * ICU_AFTER_AE * ward_bin[b]
-            return Hx, prevD - baseD + partD, prevI - baseI + partI, offsets[j + 1] - 1, baseD, baseI
+            return Hx, prevD + partD, prevI + partI, offsets[j + 1] - 1, baseD, baseI
 
         sel = np.nonzero(inpatient)[0]
         j = pos[p[sel]]
