@@ -1,26 +1,23 @@
 """hamburg-mamba: selective state-space models (Mamba) over Hamburg emergency-care pathways.
 
-The compiled selective-scan ops load on first use of an op name (PEP 562), so `hamburg_mamba.data` works
-without the compiled extension (for data engineers who only generate or convert pathway files).
+Importing the package loads the compiled ops, so `torch.ops.hamburg_mamba.*` is available afterwards.
 """
 
-from __future__ import annotations
-
-import importlib
+from hamburg_mamba.ops import (
+    cpu_isa,
+    selective_scan_fn,
+    selective_scan_ref,
+    selective_state_update,
+    selective_state_update_ref,
+)
 
 __version__ = "0.1.0"
 
-_OPS = {
-    "selective_scan_fn": "hamburg_mamba.ops",
-    "selective_scan_ref": "hamburg_mamba.ops",
-    "selective_state_update": "hamburg_mamba.ops",
-    "selective_state_update_ref": "hamburg_mamba.ops",
-}
-
-__all__ = ["__version__", *_OPS]
-
-
-def __getattr__(name: str):
-    if name in _OPS:
-        return getattr(importlib.import_module(_OPS[name]), name)
-    raise AttributeError(f"module 'hamburg_mamba' has no attribute {name!r}")
+__all__ = [
+    "__version__",
+    "cpu_isa",
+    "selective_scan_fn",
+    "selective_scan_ref",
+    "selective_state_update",
+    "selective_state_update_ref",
+]

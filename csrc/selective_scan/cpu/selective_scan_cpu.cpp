@@ -3,7 +3,9 @@
 #include "selective_scan_cpu.h"
 
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -46,19 +48,25 @@ template <typename S>
 void reduce_partials(const SelectiveScanBwdParams& p, const BwdPartials& part, const ParallelFor& parallel_for) {
   const int64_t N = p.dstate, L = p.seqlen, D = p.dim, G = p.n_groups;
   const int64_t bpg = (D / G + kLanes - 1) / kLanes;
-  // dB, dC (B, G, N, L): sum over the channel blocks of each group, blocks in ascending order.
-  parallel_for(p.batch * G * N, [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; ++row) {
-      const int64_t bg = row / N, n = row % N;
+  // dB, dC (B, G, N, L) from partials (items, L, N): sum over the channel blocks of each group in
+  // ascending order, one tile of kTile steps at a time (contiguous adds), then transpose to (N, L).
+  constexpr int64_t kTile = 64;
+  const int64_t n_tiles = (L + kTile - 1) / kTile;
+  parallel_for(p.batch * G * n_tiles, [&](int64_t begin, int64_t end) {
+    std::unique_ptr<S[]> acc(new S[kTile * N]);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t bg = task / n_tiles, t0 = (task % n_tiles) * kTile, len = std::min(kTile, L - t0);
       for (const auto& [src, dst] : {std::pair{static_cast<const S*>(part.dB), static_cast<S*>(p.dB)},
                                      std::pair{static_cast<const S*>(part.dC), static_cast<S*>(p.dC)}}) {
-        S* out = dst + row * L;
-        const S* first = src + (bg * bpg * N + n) * L;
-        for (int64_t t = 0; t < L; ++t) out[t] = first[t];
+        const S* first = src + (bg * bpg * L + t0) * N;
+        for (int64_t i = 0; i < len * N; ++i) acc[i] = first[i];
         for (int64_t j = 1; j < bpg; ++j) {
-          const S* in = src + ((bg * bpg + j) * N + n) * L;
-          for (int64_t t = 0; t < L; ++t) out[t] += in[t];
+          const S* in = src + ((bg * bpg + j) * L + t0) * N;
+          for (int64_t i = 0; i < len * N; ++i) acc[i] += in[i];
         }
+        S* out = dst + bg * N * L + t0;
+        for (int64_t n = 0; n < N; ++n)
+          for (int64_t t = 0; t < len; ++t) out[n * L + t] = acc[t * N + n];
       }
     }
   });
@@ -84,15 +92,15 @@ void reduce_partials(const SelectiveScanBwdParams& p, const BwdPartials& part, c
 template <typename S>
 void run_bwd(const SelectiveScanBwdParams& p, const ParallelFor& parallel_for) {
   const int64_t items = num_items(p.batch, p.dim, p.n_groups);
-  std::vector<S> dBC(2 * static_cast<size_t>(items * p.dstate * p.seqlen));
-  std::vector<S> dA(static_cast<size_t>(p.batch * p.dim * p.dstate));
-  std::vector<S> dD(static_cast<size_t>(p.batch * p.dim)), dbias(static_cast<size_t>(p.batch * p.dim));
+  // Every entry of the partials is written by exactly one work item, so they start uninitialised.
+  const int64_t bc_size = items * p.dstate * p.seqlen, bd = p.batch * p.dim;
+  std::unique_ptr<S[]> buffer(new S[2 * bc_size + bd * p.dstate + 2 * bd]);
   BwdPartials part;
-  part.dB = dBC.data();
-  part.dC = dBC.data() + items * p.dstate * p.seqlen;
-  part.dA = dA.data();
-  part.dD = dD.data();
-  part.ddelta_bias = dbias.data();
+  part.dB = buffer.get();
+  part.dC = buffer.get() + bc_size;
+  part.dA = buffer.get() + 2 * bc_size;
+  part.dD = buffer.get() + 2 * bc_size + bd * p.dstate;
+  part.ddelta_bias = buffer.get() + 2 * bc_size + bd * p.dstate + bd;
   const Isa isa = active_isa();
   parallel_for(items, [&](int64_t begin, int64_t end) {
     switch (isa) {

@@ -11,8 +11,8 @@ namespace hamburg_mamba::cpu {
 // Per-item and per-batch partial gradients, in the compute type; the dispatcher sums them in a fixed
 // order, which keeps the backward bitwise deterministic.
 struct BwdPartials {
-  void* dB = nullptr;           // (items, N, L), item = (b, g, block)
-  void* dC = nullptr;           // (items, N, L)
+  void* dB = nullptr;           // (items, L, N), item = (b, g, block)
+  void* dC = nullptr;           // (items, L, N)
   void* dA = nullptr;           // (B, D, N)
   void* dD = nullptr;           // (B, D)
   void* ddelta_bias = nullptr;  // (B, D)
