@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+import numpy as np
 import torch
 from torch import Tensor
+
+from hamburg_mamba.data.schema import PAD_INDEX
 
 
 @dataclass
@@ -113,3 +116,124 @@ class PathwayBatch:
                                  "and a bool label_mask of the same shape")
         if not torch.equal(self.mask.sum(1), self.lengths):
             raise ValueError("PathwayBatch.lengths: does not equal mask.sum(1)")
+
+
+def collate(enc, idx: np.ndarray, schema) -> PathwayBatch:
+    """Gather pathways `idx` from `EncodedPathways` into a right-padded PathwayBatch (vectorised)."""
+    idx = np.asarray(idx, dtype=np.int64)
+    start = enc.offsets[idx]
+    lengths = enc.offsets[idx + 1] - start  # (B,)
+    B, L = idx.size, int(lengths.max()) if idx.size else 0
+    pos = np.arange(L)[None, :]  # (1, L)
+    mask = pos < lengths[:, None]  # (B, L)
+    flat = np.where(mask, start[:, None] + pos, 0)  # (B, L) row of each slot, 0 on padding (masked below)
+
+    def take(a, fill=0):
+        out = a[flat]  # (B, L, ...)
+        out[~mask] = fill
+        return torch.from_numpy(np.ascontiguousarray(out))
+
+    cat = take(enc.categorical, PAD_INDEX).to(torch.int64)  # (B, L, C)
+    categorical = {f: cat[:, :, j].contiguous() for j, f in enumerate(schema.categorical_vocab)}
+    labels, label_mask, oracle = {}, {}, {}
+    for task, (val, m, orc) in enc.event_labels.items():
+        labels[task] = take(val)
+        label_mask[task] = take(m, False)
+        if orc is not None:
+            oracle[task] = take(orc)
+    for task, (val, m, orc) in enc.pathway_labels.items():
+        labels[task] = torch.from_numpy(val[idx].copy())
+        label_mask[task] = torch.from_numpy(m[idx].copy())
+        if orc is not None:
+            oracle[task] = torch.from_numpy(orc[idx].copy())
+    return PathwayBatch(
+        categorical=categorical,
+        numeric=take(enc.numeric),
+        numeric_missing=take(enc.numeric_missing, True),
+        time_since_prev_h=take(enc.time_since_prev_h),
+        time_since_start_h=take(enc.time_since_start_h),
+        hour_of_day=take(enc.hour_of_day),
+        day_of_week=take(enc.day_of_week).to(torch.int64),
+        mask=torch.from_numpy(mask),
+        lengths=torch.from_numpy(lengths),
+        labels=labels,
+        label_mask=label_mask,
+        subject_id=torch.from_numpy(enc.subject_id[idx].copy()),
+        hospital_id=torch.from_numpy(enc.hospital_id[idx].copy()),
+        pathway_id=torch.from_numpy(enc.pathway_id[idx].copy()),
+        oracle=oracle,
+    )
+
+
+# Bucketing sorts pathways by length within windows of this many batches, so padding stays small while
+# the order still varies between epochs.
+BUCKET_WINDOW_BATCHES = 50
+
+
+class PathwayBatchSampler:
+    """Deterministic batches of pathway indices: same seed and epoch give the same batches.
+
+    shuffle: permute with numpy's generator seeded by (seed, epoch); bucket_by_length: within windows of
+    BUCKET_WINDOW_BATCHES batches, sort by length before cutting batches (then shuffle the batch order).
+    """
+
+    def __init__(self, indices, lengths, batch_size, shuffle, seed, bucket_by_length, drop_last):
+        if batch_size < 1:
+            raise ValueError(f"batch_size: expected >= 1, got {batch_size}")
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.lengths = np.asarray(lengths)
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.bucket, self.drop_last, self.epoch = bucket_by_length, drop_last, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def batches(self) -> list[np.ndarray]:
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch]))
+        idx = rng.permutation(self.indices) if self.shuffle else self.indices.copy()
+        if self.bucket:
+            w = self.batch_size * BUCKET_WINDOW_BATCHES
+            for s in range(0, idx.size, w):
+                part = idx[s:s + w]
+                idx[s:s + w] = part[np.argsort(self.lengths[part], kind="stable")]
+        out = [idx[s:s + self.batch_size] for s in range(0, idx.size, self.batch_size)]
+        if self.drop_last and out and out[-1].size < self.batch_size:
+            out = out[:-1]
+        if self.bucket and self.shuffle:
+            out = [out[i] for i in rng.permutation(len(out))]
+        return out
+
+    def __iter__(self):
+        return iter(self.batches())
+
+    def __len__(self):
+        n = self.indices.size // self.batch_size
+        return n if self.drop_last or self.indices.size % self.batch_size == 0 else n + 1
+
+
+class _Collate:
+    """Picklable collate function for DataLoader workers."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def __call__(self, items):
+        return self.data.batch(np.asarray(items[0] if len(items) == 1 and np.ndim(items[0]) else items))
+
+
+class _IndexDataset(torch.utils.data.Dataset):
+    def __init__(self, n):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return i
+
+
+def make_dataloader(data, indices, batch_size, shuffle, seed, bucket_by_length, num_workers, drop_last):
+    sampler = PathwayBatchSampler(indices, data.encoded.lengths, batch_size, shuffle, seed, bucket_by_length,
+                                  drop_last)
+    return torch.utils.data.DataLoader(_IndexDataset(data.encoded.lengths.size), batch_sampler=sampler,
+                                       collate_fn=_Collate(data), num_workers=num_workers)

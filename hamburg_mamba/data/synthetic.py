@@ -72,6 +72,7 @@ PPUGV_LIMIT = {"ICU": (2.0, 3.0), "IM": (10.0, 22.0), "SURG": (10.0, 20.0), "GER
 # Mean length of stay in days, Destatis 2024 (IM 5.2, surgery 5.0, geriatrics 15.1); neurology and ICU assumed.
 UNIT_LOS_DAYS = {"IM": 5.2, "SURG": 5.0, "GER": 15.1, "NEURO": 6.0}
 ICU_LOS_DAYS = 3.0
+LOS_SIGMA = 0.7  # log-normal spread of the planned ward stay (assumption)
 # Hamburg bed occupancy 2017 (medconweb): beds are sized so that ED-admitted patients fill this share.
 TARGET_OCCUPANCY = 0.828
 # German day/night shift boundaries for PpUGV (day 06-22, night 22-06) and the ambulance closure window.
@@ -227,8 +228,8 @@ def _drivers(cfg: SyntheticConfig) -> dict:
     stamp = pd.Timestamp(cfg.start)
     hod = (stamp.hour + t) % 24.0
     day = np.floor((stamp.hour + t) / 24.0).astype(np.int64)
-    dow = (stamp.dayofweek + day) % 7
-    doy = (stamp.dayofyear + day) % 365
+    dow = (stamp.day_of_week + day) % 7
+    doy = (stamp.day_of_year + day) % 365
     hw0 = cfg.hours_since_start(cfg.heat_wave_start)
     heat = (t >= hw0) & (t < hw0 + 24 * cfg.heat_wave_days)
     # Temperature (daily max proxy, degC): seasonal cosine, heat wave +11 degC, smooth daily wave.
@@ -629,7 +630,7 @@ class _PathwayStore:
         c["ward_unit"][rows] = wu
         c["first_unit"][rows] = np.where(disp == 2, U_ICU, np.where(disp == 1, wu, U_ED))
         los_mean_h = np.array([UNIT_LOS_DAYS.get(x, 1.0) for x in UNITS])[wu] * 24.0
-        sigma = 0.8
+        sigma = LOS_SIGMA
         ward_los = np.exp(np.log(los_mean_h) - sigma ** 2 / 2 + sigma * rng.standard_normal(m))
         c["ward_los_h"][rows] = np.minimum(ward_los, 24.0 * cfg.max_los_days)
         icu_los = np.exp(np.log(ICU_LOS_DAYS * 24.0) - 0.5 + 1.0 * rng.standard_normal(m))

@@ -1,0 +1,122 @@
+"""Calibration of the synthetic city against published aggregates (DOMAIN.md): target vs generated.
+
+Each row names the figure, its source, the target, the generated value, the tolerance and whether it holds.
+Tolerances are stated per row: relative (x/÷ factor or ± %) or absolute (± points).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from hamburg_mamba.data.synthetic import (
+    CLOSURE_ALLOWED_FROM_H,
+    CLOSURE_ALLOWED_UNTIL_H,
+    ED_VISITS_2016,
+    EMS_SHARE,
+    HEAT_WAVE_UPLIFT,
+    UNIT_LOS_DAYS,
+    SyntheticData,
+)
+
+# First half of 2023: > 1,000 closures longer than 2 h and > 500 longer than 6 h city-wide, about 20 EDs.
+H1_2023_DAYS, HAMBURG_EDS = 181, 20
+CLOSURES_GT2H_PER_HOSPITAL_DAY = 1000 / H1_2023_DAYS / HAMBURG_EDS
+CLOSURES_GT6H_PER_HOSPITAL_DAY = 500 / H1_2023_DAYS / HAMBURG_EDS
+WARMUP_DAYS = 14  # the simulation starts with empty wards; occupancy is measured after this
+
+
+def calibration_table(data: SyntheticData) -> pd.DataFrame:
+    cfg = data.config
+    pw = data.pathways
+    drv = data.drivers
+    day = lambda ts: (ts - pd.Timestamp(cfg.start)).dt.days
+    first = pw[pw["arrival_kind"] != "readmission"].copy()
+    first["day"] = day(first["t_onset"])
+    heat_days = set(day(drv.loc[drv["heat_wave"], "time"]).unique())
+    flu_daily = drv.groupby(day(drv["time"]))["flu_share_expected"].mean()
+    mci_day = (pd.Timestamp(cfg.mci_time) - pd.Timestamp(cfg.start)).days
+    quiet = [d for d in range(cfg.days) if d not in heat_days and flu_daily[d] < 0.002 and d != mci_day]
+    base = first[first["day"].isin(quiet) & (first["arrival_kind"] != "mci")]
+    rows = []
+
+    def add(figure, source, target, generated, tol, kind):
+        if kind == "rel":
+            ok = abs(generated - target) <= tol * abs(target)
+            tol_s = f"±{tol:.0%}"
+        elif kind == "factor":
+            ok = target / tol <= generated <= target * tol
+            tol_s = f"x/÷{tol:g}"
+        else:
+            ok = abs(generated - target) <= tol
+            tol_s = f"±{tol:g}"
+        rows.append({"figure": figure, "source": source, "target": float(target), "generated": float(generated),
+                     "tolerance": tol_s, "ok": bool(ok)})
+
+    vol = sum(ED_VISITS_2016[h] for h in cfg.hospitals) * cfg.scale / 365.0
+    add("ED arrivals per day (quiet days)", "Drs. 21/8379 2016 volumes x scale", vol,
+        len(base) / len(quiet), 0.06, "rel")
+    add("EMS share of ED arrivals", "279,471 EMS missions/yr x 70 % transport / 600 k ED visits (derived)",
+        EMS_SHARE, base["ems"].mean(), 0.03, "abs")
+    ems = first[first["ems"] & (first["arrival_kind"] != "mci")]
+    per_day = ems.groupby("day").size().reindex(range(cfg.days), fill_value=0)
+    hw = per_day[list(heat_days)].mean()
+    ref = per_day[quiet].mean()
+    add(f"EMS dispatch uplift in the heat wave ({cfg.heat_wave_level})", "meta-analysis of 48 studies",
+        HEAT_WAVE_UPLIFT[cfg.heat_wave_level], hw / ref - 1.0, 0.06, "abs")
+    old_hw = (ems[ems["day"].isin(heat_days)]["age"] >= 85).mean()
+    old_ref = (ems[ems["day"].isin(quiet)]["age"] >= 85).mean()
+    add("85+ share of EMS arrivals, heat wave minus quiet days (0 to 0.10: excess in the elderly)",
+        "DOMAIN.md heat effects (direction only)", 0.05, old_hw - old_ref, 0.05, "abs")
+    peak = (pd.Timestamp(cfg.flu_peak) - pd.Timestamp(cfg.start)).days
+    wk = first[(first["day"] >= peak - 3) & (first["day"] <= peak + 3)]
+    add("flu share of ED visits in the peak week", "DOMAIN.md (severe week about 8 %)", cfg.flu_peak_share,
+        (wk["icd_chapter"] == "J09-J18").mean(), 0.015, "abs")
+    mci = pw[pw["arrival_kind"] == "mci"]
+    for k, share in enumerate((0.4, 0.2, 0.4)):
+        add(f"MANV SK {'I' * (k + 1)} casualties", "planned split 40-20-40", share * cfg.mci_casualties,
+            (mci["mci_sk"] == k).sum(), 1, "abs")
+    hh = data.hospital_hourly
+    n_h = len(cfg.hospitals)
+    starts = hh[hh["closure_start"]]
+    # closure durations from the hourly closed flags: consecutive closed hours per hospital
+    closed = hh.pivot(index="time", columns="hospital", values="closed_to_ems").to_numpy()
+    lens = _run_lengths(closed)
+    add("closures > 2 h per hospital-day", "> 1,000 in H1 2023 / 181 d / 20 EDs", CLOSURES_GT2H_PER_HOSPITAL_DAY,
+        (lens > 2).sum() / (cfg.days * n_h), 1.5, "factor")
+    add("closures > 6 h per hospital-day", "> 500 in H1 2023 / 181 d / 20 EDs", CLOSURES_GT6H_PER_HOSPITAL_DAY,
+        (lens > 6).sum() / (cfg.days * n_h), 1.5, "factor")
+    night = starts["time"].dt.hour
+    add("closure starts 21:00-06:00", "not allowed at night (Hamburg)", 0,
+        ((night >= CLOSURE_ALLOWED_UNTIL_H) | (night < CLOSURE_ALLOWED_FROM_H)).sum(), 0, "abs")
+    warm = hh[hh["time"] >= pd.Timestamp(cfg.start) + pd.Timedelta(days=WARMUP_DAYS)]
+    add("ward bed occupancy", "Hamburg 2017 (medconweb) 82.8 %", 0.828,
+        warm["ward_census"].sum() / warm["ward_beds"].sum(), 0.06, "abs")
+    # admissions early enough that every stay has ended inside the window (no right-censoring bias)
+    last_adm = pd.Timestamp(cfg.start) + pd.Timedelta(days=cfg.days - 2 * cfg.max_los_days / 2 - 3)
+    done = pw[pw["t_bed"].notna() & (pw["t_bed"] < last_adm)]  # all cases, as Destatis counts them
+    add("mean inpatient length of stay, days", "Destatis 2024 (Germany 7.1 d)", 7.1, done["los_h"].mean() / 24,
+        0.10, "rel")
+    for unit, name in (("IM", "internal medicine"), ("SURG", "general surgery"), ("GER", "geriatrics")):
+        d = done[(done["unit"] == unit) & ~done["icu"]]
+        add(f"mean length of stay, {name}, days", "Destatis 2024", UNIT_LOS_DAYS[unit], d["los_h"].mean() / 24,
+            0.10, "rel")
+    return pd.DataFrame(rows)
+
+
+def _run_lengths(closed: np.ndarray) -> np.ndarray:
+    """Lengths (hours) of runs of True down each column of an (hours, hospitals) bool array."""
+    pad = np.zeros((1, closed.shape[1]), bool)
+    c = np.vstack([pad, closed, pad]).astype(np.int8)
+    d = np.diff(c, axis=0)
+    starts = np.nonzero(d.T == 1)
+    ends = np.nonzero(d.T == -1)
+    return ends[1] - starts[1]
+
+
+def markdown(table: pd.DataFrame) -> str:
+    lines = ["| figure | source | target | generated | tolerance | ok |", "|---|---|---|---|---|---|"]
+    for r in table.itertuples():
+        lines.append(f"| {r.figure} | {r.source} | {r.target:.4g} | {r.generated:.4g} | {r.tolerance} | "
+                     f"{'yes' if r.ok else 'NO'} |")
+    return "\n".join(lines)

@@ -1,0 +1,496 @@
+"""`connect_hamburg_data`: any MEDS dataset (folder or pandas) -> validated, split, encoded pathways.
+
+Flow: read -> validate (validate.py, explicit policies, every drop counted) -> pathways (pathway_id column,
+else one pathway per subject) with the subject's static facts at the head of each -> splits (by subject,
+temporal, or crisis hold-out; a subject is never in two splits) -> fit `DatasetSchema` on the training split
+-> encode all events as flat numpy arrays -> labels joined by (subject_id, prediction_time) ->
+typed batches for torch (`HamburgData.batch`, `HamburgData.dataloader`; torch is imported only there).
+
+Dimension letters: N events (flat, pathway after pathway), P pathways, C categorical fields, F numeric features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from hamburg_mamba.data.schema import (
+    CATEGORICAL_FIELDS,
+    NUMERIC_FEATURES,
+    PAD_INDEX,
+    RESERVED_TOKENS,
+    TASKS,
+    UNKNOWN_INDEX,
+    DatasetSchema,
+    NumericStats,
+    TaskSpec,
+)
+from hamburg_mamba.data.validate import Accounting, DataValidationError, ValidationPolicy, validate_events
+
+SPLITS = ("train", "tuning", "held_out")
+BIRTH_CODE = "MEDS_BIRTH"
+US_PER_HOUR = 3.6e9
+DAYS_PER_YEAR = 365.25
+
+
+@dataclass
+class EncodedPathways:
+    """Flat per-event arrays in pathway order; pathway p owns rows offsets[p]:offsets[p+1]."""
+
+    offsets: np.ndarray  # (P+1,) int64
+    categorical: np.ndarray  # (N, C) int32, columns in schema.categorical_vocab order
+    numeric: np.ndarray  # (N, F) float32, 0 where missing
+    numeric_missing: np.ndarray  # (N, F) bool
+    time_since_prev_h: np.ndarray  # (N,) float32
+    time_since_start_h: np.ndarray  # (N,) float32
+    hour_of_day: np.ndarray  # (N,) float32
+    day_of_week: np.ndarray  # (N,) int8
+    event_labels: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]]  # task -> (N,) value, mask, oracle
+    pathway_labels: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]]  # task -> (P,) value, mask, oracle
+    subject_id: np.ndarray  # (P,) int64
+    hospital_id: np.ndarray  # (P,) int64
+    pathway_id: np.ndarray  # (P,) int64
+    split: np.ndarray  # (P,) object
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
+@dataclass
+class HamburgData:
+    """The connector's result: schema, encoded pathways, splits and the accounting of every event."""
+
+    schema: DatasetSchema
+    encoded: EncodedPathways
+    splits: pd.DataFrame  # subject_id, split
+    accounting: Accounting
+    pathways: pd.DataFrame  # one row per pathway: ids, split, start, end, n_events
+    extra: dict = field(default_factory=dict)
+
+    def report(self) -> str:
+        return self.accounting.report()
+
+    def indices(self, split: str) -> np.ndarray:
+        if split not in SPLITS:
+            raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
+        return np.nonzero(self.encoded.split == split)[0]
+
+    def batch(self, indices, device=None):
+        """PathwayBatch of the given pathway indices (torch tensors; right padding to the longest)."""
+        from hamburg_mamba.data.batch import collate
+
+        b = collate(self.encoded, np.asarray(indices, dtype=np.int64), self.schema)
+        return b if device is None else b.to(device)
+
+    def dataloader(self, split: str, batch_size: int = 32, shuffle: bool = False, seed: int = 0,
+                   bucket_by_length: bool = False, num_workers: int = 0, drop_last: bool = False):
+        """torch DataLoader of PathwayBatch; deterministic for a given seed (and epoch via sampler.set_epoch)."""
+        from hamburg_mamba.data.batch import make_dataloader
+
+        return make_dataloader(self, self.indices(split), batch_size, shuffle, seed, bucket_by_length,
+                               num_workers, drop_last)
+
+
+def connect_hamburg_data(
+    source: str | Path | pd.DataFrame,
+    *,
+    labels: dict[str, pd.DataFrame] | None = None,
+    oracle: dict[str, pd.DataFrame] | None = None,
+    split: Literal["auto", "file", "subject", "temporal", "crisis"] = "auto",
+    splits: pd.DataFrame | None = None,
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    temporal_cutoffs: tuple[str, str] | None = None,
+    holdout_window: tuple[str, str] | None = None,
+    seed: int = 0,
+    policy: ValidationPolicy | None = None,
+    schema: DatasetSchema | None = None,
+    max_len: int | None = None,
+    truncation: Literal["fail", "keep_last"] = "fail",
+    tasks: dict[str, TaskSpec] | None = None,
+) -> HamburgData:
+    """Connect a MEDS dataset folder or a pandas event table.
+
+    source: MEDS root folder (data/<split>/*.parquet, optional labels/<task>/*.parquet, oracle/, metadata/) or a
+        DataFrame with subject_id, time, code [, numeric_value, text_value, pathway_id, hospital, stage, unit,
+        triage_group, arrival_mode].
+    labels / oracle: task -> MEDS label table (override or supply what the folder lacks).
+    split: "file" uses metadata/subject_splits.parquet or `splits`; "subject" random by subject (seed,
+        split_fractions); "temporal" by each subject's first pathway start against `temporal_cutoffs`
+        (train < c0 <= tuning < c1 <= held_out); "crisis" puts every subject with a pathway starting inside
+        `holdout_window` (e.g. the whole heat wave) in held_out; "auto" = "file" when a split table exists,
+        else "subject".
+    schema: a DatasetSchema fitted before (inference): vocabularies and normalisation are reused, not refitted;
+        unknown codes follow policy.unknown_code.
+    max_len: longest pathway kept; longer ones fail (truncation="fail") or keep the static head and the last
+        events (truncation="keep_last"), the cut events counted as dropped.
+    """
+    policy = policy or ValidationPolicy()
+    tasks = dict(TASKS if tasks is None else tasks)
+    acc = Accounting()
+    file_splits = None
+    if isinstance(source, pd.DataFrame):
+        events = source
+    else:
+        from hamburg_mamba.data.meds_io import read_meds
+
+        blob = read_meds(source)
+        events = blob["events"].drop(columns=["shard"])
+        file_splits = blob["splits"]
+        labels = {**blob["labels"], **(labels or {})}
+        oracle = {**blob["oracle"], **(oracle or {})}
+    labels, oracle = labels or {}, oracle or {}
+    if splits is not None:
+        file_splits = splits
+
+    ev = validate_events(events, policy, acc)
+    ev = _assign_pathways(ev, acc)
+    if schema is not None:
+        ev = _unknown_codes(ev, schema, policy, acc)
+
+    pw = _pathway_table(ev)
+    split_table = _make_splits(pw, split, file_splits, split_fractions, temporal_cutoffs, holdout_window, seed, acc)
+    pw = pw.merge(split_table, on="subject_id", how="left", validate="many_to_one")
+    if pw["split"].isna().any():
+        raise DataValidationError("subject_id", "subjects missing from the split table",
+                                  pw[pw["split"].isna()], int(pw["split"].isna().sum()))
+
+    rows, owner = _layout(ev, pw)  # event row order and pathway of each laid-out row
+    rows, owner = _truncate(rows, owner, ev, pw, max_len, truncation, acc)
+    present = {t: s for t, s in tasks.items() if t in labels and len(labels[t])}
+    missing = tuple(t for t in tasks if t not in present)
+    if missing:
+        acc.notes.append(f"tasks without labels in this data (reported, not invented): {list(missing)}")
+    if schema is None:
+        schema = _fit_schema(ev, pw, rows, owner, present, missing, acc)
+        schema.max_len = max_len
+    encoded = _encode(ev, pw, rows, owner, schema, labels, oracle, acc)
+    # Static facts of subjects without any timed event reach no pathway: counted, not silently lost.
+    laid = np.zeros(ev.shape[0], bool)
+    laid[rows] = True
+    acc.drop("static fact of a subject without timed events", int((ev["_static"].to_numpy() & ~laid).sum()))
+    acc.notes.append(f"static facts are repeated at the head of every pathway of their subject "
+                     f"({rows.size - int(laid.sum())} repeated copies, not counted as events in)")
+    if int(laid.sum()) != acc.events_used:
+        raise AssertionError(f"accounting: {int(laid.sum())} events laid out but {acc.events_used} counted as used")
+    return HamburgData(schema=schema, encoded=encoded, splits=split_table, accounting=acc, pathways=pw)
+
+
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _assign_pathways(ev: pd.DataFrame, acc: Accounting) -> pd.DataFrame:
+    static = ev["time"].isna() | (ev["code"] == BIRTH_CODE)
+    if "stage" in ev.columns:
+        static |= (ev["stage"] == "static").fillna(False).to_numpy(bool)
+    ev["_static"] = np.asarray(static, dtype=bool)
+    if "pathway_id" in ev.columns:
+        pid = pd.to_numeric(ev["pathway_id"], errors="coerce")
+        lost = (~ev["_static"]) & pid.isna()
+        if lost.any():
+            acc.drop("timed event without pathway_id", int(lost.sum()))
+            ev = ev[~lost.to_numpy()].reset_index(drop=True)
+            pid = pid[~lost.to_numpy()].reset_index(drop=True)
+        ev["_pathway"] = pid.fillna(-1).astype(np.int64).to_numpy()
+    else:
+        ev["_pathway"] = np.where(ev["_static"], -1, ev["subject_id"].to_numpy())
+        acc.notes.append("no pathway_id column: each subject's timed events form one pathway")
+    shared = ev.loc[~ev["_static"]].groupby("_pathway")["subject_id"].nunique()
+    if (shared > 1).any():
+        bad = ev[ev["_pathway"].isin(shared[shared > 1].index) & ~ev["_static"]]
+        raise DataValidationError("pathway_id", "one pathway_id used by several subjects", bad, len(bad))
+    return ev
+
+
+def _unknown_codes(ev, schema, policy, acc):
+    known = schema.lookup["code"]
+    unk = ~ev["code"].isin(list(known.keys())).to_numpy()
+    if unk.any():
+        if policy.unknown_code == "fail":
+            raise DataValidationError("code", "codes unknown to the fitted schema", ev[unk], int(unk.sum()))
+        if policy.unknown_code == "drop":
+            acc.drop("code unknown to the fitted schema", int(unk.sum()))
+            return ev[~unk].reset_index(drop=True)
+        acc.repair("code unknown to the fitted schema, encoded as <unk>", int(unk.sum()))
+    return ev
+
+
+def _pathway_table(ev: pd.DataFrame) -> pd.DataFrame:
+    timed = ev[~ev["_static"]]
+    g = timed.groupby("_pathway", sort=True)
+    pw = pd.DataFrame({
+        "subject_id": g["subject_id"].first(),
+        "start": g["time"].min(),
+        "end": g["time"].max(),
+        "n_timed": g.size(),
+    })
+    if "hospital" in ev.columns:
+        pw["hospital"] = _first_non_null(timed, "hospital").reindex(pw.index)
+    pw = pw.reset_index().rename(columns={"_pathway": "pathway_id"})
+    return pw.sort_values(["subject_id", "start", "pathway_id"], kind="stable").reset_index(drop=True)
+
+
+def _first_non_null(timed, col):
+    nn = timed[timed[col].notna()]
+    return nn.groupby("_pathway", sort=True)[col].first()
+
+
+def _make_splits(pw, split, file_splits, fractions, cutoffs, window, seed, acc) -> pd.DataFrame:
+    first = pw.groupby("subject_id", sort=True)["start"].min()
+    subjects = first.index.to_numpy()
+    if split == "auto":
+        split = "file" if file_splits is not None else "subject"
+    if split == "file":
+        if file_splits is None:
+            raise ValueError("split='file' needs metadata/subject_splits.parquet or the `splits` argument")
+        out = file_splits[["subject_id", "split"]].copy()
+        out["subject_id"] = out["subject_id"].astype(np.int64)
+        dup = out["subject_id"].duplicated(keep=False)
+        if dup.any():
+            raise DataValidationError("subject_id", "subject in more than one split", out[dup], int(dup.sum()))
+        unknown = ~out["split"].isin(SPLITS)
+        if unknown.any():
+            acc.notes.append(f"split names other than {SPLITS} ignored for batching: "
+                             f"{sorted(out.loc[unknown, 'split'].unique())}")
+        return out[out["subject_id"].isin(subjects)].reset_index(drop=True)
+    if split == "subject":
+        from hamburg_mamba.data.meds_io import assign_splits
+
+        return assign_splits(subjects, seed, fractions)
+    if split == "temporal":
+        if cutoffs is None:
+            raise ValueError("split='temporal' needs temporal_cutoffs=(tuning_from, held_out_from)")
+        c0, c1 = pd.Timestamp(cutoffs[0]), pd.Timestamp(cutoffs[1])
+        lab = np.where(first < c0, "train", np.where(first < c1, "tuning", "held_out"))
+        acc.notes.append("temporal split by each subject's first pathway start (a subject never spans splits)")
+        return pd.DataFrame({"subject_id": subjects, "split": lab})
+    if split == "crisis":
+        if window is None:
+            raise ValueError("split='crisis' needs holdout_window=(start, end), e.g. the heat wave")
+        w0, w1 = pd.Timestamp(window[0]), pd.Timestamp(window[1])
+        inside = (pw["start"] >= w0) & (pw["start"] < w1)
+        held = np.isin(subjects, pw.loc[inside, "subject_id"].unique())
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 13]))
+        tune = (~held) & (rng.random(subjects.size) < fractions[1] / max(fractions[0] + fractions[1], 1e-9))
+        lab = np.where(held, "held_out", np.where(tune, "tuning", "train"))
+        acc.notes.append(f"crisis hold-out: {int(held.sum())} subjects with a pathway starting in [{w0}, {w1})")
+        return pd.DataFrame({"subject_id": subjects, "split": lab})
+    raise ValueError(f"split: expected auto, file, subject, temporal or crisis, got {split!r}")
+
+
+def _layout(ev: pd.DataFrame, pw: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Row order of the laid-out events: for each pathway, its subject's static rows, then its timed rows."""
+    P = len(pw)
+    prank = pd.Series(np.arange(P), index=pw["pathway_id"].to_numpy())
+    static = ev["_static"].to_numpy()
+    timed_rows = np.nonzero(~static)[0]
+    t_owner = prank.reindex(ev["_pathway"].to_numpy()[timed_rows]).to_numpy()
+    # static rows of each subject, repeated for each of its pathways
+    s_rows = np.nonzero(static)[0]
+    s_subj = ev["subject_id"].to_numpy()[s_rows]
+    p_subj = pw["subject_id"].to_numpy()
+    order = np.argsort(s_subj, kind="stable")
+    s_rows, s_subj = s_rows[order], s_subj[order]
+    lo = np.searchsorted(s_subj, p_subj, "left")
+    hi = np.searchsorted(s_subj, p_subj, "right")
+    cnt = hi - lo
+    s_owner = np.repeat(np.arange(P), cnt)
+    k = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    s_take = s_rows[np.repeat(lo, cnt) + k]
+    rows = np.concatenate([s_take, timed_rows])
+    owner = np.concatenate([s_owner, t_owner])
+    head = np.concatenate([np.zeros(s_take.size, np.int8), np.ones(timed_rows.size, np.int8)])
+    o = np.lexsort((rows, head, owner))  # input order is already time-sorted within a subject
+    return rows[o], owner[o]
+
+
+def _trunc_reason(max_len):
+    return f"truncated (max_len={max_len}, keep_last)"
+
+
+def _truncate(rows, owner, ev, pw, max_len, truncation, acc):
+    if max_len is None:
+        return rows, owner
+    lengths = np.bincount(owner, minlength=len(pw))
+    long = lengths > max_len
+    if not long.any():
+        return rows, owner
+    if truncation == "fail":
+        raise DataValidationError("pathway_id", f"{int(long.sum())} pathways longer than max_len={max_len}; "
+                                  "pass truncation='keep_last' to cut them (counted)",
+                                  pw.assign(n_events=lengths)[long], int(long.sum()))
+    start = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    pos = np.arange(rows.size) - start[owner]
+    static = ev["_static"].to_numpy()[rows]
+    n_static = np.bincount(owner, weights=static, minlength=len(pw)).astype(np.int64)
+    keep_from = lengths - (max_len - np.minimum(n_static, max_len))
+    keep = static & (pos < max_len) | (~static & (pos >= keep_from[owner]))
+    acc.drop(_trunc_reason(max_len), int((~keep & ~static).sum()))
+    return rows[keep], owner[keep]
+
+
+def _fit_schema(ev, pw, rows, owner, present, missing, acc) -> DatasetSchema:
+    train = pw["split"].to_numpy()[owner] == "train"
+    tr = ev.iloc[rows[train]]
+    vocab = {}
+    for f in CATEGORICAL_FIELDS:
+        vals = _field_values(tr, f)
+        toks = sorted(pd.unique(vals[pd.notna(vals)]).astype(str).tolist()) if vals is not None else []
+        vocab[f] = list(RESERVED_TOKENS) + toks
+        if vals is None:
+            acc.notes.append(f"field {f!r} absent from the data: encoded as <unk>")
+    stats = {}
+    if "numeric_value" in tr.columns:
+        g = tr.loc[tr["numeric_value"].notna(), ["code", "numeric_value"]].groupby("code")["numeric_value"]
+        agg = g.agg(["mean", "std", "count"])
+        stats = {c: NumericStats(float(r["mean"]), float(r["std"]), int(r["count"])) for c, r in agg.iterrows()}
+    ages = _pathway_age(ev, pw)
+    tr_age = ages[(pw["split"] == "train").to_numpy() & ~np.isnan(ages)]
+    age = NumericStats(float(tr_age.mean()) if tr_age.size else 0.0, float(tr_age.std()) if tr_age.size > 1 else 1.0,
+                       int(tr_age.size))
+    return DatasetSchema(categorical_vocab=vocab, code_stats=stats, age_stats=age, tasks=present,
+                         missing_tasks=missing)
+
+
+def _field_values(df, f):
+    if f == "stage" and "stage" not in df.columns:
+        return np.where(df["_static"].to_numpy(), "static", None).astype(object)
+    if f not in df.columns:
+        return None
+    return df[f].astype("object").to_numpy()
+
+
+def _pathway_age(ev, pw) -> np.ndarray:
+    births = ev.loc[ev["code"] == BIRTH_CODE, ["subject_id", "time"]].dropna().drop_duplicates("subject_id")
+    b = pw[["subject_id"]].merge(births, on="subject_id", how="left")["time"]
+    return ((pw["start"].to_numpy() - b.to_numpy()) / np.timedelta64(1, "D") / DAYS_PER_YEAR).astype(float)
+
+
+def _encode(ev, pw, rows, owner, schema, labels, oracle, acc) -> EncodedPathways:
+    N, P = rows.size, len(pw)
+    lay = ev.iloc[rows]
+    cat = np.zeros((N, len(schema.categorical_vocab)), dtype=np.int32)
+    for j, (f, toks) in enumerate(schema.categorical_vocab.items()):
+        vals = _field_values(lay, f)
+        if vals is None:
+            cat[:, j] = UNKNOWN_INDEX
+            continue
+        codes = pd.Categorical(pd.Series(vals).astype("object").where(pd.notna(vals), None).astype(str)
+                               .where(pd.notna(vals), None), categories=toks[2:]).codes
+        cat[:, j] = np.where(codes >= 0, codes + 2, UNKNOWN_INDEX)
+    # numeric: value z-scored per code with training stats; age at pathway start
+    F = len(NUMERIC_FEATURES)
+    num = np.zeros((N, F), dtype=np.float32)
+    miss = np.ones((N, F), dtype=bool)
+    if "numeric_value" in lay.columns:
+        v = lay["numeric_value"].to_numpy(dtype=float, na_value=np.nan)
+        codes = lay["code"]
+        mean = codes.map({c: s.mean for c, s in schema.code_stats.items()}).to_numpy(dtype=float, na_value=np.nan)
+        std = codes.map({c: s.std for c, s in schema.code_stats.items()}).to_numpy(dtype=float, na_value=np.nan)
+        ok = ~np.isnan(v) & ~np.isnan(mean)
+        no_stats = ~np.isnan(v) & np.isnan(mean)
+        if no_stats.any():
+            acc.repair("numeric_value of a code without training statistics, marked missing", int(no_stats.sum()))
+        num[ok, 0] = ((v[ok] - mean[ok]) / std[ok]).astype(np.float32)
+        miss[:, 0] = ~ok
+    age = _pathway_age(ev, pw)[owner]
+    ok = ~np.isnan(age)
+    num[ok, 1] = ((age[ok] - schema.age_stats.mean) / schema.age_stats.std).astype(np.float32)
+    miss[:, 1] = ~ok
+    # time features (static rows: 0)
+    t = lay["time"].to_numpy().astype("datetime64[us]")
+    static = lay["_static"].to_numpy()
+    tus = np.where(static, 0, t.astype(np.int64))
+    lengths = np.bincount(owner, minlength=P)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    start_us = pw["start"].to_numpy().astype("datetime64[us]").astype(np.int64)[owner]
+    tss = np.where(static, 0.0, (tus - start_us) / US_PER_HOUR).astype(np.float32)
+    prev = np.concatenate([[0], tus[:-1]])
+    first_timed = np.ones(N, bool)
+    first_timed[1:] = (owner[1:] != owner[:-1]) | static[:-1]
+    tsp = np.where(static | first_timed, 0.0, (tus - prev) / US_PER_HOUR).astype(np.float32)
+    hod_us = np.mod(tus, int(24 * US_PER_HOUR))
+    hod = np.where(static, 0.0, hod_us / US_PER_HOUR).astype(np.float32)
+    days = np.floor_divide(tus, int(24 * US_PER_HOUR))
+    dow = np.where(static, 0, (days + 3) % 7).astype(np.int8)  # 1970-01-01 was a Thursday (Monday = 0)
+
+    # labels
+    ev_labels, pw_labels = {}, {}
+    ev_key = pd.MultiIndex.from_arrays([lay["subject_id"].to_numpy(), tus])
+    for task, spec in schema.tasks.items():
+        frame = labels.get(task)
+        if frame is None:
+            continue
+        y, key_sub, key_t = _label_values(task, frame, spec)
+        orc = oracle.get(task)
+        o_vals = None
+        if orc is not None:
+            o_vals = _label_values(task, orc, TaskSpec(task, "regression", spec.level, spec.horizon_h, spec.group,
+                                                       spec.description))
+        lab_key = pd.MultiIndex.from_arrays([key_sub, key_t])
+        if lab_key.has_duplicates:
+            dup = lab_key.duplicated(keep=False)
+            raise DataValidationError("prediction_time", f"labels of {task!r}: duplicate (subject_id, prediction_time)",
+                                      frame[dup], int(dup.sum()))
+        if spec.level == "event":
+            pos = lab_key.get_indexer(ev_key)  # label row of each laid-out event, -1 if none
+            m = (pos >= 0) & ~static
+            val = np.where(m, y[np.maximum(pos, 0)], 0.0).astype(np.float32)
+            ov = None
+            if o_vals is not None:
+                opos = pd.MultiIndex.from_arrays([o_vals[1], o_vals[2]]).get_indexer(ev_key)
+                ov = np.where(opos >= 0, o_vals[0][np.maximum(opos, 0)], 0.0).astype(np.float32)
+            matched = np.unique(pos[m]).size
+            ev_labels[task] = (val, m, ov)
+        else:
+            end_us = pw["end"].to_numpy().astype("datetime64[us]").astype(np.int64)
+            pkey = pd.MultiIndex.from_arrays([pw["subject_id"].to_numpy(), end_us])
+            pos = lab_key.get_indexer(pkey)
+            m = pos >= 0
+            val = np.where(m, y[np.maximum(pos, 0)], 0.0).astype(np.float32)
+            ov = None
+            if o_vals is not None:
+                opos = pd.MultiIndex.from_arrays([o_vals[1], o_vals[2]]).get_indexer(pkey)
+                ov = np.where(opos >= 0, o_vals[0][np.maximum(opos, 0)], 0.0).astype(np.float32)
+            matched = int(m.sum())
+            pw_labels[task] = (val, m, ov)
+        acc.label_rows[task] = {"rows in": len(frame), "matched": int(matched),
+                                "unmatched (no event at prediction_time)": len(frame) - int(matched)}
+    hosp_col = list(schema.categorical_vocab).index("hospital")
+    hospital_id = np.full(P, UNKNOWN_INDEX, dtype=np.int64)
+    if "hospital" in pw.columns:
+        codes = pd.Categorical(pw["hospital"].astype("object"), categories=schema.categorical_vocab["hospital"][2:]).codes
+        hospital_id = np.where(codes >= 0, codes + 2, UNKNOWN_INDEX).astype(np.int64)
+    del hosp_col
+    return EncodedPathways(
+        offsets=offsets.astype(np.int64), categorical=cat, numeric=num, numeric_missing=miss,
+        time_since_prev_h=tsp, time_since_start_h=tss, hour_of_day=hod, day_of_week=dow,
+        event_labels=ev_labels, pathway_labels=pw_labels, subject_id=pw["subject_id"].to_numpy(np.int64),
+        hospital_id=hospital_id, pathway_id=pw["pathway_id"].to_numpy(np.int64),
+        split=pw["split"].to_numpy(object))
+
+
+def _label_values(task, frame, spec):
+    for col in ("subject_id", "prediction_time"):
+        if col not in frame.columns:
+            raise DataValidationError(col, f"labels of {task!r}: missing (MEDS label schema)", frame.head())
+    col = "boolean_value" if spec.kind == "binary" else "float_value"
+    if col not in frame.columns:
+        alt = [c for c in ("boolean_value", "integer_value", "float_value") if c in frame.columns]
+        if not alt:
+            raise DataValidationError(col, f"labels of {task!r}: no value column for a {spec.kind} task", frame.head())
+        col = alt[0]
+    vals = frame[col]
+    if vals.isna().any():
+        raise DataValidationError(col, f"labels of {task!r}: null label values", frame[vals.isna()],
+                                  int(vals.isna().sum()))
+    t = pd.to_datetime(frame["prediction_time"], errors="coerce")
+    if t.isna().any():
+        raise DataValidationError("prediction_time", f"labels of {task!r}: missing or unparseable",
+                                  frame[t.isna()], int(t.isna().sum()))
+    return (vals.to_numpy(dtype=float), frame["subject_id"].to_numpy(np.int64),
+            t.to_numpy().astype("datetime64[us]").astype(np.int64))

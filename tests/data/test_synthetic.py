@@ -1,0 +1,134 @@
+"""Generator: calibration against published figures, oracles against Monte Carlo, determinism."""
+
+import filecmp
+import types
+
+import numpy as np
+import pytest
+
+from hamburg_mamba.data import synthetic as S
+from hamburg_mamba.data.calibration import calibration_table
+from hamburg_mamba.data.meds_io import write_synthetic
+from hamburg_mamba.data.schema import TASKS
+
+
+def test_calibration_table_within_tolerance(demo):
+    table = calibration_table(demo)
+    bad = table[~table["ok"]]
+    assert bad.empty, "figures outside their tolerance:\n" + bad.to_string()
+    assert len(table) >= 15
+
+
+def test_same_seed_same_bytes_other_seed_differs(tmp_path):
+    cfg = S.SyntheticConfig(days=6, scale=0.05)
+    a = write_synthetic(tmp_path / "a", S.generate_synthetic(cfg))
+    b = write_synthetic(tmp_path / "b", S.generate_synthetic(cfg))
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files and files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    match, mismatch, errors = filecmp.cmpfiles(a, b, [str(f) for f in files], shallow=False)
+    assert not mismatch and not errors
+    c = S.generate_synthetic(S.SyntheticConfig(days=6, scale=0.05, seed=1))
+    assert not c.events.equals(S.generate_synthetic(cfg).events)
+
+
+def test_every_head_has_labels_and_oracles(demo):
+    assert set(demo.labels) == set(TASKS) == set(demo.oracle)
+    for task, frame in demo.labels.items():
+        assert len(frame) > 100, task
+        assert len(demo.oracle[task]) == len(frame)
+        p = demo.oracle[task]["float_value"].to_numpy(dtype=float)
+        if TASKS[task].kind == "binary":
+            assert np.all((p >= -1e-9) & (p <= 1 + 1e-9)), task
+
+
+def _monte_carlo_course(data_cfg, reps, seed):
+    cfg = data_cfg
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(cfg.seed).spawn(8)]
+    city, drv = S._city(cfg), S._drivers(cfg)
+    arr = S._draw_arrivals(cfg, city, drv, streams[0])
+    sim = S._simulate(cfg, city, drv, arr, *[streams[i] for i in (1, 2, 5, 6)])
+    pw = sim["pathways"]
+    rows = np.nonzero(~np.isnan(pw["t_bed"]))[0]
+    rng = np.random.default_rng(seed)
+    died = ae24 = icu24 = 0.0
+    for _ in range(reps):  # re-draw only the outcome draws; the skeleton (beds, stays, strain) stays
+        c = {k: v.copy() for k, v in pw.items()}
+        c["e_ae"][rows] = rng.exponential(1.0, rows.size)
+        c["q_fatal"][rows] = rng.random(rows.size)
+        c["icu_after_ae"][rows] = rng.random(rows.size) < S.ICU_AFTER_AE
+        S._inpatient_course(cfg, types.SimpleNamespace(cols=c), rows, None)
+        tb = c["t_bed"][rows]
+        died = died + c["died"][rows]
+        ae24 = ae24 + (c["t_ae"][rows] <= tb + 24)
+        icu24 = icu24 + ((c["t_icu_in"][rows] > tb) & (c["t_icu_in"][rows] <= tb + 24) & (c["disp"][rows] != 2))
+    oracle = S._course_oracles(pw, rows, pw["t_bed"][rows], np.ones(rows.size, bool))
+    ward = pw["disp"][rows] != 2
+    return {"death": (died / reps, oracle["death"]), "ae24": (ae24 / reps, oracle["ae24"]),
+            "icu24": (icu24[ward] / reps, oracle["icu24"][ward])}
+
+
+def test_adverse_event_oracles_match_monte_carlo():
+    """The closed-form probabilities equal the frequency of re-drawn outcomes (within 4 standard errors)."""
+    reps = 40
+    res = _monte_carlo_course(S.SyntheticConfig(days=30, scale=0.1), reps, seed=5)
+    for name, (freq, p) in res.items():
+        n = freq.size * reps
+        se = np.sqrt(max(p.mean() * (1 - p.mean()), 1e-6) / n)
+        assert abs(freq.mean() - p.mean()) < 4 * se, (name, freq.mean(), p.mean(), se)
+        assert p.mean() > 0.002, name  # the check has power: the events happen
+
+
+def test_staff_violation_oracle_matches_binomial_sampling(demo):
+    st = demo.staff_shifts
+    st = st[st["ppugv_limit"].notna() & (st["p_ratio_violation"] > 0.02) & (st["p_ratio_violation"] < 0.98)]
+    assert len(st) > 50
+    rng = np.random.default_rng(3)
+    reps = 4000
+    present = rng.binomial(st["nurses_scheduled"].to_numpy()[:, None], 1 - st["p_sick"].to_numpy(float)[:, None],
+                           size=(len(st), reps))
+    ppn = st["mean_census"].to_numpy(float)[:, None] / np.maximum(present, 1)
+    freq = (ppn > st["ppugv_limit"].to_numpy(float)[:, None]).mean(1)
+    assert np.abs(freq - st["p_ratio_violation"].to_numpy(float)).max() < 0.04
+
+
+@pytest.mark.parametrize("task", ["adverse_event", "icu_transfer", "in_hospital_death", "readmission_30d",
+                                  "ratio_violation_next_shift", "unit_workload"])
+def test_oracle_calibrated_in_the_large(demo, task):
+    y = demo.labels[task].iloc[:, 2].to_numpy(dtype=float)
+    p = demo.oracle[task]["float_value"].to_numpy(dtype=float)
+    # events of one pathway are correlated: a generous 35 % relative band, still far from a wrong model
+    assert abs(y.mean() - p.mean()) <= 0.35 * p.mean(), (y.mean(), p.mean())
+
+
+def test_oracle_discriminates(demo):
+    """The oracle must rank true outcomes above non-outcomes (AUROC well above chance)."""
+    for task in ("adverse_event", "in_hospital_death", "closure_24h", "readmission_30d"):
+        y = demo.labels[task]["boolean_value"].to_numpy(dtype=bool)
+        p = demo.oracle[task]["float_value"].to_numpy(dtype=float)
+        r = np.argsort(np.argsort(p)) + 1.0
+        auc = (r[y].sum() - y.sum() * (y.sum() + 1) / 2) / (y.sum() * (~y).sum())
+        assert auc > 0.6, (task, auc)
+
+
+def test_closures_respect_night_rule_and_end_by_21(demo):
+    hh = demo.hospital_hourly
+    hours = hh.loc[hh["closed_to_ems"], "time"].dt.hour
+    assert ((hours >= S.CLOSURE_ALLOWED_FROM_H) & (hours < S.CLOSURE_ALLOWED_UNTIL_H)).all()
+
+
+def test_events_sorted_and_types(demo):
+    ev = demo.events
+    assert list(ev.columns[:5]) == ["subject_id", "time", "code", "numeric_value", "text_value"]
+    s = ev["subject_id"].to_numpy()
+    assert (np.diff(s) >= 0).all()
+    t = ev["time"].to_numpy().astype("datetime64[us]").astype(np.int64)
+    t = np.where(ev["time"].isna(), np.iinfo(np.int64).min, t)
+    same = s[1:] == s[:-1]
+    assert (t[1:][same] >= t[:-1][same]).all()
+
+
+def test_bad_config_is_rejected():
+    with pytest.raises(ValueError, match="hospitals"):
+        S.SyntheticConfig(hospitals=("Nowhere",))
+    with pytest.raises(ValueError, match="heat_wave_level"):
+        S.SyntheticConfig(heat_wave_level="tropical")
