@@ -1,0 +1,207 @@
+"""The Mamba mixer (selective SSM) and its pre-norm residual block, over irregularly timed clinical events.
+
+Glossary: B batch (pathways), L events, D d_model, E d_inner (= expand * D), N d_state, R dt_rank,
+K d_conv (width of the causal depthwise convolution).
+
+Irregular timing. Each event's step size is the learned, input-dependent softplus(dt) of Mamba multiplied by
+a per-event clock `dt_scale` that the model derives from the elapsed time (`event_clock`). The compiled op
+takes it as its `dt_scale` argument; a scale of 0 makes a step an exact no-op of the state, which is how
+padded events are kept out of the final state.
+
+A layer's recurrent state ("cache") is a dict of batch-first tensors, which the streaming path advances
+one event at a time:
+    conv: (B, E, K) the last K inputs of the convolution, oldest first (zeros before the first event);
+    ssm:  (B, E, N) the SSM state, float32 (float64 for a float64 model).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hamburg_mamba.nn.config import HamburgMambaConfig
+from hamburg_mamba.ops import (
+    selective_scan_fn,
+    selective_scan_ref,
+    selective_state_update,
+    selective_state_update_ref,
+)
+
+
+def event_clock(time_since_prev_h: Tensor, mask: Tensor, time_unit_h: float) -> Tensor:
+    """Per-event SSM clock (B, L): 1 + log1p(elapsed / time_unit_h) for real events, 0 for padding.
+
+    Every event counts as at least one step (events at the same timestamp, common in EHR data, still carry
+    information, as in plain Mamba), and a longer gap decays the state more. The log keeps the clock bounded:
+    Mamba discretises the input term as step * B * u (Euler), which grows linearly with the step, so a linear
+    clock would let a week's gap inject ~170x the input of a same-hour event.
+    """
+    clock = 1.0 + torch.log1p(time_since_prev_h.clamp(min=0.0) / time_unit_h)  # (B, L)
+    return torch.where(mask, clock, torch.zeros_like(clock)).detach()
+
+
+class HamburgMambaBlock(nn.Module):
+    """Pre-norm residual Mamba block: x + SelectiveSSMLayer(RMSNorm(x))."""
+
+    def __init__(self, config: HamburgMambaConfig):
+        super().__init__()
+        self.norm = nn.RMSNorm(config.d_model, eps=config.norm_eps)
+        self.mixer = SelectiveSSMLayer(
+            d_model=config.d_model,
+            d_inner=config.d_inner,
+            d_state=config.d_state,
+            dt_rank=config.dt_rank_value,
+            d_conv=config.d_conv,
+            dt_min=config.dt_min,
+            dt_max=config.dt_max,
+            dt_init_floor=config.dt_init_floor,
+            use_reference_scan=config.use_reference_scan,
+        )
+
+    def forward(self, x: Tensor, dt_scale: Tensor | None = None, lengths: Tensor | None = None,
+                return_state: bool = False):
+        """x: (B, L, D) -> (B, L, D), or ((B, L, D), cache) with return_state (see SelectiveSSMLayer)."""
+        out = self.mixer(self.norm(x), dt_scale=dt_scale, lengths=lengths, return_state=return_state)
+        if return_state:
+            return x + out[0], out[1]
+        return x + out
+
+    def step(self, x: Tensor, cache: dict[str, Tensor], dt_scale: Tensor | None = None) -> Tensor:
+        """x: (B, D) one event per pathway -> (B, D); advances `cache` in place."""
+        return x + self.mixer.step(self.norm(x), cache, dt_scale=dt_scale)
+
+    def empty_cache(self, batch: int, device=None, dtype=None) -> dict[str, Tensor]:
+        return self.mixer.empty_cache(batch, device=device, dtype=dtype)
+
+
+class SelectiveSSMLayer(nn.Module):
+    """The Mamba mixer (Gu and Dao 2023, Fig. 3): in_proj -> causal depthwise conv -> SiLU -> x_proj to
+    (dt, B, C) -> dt_proj -> selective scan (delta_bias, softplus, D skip, SiLU(z) gate) -> out_proj.
+
+    Parameter names follow mamba_ssm's `Mamba` and transformers' `MambaMixer`, so weights load across them.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        d_inner: int | None = None,
+        d_state: int = 16,
+        dt_rank: int | str = "auto",
+        d_conv: int = 4,
+        expand: int = 2,
+        dt_min: float = 0.001,
+        dt_max: float = 0.1,
+        dt_init_floor: float = 1e-4,
+        use_reference_scan: bool = False,
+    ):
+        super().__init__()
+        self.d_model = d_model
+        self.d_inner = d_inner if d_inner is not None else expand * d_model
+        self.d_state = d_state
+        self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else dt_rank
+        self.d_conv = d_conv
+        self.use_reference_scan = use_reference_scan
+        E, N, R = self.d_inner, d_state, self.dt_rank
+
+        self.in_proj = nn.Linear(d_model, 2 * E, bias=False)
+        self.conv1d = nn.Conv1d(E, E, kernel_size=d_conv, groups=E, padding=d_conv - 1, bias=True)
+        self.x_proj = nn.Linear(E, R + 2 * N, bias=False)
+        self.dt_proj = nn.Linear(R, E, bias=True)
+        self.out_proj = nn.Linear(E, d_model, bias=False)
+
+        # S4D-real initialisation: A[:, n] = -(n + 1) (Gu et al. 2022, "On the parameterization and
+        # initialization of diagonal state space models"); stored as log(-A) so A stays negative.
+        A = torch.arange(1, N + 1, dtype=torch.float32).repeat(E, 1)  # (E, N)
+        self.A_log = nn.Parameter(torch.log(A))
+        self.D = nn.Parameter(torch.ones(E))
+        self.A_log._no_weight_decay = True
+        self.D._no_weight_decay = True
+        self._init_dt(dt_min, dt_max, dt_init_floor)
+
+    @torch.no_grad()
+    def _init_dt(self, dt_min: float, dt_max: float, dt_init_floor: float) -> None:
+        # Mamba's dt initialisation: softplus(dt_proj.bias) is log-uniform in [dt_min, dt_max], so channels
+        # start with time scales from ~1 to ~1000 steps; the weight is small so the bias dominates at first.
+        std = self.dt_rank ** -0.5
+        nn.init.uniform_(self.dt_proj.weight, -std, std)
+        log_dt = torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+        dt = torch.exp(log_dt).clamp(min=dt_init_floor)
+        self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse of softplus
+        self.dt_proj.bias._no_reinit = True
+
+    def forward(self, x: Tensor, dt_scale: Tensor | None = None, lengths: Tensor | None = None,
+                return_state: bool = False):
+        """Causal over L.
+
+        x: (B, L, D). dt_scale: (B, L) per-event clock, non-negative, 0 on padding (None = all 1).
+        lengths: (B,) real events per pathway (right padding), used only to read the cache at each pathway's
+        last real event; None = all L.
+        Returns (B, L, D), or ((B, L, D), cache) with return_state, the cache after each pathway's last event.
+        """
+        batch, seqlen, _ = x.shape
+        E, N, R = self.d_inner, self.d_state, self.dt_rank
+        # Project straight into the (B, channels, L) layout that conv1d and the scan read (last dim contiguous).
+        xz = torch.matmul(self.in_proj.weight, x.transpose(1, 2))  # (B, 2E, L)
+        xi, z = xz[:, :E], xz[:, E:]  # (B, E, L) each
+        xc = F.silu(self.conv1d(xi)[..., :seqlen])  # (B, E, L), causal: output t sees inputs <= t
+        x_dbl = self.x_proj(xc.transpose(1, 2))  # (B, L, R + 2N)
+        dt, B, C = torch.split(x_dbl, [R, N, N], dim=-1)
+        dt = torch.matmul(self.dt_proj.weight, dt.transpose(1, 2))  # (B, E, L)
+        A = -torch.exp(self.A_log.float())  # (E, N)
+        scan = selective_scan_ref if self.use_reference_scan else selective_scan_fn
+        y, last_state = scan(
+            xc, dt, A,
+            B.transpose(1, 2).contiguous(),  # (B, N, L)
+            C.transpose(1, 2).contiguous(),  # (B, N, L)
+            D=self.D.float(), z=z, delta_bias=self.dt_proj.bias.float(), delta_softplus=True,
+            return_last_state=True, dt_scale=dt_scale,
+        )
+        out = self.out_proj(y.transpose(1, 2))  # (B, L, D)
+        if not return_state:
+            return out
+        return out, {"conv": self._last_conv_inputs(xi, lengths), "ssm": last_state}
+
+    def _last_conv_inputs(self, xi: Tensor, lengths: Tensor | None) -> Tensor:
+        """The K conv inputs up to each pathway's last real event, zeros before its first: (B, E, K)."""
+        batch, E, seqlen = xi.shape
+        K = self.d_conv
+        padded = F.pad(xi, (K, 0))  # (B, E, K + L); real step t sits at K + t
+        if lengths is None:
+            return padded[..., -K:].contiguous()
+        idx = lengths[:, None] + torch.arange(K, device=xi.device)[None, :]  # (B, K): steps lengths-K..lengths-1
+        return torch.gather(padded, 2, idx[:, None, :].expand(batch, E, K))  # (B, E, K)
+
+    def empty_cache(self, batch: int, device=None, dtype=None) -> dict[str, Tensor]:
+        """The cache before a pathway's first event."""
+        dtype = dtype or self.in_proj.weight.dtype
+        state_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+        return {
+            "conv": torch.zeros(batch, self.d_inner, self.d_conv, device=device, dtype=dtype),
+            "ssm": torch.zeros(batch, self.d_inner, self.d_state, device=device, dtype=state_dtype),
+        }
+
+    @torch.no_grad()
+    def step(self, x: Tensor, cache: dict[str, Tensor], dt_scale: Tensor | None = None) -> Tensor:
+        """One event per pathway in O(1): x (B, D) -> (B, D); advances `cache` in place.
+
+        Equals the same event's row of `forward` over the whole pathway (within float32 rounding).
+        dt_scale: (B,) the event's clock (see `event_clock`).
+        """
+        E, N, R = self.d_inner, self.d_state, self.dt_rank
+        xz = self.in_proj(x)  # (B, 2E)
+        xi, z = xz[:, :E], xz[:, E:]
+        conv = cache["conv"]  # (B, E, K)
+        conv.copy_(torch.roll(conv, shifts=-1, dims=-1))
+        conv[:, :, -1] = xi
+        xc = (conv * self.conv1d.weight[:, 0, :]).sum(-1) + self.conv1d.bias  # (B, E)
+        xc = F.silu(xc)
+        dt, B, C = torch.split(self.x_proj(xc), [R, N, N], dim=-1)  # (B, R), (B, N), (B, N)
+        dt = F.linear(dt, self.dt_proj.weight)  # (B, E)
+        A = -torch.exp(self.A_log.float())  # (E, N)
+        update = selective_state_update_ref if self.use_reference_scan else selective_state_update
+        y = update(cache["ssm"], xc, dt, A, B.contiguous(), C.contiguous(), D=self.D.float(), z=z.contiguous(),
+                   dt_bias=self.dt_proj.bias.float(), dt_softplus=True, dt_scale=dt_scale)  # (B, E)
+        return self.out_proj(y)
