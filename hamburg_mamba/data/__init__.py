@@ -20,6 +20,17 @@ from hamburg_mamba.data.schema import (
 
 _LAZY = {
     "PathwayBatch": "hamburg_mamba.data.batch",
+    "connect_hamburg_data": "hamburg_mamba.data.connector",
+    "HamburgData": "hamburg_mamba.data.connector",
+    "SyntheticConfig": "hamburg_mamba.data.synthetic",
+    "SyntheticData": "hamburg_mamba.data.synthetic",
+    "generate_synthetic": "hamburg_mamba.data.synthetic",
+    "write_meds": "hamburg_mamba.data.meds_io",
+    "write_synthetic": "hamburg_mamba.data.meds_io",
+    "read_meds": "hamburg_mamba.data.meds_io",
+    "ValidationPolicy": "hamburg_mamba.data.validate",
+    "DataValidationError": "hamburg_mamba.data.validate",
+    "calibration_table": "hamburg_mamba.data.calibration",
 }
 
 __all__ = [

@@ -379,9 +379,7 @@ def _encode(ev, pw, rows, owner, schema, labels, oracle, acc) -> EncodedPathways
         if vals is None:
             cat[:, j] = UNKNOWN_INDEX
             continue
-        codes = pd.Categorical(pd.Series(vals).astype("object").where(pd.notna(vals), None).astype(str)
-                               .where(pd.notna(vals), None), categories=toks[2:]).codes
-        cat[:, j] = np.where(codes >= 0, codes + 2, UNKNOWN_INDEX)
+        cat[:, j] = _lookup(vals, toks)
     # numeric: value z-scored per code with training stats; age at pathway start
     F = len(NUMERIC_FEATURES)
     num = np.zeros((N, F), dtype=np.float32)
@@ -460,18 +458,23 @@ def _encode(ev, pw, rows, owner, schema, labels, oracle, acc) -> EncodedPathways
             pw_labels[task] = (val, m, ov)
         acc.label_rows[task] = {"rows in": len(frame), "matched": int(matched),
                                 "unmatched (no event at prediction_time)": len(frame) - int(matched)}
-    hosp_col = list(schema.categorical_vocab).index("hospital")
     hospital_id = np.full(P, UNKNOWN_INDEX, dtype=np.int64)
     if "hospital" in pw.columns:
-        codes = pd.Categorical(pw["hospital"].astype("object"), categories=schema.categorical_vocab["hospital"][2:]).codes
-        hospital_id = np.where(codes >= 0, codes + 2, UNKNOWN_INDEX).astype(np.int64)
-    del hosp_col
+        hospital_id = _lookup(pw["hospital"].astype("object").to_numpy(), schema.categorical_vocab["hospital"])
     return EncodedPathways(
         offsets=offsets.astype(np.int64), categorical=cat, numeric=num, numeric_missing=miss,
         time_since_prev_h=tsp, time_since_start_h=tss, hour_of_day=hod, day_of_week=dow,
         event_labels=ev_labels, pathway_labels=pw_labels, subject_id=pw["subject_id"].to_numpy(np.int64),
         hospital_id=hospital_id, pathway_id=pw["pathway_id"].to_numpy(np.int64),
         split=pw["split"].to_numpy(object))
+
+
+def _lookup(vals: np.ndarray, tokens: list[str]) -> np.ndarray:
+    """Vocabulary index of each value (strings compared; null and unseen -> UNKNOWN_INDEX)."""
+    s = pd.Series(vals, dtype="object")
+    null = s.isna().to_numpy()
+    idx = pd.Index(tokens[2:]).get_indexer(s.where(~null, "").astype(str))
+    return np.where((idx >= 0) & ~null, idx + 2, UNKNOWN_INDEX).astype(np.int64)
 
 
 def _label_values(task, frame, spec):

@@ -114,8 +114,8 @@ def validate_events(df: pd.DataFrame, policy: ValidationPolicy, acc: Accounting)
             raise DataValidationError("subject_id", "expected integer ids, got fractional values", df[frac],
                                       int(frac.sum()))
     df["subject_id"] = sid
-    _required_not_null(df, "subject_id", policy, acc)
-    _required_not_null(df, "code", policy, acc)
+    df = _required_not_null(df, "subject_id", policy, acc)
+    df = _required_not_null(df, "code", policy, acc)
     df["subject_id"] = df["subject_id"].astype(np.int64)
     if not (pd.api.types.is_string_dtype(df["code"]) or pd.api.types.is_object_dtype(df["code"])):
         raise DataValidationError("code", f"expected string codes, got dtype {df['code'].dtype}", df.head())
@@ -150,7 +150,7 @@ def validate_events(df: pd.DataFrame, policy: ValidationPolicy, acc: Accounting)
         inf = np.isinf(df["numeric_value"].to_numpy(dtype=float, na_value=np.nan))
         if inf.any():
             raise DataValidationError("numeric_value", "infinite values", df[inf], int(inf.sum()))
-        _ranges(df, policy, acc)
+        df = _ranges(df, policy, acc)
 
     # duplicates: identical rows (all columns)
     dup = df.duplicated(keep="first")
@@ -193,7 +193,8 @@ def _required_not_null(df, col, policy, acc):
         if policy.missing_required == "fail":
             raise DataValidationError(col, "null values (MEDS requires it non-null)", df[bad], int(bad.sum()))
         acc.drop(f"{col} null", int(bad.sum()))
-        df.drop(index=df.index[bad], inplace=True)
+        return df[~bad]
+    return df
 
 
 def _ranges(df, policy, acc):
@@ -201,19 +202,19 @@ def _ranges(df, policy, acc):
 
     ranges = VITAL_RANGES if policy.ranges is None else policy.ranges
     if not ranges:
-        return
+        return df
     lo = df["code"].map({c: r[0] for c, r in ranges.items()}).astype(float)
     hi = df["code"].map({c: r[1] for c, r in ranges.items()}).astype(float)
     v = df["numeric_value"]
     bad = ((v < lo) | (v > hi)).fillna(False).to_numpy()
     if not bad.any():
-        return
+        return df
     if policy.out_of_range == "fail":
         rows = df[bad].assign(allowed_low=lo[bad], allowed_high=hi[bad])
         raise DataValidationError("numeric_value", "values outside physiological ranges", rows, int(bad.sum()))
     if policy.out_of_range == "clip":
         df.loc[bad, "numeric_value"] = np.clip(v[bad], lo[bad], hi[bad])
         acc.repair("numeric_value clipped to physiological range", int(bad.sum()))
-    else:
-        acc.drop("numeric_value outside physiological range", int(bad.sum()))
-        df.drop(index=df.index[bad], inplace=True)
+        return df
+    acc.drop("numeric_value outside physiological range", int(bad.sum()))
+    return df[~bad]
