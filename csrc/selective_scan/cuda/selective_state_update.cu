@@ -1,0 +1,67 @@
+// One streaming step of the selective scan on CUDA, state updated in place: a warp per (batch, channel)
+// row, lanes over the state index n, the output summed with warp shuffles. The arithmetic is the scan's
+// (step_size, exp2f with log2 e folded into A), so a step here matches a step of selective_scan_fwd.
+#include "selective_scan_common.cuh"
+#include "selective_scan_cuda.h"
+
+namespace hamburg_mamba::gpu {
+namespace {
+
+constexpr int kRowsPerBlock = kNWarps;
+
+template <typename T>
+__global__ void __launch_bounds__(kNThreads) selective_state_update_kernel(const StateUpdateParams p) {
+  const int lane = threadIdx.x & 31;
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerBlock + (threadIdx.x >> 5);
+  if (row >= p.batch * p.dim) return;  // whole warps leave together: the shuffles below stay full-mask
+  const int64_t N = p.dstate;
+  const int64_t b = row / p.dim, d = row % p.dim;
+  const int64_t g = d / (p.dim / p.n_groups);
+
+  const float bias = p.dt_bias ? static_cast<const float*>(p.dt_bias)[d] : 0.f;
+  const float scale = p.dt_scale ? static_cast<const float*>(p.dt_scale)[b] : 1.f;
+  const float s = step_size(to_float(static_cast<const T*>(p.dt)[row]) + bias, p.dt_softplus, scale);
+  const float x = to_float(static_cast<const T*>(p.x)[row]);
+  const float su = s * x;
+  const T* Brow = static_cast<const T*>(p.Bmat) + (b * p.n_groups + g) * N;
+  const T* Crow = static_cast<const T*>(p.Cmat) + (b * p.n_groups + g) * N;
+  const float* A = static_cast<const float*>(p.A) + d * N;
+  float* h = static_cast<float*>(p.state) + row * N;
+
+  float y = 0.f;
+  for (int64_t n = lane; n < N; n += 32) {
+    const float hn = fmaf(exp2f(s * (A[n] * kLog2e)), h[n], su * to_float(Brow[n]));
+    h[n] = hn;
+    y = fmaf(to_float(Crow[n]), hn, y);
+  }
+  y = warp_sum(y);
+  if (lane == 0) {
+    if (p.Dvec) y = fmaf(static_cast<const float*>(p.Dvec)[d], x, y);
+    if (p.z) {
+      const float zv = to_float(static_cast<const T*>(p.z)[row]);
+      y *= zv * sigmoid(zv);
+    }
+    static_cast<T*>(p.out)[row] = from_float<T>(y);
+  }
+}
+
+template <typename T>
+void launch(const StateUpdateParams& p, cudaStream_t stream) {
+  const int64_t rows = p.batch * p.dim;
+  const dim3 grid(static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock));
+  selective_state_update_kernel<T><<<grid, kNThreads, 0, stream>>>(p);
+}
+
+}  // namespace
+
+cudaError_t selective_state_update_cuda(const StateUpdateParams& p, cudaStream_t stream) {
+  switch (p.dtype) {
+    case ScalarType::kFloat32: launch<float>(p, stream); break;
+    case ScalarType::kFloat16: launch<__half>(p, stream); break;
+    case ScalarType::kBFloat16: launch<__nv_bfloat16>(p, stream); break;
+    case ScalarType::kFloat64: return cudaErrorInvalidValue;  // rejected by the host checks
+  }
+  return cudaGetLastError();
+}
+
+}  // namespace hamburg_mamba::gpu
