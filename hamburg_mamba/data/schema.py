@@ -71,7 +71,7 @@ TASKS: dict[str, TaskSpec] = {
         TaskSpec("in_hospital_death", "binary", "event", None, "safety",
                  "death before the pathway ends; missing at and after the death"),
         TaskSpec("readmission_30d", "binary", "pathway", 720.0, "safety",
-                 "a new pathway of the same subject within 30 days after discharge; missing if censored or dead"),
+                 "a new pathway of the same subject within 30 days after discharge; missing if dead or not discharged in the data"),
         TaskSpec("unit_workload", "regression", "event", 12.0, "staff",
                  "patients per nurse present in the event's unit during the next shift"),
         TaskSpec("ratio_violation_next_shift", "binary", "event", 12.0, "staff",
