@@ -89,7 +89,7 @@ def selective_scan_ref(
     (B, D, N) is float32 (float64 for float64 inputs). Returns `out` or `(out, last_state)`.
     """
     cdt = _compute_dtype(u.dtype)
-    batch, dim, seqlen = u.shape
+    batch, dim, _ = u.shape
     step = effective_step(delta, delta_bias, delta_softplus, dt_scale)  # (B, D, L)
     uc = u.to(cdt)
     Af = A.to(cdt)  # (D, N)
@@ -103,9 +103,10 @@ def selective_scan_ref(
     else:
         h = initial_state.to(cdt)
     ys = []
-    for t in range(seqlen):
-        h = dA[..., t] * h + dBu[..., t]  # (B, D, N)
-        ys.append((h * Cf[..., t]).sum(-1))  # (B, D)
+    # unbind (not dA[..., t]) keeps autograd linear in L: one stack in the backward, not L full-size adds.
+    for dA_t, dBu_t, C_t in zip(dA.unbind(-1), dBu.unbind(-1), Cf.unbind(-1)):
+        h = dA_t * h + dBu_t  # (B, D, N)
+        ys.append((h * C_t).sum(-1))  # (B, D)
     y = torch.stack(ys, dim=-1)  # (B, D, L)
     if D is not None:
         y = y + D.to(cdt)[:, None] * uc

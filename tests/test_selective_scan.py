@@ -1,0 +1,461 @@
+"""CPU selective-scan op against the float64 pure-PyTorch reference (the spec).
+
+Glossary: B batch, D channels, L steps, N state size, G groups.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import hamburg_mamba
+from hamburg_mamba.ops import (
+    CHECKPOINT_INTERVAL,
+    selective_scan_fn,
+    selective_scan_ref,
+    selective_state_update,
+    selective_state_update_ref,
+)
+
+OPTIONAL = ("D", "z", "delta_bias", "initial_state", "dt_scale")
+GRAD_NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state")
+
+# (output, gradients) relative L2 tolerances against the float64 reference on the same rounded inputs.
+TOLERANCE = {
+    torch.float64: (1e-12, 1e-11),
+    torch.float32: (1e-5, 1e-4),
+    torch.float16: (2e-3, 5e-3),
+    torch.bfloat16: (1e-2, 2e-2),
+}
+
+
+def make_inputs(batch=2, dim=20, seqlen=33, dstate=8, groups=2, dtype=torch.float64, optional=OPTIONAL,
+                softplus=True, seed=0, requires_grad=False):
+    """Random inputs in the ranges a trained Mamba sees (A < 0, steps of order 0.01-1)."""
+    g = torch.Generator().manual_seed(seed)
+    pdt = torch.float64 if dtype == torch.float64 else torch.float32
+
+    def rnd(*shape, scale=1.0, dt=dtype):
+        return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dt)
+
+    bc_shape = (batch, dstate, seqlen) if groups is None else (batch, groups, dstate, seqlen)
+    args = {
+        "u": rnd(batch, dim, seqlen),
+        "delta": rnd(batch, dim, seqlen, scale=0.5) - (1.0 if softplus else -1.5),
+        "A": -torch.rand(dim, dstate, generator=g, dtype=torch.float64).mul(3).add(0.05).to(pdt),
+        "B": rnd(*bc_shape),
+        "C": rnd(*bc_shape),
+    }
+    if not softplus:
+        args["delta"] = args["delta"].abs()
+    extra = {
+        "D": rnd(dim, dt=pdt),
+        "z": rnd(batch, dim, seqlen),
+        "delta_bias": rnd(dim, scale=0.2, dt=pdt),
+        "initial_state": rnd(batch, dim, dstate, dt=pdt),
+        "dt_scale": torch.rand(batch, seqlen, generator=g, dtype=torch.float64).mul(2).to(pdt),
+    }
+    args.update({k: v for k, v in extra.items() if k in optional})
+    if requires_grad:
+        for k, v in args.items():
+            if k != "dt_scale":
+                v.requires_grad_(True)
+    return args
+
+
+def as_float64(args):
+    return {k: v.detach().double().requires_grad_(v.requires_grad) for k, v in args.items()}
+
+
+def rel_l2(x, ref):
+    x, ref = x.double(), ref.double()
+    return ((x - ref).norm() / ref.norm().clamp_min(1e-30)).item()
+
+
+def run_with_grads(fn, args, softplus, dout, dlast):
+    out, last = fn(**args, delta_softplus=softplus, return_last_state=True)
+    loss = (out.double() * dout).sum() + (last.double() * dlast).sum()
+    names = [k for k in GRAD_NAMES if k in args]
+    grads = torch.autograd.grad(loss, [args[k] for k in names])
+    return out, last, dict(zip(names, grads))
+
+
+def check_against_reference(args, softplus=True):
+    """Compares out, last_state and every gradient with the float64 reference on the same inputs."""
+    dtype = args["u"].dtype
+    tol_out, tol_grad = TOLERANCE[dtype]
+    ref_args = as_float64(args)
+    g = torch.Generator().manual_seed(1)
+    dout = torch.randn(args["u"].shape, generator=g, dtype=torch.float64)
+    dlast = torch.randn(args["u"].shape[0], args["u"].shape[1], args["A"].shape[1], generator=g,
+                        dtype=torch.float64)
+    out, last, grads = run_with_grads(selective_scan_fn, args, softplus, dout, dlast)
+    rout, rlast, rgrads = run_with_grads(selective_scan_ref, ref_args, softplus, dout, dlast)
+    assert out.dtype == dtype and out.shape == args["u"].shape
+    assert last.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    assert rel_l2(out, rout) < tol_out, f"out: {rel_l2(out, rout):.2e}"
+    assert rel_l2(last, rlast) < tol_out, f"last_state: {rel_l2(last, rlast):.2e}"
+    for name, grad in grads.items():
+        assert grad.dtype == args[name].dtype and grad.shape == args[name].shape, name
+        err = rel_l2(grad, rgrads[name])
+        assert err < tol_grad, f"d{name}: {err:.2e}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Agreement with the reference.
+
+
+@pytest.mark.parametrize("dstate", [1, 16, 64, 256])
+@pytest.mark.parametrize("seqlen", [1, 2, 7, 64, 255, 2100])
+def test_matches_reference_float64_all_options(seqlen, dstate):
+    # 2100 > the CPU checkpoint interval (64) and the CUDA chunk (2048).
+    dim = 6 if seqlen * dstate > 100_000 else 20
+    check_against_reference(make_inputs(dim=dim, seqlen=seqlen, dstate=dstate, groups=2, requires_grad=True))
+
+
+@pytest.mark.parametrize("option", ["none", *OPTIONAL, "no_softplus", "ungrouped", "all"])
+def test_each_optional_argument(option):
+    optional = {"none": (), "all": OPTIONAL, "no_softplus": OPTIONAL, "ungrouped": OPTIONAL}.get(option, (option,))
+    groups = None if option == "ungrouped" else 2
+    softplus = option != "no_softplus"
+    args = make_inputs(dim=36, seqlen=70, dstate=16, groups=groups, optional=optional, softplus=softplus,
+                       requires_grad=True)
+    check_against_reference(args, softplus=softplus)
+
+
+@pytest.mark.parametrize("dim,groups", [(1, None), (16, 1), (17, None), (48, 3), (64, 4), (40, 8)])
+def test_channel_blocks_and_groups(dim, groups):
+    # Channels are processed in blocks of 16 inside each group: full, partial and single-channel blocks.
+    check_against_reference(make_inputs(dim=dim, seqlen=40, dstate=5, groups=groups, requires_grad=True))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_low_precision_dtypes(dtype):
+    check_against_reference(make_inputs(dim=24, seqlen=150, dstate=16, dtype=dtype, requires_grad=True))
+
+
+def test_float32_accuracy_long_sequence():
+    # L > 4096: the polynomial exp must not cost accuracy over long recurrences.
+    args = make_inputs(batch=1, dim=8, seqlen=5000, dstate=16, groups=None, dtype=torch.float32,
+                       requires_grad=True)
+    check_against_reference(args)
+
+
+def test_gradcheck_float64():
+    args = make_inputs(batch=2, dim=5, seqlen=9, dstate=3, groups=None, requires_grad=True)
+    names = [k for k in args if k != "dt_scale"]
+
+    def fn(*tensors):
+        kw = dict(zip(names, tensors), dt_scale=args["dt_scale"])
+        return selective_scan_fn(**kw, delta_softplus=True, return_last_state=True)
+
+    assert torch.autograd.gradcheck(fn, [args[k] for k in names], eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+def test_gradient_flows_through_last_state_only():
+    args = make_inputs(seqlen=20, dstate=4, requires_grad=True)
+    _, last = selective_scan_fn(**args, delta_softplus=True, return_last_state=True)
+    rargs = as_float64(args)
+    _, rlast = selective_scan_ref(**rargs, delta_softplus=True, return_last_state=True)
+    grads = torch.autograd.grad(last.sum(), [args["A"], args["initial_state"], args["B"]])
+    rgrads = torch.autograd.grad(rlast.sum(), [rargs["A"], rargs["initial_state"], rargs["B"]])
+    for got, want in zip(grads, rgrads):
+        assert rel_l2(got, want) < 1e-11
+    assert grads[0].abs().sum() > 0
+
+
+def test_non_contiguous_inputs():
+    args = make_inputs(dim=18, seqlen=30, dstate=6, groups=2)
+    strided = {
+        # (B, L, D) storage viewed as (B, D, L): stride 1 along D, not L.
+        "u": args["u"].transpose(1, 2).contiguous().transpose(1, 2),
+        "delta": args["delta"].transpose(1, 2).contiguous().transpose(1, 2),
+        "z": args["z"].transpose(1, 2).contiguous().transpose(1, 2),
+        # Every other step of a twice-as-long tensor.
+        "B": torch.stack([args["B"], args["B"]], dim=-1).flatten(-2)[..., ::2],
+        "C": args["C"].transpose(2, 3).contiguous().transpose(2, 3),
+        "A": args["A"].t().contiguous().t(),
+        "D": torch.stack([args["D"], args["D"]], dim=-1)[:, 0],
+        "delta_bias": args["delta_bias"],
+        "initial_state": args["initial_state"].transpose(1, 2).contiguous().transpose(1, 2),
+        "dt_scale": args["dt_scale"].t().contiguous().t(),
+    }
+    assert not strided["u"].is_contiguous() and not strided["B"].is_contiguous()
+    for name in ("u", "delta", "B", "C", "A", "D", "z", "initial_state", "dt_scale"):
+        assert torch.equal(strided[name], args[name])
+    for k, v in strided.items():
+        if k != "dt_scale":
+            v.requires_grad_(True)
+    check_against_reference(strided)
+
+
+def test_expanded_batch_broadcast_inputs():
+    # B and C shared by the whole batch via stride-0 expansion.
+    args = make_inputs(batch=3, dim=16, seqlen=12, dstate=4, groups=None, requires_grad=True)
+    args["B"] = args["B"][:1].expand(3, -1, -1)
+    args["C"] = args["C"][:1].expand(3, -1, -1)
+    assert args["B"].stride(0) == 0
+    check_against_reference(args)
+
+
+# --------------------------------------------------------------------------------------------------
+# Padding, streaming, determinism.
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_padded_steps_are_exact_noops(dtype):
+    lengths = [13, 40, 1]
+    seqlen = max(lengths)
+    args = make_inputs(batch=3, dim=20, seqlen=seqlen, dstate=8, dtype=dtype, requires_grad=True)
+    mask = torch.arange(seqlen)[None, :] < torch.tensor(lengths)[:, None]  # (B, L)
+    args["dt_scale"] = args["dt_scale"] * mask
+    # Padded positions hold garbage, which must not leak anywhere.
+    with torch.no_grad():
+        for name in ("u", "delta", "z"):
+            args[name][~mask[:, None, :].expand_as(args[name])] = 123.0
+        for name in ("B", "C"):
+            args[name][~mask[:, None, None, :].expand_as(args[name])] = -77.0
+    out, last = selective_scan_fn(**args, delta_softplus=True, return_last_state=True)
+    dout = torch.randn(out.shape, dtype=torch.float64) * mask[:, None, :]
+    loss = (out.double() * dout).sum() + last.double().sum()
+    grads = torch.autograd.grad(loss, [args[k] for k in GRAD_NAMES])
+    grads = dict(zip(GRAD_NAMES, grads))
+    # Each sequence alone, truncated to its length, gives bitwise the same outputs and last state.
+    for b, n in enumerate(lengths):
+        one = {k: (v[b : b + 1, ..., :n] if k in ("u", "delta", "z", "B", "C") else
+                   v[b : b + 1, :n] if k == "dt_scale" else v[b : b + 1] if k == "initial_state" else v)
+               for k, v in args.items()}
+        o1, s1 = selective_scan_fn(**one, delta_softplus=True, return_last_state=True)
+        assert torch.equal(o1[0], out[b, :, :n])
+        assert torch.equal(s1[0], last[b])
+    pad = ~mask
+    for name in ("u", "delta", "z"):
+        assert torch.all(grads[name][pad[:, None, :].expand_as(grads[name])] == 0), name
+    for name in ("B", "C"):
+        assert torch.all(grads[name][pad[:, None, None, :].expand_as(grads[name])] == 0), name
+    for name in GRAD_NAMES:
+        assert torch.isfinite(grads[name]).all(), name
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_state_update_equals_scan_step_by_step(dtype, grouped):
+    args = make_inputs(batch=3, dim=24, seqlen=20, dstate=16, groups=3 if grouped else None, dtype=dtype)
+    out, last = selective_scan_fn(**args, delta_softplus=True, return_last_state=True)
+    state = args["initial_state"].clone()
+    steps, ref_steps = [], []
+    ref_state = state.clone()
+    with torch.no_grad():
+        for t in range(args["u"].shape[-1]):
+            kw = dict(x=args["u"][..., t], dt=args["delta"][..., t], A=args["A"], B=args["B"][..., t],
+                      C=args["C"][..., t], D=args["D"], z=args["z"][..., t], dt_bias=args["delta_bias"],
+                      dt_softplus=True, dt_scale=args["dt_scale"][:, t])
+            steps.append(selective_state_update(state, **kw))
+            ref_steps.append(selective_state_update_ref(ref_state, **kw))
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    assert rel_l2(torch.stack(steps, -1), out) < tol
+    assert rel_l2(state, last) < tol
+    assert rel_l2(torch.stack(ref_steps, -1), out) < tol
+    assert rel_l2(ref_state, last) < tol
+
+
+def test_state_update_non_contiguous_state_is_updated_in_place():
+    args = make_inputs(batch=2, dim=8, seqlen=1, dstate=4, groups=None, dtype=torch.float32)
+    storage = args["initial_state"].transpose(1, 2).contiguous()  # (B, N, D)
+    state = storage.transpose(1, 2)  # (B, D, N) view, not contiguous
+    expected = state.clone()
+    kw = dict(x=args["u"][..., 0], dt=args["delta"][..., 0], A=args["A"], B=args["B"][..., 0],
+              C=args["C"][..., 0], dt_softplus=True)
+    with torch.no_grad():
+        out = selective_state_update(state, **kw)
+        ref = selective_state_update_ref(expected, **kw)
+    assert rel_l2(state, expected) < 1e-6 and rel_l2(out, ref) < 1e-6
+    assert rel_l2(storage.transpose(1, 2), expected) < 1e-6
+
+
+def test_bitwise_deterministic_across_runs_and_thread_counts():
+    args = make_inputs(batch=2, dim=64, seqlen=300, dstate=16, dtype=torch.float32, requires_grad=True)
+    results = []
+    threads = torch.get_num_threads()
+    try:
+        for n_threads in (threads, threads, 1):
+            torch.set_num_threads(n_threads)
+            out, last = selective_scan_fn(**args, delta_softplus=True, return_last_state=True)
+            grads = torch.autograd.grad(out.sum() + last.sum(), [args[k] for k in GRAD_NAMES])
+            results.append((out, last, *grads))
+    finally:
+        torch.set_num_threads(threads)
+    for other in results[1:]:
+        for x, y in zip(results[0], other):
+            assert torch.equal(x, y)
+
+
+@pytest.mark.parametrize("isa", ["avx2", "baseline"])
+def test_lower_isa_levels_match_reference(isa):
+    """Each compiled ISA variant (picked at run time) is correct; the cap is read once per process."""
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
+        import hamburg_mamba, torch
+        from test_selective_scan import check_against_reference, make_inputs
+        assert hamburg_mamba.cpu_isa() in ({isa!r}, "baseline"), hamburg_mamba.cpu_isa()
+        for dtype in (torch.float32, torch.float64, torch.bfloat16):
+            check_against_reference(make_inputs(dim=20, seqlen=100, dstate=17, dtype=dtype, requires_grad=True))
+        print("ok", hamburg_mamba.cpu_isa())
+        """
+    )
+    env = dict(os.environ, HAMBURG_MAMBA_CPU_ISA=isa)
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.startswith("ok")
+
+
+# --------------------------------------------------------------------------------------------------
+# torch.library integration.
+
+
+def op_args(args, softplus=True, save=True):
+    return (args["u"], args["delta"], args["A"], args["B"], args["C"], args.get("D"), args.get("z"),
+            args.get("delta_bias"), args.get("initial_state"), args.get("dt_scale"), softplus, save)
+
+
+@pytest.mark.parametrize("requires_grad", [False, True])
+@pytest.mark.parametrize("optional", [(), OPTIONAL])
+def test_opcheck_forward(requires_grad, optional):
+    args = make_inputs(batch=2, dim=20, seqlen=70, dstate=5, dtype=torch.float32, optional=optional,
+                       requires_grad=requires_grad)
+    torch.library.opcheck(torch.ops.hamburg_mamba.selective_scan_fwd, op_args(args))
+
+
+def test_opcheck_backward_and_state_update():
+    args = make_inputs(batch=2, dim=20, seqlen=70, dstate=5, dtype=torch.float32)
+    out, last, chk = torch.ops.hamburg_mamba.selective_scan_fwd(*op_args(args))
+    dout, dlast = torch.randn_like(out), torch.randn_like(last)
+    bwd_args = (dout, dlast, *op_args(args)[:10], chk, True)
+    torch.library.opcheck(torch.ops.hamburg_mamba.selective_scan_bwd, bwd_args)
+    state = args["initial_state"].clone()
+    su_args = (state, args["u"][..., 0], args["delta"][..., 0], args["A"], args["B"][..., 0], args["C"][..., 0],
+               args["D"], args["z"][..., 0], args["delta_bias"], args["dt_scale"][:, 0], True)
+    torch.library.opcheck(torch.ops.hamburg_mamba.selective_state_update, su_args)
+
+
+def test_checkpoints_hold_the_states_before_each_chunk():
+    seqlen = 3 * CHECKPOINT_INTERVAL + 5
+    args = make_inputs(batch=2, dim=4, seqlen=seqlen, dstate=3)
+    _, _, chk = torch.ops.hamburg_mamba.selective_scan_fwd(*op_args(args))
+    assert chk.shape == (2, 4, 4, 3)
+    for k in range(4):
+        t = k * CHECKPOINT_INTERVAL
+        if t == 0:
+            want = args["initial_state"]
+        else:
+            sub = {n: (v[..., :t] if n in ("u", "delta", "z", "B", "C") else v[:, :t] if n == "dt_scale" else v)
+                   for n, v in args.items()}
+            _, want = selective_scan_ref(**sub, delta_softplus=True, return_last_state=True)
+        assert rel_l2(chk[:, :, k], want) < 1e-12
+
+
+def test_torch_compile_fullgraph_matches_eager():
+    args = make_inputs(batch=2, dim=16, seqlen=40, dstate=8, dtype=torch.float32, requires_grad=True)
+
+    def f(u, delta, A, B, C, D, z, delta_bias, initial_state, dt_scale):
+        out, last = selective_scan_fn(torch.tanh(u), delta, A, B, C, D, z, delta_bias, True, True, initial_state,
+                                      dt_scale)
+        return out * 2 + 1, last.square()
+
+    order = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state", "dt_scale"]
+    inputs = [args[k] for k in order]
+    compiled = torch.compile(f, fullgraph=True, backend="inductor")
+    out_c, last_c = compiled(*inputs)
+    out_e, last_e = f(*inputs)
+    assert torch.allclose(out_c, out_e, rtol=1e-5, atol=1e-5)
+    assert torch.allclose(last_c, last_e, rtol=1e-5, atol=1e-5)
+    grads_c = torch.autograd.grad(out_c.sum() + last_c.sum(), inputs[:9])
+    grads_e = torch.autograd.grad(out_e.sum() + last_e.sum(), inputs[:9])
+    for gc, ge in zip(grads_c, grads_e):
+        assert rel_l2(gc, ge) < 1e-5
+
+
+def test_fake_tensor_shapes_match_real_outputs():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    args = make_inputs(batch=2, dim=20, seqlen=130, dstate=5, groups=None, dtype=torch.bfloat16)
+    real = torch.ops.hamburg_mamba.selective_scan_fwd(*op_args(args))
+    with FakeTensorMode() as mode:
+        fake_args = [mode.from_tensor(a) if isinstance(a, torch.Tensor) else a for a in op_args(args)]
+        fake = torch.ops.hamburg_mamba.selective_scan_fwd(*fake_args)
+    for r, f in zip(real, fake):
+        assert r.shape == f.shape and r.dtype == f.dtype
+
+
+def test_cpu_isa_is_reported():
+    assert hamburg_mamba.cpu_isa() in ("avx512", "avx2", "baseline")
+
+
+# --------------------------------------------------------------------------------------------------
+# Bad input: an error that names the argument and what was expected.
+
+
+def _fwd(**overrides):
+    args = make_inputs(batch=2, dim=8, seqlen=10, dstate=4, groups=None, dtype=torch.float32)
+    args.update(overrides)
+    return selective_scan_fn(**{k: v for k, v in args.items() if v is not None}, delta_softplus=True)
+
+
+@pytest.mark.parametrize(
+    "overrides,error,pattern",
+    [
+        ({"delta": torch.zeros(2, 8, 11)}, ValueError, r"'delta' must have shape \(B, D, L\) = \(2, 8, 10\), got \(2, 8, 11\)"),
+        ({"u": torch.zeros(2, 8)}, ValueError, r"'u' must have shape \(B, D, L\)"),
+        ({"A": torch.zeros(8, 300)}, ValueError, r"N = A.shape\[1\] must be in \[1, 256\], got 300"),
+        ({"A": torch.zeros(7, 4)}, ValueError, r"'A' must have shape \(D, N\) with D = 8"),
+        ({"B": torch.zeros(2, 3, 4, 10), "C": torch.zeros(2, 3, 4, 10)}, ValueError, r"G = B.shape\[1\] = 3 must divide D = 8"),
+        ({"C": torch.zeros(2, 5, 10)}, ValueError, r"'C' must have shape \(B, N, L\) like 'B' = \(2, 4, 10\)"),
+        ({"D": torch.zeros(9)}, ValueError, r"'D' must have shape \(D,\) = \(8,\), got \(9,\)"),
+        ({"z": torch.zeros(1, 8, 10)}, ValueError, r"'z' must have shape"),
+        ({"initial_state": torch.zeros(2, 8, 5)}, ValueError, r"'initial_state' must have shape \(B, D, N\) = \(2, 8, 4\)"),
+        ({"dt_scale": torch.zeros(2, 9)}, ValueError, r"'dt_scale' must have shape \(B, L\) = \(2, 10\)"),
+        ({"dt_scale": -torch.ones(2, 10)}, ValueError, r"'dt_scale' must be non-negative"),
+        ({"u": torch.zeros(2, 8, 10, dtype=torch.int32)}, TypeError, r"'u' must be float32, float16, bfloat16 or float64, got Int"),
+        ({"delta": torch.zeros(2, 8, 10, dtype=torch.float64)}, TypeError, r"'delta' must have the dtype of 'u' \(Float\), got Double"),
+        ({"A": torch.zeros(8, 4, dtype=torch.float16)}, TypeError, r"'A' must be float32 or float64, got Half"),
+        ({"u": torch.zeros(2, 8, 0), "delta": torch.zeros(2, 8, 0)}, ValueError, r"'u' must be non-empty"),
+        ({"u": torch.zeros(0, 8, 10)}, ValueError, r"'u' must be non-empty"),
+    ],
+)
+def test_bad_inputs_name_the_argument(overrides, error, pattern):
+    with pytest.raises(error, match=pattern):
+        _fwd(**overrides)
+
+
+def test_dt_scale_requiring_grad_is_rejected():
+    with pytest.raises(ValueError, match="'dt_scale' is data"):
+        _fwd(dt_scale=torch.ones(2, 10, requires_grad=True))
+
+
+def test_backward_without_checkpoints_is_rejected():
+    args = make_inputs(batch=2, dim=8, seqlen=10, dstate=4, dtype=torch.float32)
+    out, _, chk = torch.ops.hamburg_mamba.selective_scan_fwd(*op_args(args, save=False))
+    assert chk.numel() == 0
+    with pytest.raises(ValueError, match="save_checkpoints=True"):
+        torch.ops.hamburg_mamba.selective_scan_bwd(out, None, *op_args(args)[:10], chk, True)
+
+
+def test_state_update_bad_inputs():
+    state = torch.zeros(2, 8, 4)
+    kw = dict(x=torch.zeros(2, 8), dt=torch.zeros(2, 8), A=torch.zeros(8, 4), B=torch.zeros(2, 4), C=torch.zeros(2, 4))
+    with torch.no_grad():
+        with pytest.raises(ValueError, match=r"'dt' must have shape \(B, D\) = \(2, 8\)"):
+            selective_state_update(state, **{**kw, "dt": torch.zeros(2, 7)})
+        with pytest.raises(TypeError, match=r"'state' must be Float"):
+            selective_state_update(state.double(), **kw)
+        with pytest.raises(ValueError, match=r"'B' must have shape \(B, N\) or \(B, G, N\)"):
+            selective_state_update(state, **{**kw, "B": torch.zeros(2)})
+    with pytest.raises(RuntimeError, match="inference op"):
+        selective_state_update(state, **{**kw, "A": torch.zeros(8, 4, requires_grad=True)})
