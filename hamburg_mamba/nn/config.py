@@ -152,7 +152,8 @@ class HamburgMambaConfig:
 
     # --- JSON ---
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True)
+        # Key order is meaning here (encoder fields and head outputs follow it): never sort_keys.
+        return json.dumps(dataclasses.asdict(self), indent=1)
 
     @classmethod
     def from_json(cls, text: str) -> HamburgMambaConfig:

@@ -17,7 +17,7 @@ VOCAB_SIZES = {"code": 24, "stage": 8, "hospital": 6, "unit": 10, "triage_group"
 assert tuple(VOCAB_SIZES) == CATEGORICAL_FIELDS
 ALL_TASKS = {n: {"kind": t.kind, "level": t.level, "horizon_h": t.horizon_h, "group": t.group}
              for n, t in TASKS.items()}
-# The code whose appearance the planted crisis label remembers for the rest of the pathway.
+# The code whose appearance the planted labels remember (crisis: from then on; readmission: per pathway).
 TRIGGER_CODE = 2
 MISSING_RATE = 0.3
 LABEL_MISSING_RATE = 0.2
@@ -35,7 +35,8 @@ def make_batch(lengths, seed: int = 0, max_len: int | None = None, planted: bool
     Random labels for every declared task, or with planted=True labels the model can only get right by
     remembering the past:
         closure_6h[t] = 1 iff TRIGGER_CODE occurred at or before event t (a pathway-long memory);
-        readmission_30d = 1 iff the pathway's first event has a positive `value` (read at the last event);
+        readmission_30d = 1 iff TRIGGER_CODE occurs anywhere in the pathway (read at the last event, so a
+            model that reads pathway-level outputs anywhere else scores near chance);
         unit_workload[t] = 4 + 3 * (the event's triage group is red or orange).
     """
     g = torch.Generator().manual_seed(seed)
@@ -83,9 +84,8 @@ def make_batch(lengths, seed: int = 0, max_len: int | None = None, planted: bool
         seen = (categorical["code"] == TRIGGER_CODE).cumsum(1) > 0  # (B, L)
         labels["closure_6h"] = seen.float() * mask
         label_mask["closure_6h"] = mask.clone()
-        first_present = ~numeric_missing[:, 0, 0]
-        labels["readmission_30d"] = (numeric[:, 0, 0] > 0).float()
-        label_mask["readmission_30d"] = first_present
+        labels["readmission_30d"] = seen.any(1).float()
+        label_mask["readmission_30d"] = torch.ones(B, dtype=torch.bool)
         severe = categorical["triage_group"] <= 3  # indices 2, 3 stand for MTS red, orange here
         labels["unit_workload"] = (4.0 + 3.0 * severe.float()) * mask
         label_mask["unit_workload"] = mask.clone()
