@@ -110,14 +110,14 @@ __global__ void __launch_bounds__(kNThreads, kMinBlocksBwd) selective_scan_bwd_k
       float bv[K], cv[K];
       load_items<K>(Bg + n * p.B_n_stride, t0, L, bv);
       load_items<K>(Cg + n * p.C_n_stride, t0, L, cv);
-      const float An = s_A[n], A2 = An * kLog2e;
+      const float An = s_A[n];
 
       // Forward states of the chunk from its checkpoint: hp[i] = h before step t0 + i.
       float a[K], hp[K];
       float ta = 1.f, tb = 0.f;
 #pragma unroll
       for (int i = 0; i < K; ++i) {
-        a[i] = exp2f(s[i] * A2);
+        a[i] = exp_decay(s[i] * An);
         tb = fmaf(a[i], tb, su[i] * bv[i]);
         ta *= a[i];
       }
@@ -130,7 +130,7 @@ __global__ void __launch_bounds__(kNThreads, kMinBlocksBwd) selective_scan_bwd_k
       }
 
       // Reverse: G at each step from the later steps.
-      const float a_next = exp2f(s_next * A2);
+      const float a_next = exp_decay(s_next * An);
       float ra = a_next, rb = cv[K - 1] * dy[K - 1];
 #pragma unroll
       for (int i = K - 2; i >= 0; --i) {

@@ -25,9 +25,6 @@ namespace hamburg_mamba::gpu {
 constexpr int kNThreads = 128;
 constexpr int kNWarps = kNThreads / 32;
 constexpr unsigned kFullMask = 0xffffffffu;
-// exp(x) = 2^(x log2 e): log2 e is folded into A once per state, so each step costs one multiply and
-// one exp2f. exp2f (not __expf or --use_fast_math) keeps the full-range 2-ulp accuracy of expf.
-constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kSoftplusThresholdF = static_cast<float>(kSoftplusThreshold);
 
 __device__ __forceinline__ float to_float(float x) { return x; }
@@ -42,6 +39,41 @@ template <>
 __device__ __forceinline__ __half from_float<__half>(float x) { return __float2half_rn(x); }
 template <>
 __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+
+// exp(x) for the decay factors a = exp(s A), to about 1 ulp with FMA arithmetic only: Cephes expf, the
+// same reduction and polynomial as the CPU kernel (cpu/selective_scan_cpu_kernel.inc). Why not the hardware
+// ex2 (MUFU, behind exp2f, expf and __expf): near a = 1 its error of up to 2 ulp is not random from step to
+// step, and the recurrence amplifies a bias in a by the memory length 1 / (1 - a). In a CPU emulation of
+// these kernels a systematic 2-ulp bias took the float32 last state at L = 4500 from 1e-7 to 1.5e-4
+// relative L2 error (the issue requires 1e-5). Define HAMBURG_MAMBA_CUDA_FAST_EXP to use exp2f instead
+// (about 15 fewer instructions per state update) and measure its accuracy on a GPU before keeping it.
+// x = n ln2 + r with |r| <= ln2 / 2; inputs below -88 give 0, above 88.8 give +inf; NaN stays NaN.
+__device__ __forceinline__ float exp_decay(float x) {
+#if defined(HAMBURG_MAMBA_CUDA_FAST_EXP)
+  return exp2f(x * 1.4426950408889634f);
+#else
+  constexpr float kLo = -88.0f, kHi = 88.8f;
+  constexpr float kLog2e = 1.44269504088896341f;
+  // 1.5 * 2^23 + 127: adding it rounds x log2(e) to an integer n and leaves n + 127 in the low mantissa bits.
+  constexpr float kMagic = 12583039.0f;
+  constexpr float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
+  x = x < kLo ? kLo : x;
+  x = x > kHi ? kHi : x;
+  const float t = fmaf(x, kLog2e, kMagic);
+  const float n = t - kMagic;
+  float r = fmaf(-n, kLn2Hi, x);
+  r = fmaf(-n, kLn2Lo, r);
+  float p = 1.9875691500e-4f;
+  p = fmaf(p, r, 1.3981999507e-3f);
+  p = fmaf(p, r, 8.3334519073e-3f);
+  p = fmaf(p, r, 4.1665795894e-2f);
+  p = fmaf(p, r, 1.6666665459e-1f);
+  p = fmaf(p, r, 5.0000001201e-1f);
+  p = fmaf(p, r * r, r) + 1.0f;
+  // Exponent field n + 127: 0 gives 0.0 (x <= -88), 255 gives inf (x >= 88.8).
+  return p * __int_as_float(__float_as_int(t) << 23);
+#endif
+}
 
 __device__ __forceinline__ float sigmoid(float x) { return 1.f / (1.f + expf(-x)); }
 

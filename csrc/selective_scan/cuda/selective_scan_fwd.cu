@@ -18,7 +18,7 @@ __global__ void __launch_bounds__(kNThreads, kMinBlocksFwd) selective_scan_fwd_k
                 "checkpoints must fall on thread boundaries and chunk starts");
   constexpr int kThreadsPerCheckpoint = static_cast<int>(kCheckpointInterval) / K;
 
-  __shared__ float s_A2[kMaxStateSize];        // A[d, n] * log2(e)
+  __shared__ float s_A[kMaxStateSize];
   __shared__ float s_state[2][kMaxStateSize];  // running state before the chunk, by chunk parity
   __shared__ float2 s_warp[2][kNWarps];        // warp totals of the block scan, by scan parity
 
@@ -43,7 +43,7 @@ __global__ void __launch_bounds__(kNThreads, kMinBlocksFwd) selective_scan_fwd_k
   float* chk = p.checkpoints ? static_cast<float*>(p.checkpoints) + row * n_chk * N : nullptr;
 
   for (int n = tid; n < N; n += kNThreads) {
-    s_A2[n] = static_cast<const float*>(p.A)[d * N + n] * kLog2e;
+    s_A[n] = static_cast<const float*>(p.A)[d * N + n];
     const float h = h0 ? h0[n] : 0.f;
     s_state[0][n] = h;
     if (chk) chk[n] = h;  // checkpoint 0: the state before step 0
@@ -87,12 +87,12 @@ __global__ void __launch_bounds__(kNThreads, kMinBlocksFwd) selective_scan_fwd_k
         load_items<K>(Bg + (n + 1) * p.B_n_stride, t0, L, Bnext);
         load_items<K>(Cg + (n + 1) * p.C_n_stride, t0, L, Cnext);
       }
-      const float A2 = s_A2[n];
+      const float An = s_A[n];
       float a[K];
       float ta = 1.f, tb = 0.f;
 #pragma unroll
       for (int i = 0; i < K; ++i) {
-        a[i] = exp2f(s[i] * A2);
+        a[i] = exp_decay(s[i] * An);
         bv[i] *= su[i];
         tb = fmaf(a[i], tb, bv[i]);
         ta *= a[i];

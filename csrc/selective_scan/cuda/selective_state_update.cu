@@ -1,6 +1,6 @@
 // One streaming step of the selective scan on CUDA, state updated in place: a warp per (batch, channel)
 // row, lanes over the state index n, the output summed with warp shuffles. The arithmetic is the scan's
-// (step_size, exp2f with log2 e folded into A), so a step here matches a step of selective_scan_fwd.
+// (step_size, exp_decay), so a step here matches a step of selective_scan_fwd.
 #include "selective_scan_common.cuh"
 #include "selective_scan_cuda.h"
 
@@ -30,7 +30,7 @@ __global__ void __launch_bounds__(kNThreads) selective_state_update_kernel(const
 
   float y = 0.f;
   for (int64_t n = lane; n < N; n += 32) {
-    const float hn = fmaf(exp2f(s * (A[n] * kLog2e)), h[n], su * to_float(Brow[n]));
+    const float hn = fmaf(exp_decay(s * A[n]), h[n], su * to_float(Brow[n]));
     h[n] = hn;
     y = fmaf(to_float(Crow[n]), hn, y);
   }
