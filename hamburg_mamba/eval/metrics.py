@@ -1,0 +1,299 @@
+"""Discrimination, calibration and clinical-utility metrics for binary risk predictions (TRIPOD+AI).
+
+Every metric accepts optional non-negative `weight`s, which is how the cluster bootstrap resamples: a pathway
+drawn k times gives each of its rows weight k, so the rows of one patient stay together (they are not
+independent). The point estimates with unit weights equal scikit-learn's (`tests/eval/test_metrics.py`).
+
+Glossary: n prediction rows, y (n,) 0/1 labels, p (n,) predicted probabilities (or any score for the rank
+metrics), w (n,) weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+ECE_BINS = 10  # equal-mass bins: with a low prevalence equal-width bins leave almost every row in the first bin
+LOGIT_EPS = 1e-6  # probabilities are clipped to [eps, 1 - eps] before taking logits (calibration slope)
+NEWTON_STEPS = 25  # logistic recalibration fit; two parameters converge in a handful of steps
+BOOTSTRAP_ALPHA = 0.05  # 95 % intervals
+DECISION_THRESHOLDS = np.round(np.arange(0.01, 0.51, 0.01), 2)  # net benefit over clinically sensible thresholds
+
+
+def _prep(y, p, w):
+    y = np.asarray(y, dtype=np.float64).ravel()
+    p = np.asarray(p, dtype=np.float64).ravel()
+    w = np.ones_like(y) if w is None else np.asarray(w, dtype=np.float64).ravel()
+    if not (y.shape == p.shape == w.shape):
+        raise ValueError(f"metrics: y, p and weight need one shape, got {y.shape}, {p.shape}, {w.shape}")
+    if y.size and not np.isin(y, (0.0, 1.0)).all():
+        raise ValueError("metrics: y must be 0/1")
+    if np.isnan(p).any():
+        raise ValueError(f"metrics: p has {int(np.isnan(p).sum())} NaN values")
+    return y, p, w
+
+
+def auroc(y, p, weight=None) -> float:
+    """Area under the ROC curve (Mann-Whitney, ties count half); NaN when one class is absent."""
+    y, p, w = _prep(y, p, weight)
+    return _auroc_sorted(*_sort_by_score(y, p, w))
+
+
+def _sort_by_score(y, p, w):
+    order = np.argsort(p, kind="mergesort")
+    return y[order], p[order], w[order]
+
+
+def _tie_groups(p_sorted):
+    """Start index of the tie group of each sorted row, and of the next group."""
+    new = np.ones(p_sorted.size, bool)
+    new[1:] = p_sorted[1:] != p_sorted[:-1]
+    starts = np.flatnonzero(new)
+    group = np.cumsum(new) - 1
+    return group, starts
+
+
+def _auroc_sorted(y, p, w, groups=None):
+    wp, wn = w * y, w * (1 - y)
+    P, N = wp.sum(), wn.sum()
+    if P <= 0 or N <= 0:
+        return float("nan")
+    group, starts = groups if groups is not None else _tie_groups(p)
+    neg_in_group = np.add.reduceat(wn, starts) if starts.size else np.zeros(0)
+    neg_below_group = np.cumsum(neg_in_group) - neg_in_group
+    # each positive beats the negatives in lower tie groups and ties half of those in its own
+    credit = neg_below_group[group] + 0.5 * neg_in_group[group]
+    return float((wp * credit).sum() / (P * N))
+
+
+def average_precision(y, p, weight=None) -> float:
+    """AUPRC as scikit-learn's average precision: sum over thresholds of (R_k - R_{k-1}) P_k."""
+    y, p, w = _prep(y, p, weight)
+    order = np.argsort(-p, kind="mergesort")
+    return _ap_sorted_desc(y[order], p[order], w[order])
+
+
+def _ap_sorted_desc(y, p, w):
+    tp = np.cumsum(w * y)
+    fp = np.cumsum(w * (1 - y))
+    if tp.size == 0 or tp[-1] <= 0:
+        return float("nan")
+    last = np.r_[p[1:] != p[:-1], True]  # evaluate only at the end of each tie group (distinct thresholds)
+    tp, fp = tp[last], fp[last]
+    precision = tp / np.maximum(tp + fp, 1e-300)
+    recall = tp / tp[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def brier(y, p, weight=None) -> float:
+    y, p, w = _prep(y, p, weight)
+    return float(np.sum(w * (p - y) ** 2) / w.sum())
+
+
+def prevalence(y, weight=None) -> float:
+    y, _, w = _prep(y, np.zeros_like(np.asarray(y, dtype=float)), weight)
+    return float(np.sum(w * y) / w.sum())
+
+
+def ece(y, p, weight=None, bins: int = ECE_BINS) -> float:
+    """Expected calibration error: sum over equal-mass bins of (bin weight share) |mean label - mean p|."""
+    y, p, w = _prep(y, p, weight)
+    order = np.argsort(p, kind="mergesort")
+    y, p, w = y[order], p[order], w[order]
+    edges = np.linspace(0, y.size, bins + 1).round().astype(np.int64)
+    total = w.sum()
+    err = 0.0
+    for a, b in zip(edges[:-1], edges[1:]):
+        wb = w[a:b].sum()
+        if wb > 0:
+            err += abs(np.sum(w[a:b] * y[a:b]) - np.sum(w[a:b] * p[a:b])) / total
+    return float(err)
+
+
+def logit(p) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), LOGIT_EPS, 1 - LOGIT_EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def fit_logistic(x, y, weight=None, steps: int = NEWTON_STEPS) -> tuple[float, float]:
+    """(intercept, slope) of the weighted logistic regression y ~ a + b x (unpenalised Newton-Raphson)."""
+    x = np.asarray(x, dtype=np.float64).ravel()
+    y = np.asarray(y, dtype=np.float64).ravel()
+    w = np.ones_like(x) if weight is None else np.asarray(weight, dtype=np.float64).ravel()
+    prev = np.sum(w * y) / w.sum()
+    beta = np.array([np.log(prev / (1 - prev)) if 0 < prev < 1 else 0.0, 0.0])
+    X = np.stack([np.ones_like(x), x], axis=1)
+    for _ in range(steps):
+        eta = X @ beta
+        mu = 1 / (1 + np.exp(-eta))
+        g = X.T @ (w * (y - mu))
+        H = (X * (w * mu * (1 - mu))[:, None]).T @ X
+        try:
+            delta = np.linalg.solve(H + 1e-9 * np.eye(2), g)
+        except np.linalg.LinAlgError:
+            break
+        beta = beta + delta
+        if np.max(np.abs(delta)) < 1e-10:
+            break
+    return float(beta[0]), float(beta[1])
+
+
+def calibration_slope_intercept(y, p, weight=None) -> tuple[float, float]:
+    """Calibration slope (logistic regression of y on logit p) and calibration-in-the-large (intercept of
+    y ~ offset(logit p)); ideal 1 and 0 (Van Calster et al. 2019)."""
+    y, p, w = _prep(y, p, weight)
+    lp = logit(p)
+    _, slope = fit_logistic(lp, y, w)
+    # calibration-in-the-large: intercept with the slope fixed at 1, one-dimensional Newton on the offset model
+    a = 0.0
+    for _ in range(NEWTON_STEPS):
+        mu = 1 / (1 + np.exp(-(a + lp)))
+        g = np.sum(w * (y - mu))
+        h = np.sum(w * mu * (1 - mu))
+        if h <= 0:
+            break
+        step = g / h
+        a += step
+        if abs(step) < 1e-10:
+            break
+    return slope, float(a)
+
+
+def calibration_curve(y, p, bins: int = ECE_BINS) -> tuple[np.ndarray, np.ndarray]:
+    """(mean predicted, observed rate) per equal-mass bin: the points of a reliability diagram."""
+    y, p, _ = _prep(y, p, None)
+    order = np.argsort(p, kind="mergesort")
+    edges = np.linspace(0, y.size, bins + 1).round().astype(np.int64)
+    mp, obs = [], []
+    for a, b in zip(edges[:-1], edges[1:]):
+        if b > a:
+            mp.append(p[order[a:b]].mean())
+            obs.append(y[order[a:b]].mean())
+    return np.array(mp), np.array(obs)
+
+
+def net_benefit(y, p, thresholds=DECISION_THRESHOLDS) -> dict[str, np.ndarray]:
+    """Decision curve (Vickers and Elkin 2006): net benefit of treating rows with p >= t, of treating all
+    and of treating none (0), for each threshold probability t."""
+    y, p, _ = _prep(y, p, None)
+    n = y.size
+    t = np.asarray(thresholds, dtype=np.float64)
+    odds = t / (1 - t)
+    treat = p[None, :] >= t[:, None]  # (T, n)
+    tp = (treat & (y[None, :] == 1)).sum(1) / n
+    fp = (treat & (y[None, :] == 0)).sum(1) / n
+    prev = y.mean()
+    return {"threshold": t, "model": tp - fp * odds, "treat_all": prev - (1 - prev) * odds,
+            "treat_none": np.zeros_like(t)}
+
+
+def threshold_at_sensitivity(y, p, sensitivity: float) -> float:
+    """Highest threshold t with sensitivity P(p >= t | y = 1) >= `sensitivity`."""
+    y, p, _ = _prep(y, p, None)
+    pos = np.sort(p[y == 1])[::-1]
+    if pos.size == 0:
+        return float("nan")
+    k = int(np.ceil(sensitivity * pos.size)) - 1
+    return float(pos[min(max(k, 0), pos.size - 1)])
+
+
+def roc_points(y, p) -> tuple[np.ndarray, np.ndarray]:
+    """(false positive rate, true positive rate) at every distinct threshold, from (0, 0) to (1, 1)."""
+    y, p, _ = _prep(y, p, None)
+    order = np.argsort(-p, kind="mergesort")
+    ys, ps = y[order], p[order]
+    last = np.r_[ps[1:] != ps[:-1], True]
+    tp = np.cumsum(ys)[last]
+    fp = np.cumsum(1 - ys)[last]
+    P, N = max(ys.sum(), 1), max((1 - ys).sum(), 1)
+    return np.r_[0.0, fp / N], np.r_[0.0, tp / P]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Bootstrap
+
+
+@dataclass
+class Estimate:
+    """A point estimate with its percentile bootstrap interval (NaN where undefined)."""
+
+    value: float
+    low: float
+    high: float
+
+    def fmt(self, digits: int = 3) -> str:
+        if not np.isfinite(self.value):
+            return "n/a"
+        if not (np.isfinite(self.low) and np.isfinite(self.high)):
+            return f"{self.value:.{digits}f}"
+        return f"{self.value:.{digits}f} ({self.low:.{digits}f}-{self.high:.{digits}f})"
+
+    def as_dict(self) -> dict:
+        return {"value": self.value, "low": self.low, "high": self.high}
+
+
+BINARY_METRICS = ("auroc", "auprc", "brier", "ece", "calibration_slope", "calibration_intercept")
+
+
+def binary_metrics(y, p, weight=None) -> dict[str, float]:
+    """Every metric of BINARY_METRICS at one weighting (the bootstrap calls this once per replicate)."""
+    y, p, w = _prep(y, p, weight)
+    slope, intercept = calibration_slope_intercept(y, p, w)
+    return {"auroc": auroc(y, p, w), "auprc": average_precision(y, p, w), "brier": brier(y, p, w),
+            "ece": ece(y, p, w), "calibration_slope": slope, "calibration_intercept": intercept}
+
+
+def bootstrap_binary(y, p, cluster=None, n_boot: int = 200, seed: int = 0,
+                     metrics=BINARY_METRICS) -> dict[str, Estimate]:
+    """Point estimates and percentile 95 % intervals from a cluster bootstrap (clusters: e.g. pathway ids;
+    None = rows are independent). Returns metric -> Estimate, plus 'prevalence' and 'n'."""
+    y, p, _ = _prep(y, p, None)
+    cluster = np.arange(y.size) if cluster is None else np.asarray(cluster).ravel()
+    _, inverse = np.unique(cluster, return_inverse=True)
+    n_clusters = int(inverse.max()) + 1 if y.size else 0
+    point = binary_metrics(y, p)
+    rng = np.random.default_rng(seed)
+    draws = {m: [] for m in metrics}
+    for _ in range(n_boot if n_clusters > 1 else 0):
+        counts = np.bincount(rng.integers(0, n_clusters, n_clusters), minlength=n_clusters)
+        w = counts[inverse].astype(np.float64)
+        keep = w > 0
+        rep = binary_metrics(y[keep], p[keep], w[keep])
+        for m in metrics:
+            draws[m].append(rep[m])
+    out = {}
+    for m in metrics:
+        d = np.asarray(draws[m], dtype=np.float64)
+        d = d[np.isfinite(d)]
+        lo, hi = (np.quantile(d, [BOOTSTRAP_ALPHA / 2, 1 - BOOTSTRAP_ALPHA / 2]) if d.size >= 10
+                  else (np.nan, np.nan))
+        out[m] = Estimate(point[m], float(lo), float(hi))
+    out["prevalence"] = Estimate(float(y.mean()) if y.size else np.nan, np.nan, np.nan)
+    out["n"] = Estimate(float(y.size), np.nan, np.nan)
+    return out
+
+
+def regression_metrics(y, yhat) -> dict[str, float]:
+    y = np.asarray(y, dtype=np.float64)
+    yhat = np.asarray(yhat, dtype=np.float64)
+    resid = y - yhat
+    ss_tot = np.sum((y - y.mean()) ** 2)
+    return {"mae": float(np.mean(np.abs(resid))), "rmse": float(np.sqrt(np.mean(resid ** 2))),
+            "r2": float(1 - np.sum(resid ** 2) / ss_tot) if ss_tot > 0 else float("nan"), "n": float(y.size)}
+
+
+class PlattRecalibration:
+    """Logistic recalibration p' = sigmoid(a + b logit p), fitted on the tuning split (Platt 1999)."""
+
+    def __init__(self):
+        self.intercept, self.slope = 0.0, 1.0
+
+    def fit(self, y, p) -> PlattRecalibration:
+        y, p, _ = _prep(y, p, None)
+        if 0 < y.sum() < y.size:
+            self.intercept, self.slope = fit_logistic(logit(p), y)
+        return self
+
+    def __call__(self, p) -> np.ndarray:
+        return 1 / (1 + np.exp(-(self.intercept + self.slope * logit(p))))

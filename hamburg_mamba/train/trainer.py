@@ -1,0 +1,337 @@
+"""Trainer: AdamW with linear warmup and cosine decay, gradient clipping, early stopping on the tuning split,
+bf16 autocast on CUDA, atomic resumable checkpoints, and data-parallel training under torchrun.
+
+Distributed: every rank draws the same global batch of `batch_size` pathways from the deterministic sampler
+(seed, epoch) and takes every world_size-th pathway of it, so a run on W processes sees exactly the pathways a
+single process sees, split W ways; DDP averages the gradients. Per-rank losses are masked means, so the averaged
+gradient equals the single-process gradient only up to how labels fall on the ranks (tests/train/test_ddp.py
+measures the difference).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from hamburg_mamba.data.batch import PathwayBatchSampler
+from hamburg_mamba.train.checkpoint import (
+    atomic_write_text,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    save_model,
+)
+
+
+@dataclass
+class TrainConfig:
+    """How to train; saved as train_config.json in the run directory."""
+
+    epochs: int = 5  # passes over the training split (fewer if early stopping or max_steps end the run)
+    max_steps: int | None = None  # hard cap on optimizer steps (the demo's time budget); None = epochs decide
+    batch_size: int = 32  # pathways per optimizer step over all ranks
+    lr: float = 2e-3  # peak learning rate after warmup
+    weight_decay: float = 0.01  # AdamW, on matrices only (not on norms, biases, embeddings' padding rows)
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_steps: int = 50  # linear warmup from lr / warmup_steps
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio at the last step
+    grad_clip: float = 1.0  # global gradient-norm clip
+    eval_every: int | None = None  # optimizer steps between tuning evaluations; None = once per epoch
+    eval_max_pathways: int | None = None  # evaluate early stopping on a fixed random subset of the tuning split
+    patience: int = 3  # tuning evaluations without improvement before stopping
+    checkpoint_every: int = 100  # optimizer steps between resumable checkpoints (and at every evaluation)
+    seed: int = 0
+    bf16: bool = True  # autocast to bfloat16 on CUDA (ignored on CPU)
+    bucket_by_length: bool = True  # batches of similar length: less padding, same pathways per epoch
+    progress: bool = True  # tqdm bar on rank 0
+    num_threads: int | None = None  # torch intra-op threads on CPU; None = torch's default
+
+    def __post_init__(self):
+        self.betas = tuple(self.betas)
+        if self.batch_size < 1 or self.epochs < 1:
+            raise ValueError(f"TrainConfig: batch_size and epochs must be >= 1, got {self.batch_size}, {self.epochs}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"TrainConfig.max_steps: expected >= 1 or None, got {self.max_steps}")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainConfig:
+        return cls(**json.loads(text))
+
+
+def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
+    """Multiplier of the peak learning rate at optimizer step `step` (0-based): linear warmup over `warmup`
+    steps, then cosine from 1 down to `min_ratio` at step `total` - 1."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    span = max(total - warmup - 1, 1)
+    progress = min(max(step - warmup, 0) / span, 1.0)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def distributed_context() -> tuple[int, int]:
+    """(rank, world size); (0, 1) when torch.distributed is not initialised."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Decay weight matrices only; norms, biases, embeddings and SSM parameters (A_log, D, dt bias) keep their
+    scale (Mamba and nanoGPT practice)."""
+    decay, keep = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        is_matrix = p.ndim >= 2 and "embed" not in name and "A_log" not in name
+        (decay if is_matrix else keep).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": keep, "weight_decay": 0.0}]
+
+
+class Trainer:
+    """Trains `model` on `data` (a `HamburgData`) and writes the run directory (see checkpoint.py).
+
+    The caller seeds and builds the model (so that every rank builds the same initial weights); `fit` resumes
+    from the run directory's latest checkpoint when there is one and `resume` is True.
+    """
+
+    def __init__(self, model, data, config: TrainConfig, run_dir: str | Path, device: str | torch.device = "cpu",
+                 data_spec: dict | None = None):
+        self.config = config
+        self.data = data
+        self.run_dir = Path(run_dir)
+        self.device = torch.device(device)
+        self.rank, self.world = distributed_context()
+        self.model = model.to(self.device)
+        self.module = self.model  # the unwrapped model (what is saved)
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self.optimizer = torch.optim.AdamW(parameter_groups(self.module, config.weight_decay), lr=config.lr,
+                                           betas=config.betas)
+        self.data_spec = data_spec or {}
+        self.train_idx = data.indices("train")
+        self.tune_idx = data.indices("tuning")
+        if self.train_idx.size == 0:
+            raise ValueError("Trainer: the training split is empty")
+        if config.eval_max_pathways is not None and self.tune_idx.size > config.eval_max_pathways:
+            rng = np.random.default_rng(config.seed)
+            self.tune_idx = np.sort(rng.choice(self.tune_idx, config.eval_max_pathways, replace=False))
+        lengths = data.encoded.lengths
+        self.sampler = PathwayBatchSampler(self.train_idx, lengths, config.batch_size, shuffle=True,
+                                           seed=config.seed, bucket_by_length=config.bucket_by_length,
+                                           drop_last=False)
+        self.steps_per_epoch = len(self.sampler)
+        total = self.steps_per_epoch * config.epochs
+        self.total_steps = min(total, config.max_steps) if config.max_steps else total
+        self.autocast = self.device.type == "cuda" and config.bf16
+        # trainer state (saved in checkpoints)
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.best_loss = float("inf")
+        self.best_step = -1
+        self.bad_evals = 0
+        self.history: list[dict] = []
+        self.stopped = ""
+        self.skipped_batches = 0
+
+    # ------------------------------------------------------------------------------------------------
+
+    def fit(self, resume: bool = True, stop_after: int | None = None) -> dict:
+        """Train until epochs, max_steps or early stopping end the run; returns a summary.
+
+        stop_after: leave after this many optimizer steps in this call, as a kill would (tests of resuming).
+        """
+        cfg = self.config
+        if cfg.num_threads:
+            torch.set_num_threads(cfg.num_threads)
+        seed_everything(cfg.seed + self.rank)
+        ckpt = latest_checkpoint(self.run_dir) if resume else None
+        if ckpt is not None:
+            self._restore(ckpt)
+        elif self.rank == 0:
+            self._write_run_files()
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not cfg.progress or self.rank != 0,
+                   desc=f"train {self.module.config.backbone}", unit="step", dynamic_ncols=True)
+        start_step, t0 = self.step, time.perf_counter()
+        run_loss, run_events, run_t = [], 0, time.perf_counter()
+        done = self.step >= self.total_steps or bool(self.stopped)
+        while not done:
+            self.sampler.set_epoch(self.epoch)
+            batches = self.sampler.batches()
+            for b_i in range(self.batch_in_epoch, len(batches)):
+                idx = batches[b_i]
+                self.batch_in_epoch = b_i + 1
+                end_of_epoch = self.batch_in_epoch >= len(batches)
+                if idx.size >= self.world:
+                    loss, events = self._train_step(idx[self.rank::self.world])
+                    self.step += 1
+                    run_loss.append(loss)
+                    run_events += events * self.world
+                    bar.update(1)
+                    if self.step % 10 == 0 or self.step == self.total_steps:
+                        dt = time.perf_counter() - run_t
+                        bar.set_postfix(loss=f"{np.mean(run_loss[-50:]):.4f}",
+                                        ev_s=f"{run_events / max(dt, 1e-9):,.0f}",
+                                        lr=f"{self.optimizer.param_groups[0]['lr']:.2e}")
+                    stepped = True
+                else:  # a last batch too small to give every rank a pathway (counted, reported)
+                    self.skipped_batches += 1
+                    stepped = False
+                want_eval = (stepped and cfg.eval_every and self.step % cfg.eval_every == 0) or (
+                    not cfg.eval_every and end_of_epoch) or self.step >= self.total_steps
+                if want_eval:
+                    self._evaluate(float(np.mean(run_loss)) if run_loss else float("nan"),
+                                   run_events / max(time.perf_counter() - run_t, 1e-9))
+                    run_loss, run_events, run_t = [], 0, time.perf_counter()
+                if end_of_epoch:
+                    self.epoch += 1
+                    self.batch_in_epoch = 0
+                if self.step >= self.total_steps and not self.stopped:
+                    self.stopped = "max_steps" if cfg.max_steps and self.step >= cfg.max_steps else "epochs"
+                if want_eval or (stepped and self.step % cfg.checkpoint_every == 0) or self.stopped:
+                    self._checkpoint()
+                if self.stopped:
+                    done = True
+                    break
+                if stop_after is not None and self.step - start_step >= stop_after:
+                    bar.close()
+                    return {"interrupted_at": self.step}
+            if self.epoch >= cfg.epochs and not self.stopped:
+                self.stopped = "epochs"
+                self._checkpoint()
+                done = True
+        bar.close()
+        self._load_best()
+        summary = {"steps": self.step, "epochs_started": self.epoch, "stopped": self.stopped,
+                   "best_step": self.best_step, "best_tuning_loss": self.best_loss,
+                   "seconds_this_call": time.perf_counter() - t0, "skipped_batches": self.skipped_batches,
+                   "world_size": self.world}
+        if self.rank == 0:
+            atomic_write_text(self.run_dir / "train_summary.json", json.dumps(summary, indent=1))
+        return summary
+
+    # ------------------------------------------------------------------------------------------------
+
+    def _train_step(self, idx: np.ndarray) -> tuple[float, int]:
+        cfg = self.config
+        self.model.train()
+        for g in self.optimizer.param_groups:
+            g["lr"] = cfg.lr * lr_factor(self.step, self.total_steps, cfg.warmup_steps, cfg.min_lr_ratio)
+        batch = self.data.batch(idx).to(self.device)
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            out = self.model(batch)
+        loss = out.loss
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.module.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        return float(loss.detach()), int(batch.lengths.sum())
+
+    @torch.no_grad()
+    def tuning_loss(self, batch_size: int | None = None) -> dict[str, float]:
+        """Per-task mean loss over the (sub-sampled) tuning split, summed over ranks; 'loss' = mean over tasks."""
+        self.module.eval()
+        sums: dict[str, float] = {}
+        counts: dict[str, float] = {}
+        mine = self.tune_idx[self.rank::self.world]
+        order = mine[np.argsort(self.data.encoded.lengths[mine], kind="stable")]
+        bs = batch_size or self.config.batch_size
+        for s in range(0, order.size, bs):
+            batch = self.data.batch(order[s:s + bs]).to(self.device)
+            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                out = self.module(batch)
+            for task, value in out.task_losses.items():
+                valid = batch.label_mask[task]
+                if valid.dim() == 2:
+                    valid = valid & batch.mask
+                n = float(valid.sum())
+                sums[task] = sums.get(task, 0.0) + float(value) * n
+                counts[task] = counts.get(task, 0.0) + n
+        tasks = sorted(self.module.config.tasks)
+        vec = torch.tensor([[sums.get(t, 0.0) for t in tasks], [counts.get(t, 0.0) for t in tasks]],
+                           dtype=torch.float64)
+        if self.world > 1:
+            dist.all_reduce(vec)
+        per_task = {t: float(vec[0, i] / vec[1, i]) for i, t in enumerate(tasks) if vec[1, i] > 0}
+        per_task["loss"] = float(np.mean(list(per_task.values()))) if per_task else float("nan")
+        return per_task
+
+    def _evaluate(self, train_loss: float, events_per_s: float) -> None:
+        tl = self.tuning_loss() if self.tune_idx.size else {"loss": train_loss}
+        row = {"step": self.step, "epoch": self.epoch, "train_loss": train_loss, "tuning_loss": tl["loss"],
+               "lr": self.optimizer.param_groups[0]["lr"], "events_per_s": events_per_s,
+               "tuning_task_loss": {k: v for k, v in tl.items() if k != "loss"}}
+        self.history.append(row)
+        if tl["loss"] < self.best_loss - 1e-6:
+            self.best_loss, self.best_step, self.bad_evals = tl["loss"], self.step, 0
+            if self.rank == 0:
+                save_model(self.run_dir, self.module, self.data.schema)
+        else:
+            self.bad_evals += 1
+            if self.bad_evals >= self.config.patience:
+                self.stopped = "early_stopping"
+        if self.rank == 0:
+            atomic_write_text(self.run_dir / "history.json", json.dumps(self.history, indent=1))
+
+    def _state(self) -> dict:
+        return {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                "best_loss": self.best_loss, "best_step": self.best_step, "bad_evals": self.bad_evals,
+                "history": self.history, "stopped": self.stopped, "skipped_batches": self.skipped_batches,
+                "world_size": self.world}
+
+    def _checkpoint(self) -> None:
+        if self.rank == 0:
+            save_checkpoint(self.run_dir, self.step, self.module, self.optimizer, self._state())
+        if self.world > 1:
+            dist.barrier()
+
+    def _restore(self, path: Path) -> None:
+        state = load_checkpoint(path, self.module, self.optimizer)
+        if state.get("world_size", 1) != self.world:
+            raise ValueError(f"resume: checkpoint {path} was written by {state.get('world_size')} processes, "
+                             f"this run has {self.world}; the batch split would differ")
+        for key in ("step", "epoch", "batch_in_epoch", "best_loss", "best_step", "bad_evals", "history", "stopped",
+                    "skipped_batches"):
+            setattr(self, key, state[key])
+        # each rank's RNG: the checkpoint holds rank 0's; offset as at the start
+        if self.rank:
+            torch.manual_seed(self.config.seed + self.rank + self.step)
+
+    def _write_run_files(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.run_dir / "train_config.json", self.config.to_json())
+        atomic_write_text(self.run_dir / "data_spec.json", json.dumps(self.data_spec, indent=1, default=str))
+        self.data.schema.save(self.run_dir / "schema.json")
+
+    def _load_best(self) -> None:
+        from safetensors.torch import load_file
+
+        best = self.run_dir / "model.safetensors"
+        if self.best_step >= 0 and best.exists():
+            self.module.load_state_dict(load_file(str(best)))
+        elif self.rank == 0:
+            save_model(self.run_dir, self.module, self.data.schema)
+        if self.world > 1:
+            dist.barrier()

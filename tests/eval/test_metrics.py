@@ -1,0 +1,112 @@
+"""Metrics against scikit-learn and hand-computed small cases."""
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+from hamburg_mamba.eval import metrics as M
+
+
+@pytest.fixture
+def sample():
+    rng = np.random.default_rng(3)
+    n = 2000
+    x = rng.normal(size=n)
+    p = 1 / (1 + np.exp(-(x * 1.3 - 2)))
+    y = (rng.random(n) < p).astype(float)
+    p_rounded = np.round(p, 2)  # with ties
+    return y, p, p_rounded
+
+
+def test_auroc_auprc_brier_match_sklearn(sample):
+    y, p, pr = sample
+    for score in (p, pr):
+        assert M.auroc(y, score) == pytest.approx(roc_auc_score(y, score), abs=1e-12)
+        assert M.average_precision(y, score) == pytest.approx(average_precision_score(y, score), abs=1e-12)
+    assert M.brier(y, p) == pytest.approx(brier_score_loss(y, p), abs=1e-12)
+
+
+def test_weighted_metrics_match_sklearn_sample_weight(sample):
+    y, _, pr = sample
+    w = np.random.default_rng(1).integers(0, 4, y.size).astype(float)
+    assert M.auroc(y, pr, w) == pytest.approx(roc_auc_score(y, pr, sample_weight=w), abs=1e-12)
+    assert M.average_precision(y, pr, w) == pytest.approx(average_precision_score(y, pr, sample_weight=w), abs=1e-12)
+    # integer weights = repeating rows
+    rep = np.repeat(np.arange(y.size), w.astype(int))
+    assert M.ece(y[rep], pr[rep]) == pytest.approx(M.ece(y, pr, w), abs=0.02)
+    assert M.brier(y, pr, w) == pytest.approx(brier_score_loss(y[rep], pr[rep]), abs=1e-12)
+
+
+def test_auroc_hand_case():
+    # positives 0.8, 0.4; negatives 0.4, 0.1: pairs (0.8>0.4) (0.8>0.1) (0.4=0.4 half) (0.4>0.1) = 3.5 / 4
+    assert M.auroc([1, 1, 0, 0], [0.8, 0.4, 0.4, 0.1]) == pytest.approx(0.875)
+    assert np.isnan(M.auroc([1, 1], [0.2, 0.3]))
+
+
+def test_ece_hand_case():
+    # 4 rows, 2 equal-mass bins: low bin p (0.1, 0.3) y (0, 1): |0.5 - 0.2| = 0.3; high bin p (0.6, 0.8) y (1, 1):
+    # |1 - 0.7| = 0.3; ECE = 0.5 * 0.3 + 0.5 * 0.3 = 0.3
+    assert M.ece([0, 1, 1, 1], [0.1, 0.3, 0.6, 0.8], bins=2) == pytest.approx(0.3)
+
+
+def test_calibration_slope_matches_unpenalised_logistic_regression(sample):
+    y, p, _ = sample
+    p_over = 1 / (1 + np.exp(-(2.0 * M.logit(p))))  # overconfident: slope should be about 0.5
+    slope, intercept = M.calibration_slope_intercept(y, p_over)
+    lr = LogisticRegression(C=np.inf, tol=1e-10, max_iter=1000).fit(M.logit(p_over)[:, None], y)
+    assert slope == pytest.approx(lr.coef_[0, 0], rel=1e-5)
+    assert 0.35 < slope < 0.65
+    # calibration-in-the-large of a well calibrated model is near 0; shifting the logits by -1 gives about +1
+    rng = np.random.default_rng(0)
+    p_big = 1 / (1 + np.exp(-(rng.normal(size=40000) * 1.3 - 2)))
+    y_big = (rng.random(p_big.size) < p_big).astype(float)
+    s0, i0 = M.calibration_slope_intercept(y_big, p_big)
+    _, i1 = M.calibration_slope_intercept(y_big, 1 / (1 + np.exp(-(M.logit(p_big) - 1))))
+    assert abs(i0) < 0.05 and abs(s0 - 1) < 0.05 and i1 == pytest.approx(i0 + 1, abs=0.05)
+
+
+def test_net_benefit_hand_case():
+    y = np.array([1, 1, 0, 0, 0])
+    p = np.array([0.9, 0.3, 0.6, 0.1, 0.05])
+    nb = M.net_benefit(y, p, thresholds=[0.2, 0.5])
+    # t=0.2: treat 0.9, 0.3, 0.6 -> TP 2, FP 1; NB = 2/5 - 1/5 * 0.25 = 0.35
+    # t=0.5: treat 0.9, 0.6 -> TP 1, FP 1; NB = 1/5 - 1/5 * 1 = 0
+    np.testing.assert_allclose(nb["model"], [0.35, 0.0])
+    np.testing.assert_allclose(nb["treat_all"], [0.4 - 0.6 * 0.25, 0.4 - 0.6])
+
+
+def test_threshold_at_sensitivity():
+    y = np.array([1, 1, 1, 1, 0, 0])
+    p = np.array([0.9, 0.7, 0.5, 0.2, 0.6, 0.1])
+    t = M.threshold_at_sensitivity(y, p, 0.75)
+    assert t == 0.5 and (p[y == 1] >= t).mean() >= 0.75
+
+
+def test_bootstrap_interval_covers_and_clusters(sample):
+    y, p, _ = sample
+    est = M.bootstrap_binary(y, p, n_boot=60, seed=0)
+    a = est["auroc"]
+    assert a.low < a.value < a.high and a.high - a.low < 0.1
+    # duplicating every row under the same cluster id must not narrow the interval (rows are not independent)
+    yy, pp = np.r_[y, y], np.r_[p, p]
+    cl = np.r_[np.arange(y.size), np.arange(y.size)]
+    est_c = M.bootstrap_binary(yy, pp, cluster=cl, n_boot=300, seed=0)
+    est_i = M.bootstrap_binary(yy, pp, n_boot=300, seed=0)
+    width = lambda e: e["auroc"].high - e["auroc"].low
+    assert width(est_c) > 1.2 * width(est_i)
+
+
+def test_platt_recalibration_repairs_miscalibration(sample):
+    y, p, _ = sample
+    bad = 1 / (1 + np.exp(-(0.5 * M.logit(p) + 1.0)))
+    assert M.ece(y, bad) > 0.05
+    fixed = M.PlattRecalibration().fit(y, bad)(bad)
+    assert M.ece(y, fixed) < 0.03
+
+
+def test_bad_input_named():
+    with pytest.raises(ValueError, match="0/1"):
+        M.auroc([0, 2], [0.1, 0.2])
+    with pytest.raises(ValueError, match="one shape"):
+        M.brier([0, 1], [0.1])

@@ -1,0 +1,90 @@
+"""Trainer: schedule, learning, checkpoints (atomic, resumable after a kill), early stopping."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from hamburg_mamba.nn import HamburgHealthcareSafetyMamba
+from hamburg_mamba.train import TrainConfig, Trainer, build_model, build_model_config, lr_factor
+from hamburg_mamba.train.checkpoint import CHECKPOINTS, LATEST, latest_checkpoint
+
+
+def test_lr_schedule_hand_values():
+    # warmup 4 steps: 1/4, 2/4, 3/4, 4/4; then cosine over steps 4..13 (span 9) down to 0.1
+    assert [lr_factor(s, 14, 4, 0.1) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_factor(13, 14, 4, 0.1) == pytest.approx(0.1)
+    mid = 4 + 4.5
+    assert lr_factor(mid, 14, 4, 0.1) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert lr_factor(100, 14, 4, 0.1) == pytest.approx(0.1)
+
+
+def _trainer(data, run_dir, spec=None, **cfg):
+    config = build_model_config(data, backbone=cfg.pop("backbone", "mamba"), preset="tiny")
+    tc = TrainConfig(**{"epochs": 2, "batch_size": 16, "warmup_steps": 3, "checkpoint_every": 4, "progress": False,
+                        "lr": 3e-3, **cfg})
+    return Trainer(build_model(config, seed=tc.seed), data, tc, run_dir, data_spec=spec)
+
+
+def test_training_lowers_tuning_loss_and_writes_a_loadable_run(tiny_data, tmp_path):
+    tr = _trainer(tiny_data, tmp_path / "run", eval_every=4, epochs=3)
+    before = tr.tuning_loss()["loss"]
+    summary = tr.fit()
+    assert summary["steps"] > 0 and summary["best_step"] > 0
+    assert summary["best_tuning_loss"] < before - 0.02
+    for f in ("config.json", "model.safetensors", "schema.json", "train_config.json", "data_spec.json",
+              "history.json"):
+        assert (tmp_path / "run" / f).exists(), f
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert min(h["tuning_loss"] for h in history) == pytest.approx(summary["best_tuning_loss"])
+    # the saved best model reproduces its tuning loss
+    loaded = HamburgHealthcareSafetyMamba.from_pretrained(tmp_path / "run")
+    tr.module.load_state_dict(loaded.state_dict())
+    assert tr.tuning_loss()["loss"] == pytest.approx(summary["best_tuning_loss"], rel=1e-5)
+
+
+def test_resume_after_kill_gives_the_uninterrupted_weights(tiny_data, tmp_path):
+    full = _trainer(tiny_data, tmp_path / "full")
+    full.fit()
+    # "kill" after 6 steps: the work after the last checkpoint (step 4) is lost and redone on resume
+    first = _trainer(tiny_data, tmp_path / "killed")
+    assert first.fit(stop_after=6) == {"interrupted_at": 6}
+    assert latest_checkpoint(tmp_path / "killed").name == "step-0000004"
+    # a torn write of the next checkpoint is ignored
+    (tmp_path / "killed" / CHECKPOINTS / "step-0000008.tmp").mkdir()
+    resumed = _trainer(tiny_data, tmp_path / "killed")
+    summary = resumed.fit()
+    assert summary["steps"] == full.step
+    assert not (tmp_path / "killed" / CHECKPOINTS / "step-0000008.tmp").exists()
+    for (name, a), b in zip(full.module.state_dict().items(), resumed.module.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert (tmp_path / "killed" / CHECKPOINTS / LATEST).read_text() == latest_checkpoint(tmp_path / "full").name
+
+
+def test_early_stopping_stops_and_keeps_the_best(tiny_data, tmp_path):
+    # a learning rate far too high makes the tuning loss stop improving quickly
+    tr = _trainer(tiny_data, tmp_path / "run", epochs=50, eval_every=2, patience=2, lr=0.5, warmup_steps=0,
+                  grad_clip=0.0)
+    summary = tr.fit()
+    assert summary["stopped"] == "early_stopping"
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert len(history) >= 3 and summary["steps"] < tr.total_steps
+    best = min(history, key=lambda h: h["tuning_loss"])
+    assert best["step"] == summary["best_step"]
+    assert tr.tuning_loss()["loss"] == pytest.approx(best["tuning_loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize("backbone", ["gru", "transformer", "hybrid"])
+def test_other_backbones_train(tiny_data, tmp_path, backbone):
+    tr = _trainer(tiny_data, tmp_path / backbone, backbone=backbone, max_steps=3, epochs=1)
+    assert tr.fit()["steps"] == 3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_bf16_autocast_on_cuda(tiny_data, tmp_path):
+    config = build_model_config(tiny_data, preset="tiny")
+    tc = TrainConfig(epochs=1, max_steps=3, batch_size=8, progress=False)
+    tr = Trainer(build_model(config, seed=0), tiny_data, tc, tmp_path / "run", device="cuda")
+    assert tr.autocast
+    assert math.isfinite(tr.fit()["best_tuning_loss"])
