@@ -3,9 +3,8 @@ bf16 autocast on CUDA, atomic resumable checkpoints, and data-parallel training 
 
 Distributed: every rank draws the same global batch of `batch_size` pathways from the deterministic sampler
 (seed, epoch) and takes every world_size-th pathway of it, so a run on W processes sees exactly the pathways a
-single process sees, split W ways; DDP averages the gradients. Per-rank losses are masked means, so the averaged
-gradient equals the single-process gradient only up to how labels fall on the ranks (tests/train/test_ddp.py
-measures the difference).
+single process sees, split W ways; each rank's loss is re-weighted by the global label counts
+(`Trainer._global_loss`) so DDP's gradient average is the single-process gradient (tests/train/test_ddp.py).
 """
 
 from __future__ import annotations
@@ -241,13 +240,33 @@ class Trainer:
         batch = self.data.batch(idx).to(self.device)
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             out = self.model(batch)
-        loss = out.loss
+        loss = self._global_loss(batch, out) if self.world > 1 else out.loss
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.module.parameters(), cfg.grad_clip)
         self.optimizer.step()
         return float(loss.detach()), int(batch.lengths.sum())
+
+    def _global_loss(self, batch, out) -> torch.Tensor:
+        """This rank's share of the single-process loss over the whole global batch.
+
+        The model's loss is the mean over tasks of each task's masked mean on this rank's pathways. Re-weighting
+        each task's sum by the label count over all ranks (one all_reduce of T numbers) and multiplying by the
+        world size makes DDP's gradient average equal to the gradient of the global batch's loss, so W
+        processes follow the single-process trajectory up to floating-point summation order.
+        """
+        tasks = list(out.task_losses)
+        counts = torch.stack([self._label_count(batch, t) for t in tasks]).to(torch.float64)  # (T,)
+        total = counts.clone()
+        dist.all_reduce(total)
+        weights = (counts / total.clamp(min=1) * self.world / len(tasks)).to(out.loss.dtype)  # (T,)
+        return sum(out.task_losses[t] * weights[i] for i, t in enumerate(tasks))
+
+    @staticmethod
+    def _label_count(batch, task: str) -> torch.Tensor:
+        valid = batch.label_mask[task]
+        return (valid & batch.mask).sum() if valid.dim() == 2 else valid.sum()
 
     @torch.no_grad()
     def tuning_loss(self, batch_size: int | None = None) -> dict[str, float]:
@@ -263,10 +282,7 @@ class Trainer:
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
                 out = self.module(batch)
             for task, value in out.task_losses.items():
-                valid = batch.label_mask[task]
-                if valid.dim() == 2:
-                    valid = valid & batch.mask
-                n = float(valid.sum())
+                n = float(self._label_count(batch, task))
                 sums[task] = sums.get(task, 0.0) + float(value) * n
                 counts[task] = counts.get(task, 0.0) + n
         tasks = sorted(self.module.config.tasks)
