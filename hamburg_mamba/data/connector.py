@@ -165,10 +165,11 @@ def connect_hamburg_data(
     missing = tuple(t for t in tasks if t not in present)
     if missing:
         acc.notes.append(f"tasks without labels in this data (reported, not invented): {list(missing)}")
+    cols = _EventColumns.of(ev)
     if schema is None:
-        schema = _fit_schema(ev, pw, rows, owner, present, missing, acc)
+        schema = _fit_schema(ev, cols, pw, rows, owner, present, missing, acc)
         schema.max_len = max_len
-    encoded = _encode(ev, pw, rows, owner, schema, labels, oracle, acc)
+    encoded = _encode(ev, cols, pw, rows, owner, schema, labels, oracle, acc)
     # Static facts of subjects without any timed event reach no pathway: counted, not silently lost.
     laid = np.zeros(ev.shape[0], bool)
     laid[rows] = True
@@ -199,9 +200,10 @@ def _assign_pathways(ev: pd.DataFrame, acc: Accounting) -> pd.DataFrame:
     else:
         ev["_pathway"] = np.where(ev["_static"], -1, ev["subject_id"].to_numpy())
         acc.notes.append("no pathway_id column: each subject's timed events form one pathway")
-    shared = ev.loc[~ev["_static"]].groupby("_pathway")["subject_id"].nunique()
-    if (shared > 1).any():
-        bad = ev[ev["_pathway"].isin(shared[shared > 1].index) & ~ev["_static"]]
+    g = ev.loc[~ev["_static"], ["_pathway", "subject_id"]].groupby("_pathway")["subject_id"]
+    shared = g.min() != g.max()  # several subjects in one pathway (min/max: far cheaper than nunique)
+    if shared.any():
+        bad = ev[ev["_pathway"].isin(shared[shared].index) & ~ev["_static"]]
         raise DataValidationError("pathway_id", "one pathway_id used by several subjects", bad, len(bad))
     return ev
 
@@ -220,7 +222,8 @@ def _unknown_codes(ev, schema, policy, acc):
 
 
 def _pathway_table(ev: pd.DataFrame) -> pd.DataFrame:
-    timed = ev[~ev["_static"]]
+    timed_mask = ~ev["_static"].to_numpy()
+    timed = ev[["_pathway", "subject_id", "time"]][timed_mask]  # numeric columns only: no string copies
     g = timed.groupby("_pathway", sort=True)
     pw = pd.DataFrame({
         "subject_id": g["subject_id"].first(),
@@ -229,14 +232,16 @@ def _pathway_table(ev: pd.DataFrame) -> pd.DataFrame:
         "n_timed": g.size(),
     })
     if "hospital" in ev.columns:
-        pw["hospital"] = _first_non_null(timed, "hospital").reindex(pw.index)
+        pw["hospital"] = _first_non_null(ev, timed_mask, "hospital").reindex(pw.index)
     pw = pw.reset_index().rename(columns={"_pathway": "pathway_id"})
     return pw.sort_values(["subject_id", "start", "pathway_id"], kind="stable").reset_index(drop=True)
 
 
-def _first_non_null(timed, col):
-    nn = timed[timed[col].notna()]
-    return nn.groupby("_pathway", sort=True)[col].first()
+def _first_non_null(ev, rows_mask, col):
+    """Per pathway, the first non-null value of `col` among the masked rows (the column's dtype kept)."""
+    idx = np.nonzero(rows_mask & ev[col].notna().to_numpy())[0]
+    first_row = pd.Series(idx).groupby(ev["_pathway"].to_numpy()[idx], sort=True).first()
+    return pd.Series(ev[col].take(first_row.to_numpy()).array, index=first_row.index)
 
 
 def _make_splits(pw, split, file_splits, fractions, cutoffs, window, seed, acc) -> pd.DataFrame:
@@ -333,21 +338,85 @@ def _truncate(rows, owner, ev, pw, max_len, truncation, acc):
     return rows[keep], owner[keep]
 
 
-def _fit_schema(ev, pw, rows, owner, present, missing, acc) -> DatasetSchema:
-    train = pw["split"].to_numpy()[owner] == "train"
-    tr = ev.iloc[rows[train]]
+@dataclass
+class _EventColumns:
+    """The validated event table as integer arrays, built once: every later step indexes these.
+
+    Categorical fields are factorized (codes -1 where null, `tokens[c]` the value as a string, as the
+    vocabulary stores it); (subject_id, time) of timed events becomes one dense key for the label joins.
+    Per-row string work on 10 M events (lookups, pandas takes of the whole table, MultiIndex joins) was
+    most of the connector's time before (docs/data.md, Performance).
+    """
+
+    fields: dict[str, tuple[np.ndarray, np.ndarray] | None]  # field -> ((N,) codes, (K,) tokens) or absent
+    static: np.ndarray  # (N,) bool
+    time_us: np.ndarray  # (N,) int64 microseconds since 1970; 0 for static rows
+    numeric_value: np.ndarray | None  # (N,) float64, NaN where missing
+    subjects: pd.Index  # distinct subject_id
+    times: pd.Index  # distinct times (us) of timed events
+    keys: pd.Index  # distinct (subject, time) keys of timed events, as subject code * len(times) + time code
+    key_code: np.ndarray  # (N,) int64 position in `keys`; -1 for static rows
+
+    @classmethod
+    def of(cls, ev: pd.DataFrame) -> _EventColumns:
+        static = ev["_static"].to_numpy()
+        fields = {}
+        for f in CATEGORICAL_FIELDS:
+            if f == "stage" and "stage" not in ev.columns:
+                fields[f] = (np.where(static, 0, -1), np.array(["static"], dtype=object))
+            elif f not in ev.columns:
+                fields[f] = None
+            else:
+                codes, uniq = pd.factorize(ev[f])
+                tokens = pd.Series(np.asarray(uniq, dtype=object), dtype="object").astype(str).to_numpy(object)
+                fields[f] = (codes.astype(np.int64), tokens)
+        t = ev["time"].to_numpy().astype("datetime64[us]").astype(np.int64)
+        time_us = np.where(static, 0, t)
+        nv = ev["numeric_value"].to_numpy(dtype=float, na_value=np.nan) if "numeric_value" in ev.columns else None
+        s_code, s_uniq = pd.factorize(ev["subject_id"].to_numpy(np.int64))
+        timed = np.nonzero(~static)[0]
+        t_code, t_uniq = pd.factorize(time_us[timed])
+        if len(s_uniq) and len(t_uniq) and len(s_uniq) > np.iinfo(np.int64).max // len(t_uniq):
+            raise ValueError(f"label join: {len(s_uniq)} subjects x {len(t_uniq)} distinct times overflow int64 keys")
+        k_code, k_uniq = pd.factorize(s_code[timed].astype(np.int64) * len(t_uniq) + t_code)
+        key_code = np.full(len(ev), -1, dtype=np.int64)
+        key_code[timed] = k_code
+        return cls(fields=fields, static=static, time_us=time_us, numeric_value=nv, subjects=pd.Index(s_uniq),
+                   times=pd.Index(t_uniq), keys=pd.Index(k_uniq), key_code=key_code)
+
+    def key_of(self, subject: np.ndarray, time_us: np.ndarray) -> np.ndarray:
+        """Position in `keys` of each (subject_id, time) pair; -1 where no timed event has that pair."""
+        si = self.subjects.get_indexer(subject)
+        ti = self.times.get_indexer(time_us)
+        ok = (si >= 0) & (ti >= 0)
+        out = np.full(si.size, -1, dtype=np.int64)
+        out[ok] = self.keys.get_indexer(si[ok].astype(np.int64) * len(self.times) + ti[ok])
+        return out
+
+
+def _fit_schema(ev, cols, pw, rows, owner, present, missing, acc) -> DatasetSchema:
+    train_rows = rows[pw["split"].to_numpy()[owner] == "train"]
     vocab = {}
     for f in CATEGORICAL_FIELDS:
-        vals = _field_values(tr, f)
-        toks = sorted(pd.unique(vals[pd.notna(vals)]).astype(str).tolist()) if vals is not None else []
-        vocab[f] = list(RESERVED_TOKENS) + toks
-        if vals is None:
+        col = cols.fields[f]
+        toks = []
+        if col is None:
             acc.notes.append(f"field {f!r} absent from the data: encoded as <unk>")
+        else:
+            codes, tokens = col
+            seen = np.zeros(tokens.size + 1, dtype=bool)
+            seen[codes[train_rows] + 1] = True  # slot 0 collects nulls
+            toks = sorted(set(tokens[seen[1:]].tolist()))
+        vocab[f] = list(RESERVED_TOKENS) + toks
     stats = {}
-    if "numeric_value" in tr.columns:
-        g = tr.loc[tr["numeric_value"].notna(), ["code", "numeric_value"]].groupby("code")["numeric_value"]
-        agg = g.agg(["mean", "std", "count"])
-        stats = {c: NumericStats(float(r["mean"]), float(r["std"]), int(r["count"])) for c, r in agg.iterrows()}
+    if cols.numeric_value is not None:
+        v = cols.numeric_value[train_rows]
+        has = ~np.isnan(v)
+        codes, tokens = cols.fields["code"]
+        # pandas groupby in row order, as before: the same sums, so the same means and stds to the bit
+        agg = pd.Series(v[has]).groupby(codes[train_rows][has]).agg(["mean", "std", "count"])
+        by_token = {tokens[c]: r for c, r in zip(agg.index, agg.itertuples(index=False))}
+        stats = {c: NumericStats(float(r.mean), float(r.std), int(r.count)) for c, r in sorted(by_token.items())}
     ages = _pathway_age(ev, pw)
     tr_age = ages[(pw["split"] == "train").to_numpy() & ~np.isnan(ages)]
     age = NumericStats(float(tr_age.mean()) if tr_age.size else 0.0, float(tr_age.std()) if tr_age.size > 1 else 1.0,
@@ -356,39 +425,33 @@ def _fit_schema(ev, pw, rows, owner, present, missing, acc) -> DatasetSchema:
                          missing_tasks=missing)
 
 
-def _field_values(df, f):
-    if f == "stage" and "stage" not in df.columns:
-        return np.where(df["_static"].to_numpy(), "static", None).astype(object)
-    if f not in df.columns:
-        return None
-    return df[f].astype("object").to_numpy()
-
-
 def _pathway_age(ev, pw) -> np.ndarray:
     births = ev.loc[ev["code"] == BIRTH_CODE, ["subject_id", "time"]].dropna().drop_duplicates("subject_id")
     b = pw[["subject_id"]].merge(births, on="subject_id", how="left")["time"]
     return ((pw["start"].to_numpy() - b.to_numpy()) / np.timedelta64(1, "D") / DAYS_PER_YEAR).astype(float)
 
 
-def _encode(ev, pw, rows, owner, schema, labels, oracle, acc) -> EncodedPathways:
+def _encode(ev, cols, pw, rows, owner, schema, labels, oracle, acc) -> EncodedPathways:
     N, P = rows.size, len(pw)
-    lay = ev.iloc[rows]
     cat = np.zeros((N, len(schema.categorical_vocab)), dtype=np.int32)
     for j, (f, toks) in enumerate(schema.categorical_vocab.items()):
-        vals = _field_values(lay, f)
-        if vals is None:
+        col = cols.fields.get(f)
+        if col is None:
             cat[:, j] = UNKNOWN_INDEX
             continue
-        cat[:, j] = _lookup(vals, toks)
+        codes, tokens = col
+        lut = np.concatenate([[UNKNOWN_INDEX], _lookup(tokens, toks)])  # lut[0]: null
+        cat[:, j] = lut[codes[rows] + 1]
     # numeric: value z-scored per code with training stats; age at pathway start
     F = len(NUMERIC_FEATURES)
     num = np.zeros((N, F), dtype=np.float32)
     miss = np.ones((N, F), dtype=bool)
-    if "numeric_value" in lay.columns:
-        v = lay["numeric_value"].to_numpy(dtype=float, na_value=np.nan)
-        codes = lay["code"]
-        mean = codes.map({c: s.mean for c, s in schema.code_stats.items()}).to_numpy(dtype=float, na_value=np.nan)
-        std = codes.map({c: s.std for c, s in schema.code_stats.items()}).to_numpy(dtype=float, na_value=np.nan)
+    if cols.numeric_value is not None:
+        v = cols.numeric_value[rows]
+        codes, tokens = cols.fields["code"]
+        none = NumericStats(np.nan, np.nan, 0)
+        mean = np.array([schema.code_stats.get(c, none).mean for c in tokens], dtype=float)[codes[rows]]
+        std = np.array([schema.code_stats.get(c, none).std for c in tokens], dtype=float)[codes[rows]]
         ok = ~np.isnan(v) & ~np.isnan(mean)
         no_stats = ~np.isnan(v) & np.isnan(mean)
         if no_stats.any():
@@ -400,9 +463,8 @@ def _encode(ev, pw, rows, owner, schema, labels, oracle, acc) -> EncodedPathways
     num[ok, 1] = ((age[ok] - schema.age_stats.mean) / schema.age_stats.std).astype(np.float32)
     miss[:, 1] = ~ok
     # time features (static rows: 0)
-    t = lay["time"].to_numpy().astype("datetime64[us]")
-    static = lay["_static"].to_numpy()
-    tus = np.where(static, 0, t.astype(np.int64))
+    static = cols.static[rows]
+    tus = cols.time_us[rows]
     lengths = np.bincount(owner, minlength=P)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     start_us = pw["start"].to_numpy().astype("datetime64[us]").astype(np.int64)[owner]
@@ -416,44 +478,35 @@ def _encode(ev, pw, rows, owner, schema, labels, oracle, acc) -> EncodedPathways
     days = np.floor_divide(tus, int(24 * US_PER_HOUR))
     dow = np.where(static, 0, (days + 3) % 7).astype(np.int8)  # 1970-01-01 was a Thursday (Monday = 0)
 
-    # labels
+    # labels: each label row -> its (subject, prediction_time) key among the timed events -> events / pathways.
+    # Lookup tables end in a sentinel slot, so key -1 (static row, no event) reads "no label row" and row -1
+    # reads value 0 without a mask pass per task.
     ev_labels, pw_labels = {}, {}
-    ev_key = pd.MultiIndex.from_arrays([lay["subject_id"].to_numpy(), tus])
+    ev_key = cols.key_code[rows]  # (N,) -1 on static rows
+    end_us = pw["end"].to_numpy().astype("datetime64[us]").astype(np.int64)
+    pw_key = cols.key_of(pw["subject_id"].to_numpy(np.int64), end_us)  # (P,)
     for task, spec in schema.tasks.items():
         frame = labels.get(task)
         if frame is None:
             continue
         y, key_sub, key_t = _label_values(task, frame, spec)
+        key = ev_key if spec.level == "event" else pw_key
+        pos = _label_rows_by_key(f"labels of {task!r}", frame, key_sub, key_t, cols)[key]  # label row or -1
+        m = pos >= 0
+        val = np.append(y, 0.0).astype(np.float32)[pos]
+        ov = None
         orc = oracle.get(task)
-        o_vals = None
         if orc is not None:
-            o_vals = _label_values(task, orc, TaskSpec(task, "regression", spec.level, spec.horizon_h, spec.group,
-                                                       spec.description))
-        lab_key = pd.MultiIndex.from_arrays([key_sub, key_t])
-        if lab_key.has_duplicates:
-            dup = lab_key.duplicated(keep=False)
-            raise DataValidationError("prediction_time", f"labels of {task!r}: duplicate (subject_id, prediction_time)",
-                                      frame[dup], int(dup.sum()))
+            o_val, o_sub, o_t = _label_values(task, orc, TaskSpec(task, "regression", spec.level, spec.horizon_h,
+                                                                  spec.group, spec.description))
+            opos = _label_rows_by_key(f"oracle of {task!r}", orc, o_sub, o_t, cols)[key]
+            ov = np.append(o_val, 0.0).astype(np.float32)[opos]
         if spec.level == "event":
-            pos = lab_key.get_indexer(ev_key)  # label row of each laid-out event, -1 if none
-            m = (pos >= 0) & ~static
-            val = np.where(m, y[np.maximum(pos, 0)], 0.0).astype(np.float32)
-            ov = None
-            if o_vals is not None:
-                opos = pd.MultiIndex.from_arrays([o_vals[1], o_vals[2]]).get_indexer(ev_key)
-                ov = np.where(opos >= 0, o_vals[0][np.maximum(opos, 0)], 0.0).astype(np.float32)
-            matched = np.unique(pos[m]).size
+            hit = np.zeros(len(frame) + 1, dtype=bool)
+            hit[pos] = True
+            matched = int(hit[:-1].sum())
             ev_labels[task] = (val, m, ov)
         else:
-            end_us = pw["end"].to_numpy().astype("datetime64[us]").astype(np.int64)
-            pkey = pd.MultiIndex.from_arrays([pw["subject_id"].to_numpy(), end_us])
-            pos = lab_key.get_indexer(pkey)
-            m = pos >= 0
-            val = np.where(m, y[np.maximum(pos, 0)], 0.0).astype(np.float32)
-            ov = None
-            if o_vals is not None:
-                opos = pd.MultiIndex.from_arrays([o_vals[1], o_vals[2]]).get_indexer(pkey)
-                ov = np.where(opos >= 0, o_vals[0][np.maximum(opos, 0)], 0.0).astype(np.float32)
             matched = int(m.sum())
             pw_labels[task] = (val, m, ov)
         acc.label_rows[task] = {"rows in": len(frame), "matched": int(matched),
@@ -467,6 +520,26 @@ def _encode(ev, pw, rows, owner, schema, labels, oracle, acc) -> EncodedPathways
         event_labels=ev_labels, pathway_labels=pw_labels, subject_id=pw["subject_id"].to_numpy(np.int64),
         hospital_id=hospital_id, pathway_id=pw["pathway_id"].to_numpy(np.int64),
         split=pw["split"].to_numpy(object))
+
+
+def _label_rows_by_key(what, frame, subject, time_us, cols: _EventColumns) -> np.ndarray:
+    """(len(cols.keys) + 1,) row of `frame` for each event key, -1 where none and in the last (sentinel) slot.
+
+    Duplicate (subject_id, prediction_time) rows are an error naming them.
+    """
+    key = cols.key_of(subject, time_us)  # (R,) -1 where the label matches no timed event
+    hit = key >= 0
+    dup = np.zeros(key.size, dtype=bool)
+    dup[hit] = np.bincount(key[hit], minlength=len(cols.keys))[key[hit]] > 1
+    if (~hit).any():  # rows that match no event can still repeat each other
+        miss = np.nonzero(~hit)[0]
+        dup[miss] = pd.DataFrame({"s": subject[miss], "t": time_us[miss]}).duplicated(keep=False).to_numpy()
+    if dup.any():
+        raise DataValidationError("prediction_time", f"{what}: duplicate (subject_id, prediction_time)", frame[dup],
+                                  int(dup.sum()))
+    out = np.full(len(cols.keys) + 1, -1, dtype=np.int64)
+    out[key[hit]] = np.nonzero(hit)[0]
+    return out
 
 
 def _lookup(vals: np.ndarray, tokens: list[str]) -> np.ndarray:

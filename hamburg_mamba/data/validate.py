@@ -153,10 +153,10 @@ def validate_events(df: pd.DataFrame, policy: ValidationPolicy, acc: Accounting)
         df = _ranges(df, policy, acc)
 
     # duplicates: identical rows (all columns)
-    dup = df.duplicated(keep="first")
+    dup = _duplicated(df, keep="first")
     if dup.any():
         if policy.duplicates == "fail":
-            raise DataValidationError("(all columns)", "duplicate events", df[df.duplicated(keep=False)],
+            raise DataValidationError("(all columns)", "duplicate events", df[_duplicated(df, keep=False)],
                                       int(dup.sum()))
         acc.drop("duplicate event", int(dup.sum()))
         df = df[~dup]
@@ -187,6 +187,26 @@ def validate_events(df: pd.DataFrame, policy: ValidationPolicy, acc: Accounting)
     return df.reset_index(drop=True)
 
 
+def _duplicated(df: pd.DataFrame, keep: Literal["first", False]) -> np.ndarray:
+    """`df.duplicated(keep)` over all columns, with pandas comparing only the candidate rows.
+
+    Identical rows share (subject_id, time, code), so rows whose hash of that key is unique cannot be
+    duplicates; a hash collision only adds candidates. The candidates keep their order, so keep="first"
+    marks exactly the rows the full-table check marks (measured: the all-column check on 10 M rows took
+    most of validation).
+    """
+    code_idx = pd.factorize(df["code"])[0].astype(np.uint64)
+    subject = df["subject_id"].to_numpy(np.int64).view(np.uint64)
+    time = df["time"].to_numpy().view(np.int64).view(np.uint64)  # NaT is one fixed value
+    with np.errstate(over="ignore"):  # uint64 arithmetic wraps: a hash, not a key
+        h = (subject * np.uint64(0x9E3779B97F4A7C15) + time) * np.uint64(0xBF58476D1CE4E5B9) + code_idx
+    cand = np.nonzero(pd.Series(h).duplicated(keep=False).to_numpy())[0]
+    out = np.zeros(len(df), dtype=bool)
+    if cand.size:
+        out[cand] = df.iloc[cand].duplicated(keep=keep).to_numpy()
+    return out
+
+
 def _required_not_null(df, col, policy, acc):
     bad = df[col].isna()
     if bad.any():
@@ -203,10 +223,12 @@ def _ranges(df, policy, acc):
     ranges = VITAL_RANGES if policy.ranges is None else policy.ranges
     if not ranges:
         return df
-    lo = df["code"].map({c: r[0] for c, r in ranges.items()}).astype(float)
-    hi = df["code"].map({c: r[1] for c, r in ranges.items()}).astype(float)
-    v = df["numeric_value"]
-    bad = ((v < lo) | (v > hi)).fillna(False).to_numpy()
+    # per distinct code, not per row: a dictionary lookup per event dominated the connector at 10 M events
+    code_idx, uniq = pd.factorize(df["code"])
+    lo = np.array([ranges.get(c, (np.nan, np.nan))[0] for c in uniq], dtype=float)[code_idx]
+    hi = np.array([ranges.get(c, (np.nan, np.nan))[1] for c in uniq], dtype=float)[code_idx]
+    v = df["numeric_value"].to_numpy(dtype=float, na_value=np.nan)
+    bad = (v < lo) | (v > hi)  # NaN (no value, no range) compares False
     if not bad.any():
         return df
     if policy.out_of_range == "fail":

@@ -286,3 +286,31 @@ def test_data_package_never_imports_model_code_and_torch_only_in_batch():
             "bad=[m for m in sys.modules if m.split('.')[0]=='torch' or m.startswith(('hamburg_mamba.nn', "
             "'hamburg_mamba.ops'))]; assert not bad, bad[:5]")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_duplicate_check_matches_pandas_on_near_duplicates():
+    """The candidate-key duplicate check marks exactly what pandas' all-column check marks."""
+    from hamburg_mamba.data.validate import _duplicated
+
+    df = pd.concat([_toy()] * 3, ignore_index=True)
+    df["unit"] = ["ED", None] * 15
+    df.loc[12, "numeric_value"] = 88.5  # same key as row 2 of the first copy, other value: not a duplicate
+    df.loc[21, "unit"] = "ward"
+    df.loc[[6, 16], "numeric_value"] = np.nan  # null values compare equal, as in pandas
+    df["time"] = df["time"].astype("datetime64[us]")
+    for keep in ("first", False):
+        want = df.duplicated(keep=keep).to_numpy()
+        np.testing.assert_array_equal(_duplicated(df, keep=keep), want)
+    assert 0 < df.duplicated().sum() < 20
+
+
+def test_duplicate_label_rows_are_named(small_root, small):
+    lab = small.labels["adverse_event"]
+    twice = pd.concat([lab, lab.iloc[[5]]], ignore_index=True)
+    with pytest.raises(DataValidationError) as e:
+        connect_hamburg_data(small_root, labels={"adverse_event": twice})
+    assert e.value.column == "prediction_time" and "adverse_event" in str(e.value) and e.value.count == 2
+    # a repeated label row that matches no event is caught as well
+    stray = lab.iloc[[0, 0]].assign(prediction_time=pd.Timestamp("1999-01-01"))
+    with pytest.raises(DataValidationError, match="duplicate"):
+        connect_hamburg_data(small_root, labels={"adverse_event": pd.concat([lab, stray], ignore_index=True)})

@@ -4,6 +4,7 @@ import filecmp
 import types
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from hamburg_mamba.data import synthetic as S
@@ -12,11 +13,48 @@ from hamburg_mamba.data.meds_io import write_synthetic
 from hamburg_mamba.data.schema import TASKS
 
 
-def test_calibration_table_within_tolerance(demo):
-    table = calibration_table(demo)
+@pytest.mark.parametrize("city", ["demo", "smallest_eight"])
+def test_calibration_table_within_tolerance(city, request):
+    """The table holds for the default city and for a differently sized hospital set (closures included)."""
+    table = calibration_table(request.getfixturevalue(city))
     bad = table[~table["ok"]]
     assert bad.empty, "figures outside their tolerance:\n" + bad.to_string()
     assert len(table) >= 15
+
+
+def test_adverse_event_in_the_last_hour_ends_the_stay_after_the_icu():
+    """An adverse event just before the planned discharge sends the patient to the ICU, so the stay (and its
+    events) must last until the ICU stay ends; discharge before ICU exit left a readmission label without a
+    pathway end in the 10 M run."""
+    cfg = S.SyntheticConfig(days=10, scale=0.05)
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(cfg.seed).spawn(8)]
+    city, drv = S._city(cfg), S._drivers(cfg)
+    arr = S._draw_arrivals(cfg, city, drv, streams[0])
+    pw = S._simulate(cfg, city, drv, arr, *[streams[i] for i in (1, 2, 5, 6)])["pathways"]
+    rows = np.nonzero(~np.isnan(pw["t_bed"]) & (pw["disp"] == 1))[0]
+    assert rows.size > 20
+    owner, t0, dt, log_h, offsets, _ = S.hazard_grid(pw, rows)
+    total = np.add.reduceat(np.exp(log_h) * dt, offsets[:-1])  # cumulative hazard of each planned stay
+    last_bin = np.exp(log_h[offsets[1:] - 1]) * dt[offsets[1:] - 1]
+    c = {k: v.copy() for k, v in pw.items()}
+    c["e_ae"][rows] = total - 0.5 * last_bin  # the event falls inside the plan's last hour
+    c["q_fatal"][rows] = 1.0  # never fatal
+    c["icu_after_ae"][rows] = True
+    S._inpatient_course(cfg, types.SimpleNamespace(cols=c), rows, None)
+    plan_end = c["t_bed"][rows] + c["ward_los_h"][rows]
+    assert (c["t_ae"][rows] > plan_end - 1).all()
+    assert (c["t_icu_out"][rows] > plan_end).all()
+    assert (c["t_end"][rows] >= c["t_icu_out"][rows]).all()
+
+
+def test_no_event_after_the_end_of_a_finished_pathway(demo):
+    """Every finished pathway's last event is its discharge or death (what readmission labels are keyed on)."""
+    ev, pw = demo.events, demo.pathways
+    last = ev[ev["pathway_id"].notna()].groupby("pathway_id")["time"].max()
+    end = pw.set_index("pathway_id")["t_end"]
+    done = end.notna() & (end < pd.Timestamp(demo.config.start) + pd.Timedelta(days=demo.config.days))
+    gap = (last.reindex(end.index)[done] - end[done].dt.round("us")).abs()
+    assert (gap <= pd.Timedelta(microseconds=1)).all(), gap[gap > pd.Timedelta(microseconds=1)].head()
 
 
 def test_same_seed_same_bytes_other_seed_differs(tmp_path):
