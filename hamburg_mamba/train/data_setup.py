@@ -11,8 +11,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 from hamburg_mamba.data import SyntheticConfig
 
+US_PER_HOUR = 3.6e9
 DEMO_CUTOFFS = ("2023-10-20", "2023-11-06")
 
 # A two-week, three-hospital city with a short heat wave, an MCI and a flu peak inside the window: seconds to
@@ -45,7 +49,10 @@ class DataSpec:
             kwargs["temporal_cutoffs"] = tuple(self.temporal_cutoffs)
         if self.split == "crisis":
             kwargs["holdout_window"] = tuple(self.holdout_window)
-        return connect_hamburg_data(Path(self.root), **kwargs)
+        data = connect_hamburg_data(Path(self.root), **kwargs)
+        if self.split == "temporal":
+            mask_labels_after_cutoffs(data, self.temporal_cutoffs)
+        return data
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -53,3 +60,39 @@ class DataSpec:
     @classmethod
     def from_dict(cls, blob: dict) -> DataSpec:
         return cls(**blob)
+
+
+def event_times_us(data) -> np.ndarray:
+    """(N,) absolute time of every laid-out event in microseconds since 1970 (static rows: pathway start)."""
+    enc = data.encoded
+    start = data.pathways["start"].to_numpy().astype("datetime64[us]").astype(np.int64)  # (P,)
+    return np.repeat(start, enc.lengths) + np.round(enc.time_since_start_h.astype(np.float64) * US_PER_HOUR
+                                                    ).astype(np.int64)
+
+
+def mask_labels_after_cutoffs(data, cutoffs) -> dict[str, int]:
+    """Hide training labels at or after the tuning cut-off, and tuning labels at or after the held-out cut-off.
+
+    The temporal split assigns whole subjects by their first pathway, so a long stay that starts in the
+    training period reaches into the tuning and held-out periods. Crisis labels (closures) are shared by every
+    patient of a hospital, so training on those late labels would teach the model the held-out closures.
+    Returns the number of labels hidden per task (also appended to the data's accounting notes).
+    """
+    enc = data.encoded
+    c0, c1 = (pd.Timestamp(c).to_datetime64().astype("datetime64[us]").astype(np.int64) for c in cutoffs)
+    t = event_times_us(data)
+    split = np.repeat(enc.split, enc.lengths)
+    late = ((split == "train") & (t >= c0)) | ((split == "tuning") & (t >= c1))
+    hidden = {}
+    for task, (val, mask, orc) in enc.event_labels.items():
+        drop = mask & late
+        hidden[task] = int(drop.sum())
+        enc.event_labels[task] = (val, mask & ~late, orc)
+    end = data.pathways["end"].to_numpy().astype("datetime64[us]").astype(np.int64)
+    late_p = ((enc.split == "train") & (end >= c0)) | ((enc.split == "tuning") & (end >= c1))
+    for task, (val, mask, orc) in enc.pathway_labels.items():
+        hidden[task] = int((mask & late_p).sum())
+        enc.pathway_labels[task] = (val, mask & ~late_p, orc)
+    data.accounting.notes.append(f"temporal split: labels after the split's own period hidden from training and "
+                                 f"tuning (cut-offs {tuple(cutoffs)}): {hidden}")
+    return hidden

@@ -110,3 +110,13 @@ def test_bad_input_named():
         M.auroc([0, 2], [0.1, 0.2])
     with pytest.raises(ValueError, match="one shape"):
         M.brier([0, 1], [0.1])
+
+
+def test_bootstrap_replicate_equals_weighted_metrics(sample):
+    y, _, pr = sample
+    w = np.random.default_rng(5).integers(0, 3, y.size).astype(float)
+    fast = M._SortedSample(y, pr)
+    got = fast.metrics(w[fast.order])
+    want = M.binary_metrics(y, pr, w)
+    for k in M.BINARY_METRICS:
+        assert got[k] == pytest.approx(want[k], rel=1e-6, abs=1e-9), k

@@ -1,0 +1,323 @@
+"""Report folder from an evaluation folder (experiment.py): README.md with the tables and PNG plots.
+
+    report/README.md                summary, goal check, per-task tables, closures, subgroups, notes
+    report/roc.png                  ROC curves, one panel per binary task, every model
+    report/calibration.png          reliability diagrams (raw probabilities; recalibrated ECE in the tables)
+    report/decision_curves.png      net benefit vs treat-all / treat-none
+    report/closure_timeline.png     per hospital: predicted closure risk over the whole window, closure starts,
+                                    heat wave / flu wave / mass-casualty incident shaded, held-out period marked
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hamburg_mamba.eval import metrics as M
+
+SAFETY_GOAL_GAP = 0.02  # Mamba AUROC within this of the oracle (issue 5)
+ECE_GOAL = 0.02
+LEAD_GOAL_H = 6.0
+FLU_WAVE_SHARE = 0.5  # the flu wave is shaded where the expected flu share is above half its peak
+MODEL_ORDER = ("mamba", "hybrid", "gru", "transformer", "catboost", "news2", "oracle")
+
+
+def _ordered(models):
+    known = [m for m in MODEL_ORDER if m in models]
+    return known + [m for m in models if m not in known]
+
+
+def summary_table(metrics: dict) -> str:
+    """Markdown: held-out AUROC (95 % CI) per binary task and model, with prevalence; MAE for regression."""
+    models = _ordered(metrics["models"])
+    head = "| task | prevalence | " + " | ".join(models) + " |"
+    lines = [head, "|" + "---|" * (len(models) + 2)]
+    for task, r in metrics["tasks"].items():
+        cells = []
+        for m in models:
+            e = r["models"].get(m)
+            if e is None:
+                cells.append("-")
+            elif r["kind"] == "regression":
+                cells.append(f"MAE {e['mae']:.2f}")
+            else:
+                a = e["auroc"]
+                cells.append(M.Estimate(*(np.nan if a[k] is None else a[k] for k in ("value", "low", "high"))).fmt())
+        prev = f"{r['prevalence']:.3f}" if r.get("prevalence") is not None else "-"
+        lines.append(f"| {task} | {prev} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def goal_check(metrics: dict, model: str = "mamba") -> list[str]:
+    """The issue's experiment goal, measured: one line per criterion with the numbers and a verdict."""
+    out = []
+    tasks = metrics["tasks"]
+    safety = [t for t, r in tasks.items() if r["group"] == "safety" and r["kind"] == "binary"]
+
+    def auc(t, m):
+        e = tasks[t]["models"].get(m)
+        return None if e is None or e["auroc"]["value"] is None else e["auroc"]["value"]
+
+    for t in safety:
+        a, o, c, n = auc(t, model), auc(t, "oracle"), auc(t, "catboost"), auc(t, "news2")
+        if a is None:
+            continue
+        parts = []
+        if o is not None:
+            parts.append(f"oracle gap {o - a:+.3f} ({'met' if o - a <= SAFETY_GOAL_GAP else 'NOT met'})")
+        if c is not None:
+            parts.append(f"vs CatBoost {a - c:+.3f} ({'met' if a >= c else 'NOT met'})")
+        if n is not None:
+            parts.append(f"vs NEWS2 {a - n:+.3f} ({'met' if a > n else 'NOT met'})")
+        e = tasks[t]["models"][model]
+        parts.append(f"ECE after tuning recalibration {e['ece_recalibrated']:.4f} "
+                     f"({'met' if e['ece_recalibrated'] <= ECE_GOAL else 'NOT met'})")
+        out.append(f"- {t}: AUROC {a:.3f}; " + "; ".join(parts))
+    cl = metrics.get("closures", {}).get("models", {}).get(model)
+    if cl:
+        lead = cl["median_lead_h"]
+        verdict = "met" if lead is not None and lead >= LEAD_GOAL_H else "NOT met"
+        out.append(f"- closures: median lead time {lead} h over {cl['closures']} held-out closures, "
+                   f"{100 * (cl['warned_6h_share'] or 0):.0f} % warned >= 6 h ahead, "
+                   f"{cl['false_alarms_per_week']:.2f} false alarms per hospital-week (goal >= 6 h: {verdict})")
+    return out
+
+
+def _task_table(r: dict) -> str:
+    models = _ordered(r["models"])
+    if r["kind"] == "regression":
+        lines = ["| model | MAE | RMSE | R2 |", "|---|---|---|---|"]
+        for m in models:
+            e = r["models"][m]
+            lines.append(f"| {m} | {e['mae']:.3f} | {e['rmse']:.3f} | {e['r2']:.3f} |")
+        return "\n".join(lines)
+    lines = ["| model | AUROC | AUPRC | Brier | cal. slope | cal. intercept | ECE | ECE recal. | "
+             "alerts / 100 patient-days at 80 % sens. |", "|---|---|---|---|---|---|---|---|---|"]
+    for m in models:
+        e = r["models"][m]
+        f = lambda k, d=3: M.Estimate(*(np.nan if e[k][x] is None else e[k][x] for x in ("value", "low", "high"))
+                                      ).fmt(d)
+        ab = e.get("alert_burden", {}).get("alerts_per_100_patient_days")
+        lines.append(f"| {m} | {f('auroc')} | {f('auprc')} | {f('brier', 4)} | {f('calibration_slope', 2)} | "
+                     f"{f('calibration_intercept', 2)} | {f('ece', 4)} | {e['ece_recalibrated']:.4f} | "
+                     f"{'-' if ab is None else f'{ab:.1f}'} |")
+    return "\n".join(lines)
+
+
+def write_report(eval_dir: str | Path, out_dir: str | Path, data_root: str | Path | None = None,
+                 primary: str = "mamba", command: str | None = None) -> Path:
+    eval_dir, out_dir = Path(eval_dir), Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = json.loads((eval_dir / "metrics.json").read_text())
+    pred = pd.read_parquet(eval_dir / "predictions.parquet")
+    ppred = pd.read_parquet(eval_dir / "pathway_predictions.parquet")
+    data_root = Path(data_root or metrics["split"]["root"])
+    plots = _plots(metrics, pred, ppred, eval_dir, out_dir, data_root)
+    md = ["# hamburg-mamba: held-out comparison", ""]
+    periods = metrics.get("periods", {})
+    md += [f"Split: `{metrics['split']['split']}` {metrics['split'].get('temporal_cutoffs') or ''}; prediction rows "
+           f"per period: " + ", ".join(f"{k} {v[0][:16]} .. {v[1][:16]}" for k, v in periods.items()
+                                        if k != "hospitals"), ""]
+    if command:
+        md += ["Reproduce:", "", "```", command, "```", ""]
+    md += ["## Summary: held-out AUROC (95 % cluster-bootstrap CI by subject)", "", summary_table(metrics), ""]
+    md += [f"## Goal check ({primary})", ""] + (goal_check(metrics, primary) or ["- no safety task evaluated"]) + [""]
+    for task, r in metrics["tasks"].items():
+        if not r["models"]:
+            continue
+        md += [f"### {task} ({r['group']}, {r['level']}-level, n = {r['n']}"
+               + (f", prevalence {r['prevalence']:.4f}" if r.get("prevalence") is not None else "") + ")", "",
+               _task_table(r), ""]
+    cl = metrics.get("closures")
+    if cl:
+        md += [f"## Closure warnings ({cl['task']}, hospital level)", "",
+               f"Hourly hospital risk = mean latest prediction of the pathways present; threshold = lowest with "
+               f"<= {cl['max_false_alarms_per_week_on_tuning']} false alarms per hospital-week on the tuning "
+               f"period; a warning counts up to {cl['lookback_h']} h ahead; missed closures count as 0 h lead.", "",
+               "| model | threshold | closures | median lead (h) | warned >= 6 h | warned at all | "
+               "false alarms / hospital-week |", "|---|---|---|---|---|---|---|"]
+        for m in _ordered(cl["models"]):
+            e = cl["models"][m]
+            md.append(f"| {m} | {e['threshold']:.2f} | {e['closures']} | {e['median_lead_h']} | "
+                      f"{100 * (e['warned_6h_share'] or 0):.0f} % | {100 * (e['warned_share'] or 0):.0f} % | "
+                      f"{e['false_alarms_per_week']:.2f} |")
+        md.append("")
+    md += _subgroup_section(metrics, primary)
+    md += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
+    md += ["## Notes", ""] + [f"- {n}" for n in metrics.get("notes", [])]
+    miss = metrics.get("news2_missing_vitals", {}).get("held_out")
+    if miss:
+        md.append(f"- NEWS2: rows without any earlier measurement of a parameter score 0 for it "
+                  f"(held-out rows missing each parameter: {miss})")
+    md += ["- Oracle: the generator's true probability, conditional on the realised system path (bed times, "
+           "planned stay, strain), which includes information no model has at prediction time; it is an upper "
+           "bound, not a reachable target.", "",
+           "## Data accounting", "", "```", metrics.get("data_report", ""), "```", ""]
+    path = out_dir / "README.md"
+    path.write_text("\n".join(md))
+    return path
+
+
+def _subgroup_section(metrics, primary) -> list[str]:
+    out = []
+    for task in ("adverse_event", "in_hospital_death", "closure_6h"):
+        r = metrics["tasks"].get(task)
+        if not r or primary not in r["models"] or "subgroups" not in r["models"][primary]:
+            continue
+        models = [m for m in _ordered(r["models"]) if "subgroups" in r["models"][m]]
+        out += [f"### Subgroups: {task} AUROC", "", "| subgroup | n | prevalence | " + " | ".join(models) + " |",
+                "|" + "---|" * (len(models) + 3)]
+        for g, vals in r["models"][primary]["subgroups"].items():
+            for level, v in vals.items():
+                cells = []
+                for m in models:
+                    a = r["models"][m]["subgroups"][g][level]["auroc"]
+                    cells.append("n/a" if a is None else f"{a:.3f}")
+                out.append(f"| {g} = {level} | {v['n']} | {v['prevalence']:.3f} | " + " | ".join(cells) + " |")
+        out.append("")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Plots
+
+
+def _binary_tasks(metrics):
+    return [t for t, r in metrics["tasks"].items() if r["kind"] == "binary" and r["models"]]
+
+
+def _grid(n):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(3, n)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 4.2 * rows), squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.axis("off")
+    return plt, fig, axes.ravel()
+
+
+def _task_data(task, metrics, pred, ppred):
+    frame = pred if metrics["tasks"][task]["level"] == "event" else ppred
+    m = frame[f"{task}|mask"].to_numpy()
+    y = frame[f"{task}|label"].to_numpy()[m]
+    out = {}
+    for model in _ordered(metrics["tasks"][task]["models"]):
+        col = f"{task}|{model}"
+        if col in frame:
+            out[model] = np.clip(frame[col].to_numpy()[m], 0, 1)
+    return y, out
+
+
+def _plots(metrics, pred, ppred, eval_dir, out_dir, data_root) -> list[Path]:
+    tasks = _binary_tasks(metrics)
+    paths = []
+    if tasks:
+        for kind in ("roc", "calibration", "decision_curves"):
+            plt, fig, axes = _grid(len(tasks))
+            for ax, task in zip(axes, tasks):
+                y, models = _task_data(task, metrics, pred, ppred)
+                if y.size == 0 or y.min() == y.max():
+                    ax.set_title(f"{task}: one class only")
+                    continue
+                for name, p in models.items():
+                    if kind == "roc":
+                        fpr, tpr = M.roc_points(y, p)
+                        ax.plot(fpr, tpr, label=f"{name} {M.auroc(y, p):.3f}", lw=1.2)
+                    elif kind == "calibration":
+                        mp, obs = M.calibration_curve(y, p)
+                        ax.plot(mp, obs, marker="o", ms=3, label=name, lw=1.0)
+                    else:
+                        nb = M.net_benefit(y, p)
+                        ax.plot(nb["threshold"], nb["model"], label=name, lw=1.2)
+                if kind == "roc":
+                    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+                    ax.set_xlabel("false positive rate")
+                    ax.set_ylabel("sensitivity")
+                elif kind == "calibration":
+                    hi = max(0.05, float(max(M.calibration_curve(y, p)[0].max() for p in models.values())))
+                    ax.plot([0, hi], [0, hi], "k:", lw=0.8)
+                    ax.set_xlabel("predicted risk")
+                    ax.set_ylabel("observed rate")
+                else:
+                    nb = M.net_benefit(y, next(iter(models.values())))
+                    ax.plot(nb["threshold"], nb["treat_all"], "k--", lw=0.8, label="treat all")
+                    ax.axhline(0, color="k", lw=0.8, label="treat none")
+                    ax.set_ylim(-0.05 * max(y.mean(), 0.01), max(y.mean(), 0.01) * 1.1)
+                    ax.set_xlabel("threshold probability")
+                    ax.set_ylabel("net benefit")
+                ax.set_title(f"{task} (prevalence {y.mean():.3f})")
+                ax.legend(fontsize=7)
+            fig.tight_layout()
+            path = out_dir / f"{kind}.png"
+            fig.savefig(path, dpi=90)
+            plt.close(fig)
+            paths.append(path)
+    tl = eval_dir / "timeline.parquet"
+    if tl.exists():
+        paths.append(_timeline_plot(metrics, pd.read_parquet(tl), pd.read_parquet(eval_dir / "closures.parquet"),
+                                    out_dir, data_root))
+    return paths
+
+
+def _timeline_plot(metrics, tl, closures, out_dir, data_root) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = metrics["periods"]["hospitals"]
+    hospitals = sorted(tl["hospital_id"].unique())
+    fig, axes = plt.subplots(len(hospitals), 1, figsize=(14, 1.9 * len(hospitals) + 0.6), sharex=True,
+                             squeeze=False)
+    shades = _crisis_windows(data_root)
+    held = metrics["periods"].get("held_out")
+    for ax, h in zip(axes[:, 0], hospitals):
+        for model, g in tl[tl["hospital_id"] == h].groupby("model"):
+            ax.plot(g["time"], g["risk"], lw=0.7, label=model, color="k" if model == "oracle" else None,
+                    alpha=0.6 if model == "oracle" else 0.9)
+        for t in closures.loc[closures["hospital_id"] == h, "time"]:
+            ax.axvline(t, color="red", lw=0.6, alpha=0.7)
+        for (a, b, label, color) in shades:
+            ax.axvspan(a, b, color=color, alpha=0.25, label=label, lw=0)
+        if held:
+            ax.axvline(pd.Timestamp(held[0]), color="k", ls="--", lw=0.8)
+        ax.set_ylabel(names.get(str(h), str(h)).replace("Asklepios ", "A. "), fontsize=8)
+        ax.set_ylim(0, 1)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    uniq = dict(zip(labels, handles))
+    axes[0, 0].legend(uniq.values(), uniq.keys(), fontsize=7, ncol=6, loc="upper left")
+    axes[0, 0].set_title("Predicted 6-h closure risk per hospital (red lines: closure starts; dashed: start of the "
+                         "held-out period, before it predictions are in-sample)", fontsize=9)
+    fig.tight_layout()
+    path = out_dir / "closure_timeline.png"
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def _crisis_windows(root: Path) -> list[tuple]:
+    out = []
+    drivers = root / "system" / "drivers.parquet"
+    if drivers.exists():
+        d = pd.read_parquet(drivers)
+        if "heat_wave" in d and d["heat_wave"].any():
+            t = d.loc[d["heat_wave"], "time"]
+            out.append((t.min(), t.max(), "heat wave", "orange"))
+        if "flu_share_expected" in d and d["flu_share_expected"].max() > 0:
+            f = d["flu_share_expected"]
+            t = d.loc[f >= FLU_WAVE_SHARE * f.max(), "time"]
+            out.append((t.min(), t.max(), "flu wave", "tab:blue"))
+    pw = root / "system" / "pathways.parquet"
+    if pw.exists():
+        p = pd.read_parquet(pw, columns=["mci_sk", "t_onset"])
+        mci = p.loc[p["mci_sk"] >= 0, "t_onset"]
+        if len(mci):
+            out.append((mci.min() - pd.Timedelta(hours=2), mci.max() + pd.Timedelta(hours=10), "MANV", "purple"))
+    return out
