@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hamburg_mamba.eval.metrics import fit_logistic
+from hamburg_mamba.eval.metrics import fit_logistic, sigmoid
 from hamburg_mamba.eval.news2 import news2_score
 
 # Deterioration tasks NEWS2 is meant for (DOMAIN.md, "Early-warning baselines").
@@ -72,4 +72,4 @@ class News2Baseline:
 
     def probability(self, task: str, score: np.ndarray) -> np.ndarray:
         a, b = self.coef[task]
-        return 1 / (1 + np.exp(-(a + b * np.asarray(score, dtype=np.float64))))
+        return sigmoid(a + b * np.asarray(score, dtype=np.float64))

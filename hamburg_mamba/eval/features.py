@@ -152,9 +152,10 @@ class FeatureBuilder:
             "load_ed_census", "load_ed_over_4h", "load_hospital_census", "load_arrivals_3h",
             "load_ambulance_arrivals_3h")}
 
-        def count_covering(lo, hi, at):
-            """#intervals [lo, hi) containing each time in `at` (lo, hi sorted separately)."""
-            return np.searchsorted(np.sort(lo), at, "right") - np.searchsorted(np.sort(hi), at, "right")
+        def count_covering(lo, hi, at, closed=False):
+            """#intervals [lo, hi) ([lo, hi] when closed) containing each time in `at`."""
+            return np.searchsorted(np.sort(lo), at, "right") - np.searchsorted(np.sort(hi), at,
+                                                                                "left" if closed else "right")
 
         for h in np.unique(row_h):
             sel = row_h == h
@@ -167,7 +168,8 @@ class FeatureBuilder:
                                                                                         LONG_ED_STAY_H), at)
             s, en = start[mine], end[mine]
             okp = np.isfinite(s)
-            out["load_hospital_census"][sel] = count_covering(s[okp], np.maximum(en[okp], s[okp]), at)
+            # closed: a patient is present up to and including their last event
+            out["load_hospital_census"][sel] = count_covering(s[okp], np.maximum(en[okp], s[okp]), at, closed=True)
             arr = np.sort(e[ok])
             out["load_arrivals_3h"][sel] = (np.searchsorted(arr, at, "right")
                                             - np.searchsorted(arr, at - RECENT_ARRIVALS_H, "right"))

@@ -112,6 +112,11 @@ def ece(y, p, weight=None, bins: int = ECE_BINS) -> float:
     return float(err)
 
 
+def sigmoid(x) -> np.ndarray:
+    """1 / (1 + exp(-x)) without overflow for large |x|."""
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))
+
+
 def logit(p) -> np.ndarray:
     p = np.clip(np.asarray(p, dtype=np.float64), LOGIT_EPS, 1 - LOGIT_EPS)
     return np.log(p) - np.log1p(-p)
@@ -127,7 +132,7 @@ def fit_logistic(x, y, weight=None, steps: int = NEWTON_STEPS, tol: float = 1e-1
     X = np.stack([np.ones_like(x), x], axis=1)
     for _ in range(steps):
         eta = X @ beta
-        mu = 1 / (1 + np.exp(-eta))
+        mu = sigmoid(eta)
         g = X.T @ (w * (y - mu))
         H = (X * (w * mu * (1 - mu))[:, None]).T @ X
         try:
@@ -152,7 +157,7 @@ def _calibration_fit(lp, y, w, tol: float = 1e-10) -> tuple[float, float]:
     # calibration-in-the-large: intercept with the slope fixed at 1, one-dimensional Newton on the offset model
     a = 0.0
     for _ in range(NEWTON_STEPS):
-        mu = 1 / (1 + np.exp(-(a + lp)))
+        mu = sigmoid(a + lp)
         g = np.sum(w * (y - mu))
         h = np.sum(w * mu * (1 - mu))
         if h <= 0:
@@ -329,4 +334,4 @@ class PlattRecalibration:
         return self
 
     def __call__(self, p) -> np.ndarray:
-        return 1 / (1 + np.exp(-(self.intercept + self.slope * logit(p))))
+        return sigmoid(self.intercept + self.slope * logit(p))

@@ -1,0 +1,65 @@
+"""Features at prediction rows against the raw MEDS events of the same pathway."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hamburg_mamba.data import generate_synthetic, read_meds, write_synthetic
+from hamburg_mamba.eval.features import NEWS2_CODES, FeatureBuilder
+from hamburg_mamba.eval.predictions import last_event_at_time, prediction_rows
+from hamburg_mamba.train.data_setup import TINY_CUTOFFS, DataSpec, tiny_synthetic_config
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = write_synthetic(tmp_path_factory.mktemp("meds") / "tiny", generate_synthetic(tiny_synthetic_config()))
+    data = DataSpec(root=str(root), split="temporal", temporal_cutoffs=TINY_CUTOFFS).connect()
+    return root, data
+
+
+def test_rows_are_the_last_event_at_each_labelled_time(tiny):
+    _, data = tiny
+    rows = prediction_rows(data, "held_out")
+    enc = data.encoded
+    last = last_event_at_time(data)
+    assert last[rows.flat].all()
+    # no two rows share (pathway, time), and every labelled (pathway, time) of the split has one row
+    key = pd.DataFrame({"p": rows.pathway, "t": rows.time_us})
+    assert not key.duplicated().any()
+    assert (rows.pos >= 0).all() and (rows.pos < enc.lengths[rows.pathway]).all()
+
+
+def test_latest_vitals_match_the_raw_events(tiny):
+    root, data = tiny
+    rows = prediction_rows(data, "held_out")
+    fb = FeatureBuilder(data)
+    vitals = fb.news2_vitals(rows.flat)
+    ev = read_meds(root)["events"]
+    ev = ev[ev["code"].isin(list(NEWS2_CODES.values()))].dropna(subset=["time"])
+    rng = np.random.default_rng(0)
+    pid = data.encoded.pathway_id
+    checked = 0
+    for r in rng.choice(len(rows), size=min(60, len(rows)), replace=False):
+        t = pd.Timestamp(np.datetime64(int(rows.time_us[r]), "us"))
+        # (encoded times are float32 hours since the pathway start: exact to well under a second)
+        mine = ev[(ev["pathway_id"] == pid[rows.pathway[r]]) & (ev["time"] <= t + pd.Timedelta(seconds=1))]
+        for param, code in NEWS2_CODES.items():
+            hist = mine[mine["code"] == code]
+            got = vitals[param][r]
+            if hist.empty:
+                assert np.isnan(got)
+            else:
+                assert got == pytest.approx(float(hist["numeric_value"].iloc[-1]), abs=0.051), (param, r)
+                checked += 1
+    assert checked > 50
+
+
+def test_system_load_counts_ed_patients(tiny):
+    _, data = tiny
+    rows = prediction_rows(data, "held_out")
+    fb = FeatureBuilder(data)
+    load = fb.system_load(rows.flat)
+    # the row's own patient is in the hospital, so the census counts at least them
+    assert (load["load_hospital_census"] >= 1).all()
+    assert (load["load_ed_over_4h"] <= load["load_ed_census"]).all()
+    assert (load["load_ambulance_arrivals_3h"] <= load["load_arrivals_3h"]).all()
