@@ -1,0 +1,1001 @@
+// Unit tests of the torch-free CPU selective-scan kernels (csrc/selective_scan/cpu).
+//
+// Glossary: B batch, D channels, L steps, N state size, G groups sharing (B, C), Dg = D / G.
+//
+// The kernels are compared with an independent scalar float64 reference written here from the math of
+// hamburg_mamba/ops/reference.py (sequential loops, one channel at a time), whose backward is itself checked
+// against central finite differences. Suites whose names start with "Isa" exercise the kernels; ctest runs
+// them once more under each capped ISA level (HAMBURG_MAMBA_CPU_ISA, see CMakeLists.txt), because the level is
+// picked once per process.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "openmp_for.h"
+#include "selective_scan/cpu/selective_scan_cpu.h"
+#include "selective_scan/selective_scan.h"
+
+namespace {
+
+using hamburg_mamba::ScalarType;
+using hamburg_mamba::SelectiveScanBwdParams;
+using hamburg_mamba::SelectiveScanParams;
+using hamburg_mamba::StateUpdateParams;
+using hamburg_mamba::cpu::make_openmp_for;
+using hamburg_mamba::cpu::ParallelFor;
+using hamburg_mamba::cpu::serial_for;
+using Vec = std::vector<double>;
+
+// torch.nn.functional.softplus's default threshold, as in the reference.
+constexpr double kSoftplusThreshold = 20.0;
+
+// Tolerances in relative L2 norm against the float64 reference: the targets for float32; float16 and
+// bfloat16 errors come from rounding the stored results (unit roundoff 2^-11 and 2^-8). Measured with the
+// AVX-512 kernels, at most: 1e-15 (float64), 2.5e-7 (float32), 2.3e-4 (float16), 1.7e-3 (bfloat16).
+constexpr double kTolFloat64 = 1e-12;
+constexpr double kTolFloat32Out = 1e-5;
+constexpr double kTolFloat32Grad = 1e-4;
+constexpr double kTolFloat16 = 1e-3;
+constexpr double kTolBFloat16 = 8e-3;
+
+// ---------------------------------------------------------------------------------------------------------
+// A problem: every input in float64, already rounded to what the kernel will see.
+
+struct Shape {
+  int64_t B, D, L, N, G;
+};
+
+struct Options {
+  bool softplus = false, has_D = false, has_z = false, has_bias = false, has_init = false, has_scale = false;
+  bool has_dlast = true;  // backward: a gradient arrives through the last state too
+
+  static Options from_mask(unsigned mask) {
+    Options o;
+    o.softplus = mask & 1;
+    o.has_D = mask & 2;
+    o.has_z = mask & 4;
+    o.has_bias = mask & 8;
+    o.has_init = mask & 16;
+    o.has_scale = mask & 32;
+    return o;
+  }
+  static Options all() { return from_mask(63); }
+  std::string str() const {
+    std::string s;
+    const std::pair<bool, const char*> flags[] = {{softplus, "softplus"}, {has_D, "D"},        {has_z, "z"},
+                                                  {has_bias, "bias"},     {has_init, "init"}, {has_scale, "dt_scale"},
+                                                  {has_dlast, "dlast"}};
+    for (auto [on, name] : flags)
+      if (on) s += std::string(s.empty() ? "" : ",") + name;
+    return "{" + s + "}";
+  }
+};
+
+struct Problem {
+  Shape s;
+  Options o;
+  Vec u, delta, z, dout;  // (B, D, L)
+  Vec Bm, Cm;             // (B, G, N, L)
+  Vec A;                  // (D, N)
+  Vec Dv, bias;           // (D,)
+  Vec init, dlast;        // (B, D, N)
+  Vec scale;              // (B, L)
+
+  int64_t bdl(int64_t b, int64_t d, int64_t t) const { return (b * s.D + d) * s.L + t; }
+  int64_t bgnl(int64_t b, int64_t g, int64_t n, int64_t t) const { return ((b * s.G + g) * s.N + n) * s.L + t; }
+  int64_t bdn(int64_t b, int64_t d, int64_t n) const { return (b * s.D + d) * s.N + n; }
+  int64_t group_of(int64_t d) const { return d / (s.D / s.G); }
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// Storage types. Half and bfloat16 tensors are raw uint16 buffers, as torch hands them to the kernels.
+
+uint16_t bf16_bits(float x) {  // round to nearest even
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+float bf16_value(uint16_t bits) {
+  const uint32_t u = static_cast<uint32_t>(bits) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+uint16_t half_bits(float x) {
+  const _Float16 h = static_cast<_Float16>(x);
+  uint16_t bits;
+  std::memcpy(&bits, &h, sizeof bits);
+  return bits;
+}
+float half_value(uint16_t bits) {
+  _Float16 h;
+  std::memcpy(&h, &bits, sizeof h);
+  return static_cast<float>(h);
+}
+
+ScalarType compute_of(ScalarType t) { return t == ScalarType::kFloat64 ? ScalarType::kFloat64 : ScalarType::kFloat32; }
+size_t size_of(ScalarType t) {
+  switch (t) {
+    case ScalarType::kFloat64: return 8;
+    case ScalarType::kFloat32: return 4;
+    default: return 2;
+  }
+}
+const char* name_of(ScalarType t) {
+  switch (t) {
+    case ScalarType::kFloat64: return "float64";
+    case ScalarType::kFloat32: return "float32";
+    case ScalarType::kFloat16: return "float16";
+    default: return "bfloat16";
+  }
+}
+
+double round_to(double x, ScalarType t) {
+  switch (t) {
+    case ScalarType::kFloat64: return x;
+    case ScalarType::kFloat32: return static_cast<float>(x);
+    case ScalarType::kFloat16: return half_value(half_bits(static_cast<float>(x)));
+    default: return bf16_value(bf16_bits(static_cast<float>(x)));
+  }
+}
+
+void round_all(Vec& v, ScalarType t) {
+  for (double& x : v) x = round_to(x, t);
+}
+
+// The problem as the kernel sees it in dtype t: inputs in t, parameters in the compute type.
+Problem rounded(Problem p, ScalarType t) {
+  for (Vec* v : {&p.u, &p.delta, &p.z, &p.dout, &p.Bm, &p.Cm}) round_all(*v, t);
+  for (Vec* v : {&p.A, &p.Dv, &p.bias, &p.init, &p.dlast, &p.scale}) round_all(*v, compute_of(t));
+  return p;
+}
+
+// Random inputs in the ranges of a trained Mamba block. The values are exact in float32, so one float64
+// reference serves the float64 and the float32 kernels.
+Problem make_problem(Shape s, Options o, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  auto uniform = [&](double lo, double hi) { return std::uniform_real_distribution<double>(lo, hi)(rng); };
+  auto fill = [&](int64_t n, double lo, double hi) {
+    Vec v(static_cast<size_t>(n));
+    for (double& x : v) x = uniform(lo, hi);
+    return v;
+  };
+  Problem p;
+  p.s = s;
+  p.o = o;
+  const int64_t bdl = s.B * s.D * s.L, bgnl = s.B * s.G * s.N * s.L;
+  p.u = fill(bdl, -1, 1);
+  // Step sizes of a trained Mamba: softplus(delta + bias) mostly in (0.01, 2).
+  p.delta = o.softplus ? fill(bdl, -4, 1) : fill(bdl, 0.01, 0.5);
+  p.z = o.has_z ? fill(bdl, -3, 3) : Vec{};
+  p.dout = fill(bdl, -1, 1);
+  p.Bm = fill(bgnl, -1, 1);
+  p.Cm = fill(bgnl, -1, 1);
+  p.A.resize(static_cast<size_t>(s.D * s.N));
+  for (double& a : p.A) a = -std::exp(uniform(-2, 1.5));
+  p.Dv = o.has_D ? fill(s.D, -1, 1) : Vec{};
+  p.bias = o.has_bias ? (o.softplus ? fill(s.D, -1, 0.5) : fill(s.D, 0, 0.1)) : Vec{};
+  p.init = o.has_init ? fill(s.B * s.D * s.N, -1, 1) : Vec{};
+  p.dlast = o.has_dlast ? fill(s.B * s.D * s.N, -1, 1) : Vec{};
+  if (o.has_scale) {
+    p.scale = fill(s.B * s.L, 0, 2);
+    for (double& x : p.scale)
+      if (uniform(0, 1) < 0.2) x = 0;  // padded steps
+  }
+  return rounded(p, ScalarType::kFloat32);
+}
+
+// A tensor in kernel storage: `rows` rows of `cols` elements, row pitch `pitch` >= cols (padding never read).
+struct Buffer {
+  ScalarType type = ScalarType::kFloat32;
+  int64_t rows = 0, cols = 0, pitch = 0;
+  std::vector<unsigned char> bytes;
+
+  Buffer() = default;
+  Buffer(ScalarType t, int64_t n_rows, int64_t n_cols, int64_t row_pitch)
+      : type(t), rows(n_rows), cols(n_cols), pitch(row_pitch) {
+    // Padding filled with a NaN pattern (0xff bytes), so a kernel reading it would show.
+    bytes.assign(static_cast<size_t>(rows * pitch) * size_of(t), 0xff);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) set(r * pitch + c, 0.0);
+  }
+  static Buffer encode(const Vec& v, ScalarType t, int64_t n_cols, int64_t pad = 0) {
+    const int64_t n_rows = v.empty() ? 0 : static_cast<int64_t>(v.size()) / n_cols;
+    Buffer b(t, n_rows, n_cols, n_cols + pad);
+    for (int64_t r = 0; r < n_rows; ++r)
+      for (int64_t c = 0; c < n_cols; ++c) b.set(r * b.pitch + c, v[static_cast<size_t>(r * n_cols + c)]);
+    return b;
+  }
+  static Buffer flat(const Vec& v, ScalarType t) { return encode(v, t, std::max<int64_t>(1, v.size())); }
+  static Buffer zeros(int64_t n, ScalarType t) { return Buffer(t, 1, n, n); }
+
+  void set(int64_t i, double x) {
+    unsigned char* at = bytes.data() + static_cast<size_t>(i) * size_of(type);
+    if (type == ScalarType::kFloat64) {
+      std::memcpy(at, &x, 8);
+    } else if (type == ScalarType::kFloat32) {
+      const float f = static_cast<float>(x);
+      std::memcpy(at, &f, 4);
+    } else {
+      const uint16_t h = type == ScalarType::kFloat16 ? half_bits(static_cast<float>(x)) : bf16_bits(static_cast<float>(x));
+      std::memcpy(at, &h, 2);
+    }
+  }
+  double get(int64_t i) const {
+    const unsigned char* at = bytes.data() + static_cast<size_t>(i) * size_of(type);
+    if (type == ScalarType::kFloat64) {
+      double x;
+      std::memcpy(&x, at, 8);
+      return x;
+    }
+    if (type == ScalarType::kFloat32) {
+      float f;
+      std::memcpy(&f, at, 4);
+      return f;
+    }
+    uint16_t h;
+    std::memcpy(&h, at, 2);
+    return type == ScalarType::kFloat16 ? half_value(h) : bf16_value(h);
+  }
+  Vec decode() const {
+    Vec v(static_cast<size_t>(rows * cols));
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) v[static_cast<size_t>(r * cols + c)] = get(r * pitch + c);
+    return v;
+  }
+  // Whether the row padding still holds its 0xff pattern: nothing wrote past the end of a row.
+  bool padding_intact() const {
+    for (int64_t r = 0; r < rows; ++r) {
+      const size_t begin = static_cast<size_t>(r * pitch + cols) * size_of(type);
+      const size_t end = static_cast<size_t>((r + 1) * pitch) * size_of(type);
+      for (size_t i = begin; i < end; ++i)
+        if (bytes[i] != 0xff) return false;
+    }
+    return true;
+  }
+  // The elements only (row padding excluded), for bitwise comparisons.
+  std::vector<unsigned char> element_bytes() const {
+    std::vector<unsigned char> out;
+    const size_t row_bytes = static_cast<size_t>(cols) * size_of(type);
+    for (int64_t r = 0; r < rows; ++r) {
+      const unsigned char* row = bytes.data() + static_cast<size_t>(r * pitch) * size_of(type);
+      out.insert(out.end(), row, row + row_bytes);
+    }
+    return out;
+  }
+  void* data() { return bytes.empty() ? nullptr : bytes.data(); }
+  const void* data() const { return bytes.empty() ? nullptr : bytes.data(); }
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// The float64 reference, sequential, straight from the math.
+
+double softplus(double x) { return x > kSoftplusThreshold ? x : std::log1p(std::exp(x)); }
+double sigmoid(double x) { return 1 / (1 + std::exp(-x)); }
+
+// x_t = delta_t + bias; s_t = softplus?(x_t) * dt_scale_t.
+double pre_step(const Problem& p, int64_t b, int64_t d, int64_t t) {
+  return p.delta[p.bdl(b, d, t)] + (p.o.has_bias ? p.bias[d] : 0.0);
+}
+double step_of(const Problem& p, int64_t b, int64_t d, int64_t t) {
+  const double x = pre_step(p, b, d, t);
+  const double s = p.o.softplus ? softplus(x) : x;
+  return p.o.has_scale ? s * p.scale[b * p.s.L + t] : s;
+}
+
+struct RefForward {
+  Vec out, last;  // (B, D, L), (B, D, N)
+};
+
+// hs receives the states h_0..h_L of channel (b, d), (L + 1, N); ys the y_t before D and gating.
+void ref_channel(const Problem& p, int64_t b, int64_t d, Vec& hs, Vec& ys) {
+  const int64_t L = p.s.L, N = p.s.N, g = p.group_of(d);
+  hs.assign(static_cast<size_t>((L + 1) * N), 0.0);
+  ys.assign(static_cast<size_t>(L), 0.0);
+  if (p.o.has_init)
+    for (int64_t n = 0; n < N; ++n) hs[n] = p.init[p.bdn(b, d, n)];
+  for (int64_t t = 0; t < L; ++t) {
+    const double s = step_of(p, b, d, t), u = p.u[p.bdl(b, d, t)];
+    double y = 0;
+    for (int64_t n = 0; n < N; ++n) {
+      const double h = std::exp(s * p.A[d * N + n]) * hs[t * N + n] + s * p.Bm[p.bgnl(b, g, n, t)] * u;
+      hs[(t + 1) * N + n] = h;
+      y += p.Cm[p.bgnl(b, g, n, t)] * h;
+    }
+    ys[t] = y;
+  }
+}
+
+RefForward ref_forward(const Problem& p) {
+  const int64_t B = p.s.B, D = p.s.D, L = p.s.L, N = p.s.N;
+  RefForward r;
+  r.out.assign(static_cast<size_t>(B * D * L), 0.0);
+  r.last.assign(static_cast<size_t>(B * D * N), 0.0);
+  Vec hs, ys;
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t d = 0; d < D; ++d) {
+      ref_channel(p, b, d, hs, ys);
+      for (int64_t t = 0; t < L; ++t) {
+        const double u = p.u[p.bdl(b, d, t)];
+        double y = ys[t] + (p.o.has_D ? p.Dv[d] * u : 0.0);
+        if (p.o.has_z) {
+          const double z = p.z[p.bdl(b, d, t)];
+          y *= z * sigmoid(z);
+        }
+        r.out[p.bdl(b, d, t)] = y;
+      }
+      for (int64_t n = 0; n < N; ++n) r.last[p.bdn(b, d, n)] = hs[L * N + n];
+    }
+  }
+  return r;
+}
+
+struct Grads {
+  Vec du, ddelta, dz, dA, dB, dC, dD, dbias, dinit;
+};
+
+// Reverse-mode derivative of loss = <dout, out> + <dlast, last_state>, derived by hand:
+//   out_t = y_t silu(z_t), y_t = <C_t, h_t> + D u_t, h_t = a_t h_{t-1} + s_t B_t u_t, a_t = exp(s_t A).
+// With G_t the total gradient of h_t (G_L starts at dlast): G_t = C_t dy_t + a_{t+1} G_{t+1}, and
+//   dz_t = dout_t y_t silu'(z_t),  dy_t = dout_t silu(z_t),  dC_t = dy_t h_t,  dB_t = G_t s_t u_t,
+//   dA += G_t a_t s_t h_{t-1},  ds_t = <G_t, A a_t h_{t-1} + B_t u_t>,  du_t = D dy_t + s_t <G_t, B_t>,
+//   ddelta_t = ds_t dt_scale_t softplus'(x_t),  dh_0 = a_1 G_1.
+Grads ref_backward(const Problem& p) {
+  const int64_t B = p.s.B, D = p.s.D, L = p.s.L, N = p.s.N, G = p.s.G;
+  Grads r;
+  const auto sz = [](int64_t n) { return static_cast<size_t>(n); };
+  r.du.assign(sz(B * D * L), 0.0);
+  r.ddelta.assign(sz(B * D * L), 0.0);
+  r.dz.assign(p.o.has_z ? sz(B * D * L) : 0, 0.0);
+  r.dA.assign(sz(D * N), 0.0);
+  r.dB.assign(sz(B * G * N * L), 0.0);
+  r.dC.assign(sz(B * G * N * L), 0.0);
+  r.dD.assign(p.o.has_D ? sz(D) : 0, 0.0);
+  r.dbias.assign(p.o.has_bias ? sz(D) : 0, 0.0);
+  r.dinit.assign(p.o.has_init ? sz(B * D * N) : 0, 0.0);
+  Vec hs, ys, Gh(sz(N));
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t d = 0; d < D; ++d) {
+      const int64_t g = p.group_of(d);
+      ref_channel(p, b, d, hs, ys);
+      for (int64_t n = 0; n < N; ++n) Gh[n] = p.o.has_dlast ? p.dlast[p.bdn(b, d, n)] : 0.0;
+      for (int64_t t = L - 1; t >= 0; --t) {
+        const int64_t i = p.bdl(b, d, t);
+        const double u = p.u[i], s = step_of(p, b, d, t), x = pre_step(p, b, d, t);
+        double dy = p.dout[i];
+        if (p.o.has_z) {
+          const double z = p.z[i], sg = sigmoid(z);
+          const double y = ys[t] + (p.o.has_D ? p.Dv[d] * u : 0.0);
+          r.dz[i] = dy * y * sg * (1 + z * (1 - sg));
+          dy *= z * sg;
+        }
+        double du = 0, ds = 0;
+        if (p.o.has_D) {
+          r.dD[d] += dy * u;
+          du += p.Dv[d] * dy;
+        }
+        for (int64_t n = 0; n < N; ++n) {
+          const int64_t j = p.bgnl(b, g, n, t);
+          const double An = p.A[d * N + n], a = std::exp(s * An), hprev = hs[t * N + n];
+          r.dC[j] += dy * hs[(t + 1) * N + n];
+          Gh[n] += dy * p.Cm[j];
+          r.dB[j] += Gh[n] * s * u;
+          r.dA[d * N + n] += Gh[n] * a * s * hprev;
+          ds += Gh[n] * (An * a * hprev + p.Bm[j] * u);
+          du += s * Gh[n] * p.Bm[j];
+          Gh[n] *= a;
+        }
+        double dx = p.o.has_scale ? ds * p.scale[b * L + t] : ds;
+        if (p.o.softplus && x <= kSoftplusThreshold) dx *= sigmoid(x);
+        r.du[i] = du;
+        r.ddelta[i] = dx;
+        if (p.o.has_bias) r.dbias[d] += dx;
+      }
+      if (p.o.has_init)
+        for (int64_t n = 0; n < N; ++n) r.dinit[p.bdn(b, d, n)] = Gh[n];
+    }
+  }
+  return r;
+}
+
+double ref_loss(const Problem& p) {
+  const RefForward f = ref_forward(p);
+  double loss = 0;
+  for (size_t i = 0; i < f.out.size(); ++i) loss += p.dout[i] * f.out[i];
+  if (p.o.has_dlast)
+    for (size_t i = 0; i < f.last.size(); ++i) loss += p.dlast[i] * f.last[i];
+  return loss;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Running the kernels.
+
+struct KernelRun {
+  Buffer out, last, checkpoints;
+  Buffer du, ddelta, dz, dA, dB, dC, dD, dbias, dinit;  // after a backward
+};
+
+struct RunConfig {
+  ScalarType type = ScalarType::kFloat32;
+  bool backward = false;
+  int64_t pad = 0;  // extra elements per row of u, delta, z, out, dout, B and C (strided inputs)
+};
+
+KernelRun run_scan(const Problem& p, const RunConfig& cfg, const ParallelFor& parallel_for) {
+  const ScalarType t = cfg.type, c = compute_of(t);
+  const int64_t B = p.s.B, D = p.s.D, L = p.s.L, N = p.s.N, G = p.s.G, pitch = L + cfg.pad;
+  const Buffer u = Buffer::encode(p.u, t, L, cfg.pad), delta = Buffer::encode(p.delta, t, L, cfg.pad);
+  const Buffer z = Buffer::encode(p.z, t, L, cfg.pad), dout = Buffer::encode(p.dout, t, L, cfg.pad);
+  const Buffer Bm = Buffer::encode(p.Bm, t, L, cfg.pad), Cm = Buffer::encode(p.Cm, t, L, cfg.pad);
+  const Buffer A = Buffer::flat(p.A, c), Dv = Buffer::flat(p.Dv, c), bias = Buffer::flat(p.bias, c);
+  const Buffer init = Buffer::flat(p.init, c), scale = Buffer::flat(p.scale, c), dlast = Buffer::flat(p.dlast, c);
+
+  KernelRun r;
+  r.out = Buffer(t, B * D, L, pitch);
+  r.last = Buffer::zeros(B * D * N, c);
+  r.checkpoints = Buffer::zeros(B * D * hamburg_mamba::num_checkpoints(L) * N, c);
+
+  SelectiveScanParams fp;
+  fp.dtype = t;
+  fp.batch = B;
+  fp.dim = D;
+  fp.seqlen = L;
+  fp.dstate = N;
+  fp.n_groups = G;
+  fp.delta_softplus = p.o.softplus;
+  fp.u_batch_stride = fp.delta_batch_stride = fp.z_batch_stride = fp.out_batch_stride = D * pitch;
+  fp.u_d_stride = fp.delta_d_stride = fp.z_d_stride = fp.out_d_stride = pitch;
+  fp.B_batch_stride = fp.C_batch_stride = G * N * pitch;
+  fp.B_group_stride = fp.C_group_stride = N * pitch;
+  fp.B_n_stride = fp.C_n_stride = pitch;
+  fp.u = u.data();
+  fp.delta = delta.data();
+  fp.Bmat = Bm.data();
+  fp.Cmat = Cm.data();
+  fp.z = p.o.has_z ? z.data() : nullptr;
+  fp.A = A.data();
+  fp.Dvec = p.o.has_D ? Dv.data() : nullptr;
+  fp.delta_bias = p.o.has_bias ? bias.data() : nullptr;
+  fp.initial_state = p.o.has_init ? init.data() : nullptr;
+  fp.dt_scale = p.o.has_scale ? scale.data() : nullptr;
+  fp.out = r.out.data();
+  fp.last_state = r.last.data();
+  fp.checkpoints = cfg.backward ? r.checkpoints.data() : nullptr;
+  hamburg_mamba::cpu::selective_scan_fwd(fp, parallel_for);
+  if (!cfg.backward) return r;
+
+  SelectiveScanBwdParams bp;
+  static_cast<SelectiveScanParams&>(bp) = fp;
+  bp.dout_batch_stride = D * pitch;
+  bp.dout_d_stride = pitch;
+  bp.dout = dout.data();
+  bp.dlast_state = p.o.has_dlast ? dlast.data() : nullptr;
+  // Outputs the header documents as possibly accumulated into start at zero, like the torch binding's.
+  r.du = Buffer::zeros(B * D * L, t);
+  r.ddelta = Buffer::zeros(B * D * L, t);
+  r.dz = Buffer::zeros(p.o.has_z ? B * D * L : 0, t);
+  r.dA = Buffer::zeros(D * N, c);
+  r.dB = Buffer::zeros(B * G * N * L, c);
+  r.dC = Buffer::zeros(B * G * N * L, c);
+  r.dD = Buffer::zeros(p.o.has_D ? D : 0, c);
+  r.dbias = Buffer::zeros(p.o.has_bias ? D : 0, c);
+  r.dinit = Buffer::zeros(p.o.has_init ? B * D * N : 0, c);
+  bp.du = r.du.data();
+  bp.ddelta = r.ddelta.data();
+  bp.dz = r.dz.data();
+  bp.dA = r.dA.data();
+  bp.dB = r.dB.data();
+  bp.dC = r.dC.data();
+  bp.dD = r.dD.data();
+  bp.ddelta_bias = r.dbias.data();
+  bp.dinitial_state = r.dinit.data();
+  hamburg_mamba::cpu::selective_scan_bwd(bp, parallel_for);
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Comparisons.
+
+double rel_l2(const Vec& got, const Vec& want) {
+  EXPECT_EQ(got.size(), want.size());
+  double num = 0, den = 0;
+  for (size_t i = 0; i < std::min(got.size(), want.size()); ++i) {
+    num += (got[i] - want[i]) * (got[i] - want[i]);
+    den += want[i] * want[i];
+  }
+  if (std::isnan(num)) return INFINITY;
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+struct Named {
+  const char* name;
+  const Buffer& got;
+  const Vec& want;
+};
+
+void expect_close(std::initializer_list<Named> items, double tol, const std::string& context) {
+  for (const Named& it : items) {
+    const Vec got = it.got.decode();
+    ASSERT_EQ(got.size(), it.want.size()) << it.name << " " << context;
+    EXPECT_LE(rel_l2(got, it.want), tol) << it.name << " " << context;
+  }
+}
+
+// p must be exact in t (see rounded); ref is its reference.
+void check_forward(const Problem& p, const RefForward& ref, ScalarType t, double tol, const ParallelFor& pf,
+                   const std::string& context) {
+  const KernelRun k = run_scan(p, {t, false, 0}, pf);
+  expect_close({{"out", k.out, ref.out}, {"last_state", k.last, ref.last}}, tol,
+               std::string(name_of(t)) + " " + context);
+}
+
+void check_backward(const Problem& p, const RefForward& ref, const Grads& g, ScalarType t, double tol_out,
+                    double tol_grad, const ParallelFor& pf, const std::string& context) {
+  const KernelRun k = run_scan(p, {t, true, 0}, pf);
+  const std::string ctx = std::string(name_of(t)) + " " + context;
+  expect_close({{"out", k.out, ref.out}, {"last_state", k.last, ref.last}}, tol_out, ctx);
+  expect_close({{"du", k.du, g.du},
+                {"ddelta", k.ddelta, g.ddelta},
+                {"dz", k.dz, g.dz},
+                {"dA", k.dA, g.dA},
+                {"dB", k.dB, g.dB},
+                {"dC", k.dC, g.dC},
+                {"dD", k.dD, g.dD},
+                {"ddelta_bias", k.dbias, g.dbias},
+                {"dinitial_state", k.dinit, g.dinit}},
+               tol_grad, ctx);
+}
+
+void expect_backward_matches(const Problem& raw, ScalarType t, double tol_out, double tol_grad,
+                             const ParallelFor& pf, const std::string& context) {
+  const Problem p = rounded(raw, t);
+  check_backward(p, ref_forward(p), ref_backward(p), t, tol_out, tol_grad, pf, context);
+}
+
+// The float64 and the float32 kernels against one reference (make_problem's inputs are float32-exact).
+void expect_forward_f64_f32(const Problem& p, const ParallelFor& pf, const std::string& context) {
+  const RefForward ref = ref_forward(p);
+  check_forward(p, ref, ScalarType::kFloat64, kTolFloat64, pf, context);
+  check_forward(p, ref, ScalarType::kFloat32, kTolFloat32Out, pf, context);
+}
+
+void expect_backward_f64_f32(const Problem& p, const ParallelFor& pf, const std::string& context) {
+  const RefForward ref = ref_forward(p);
+  const Grads g = ref_backward(p);
+  check_backward(p, ref, g, ScalarType::kFloat64, kTolFloat64, kTolFloat64, pf, context);
+  check_backward(p, ref, g, ScalarType::kFloat32, kTolFloat32Out, kTolFloat32Grad, pf, context);
+}
+
+std::string describe(const Shape& s, const Options& o) {
+  return "B=" + std::to_string(s.B) + " D=" + std::to_string(s.D) + " L=" + std::to_string(s.L) +
+         " N=" + std::to_string(s.N) + " G=" + std::to_string(s.G) + " " + o.str();
+}
+
+const ParallelFor& two_threads() {
+  static const ParallelFor pf = make_openmp_for(2);
+  return pf;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The reference's backward against central finite differences of its forward (so that comparing the
+// kernels' gradients with it means something).
+
+class ReferenceGradients : public ::testing::TestWithParam<unsigned> {};
+
+TEST_P(ReferenceGradients, MatchFiniteDifferences) {
+  Options o = Options::from_mask(GetParam());
+  Problem p = make_problem({2, 6, 9, 3, 2}, o, 7 + GetParam());
+  // One channel's pre-activation above the softplus threshold, to cover the identity branch.
+  if (o.softplus && o.has_bias) p.bias[4] = 25.0;
+  const Grads g = ref_backward(p);
+  constexpr double kEps = 1e-6;
+  auto check = [&](const char* name, Vec& x, const Vec& grad) {
+    ASSERT_EQ(grad.size(), x.size()) << name;
+    for (size_t i = 0; i < x.size(); ++i) {
+      const double keep = x[i];
+      x[i] = keep + kEps;
+      const double up = ref_loss(p);
+      x[i] = keep - kEps;
+      const double down = ref_loss(p);
+      x[i] = keep;
+      const double fd = (up - down) / (2 * kEps);
+      EXPECT_NEAR(grad[i], fd, 1e-6 * (1 + std::abs(fd))) << name << "[" << i << "] " << o.str();
+    }
+  };
+  check("du", p.u, g.du);
+  check("ddelta", p.delta, g.ddelta);
+  check("dA", p.A, g.dA);
+  check("dB", p.Bm, g.dB);
+  check("dC", p.Cm, g.dC);
+  check("dz", p.z, g.dz);
+  check("dD", p.Dv, g.dD);
+  check("ddelta_bias", p.bias, g.dbias);
+  check("dinitial_state", p.init, g.dinit);
+}
+
+INSTANTIATE_TEST_SUITE_P(Reference, ReferenceGradients, ::testing::Values(0u, 1u, 63u, 62u, 0b101010u),
+                         [](const auto& info) { return "mask" + std::to_string(info.param); });
+
+// ---------------------------------------------------------------------------------------------------------
+// The dispatcher picks the best level this CPU has, capped by HAMBURG_MAMBA_CPU_ISA.
+
+TEST(Isa, ReportsTheExpectedLevel) {
+  std::string best = "baseline";
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = "avx2";
+  if (best == "avx2" && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+    best = "avx512";
+#endif
+  std::string expected = best;
+  if (const char* cap = std::getenv("HAMBURG_MAMBA_CPU_ISA")) {
+    if (std::string(cap) == "baseline") expected = "baseline";
+    if (std::string(cap) == "avx2" && best == "avx512") expected = "avx2";
+  }
+  EXPECT_EQ(hamburg_mamba::cpu::cpu_isa(), expected);
+  std::printf("[          ] kernels at ISA level %s\n", hamburg_mamba::cpu::cpu_isa());
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Forward over odd sizes: every (L, N) of the grid in float64 and float32, twice: D = 19 channels in one group
+// (a full 16-lane block and a 3-channel tail) and D = 38 in two groups of 19; the optional inputs rotate
+// with the grid point, the second configuration taking the complement. One test case per L.
+
+constexpr int64_t kGridSeqlens[] = {1, 2, 7, 63, 64, 65, 255, 300};
+constexpr int64_t kGridStateSizes[] = {1, 3, 16, 17, 64, 256};
+
+unsigned rotating_mask(int64_t L, int64_t N) { return static_cast<unsigned>((L * 7 + N * 13) % 64); }
+
+std::string seqlen_name(const ::testing::TestParamInfo<int64_t>& info) { return "L" + std::to_string(info.param); }
+
+class IsaForwardGrid : public ::testing::TestWithParam<int64_t> {};
+
+TEST_P(IsaForwardGrid, MatchesReference) {
+  const int64_t L = GetParam();
+  for (const int64_t N : kGridStateSizes) {
+    const unsigned mask = rotating_mask(L, N);
+    const std::pair<Shape, Options> configs[] = {{{2, 19, L, N, 1}, Options::from_mask(mask)},
+                                                 {{1, 38, L, N, 2}, Options::from_mask(~mask & 63u)}};
+    for (const auto& [shape, opts] : configs) {
+      const Problem p = make_problem(shape, opts, 1000 + L * 1000 + N);
+      expect_forward_f64_f32(p, two_threads(), describe(shape, opts));
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isa, IsaForwardGrid, ::testing::ValuesIn(kGridSeqlens), seqlen_name);
+
+// Every combination of the optional inputs (64 masks, 8 per test case), with D/G = 19 (a 16-lane block and
+// a tail of 3) and G = 3, and with 40 channels in one group (blocks of 16, 16 and 8).
+constexpr unsigned kMasksPerCase = 8;
+
+std::string masks_name(const ::testing::TestParamInfo<unsigned>& info) {
+  return "masks" + std::to_string(info.param * kMasksPerCase) + "to" +
+         std::to_string(info.param * kMasksPerCase + kMasksPerCase - 1);
+}
+
+class IsaForwardOptions : public ::testing::TestWithParam<unsigned> {};
+
+TEST_P(IsaForwardOptions, MatchesReference) {
+  for (unsigned mask = GetParam() * kMasksPerCase; mask < (GetParam() + 1) * kMasksPerCase; ++mask) {
+    const Options o = Options::from_mask(mask);
+    for (const Shape& s : {Shape{2, 57, 65, 17, 3}, Shape{1, 40, 70, 5, 1}}) {
+      const Problem p = make_problem(s, o, 50 + mask);
+      expect_forward_f64_f32(p, two_threads(), describe(s, o));
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isa, IsaForwardOptions, ::testing::Range(0u, 64u / kMasksPerCase), masks_name);
+
+// A fast exp must not cost accuracy over long sequences: once with the random problem, once with Mamba's
+// initialisation (A = -(n + 1), step sizes log-uniform in [1e-3, 1e-1]), whose slowly decaying channels
+// accumulate the per-step error over thousands of steps.
+TEST(IsaLongSequence, Float32ForwardAndBackwardBeyond4096Steps) {
+  const Shape s{1, 19, 5000, 16, 1};
+  const Options o = Options::all();
+  const Problem p = make_problem(s, o, 4242);
+  expect_backward_matches(p, ScalarType::kFloat32, kTolFloat32Out, kTolFloat32Grad, two_threads(), describe(s, o));
+}
+
+TEST(IsaLongSequence, Float32WithMambaInitialisation) {
+  const Shape s{1, 19, 5000, 16, 1};
+  const Options o = Options::from_mask(2 | 4 | 16 | 32);  // D, z, initial state, dt_scale
+  Problem p = make_problem(s, o, 4343);
+  std::mt19937_64 rng(17);
+  std::uniform_real_distribution<double> log_step(std::log(1e-3), std::log(1e-1));
+  for (double& x : p.delta) x = std::exp(log_step(rng));
+  for (int64_t d = 0; d < s.D; ++d)
+    for (int64_t n = 0; n < s.N; ++n) p.A[d * s.N + n] = -static_cast<double>(n + 1);
+  expect_backward_matches(p, ScalarType::kFloat32, kTolFloat32Out, kTolFloat32Grad, two_threads(),
+                          describe(s, o) + " Mamba init");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Backward: every gradient against the reference, with dlast_state given.
+
+class IsaBackwardGrid : public ::testing::TestWithParam<int64_t> {};
+
+TEST_P(IsaBackwardGrid, MatchesReference) {
+  const int64_t L = GetParam();
+  for (const int64_t N : kGridStateSizes) {
+    const unsigned mask = rotating_mask(L, N);
+    const std::pair<Shape, Options> configs[] = {{{2, 19, L, N, 1}, Options::from_mask(mask | 1u)},
+                                                 {{1, 38, L, N, 2}, Options::from_mask(~mask & 63u)}};
+    for (const auto& [shape, opts] : configs) {
+      const Problem p = make_problem(shape, opts, 2000 + L * 1000 + N);
+      expect_backward_f64_f32(p, two_threads(), describe(shape, opts));
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isa, IsaBackwardGrid, ::testing::ValuesIn(kGridSeqlens), seqlen_name);
+
+// Every combination of the optional inputs in float64, with dlast_state given for two masks out of three.
+class IsaBackwardOptions : public ::testing::TestWithParam<unsigned> {};
+
+TEST_P(IsaBackwardOptions, MatchesReference) {
+  for (unsigned mask = GetParam() * kMasksPerCase; mask < (GetParam() + 1) * kMasksPerCase; ++mask) {
+    Options o = Options::from_mask(mask);
+    o.has_dlast = mask % 3 != 0;
+    const Shape s{2, 57, 70, 17, 3};
+    const Problem p = make_problem(s, o, 90 + mask);
+    expect_backward_matches(p, ScalarType::kFloat64, kTolFloat64, kTolFloat64, two_threads(), describe(s, o));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isa, IsaBackwardOptions, ::testing::Range(0u, 64u / kMasksPerCase), masks_name);
+
+// ---------------------------------------------------------------------------------------------------------
+// float16 and bfloat16 storage (raw uint16 buffers), arithmetic in float32.
+
+class IsaLowPrecision : public ::testing::TestWithParam<ScalarType> {};
+
+TEST_P(IsaLowPrecision, ForwardAndBackwardMatchReference) {
+  const ScalarType t = GetParam();
+  const double tol = t == ScalarType::kFloat16 ? kTolFloat16 : kTolBFloat16;
+  for (const Shape& s : {Shape{2, 38, 65, 17, 2}, Shape{1, 19, 300, 16, 1}}) {
+    for (unsigned mask : {0u, 63u}) {
+      const Options o = Options::from_mask(mask);
+      const Problem p = make_problem(s, o, 300 + mask + s.L);
+      expect_backward_matches(p, t, tol, tol, two_threads(), describe(s, o));
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isa, IsaLowPrecision, ::testing::Values(ScalarType::kFloat16, ScalarType::kBFloat16),
+                         [](const auto& info) { return std::string(name_of(info.param)); });
+
+// ---------------------------------------------------------------------------------------------------------
+// Padded steps (dt_scale = 0) are exact no-ops: the state passes through bitwise, in the forward and in the
+// backward, so a right-padded batch returns the last state of its real steps and the padding adds nothing
+// to any gradient.
+
+Problem take_steps(const Problem& p, const std::vector<int64_t>& keep) {
+  Problem q = p;
+  q.s.L = static_cast<int64_t>(keep.size());
+  auto take = [&](const Vec& v, int64_t rows) {
+    if (v.empty()) return Vec{};
+    Vec out;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t t : keep) out.push_back(v[static_cast<size_t>(r * p.s.L + t)]);
+    return out;
+  };
+  const int64_t bd = p.s.B * p.s.D, bgn = p.s.B * p.s.G * p.s.N;
+  q.u = take(p.u, bd);
+  q.delta = take(p.delta, bd);
+  q.z = take(p.z, bd);
+  q.dout = take(p.dout, bd);
+  q.Bm = take(p.Bm, bgn);
+  q.Cm = take(p.Cm, bgn);
+  q.scale = take(p.scale, p.s.B);
+  return q;
+}
+
+using BufferPair = std::tuple<const char*, const Buffer*, const Buffer*>;
+
+void expect_bitwise(const Buffer& a, const Buffer& b, const std::string& what) {
+  EXPECT_TRUE(a.element_bytes() == b.element_bytes()) << what << " differs bitwise";
+}
+
+class IsaPadding : public ::testing::TestWithParam<ScalarType> {};
+
+TEST_P(IsaPadding, ZeroStepsLeaveTheStateBitwiseUnchanged) {
+  const ScalarType t = GetParam();
+  const Shape s{2, 38, 150, 17, 2};
+  Problem p = rounded(make_problem(s, Options::all(), 77), t);
+  for (double& x : p.scale)
+    if (x == 0) x = 0.5;
+  // Steps 20..29 are gaps, steps 110.. are right padding; the padding's dout is zero, as after a masked loss.
+  std::vector<int64_t> real;
+  for (int64_t b = 0; b < s.B; ++b)
+    for (int64_t k = 0; k < s.L; ++k)
+      if ((k >= 20 && k < 30) || k >= 110) p.scale[b * s.L + k] = 0;
+  for (int64_t k = 0; k < s.L; ++k)
+    if (!((k >= 20 && k < 30) || k >= 110)) real.push_back(k);
+  for (int64_t bd = 0; bd < s.B * s.D; ++bd)
+    for (int64_t k = 110; k < s.L; ++k) p.dout[bd * s.L + k] = 0;
+
+  // Forward with gaps and padding == forward over the real steps only.
+  const KernelRun full = run_scan(p, {t, false, 0}, serial_for);
+  const KernelRun kept = run_scan(take_steps(p, real), {t, false, 0}, serial_for);
+  expect_bitwise(full.last, kept.last, "last_state");
+  const Vec out_full = full.out.decode(), out_kept = kept.out.decode();
+  for (int64_t bd = 0; bd < s.B * s.D; ++bd)
+    for (size_t j = 0; j < real.size(); ++j) {
+      const double a = out_full[bd * s.L + real[j]], b = out_kept[bd * real.size() + j];
+      ASSERT_EQ(std::memcmp(&a, &b, sizeof a), 0) << "out at row " << bd << " step " << real[j];
+    }
+
+  // Backward with right padding only == backward over the first 110 steps.
+  Problem right = p;
+  for (int64_t b = 0; b < s.B; ++b)
+    for (int64_t k = 20; k < 30; ++k) right.scale[b * s.L + k] = 0.5;
+  std::vector<int64_t> first(110);
+  for (int64_t k = 0; k < 110; ++k) first[k] = k;
+  const KernelRun g_full = run_scan(right, {t, true, 0}, serial_for);
+  const KernelRun g_kept = run_scan(take_steps(right, first), {t, true, 0}, serial_for);
+  expect_bitwise(g_full.last, g_kept.last, "last_state");
+  const BufferPair sums[] = {{"dA", &g_full.dA, &g_kept.dA},
+                             {"dD", &g_full.dD, &g_kept.dD},
+                             {"ddelta_bias", &g_full.dbias, &g_kept.dbias},
+                             {"dinitial_state", &g_full.dinit, &g_kept.dinit}};
+  for (auto [name, a, b] : sums) expect_bitwise(*a, *b, name);
+  // Per-step gradients: equal on the real steps, exactly zero on the padding (du keeps D * dout = 0 too).
+  const std::tuple<const char*, const Buffer*, const Buffer*, int64_t> per_step[] = {
+      {"du", &g_full.du, &g_kept.du, s.B * s.D},
+      {"ddelta", &g_full.ddelta, &g_kept.ddelta, s.B * s.D},
+      {"dz", &g_full.dz, &g_kept.dz, s.B * s.D},
+      {"dB", &g_full.dB, &g_kept.dB, s.B * s.G * s.N},
+      {"dC", &g_full.dC, &g_kept.dC, s.B * s.G * s.N}};
+  for (auto [name, a, b, rows] : per_step) {
+    const Vec va = a->decode(), vb = b->decode();
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t k = 0; k < s.L; ++k) {
+        const double x = va[r * s.L + k], y = k < 110 ? vb[r * 110 + k] : 0.0;
+        ASSERT_TRUE(k < 110 ? std::memcmp(&x, &y, sizeof x) == 0 : x == 0.0)
+            << name << " row " << r << " step " << k << ": " << x << " vs " << y;
+      }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isa, IsaPadding, ::testing::Values(ScalarType::kFloat32, ScalarType::kFloat64),
+                         [](const auto& info) { return std::string(name_of(info.param)); });
+
+// ---------------------------------------------------------------------------------------------------------
+// Determinism: bitwise identical between a serial and a 2-thread run, and between two runs; strided rows give
+// the same bits as contiguous ones.
+
+void expect_runs_bitwise_equal(const KernelRun& a, const KernelRun& b, const std::string& what) {
+  const BufferPair all[] = {{"out", &a.out, &b.out},       {"last_state", &a.last, &b.last},
+                            {"du", &a.du, &b.du},          {"ddelta", &a.ddelta, &b.ddelta},
+                            {"dz", &a.dz, &b.dz},          {"dA", &a.dA, &b.dA},
+                            {"dB", &a.dB, &b.dB},          {"dC", &a.dC, &b.dC},
+                            {"dD", &a.dD, &b.dD},          {"ddelta_bias", &a.dbias, &b.dbias},
+                            {"dinitial_state", &a.dinit, &b.dinit}};
+  for (auto [name, x, y] : all) expect_bitwise(*x, *y, std::string(name) + " (" + what + ")");
+}
+
+class IsaDeterminism : public ::testing::TestWithParam<ScalarType> {};
+
+TEST_P(IsaDeterminism, BitwiseAcrossThreadCountsRunsAndStrides) {
+  const ScalarType t = GetParam();
+  const Problem p = make_problem({3, 57, 130, 17, 3}, Options::all(), 11);
+  const KernelRun serial = run_scan(p, {t, true, 0}, serial_for);
+  const KernelRun two = run_scan(p, {t, true, 0}, two_threads());
+  const KernelRun again = run_scan(p, {t, true, 0}, two_threads());
+  const KernelRun three = run_scan(p, {t, true, 0}, make_openmp_for(3));
+  const KernelRun strided = run_scan(p, {t, true, 5}, two_threads());
+  expect_runs_bitwise_equal(serial, two, "serial vs 2 threads");
+  expect_runs_bitwise_equal(two, again, "two runs");
+  expect_runs_bitwise_equal(serial, three, "serial vs 3 threads");
+  expect_runs_bitwise_equal(serial, strided, "contiguous vs padded rows");
+  EXPECT_TRUE(strided.out.padding_intact()) << "the forward wrote into the padding between rows of out";
+}
+
+INSTANTIATE_TEST_SUITE_P(Isa, IsaDeterminism,
+                         ::testing::Values(ScalarType::kFloat32, ScalarType::kFloat64, ScalarType::kBFloat16),
+                         [](const auto& info) { return std::string(name_of(info.param)); });
+
+// ---------------------------------------------------------------------------------------------------------
+// selective_state_update equals one step of the scan, step after step.
+
+struct StepBuffers {
+  Buffer x, dt, z, Bm, Cm, scale, out;
+};
+
+// Column t of the problem as the (B, D) / (B, G, N) / (B,) tensors of one streaming step.
+StepBuffers step_inputs(const Problem& p, int64_t t, ScalarType type) {
+  const int64_t B = p.s.B, D = p.s.D, L = p.s.L, N = p.s.N, G = p.s.G;
+  auto column = [&](const Vec& v, int64_t rows) {
+    Vec out;
+    if (v.empty()) return out;
+    for (int64_t r = 0; r < rows; ++r) out.push_back(v[static_cast<size_t>(r * L + t)]);
+    return out;
+  };
+  StepBuffers s;
+  s.x = Buffer::flat(column(p.u, B * D), type);
+  s.dt = Buffer::flat(column(p.delta, B * D), type);
+  s.z = Buffer::flat(column(p.z, B * D), type);
+  s.Bm = Buffer::flat(column(p.Bm, B * G * N), type);
+  s.Cm = Buffer::flat(column(p.Cm, B * G * N), type);
+  s.scale = Buffer::flat(column(p.scale, B), compute_of(type));
+  s.out = Buffer::zeros(B * D, type);
+  return s;
+}
+
+class IsaStateUpdate : public ::testing::TestWithParam<ScalarType> {};
+
+TEST_P(IsaStateUpdate, EqualsTheScanStepByStep) {
+  const ScalarType t = GetParam();
+  const ScalarType c = compute_of(t);
+  const double tol = t == ScalarType::kFloat64   ? kTolFloat64
+                     : t == ScalarType::kFloat32 ? kTolFloat32Out
+                     : t == ScalarType::kFloat16 ? kTolFloat16
+                                                 : kTolBFloat16;
+  constexpr int64_t kSteps = 7;
+  // (N, options mask): the state update always starts from a state (mask 16), with or without the rest.
+  constexpr std::pair<int64_t, unsigned> kCases[] = {{1, 16u}, {1, 63u}, {17, 16u}, {17, 63u}, {64, 63u}, {256, 63u}};
+  for (const auto& [N, mask] : kCases) {
+    for (const Shape& s : {Shape{3, 19, kSteps, N, 1}, Shape{2, 38, kSteps, N, 2}}) {
+      const Options o = Options::from_mask(mask);
+      const Problem p = rounded(make_problem(s, o, 500 + N + mask), t);
+      const std::string ctx = std::string(name_of(t)) + " " + describe(s, o);
+      const RefForward ref = ref_forward(p);
+      const KernelRun scan = run_scan(p, {t, false, 0}, serial_for);
+      const Vec scan_out = scan.out.decode();
+
+      Buffer state = Buffer::flat(p.init, c);
+      const Buffer A = Buffer::flat(p.A, c), Dv = Buffer::flat(p.Dv, c), bias = Buffer::flat(p.bias, c);
+      Vec out_steps(static_cast<size_t>(s.B * s.D * kSteps));
+      for (int64_t k = 0; k < kSteps; ++k) {
+        StepBuffers in = step_inputs(p, k, t);
+        StateUpdateParams sp;
+        sp.dtype = t;
+        sp.batch = s.B;
+        sp.dim = s.D;
+        sp.dstate = s.N;
+        sp.n_groups = s.G;
+        sp.dt_softplus = o.softplus;
+        sp.state = state.data();
+        sp.x = in.x.data();
+        sp.dt = in.dt.data();
+        sp.Bmat = in.Bm.data();
+        sp.Cmat = in.Cm.data();
+        sp.z = o.has_z ? in.z.data() : nullptr;
+        sp.A = A.data();
+        sp.Dvec = o.has_D ? Dv.data() : nullptr;
+        sp.dt_bias = o.has_bias ? bias.data() : nullptr;
+        sp.dt_scale = o.has_scale ? in.scale.data() : nullptr;
+        sp.out = in.out.data();
+        hamburg_mamba::cpu::selective_state_update(sp, two_threads());
+        const Vec y = in.out.decode();
+        for (int64_t bd = 0; bd < s.B * s.D; ++bd) out_steps[bd * kSteps + k] = y[bd];
+      }
+      EXPECT_LE(rel_l2(out_steps, ref.out), tol) << "out vs reference " << ctx;
+      EXPECT_LE(rel_l2(state.decode(), ref.last), tol) << "state vs reference " << ctx;
+      // Against the scan kernel itself: only the summation order over n differs.
+      EXPECT_LE(rel_l2(out_steps, scan_out), tol) << "out vs scan " << ctx;
+      EXPECT_LE(rel_l2(state.decode(), scan.last.decode()), tol) << "state vs scan " << ctx;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isa, IsaStateUpdate,
+                         ::testing::Values(ScalarType::kFloat64, ScalarType::kFloat32, ScalarType::kFloat16,
+                                           ScalarType::kBFloat16),
+                         [](const auto& info) { return std::string(name_of(info.param)); });
+
+}  // namespace
