@@ -373,12 +373,15 @@ class _EventColumns:
         t = ev["time"].to_numpy().astype("datetime64[us]").astype(np.int64)
         time_us = np.where(static, 0, t)
         nv = ev["numeric_value"].to_numpy(dtype=float, na_value=np.nan) if "numeric_value" in ev.columns else None
-        s_code, s_uniq = pd.factorize(ev["subject_id"].to_numpy(np.int64))
+        # Validation left each subject's rows contiguous and its timed rows time-sorted, so equal subjects and
+        # equal (subject, time) pairs are neighbours: runs give their codes without hashing 10 M rows.
+        subject = ev["subject_id"].to_numpy(np.int64)
+        s_code, s_uniq = _runs(subject)
         timed = np.nonzero(~static)[0]
         t_code, t_uniq = pd.factorize(time_us[timed])
         if len(s_uniq) and len(t_uniq) and len(s_uniq) > np.iinfo(np.int64).max // len(t_uniq):
             raise ValueError(f"label join: {len(s_uniq)} subjects x {len(t_uniq)} distinct times overflow int64 keys")
-        k_code, k_uniq = pd.factorize(s_code[timed].astype(np.int64) * len(t_uniq) + t_code)
+        k_code, k_uniq = _runs(s_code[timed] * len(t_uniq) + t_code)
         key_code = np.full(len(ev), -1, dtype=np.int64)
         key_code[timed] = k_code
         return cls(fields=fields, static=static, time_us=time_us, numeric_value=nv, subjects=pd.Index(s_uniq),
@@ -392,6 +395,14 @@ class _EventColumns:
         out = np.full(si.size, -1, dtype=np.int64)
         out[ok] = self.keys.get_indexer(si[ok].astype(np.int64) * len(self.times) + ti[ok])
         return out
+
+
+def _runs(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Codes and values of the runs of equal neighbours in x; the values are distinct when equal elements are
+    contiguous (pd.Index.get_indexer on them raises if that invariant were ever broken)."""
+    start = np.ones(x.size, dtype=bool)
+    start[1:] = x[1:] != x[:-1]
+    return np.cumsum(start) - 1, x[start]
 
 
 def _fit_schema(ev, cols, pw, rows, owner, present, missing, acc) -> DatasetSchema:
@@ -433,15 +444,17 @@ def _pathway_age(ev, pw) -> np.ndarray:
 
 def _encode(ev, cols, pw, rows, owner, schema, labels, oracle, acc) -> EncodedPathways:
     N, P = rows.size, len(pw)
-    cat = np.zeros((N, len(schema.categorical_vocab)), dtype=np.int32)
+    per_event = np.empty((cols.static.size, len(schema.categorical_vocab)), dtype=np.int32)  # (N_ev, C)
     for j, (f, toks) in enumerate(schema.categorical_vocab.items()):
         col = cols.fields.get(f)
         if col is None:
-            cat[:, j] = UNKNOWN_INDEX
+            per_event[:, j] = UNKNOWN_INDEX
             continue
         codes, tokens = col
-        lut = np.concatenate([[UNKNOWN_INDEX], _lookup(tokens, toks)])  # lut[0]: null
-        cat[:, j] = lut[codes[rows] + 1]
+        lut = np.concatenate([[UNKNOWN_INDEX], _lookup(tokens, toks)]).astype(np.int32)  # lut[0]: null
+        per_event[:, j] = lut[codes + 1]
+    cat = per_event[rows]  # (N, C)
+    del per_event
     # numeric: value z-scored per code with training stats; age at pathway start
     F = len(NUMERIC_FEATURES)
     num = np.zeros((N, F), dtype=np.float32)
@@ -483,6 +496,9 @@ def _encode(ev, cols, pw, rows, owner, schema, labels, oracle, acc) -> EncodedPa
     # reads value 0 without a mask pass per task.
     ev_labels, pw_labels = {}, {}
     ev_key = cols.key_code[rows]  # (N,) -1 on static rows
+    laid_key = np.zeros(len(cols.keys) + 1, dtype=bool)  # keys of laid-out (not truncated) timed events
+    laid_key[ev_key] = True
+    laid_key[-1] = False
     end_us = pw["end"].to_numpy().astype("datetime64[us]").astype(np.int64)
     pw_key = cols.key_of(pw["subject_id"].to_numpy(np.int64), end_us)  # (P,)
     for task, spec in schema.tasks.items():
@@ -490,25 +506,26 @@ def _encode(ev, cols, pw, rows, owner, schema, labels, oracle, acc) -> EncodedPa
         if frame is None:
             continue
         y, key_sub, key_t = _label_values(task, frame, spec)
-        key = ev_key if spec.level == "event" else pw_key
-        pos = _label_rows_by_key(f"labels of {task!r}", frame, key_sub, key_t, cols)[key]  # label row or -1
-        m = pos >= 0
-        val = np.append(y, 0.0).astype(np.float32)[pos]
-        ov = None
+        row_of_key = _label_rows_by_key(f"labels of {task!r}", frame, key_sub, key_t, cols)  # (K+1,) row or -1
+        has_key = row_of_key >= 0
+        y_key = np.append(y, 0.0).astype(np.float32)[row_of_key]  # (K+1,) 0 where no label
+        o_key = None
         orc = oracle.get(task)
         if orc is not None:
             o_val, o_sub, o_t = _label_values(task, orc, TaskSpec(task, "regression", spec.level, spec.horizon_h,
                                                                   spec.group, spec.description))
-            opos = _label_rows_by_key(f"oracle of {task!r}", orc, o_sub, o_t, cols)[key]
-            ov = np.append(o_val, 0.0).astype(np.float32)[opos]
+            o_row = row_of_key
+            if not (np.array_equal(o_sub, key_sub) and np.array_equal(o_t, key_t)):  # usually the same rows
+                o_row = _label_rows_by_key(f"oracle of {task!r}", orc, o_sub, o_t, cols)
+            o_key = np.append(o_val, 0.0).astype(np.float32)[o_row]
+        key = ev_key if spec.level == "event" else pw_key
+        out = (y_key[key], has_key[key], None if o_key is None else o_key[key])
         if spec.level == "event":
-            hit = np.zeros(len(frame) + 1, dtype=bool)
-            hit[pos] = True
-            matched = int(hit[:-1].sum())
-            ev_labels[task] = (val, m, ov)
+            matched = int((has_key & laid_key).sum())  # label rows and keys are one to one
+            ev_labels[task] = out
         else:
-            matched = int(m.sum())
-            pw_labels[task] = (val, m, ov)
+            matched = int(out[1].sum())
+            pw_labels[task] = out
         acc.label_rows[task] = {"rows in": len(frame), "matched": int(matched),
                                 "unmatched (no event at prediction_time)": len(frame) - int(matched)}
     hospital_id = np.full(P, UNKNOWN_INDEX, dtype=np.int64)

@@ -166,14 +166,18 @@ def read_meds(root: str | Path) -> dict:
                                                                  int(p.stem) if p.stem.isdigit() else 0, p.stem))
     if not shards:
         raise FileNotFoundError(f"read_meds: no parquet shards under {data_dir}")
-    frames = []
+    tables = []
     for path in shards:
         t = pq.read_table(path)
         meds.DataSchema.validate(t)
-        df = t.to_pandas(types_mapper=_types_mapper)
-        df["shard"] = path.relative_to(data_dir).as_posix()
-        frames.append(df)
-    events = pd.concat(frames, ignore_index=True)
+        tables.append(t)
+    # one conversion of the concatenated table (columns absent from some shards become nulls); the shard name is
+    # a dictionary column, not 10 M repeated strings
+    table = pa.concat_tables(tables, promote_options="default")
+    shard_of_row = np.repeat(np.arange(len(shards), dtype=np.int32), [t.num_rows for t in tables])
+    names = pa.array([p.relative_to(data_dir).as_posix() for p in shards], pa.string())
+    table = table.append_column("shard", pa.DictionaryArray.from_arrays(pa.array(shard_of_row), names))
+    events = table.to_pandas(types_mapper=_types_mapper)
 
     def read_sets(folder):
         out = {}
