@@ -133,11 +133,17 @@ class HamburgMambaConfig:
 
     # --- construction ---
     @classmethod
-    def from_schema(cls, schema, **overrides) -> HamburgMambaConfig:
-        """Config with the data sizes and tasks of a fitted `hamburg_mamba.data.DatasetSchema`."""
+    def from_schema(cls, schema, preset: str = "seed", **overrides) -> HamburgMambaConfig:
+        """Config with the data sizes and tasks of a fitted `hamburg_mamba.data.DatasetSchema`.
+
+        preset: "seed" (the prototype's defaults) or "small" (see `small`); overrides win over both.
+        """
+        if preset not in ("seed", "small"):
+            raise ValueError(f"HamburgMambaConfig.from_schema: preset must be 'seed' or 'small', got {preset!r}")
         tasks = {n: {"kind": t.kind, "level": t.level, "horizon_h": t.horizon_h, "group": t.group}
                  for n, t in schema.tasks.items()}
-        return cls(vocab_sizes=dict(schema.vocab_sizes), num_numeric=schema.num_numeric, tasks=tasks, **overrides)
+        data = dict(vocab_sizes=dict(schema.vocab_sizes), num_numeric=schema.num_numeric, tasks=tasks)
+        return cls.small(**data, **overrides) if preset == "small" else cls(**data, **overrides)
 
     @classmethod
     def small(cls, **kwargs) -> HamburgMambaConfig:

@@ -55,6 +55,20 @@ def test_step_equals_forward_with_time_scale():
     torch.testing.assert_close(live["conv"], cache["conv"], rtol=1e-6, atol=1e-6)
 
 
+def test_step_follows_parameter_updates():
+    """The streaming path keeps A = -exp(A_log) between steps; an in-place update must not leave it stale."""
+    torch.manual_seed(0)
+    layer = SelectiveSSMLayer(d_model=16, d_state=8)
+    x = torch.randn(2, 5, 16)
+    with torch.no_grad():
+        layer.step(x[:, 0], layer.empty_cache(2))
+        layer.A_log.add_(0.7)
+        y = layer(x)
+        cache = layer.empty_cache(2)
+        ys = torch.stack([layer.step(x[:, t], cache) for t in range(5)], dim=1)
+    torch.testing.assert_close(ys, y, rtol=1e-5, atol=1e-5)
+
+
 def test_zero_time_scale_is_a_no_op_of_the_state():
     torch.manual_seed(0)
     layer = SelectiveSSMLayer(d_model=16, d_state=8)

@@ -192,7 +192,8 @@ def test_config_json_round_trip_and_from_schema():
     assert config.dt_rank_value == 32 and config.d_inner == 1024
     assert config.tasks["closure_12h"] == {"kind": "binary", "level": "event", "horizon_h": 12.0, "group": "crisis"}
     assert HamburgMambaConfig.from_json(config.to_json()) == config
-    small = HamburgMambaConfig.small(**{k: getattr(config, k) for k in ("vocab_sizes", "num_numeric", "tasks")})
+    small = HamburgMambaConfig.from_schema(schema, preset="small", backbone="gru")
+    assert (small.d_model, small.n_layers, small.backbone, small.vocab_sizes) == (64, 2, "gru", VOCAB_SIZES)
     assert small.dt_rank_value == 4
     assert small.replace(d_model=128).dt_rank_value == 8
     assert config.replace(backbone="hybrid", attn_every=4).layer_kinds() == (["mamba"] * 3 + ["attention"]) * 3
