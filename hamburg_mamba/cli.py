@@ -24,8 +24,12 @@ from pathlib import Path
 from hamburg_mamba.nn.config import BACKBONES
 
 DEMO_BACKBONES = ("mamba", "hybrid", "gru", "transformer")
-# Demo budget (2 CPU cores, docs/experiments.md): optimizer steps per backbone and bootstrap replicates.
-DEMO_STEPS = {"mamba": 300, "hybrid": 300, "gru": 150, "transformer": 300}
+# Demo budget (2 CPU cores, docs/experiments.md): two epochs per backbone (an epoch of the training period is
+# 429 steps of 16 pathways), a step cap as a guard, and bootstrap replicates. One torch thread: on the shared 2-core machine two
+# intra-op threads made short batches 40x slower (OpenMP threads waiting on each other under load), one thread
+# trains at 10-16 k events/s for every backbone (measured, docs/experiments.md).
+DEMO_EPOCHS = 2
+DEMO_STEPS = {"mamba": 1000, "hybrid": 1000, "gru": 1000, "transformer": 1000}
 DEMO_BATCH = 16
 DEMO_BOOT = 100
 DEMO_CATBOOST_ITERATIONS = 300
@@ -85,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--catboost-iterations", type=int, default=400)
     e.add_argument("--primary", default=None, help="model drawn on the closure timeline (default: first run)")
     e.add_argument("--no-timeline", action="store_true", help="skip the whole-window closure timeline")
+    e.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     e.set_defaults(func=cmd_evaluate)
 
     r = sub.add_parser("report", help="Markdown summary and PNG plots from an evaluation folder")
@@ -100,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--hours", type=float, default=24.0)
     m.add_argument("--every", type=float, default=1.0, help="hours between warning checks")
     m.add_argument("--hospital", action="append", default=None, help="restrict to this hospital (repeatable)")
+    m.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     m.set_defaults(func=cmd_monitor)
 
     d = sub.add_parser("demo", help="generate, train every backbone, evaluate, report; prints the summary table")
@@ -107,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--backbones", default=",".join(DEMO_BACKBONES), help="comma-separated backbones to train")
     d.add_argument("--steps", type=int, default=None, help="optimizer steps per backbone (default: DEMO_STEPS)")
     d.add_argument("--n-boot", type=int, default=DEMO_BOOT)
-    d.add_argument("--threads", type=int, default=2)
+    d.add_argument("--threads", type=int, default=1, help="torch intra-op threads (CatBoost always uses 2)")
     d.add_argument("--tiny", action="store_true", help="the two-week test city and a few steps (about a minute)")
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=cmd_demo)
@@ -203,6 +209,10 @@ def cmd_evaluate(args) -> int:
     else:
         spec = _spec_from_args(args, args.data)
     baselines = tuple(b for b in args.baselines.split(",") if b)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     run_comparison(spec, runs, args.out, baselines=baselines, n_boot=args.n_boot,
                    catboost=CatBoostSettings(iterations=args.catboost_iterations), primary=args.primary,
                    timeline=not args.no_timeline)
@@ -228,6 +238,9 @@ def cmd_monitor(args) -> int:
     from hamburg_mamba.nn import HamburgHealthcareSafetyMamba
     from hamburg_mamba.train.data_setup import DataSpec
 
+    import torch
+
+    torch.set_num_threads(args.threads)
     spec = DataSpec.from_dict(json.loads((Path(args.run) / "data_spec.json").read_text()))
     if args.data:
         spec.root = args.data
@@ -267,17 +280,18 @@ def cmd_demo(args) -> int:
         t = time.perf_counter()
         steps = args.steps or (TINY_STEPS if args.tiny else DEMO_STEPS.get(bb, 200))
         train = ["train", "--data", str(data_root), "--out", str(out / "runs" / bb), "--backbone", bb,
-                 "--preset", "tiny" if args.tiny else "demo", "--max-steps", str(steps), "--epochs", "1",
+                 "--preset", "tiny" if args.tiny else "demo", "--max-steps", str(steps), "--epochs",
+                 "1" if args.tiny else str(DEMO_EPOCHS),
                  "--batch-size", str(DEMO_BATCH), "--warmup-steps", str(max(steps // 10, 1)),
                  "--eval-every", str(max(steps // 3, 1)), "--eval-max-pathways", "300", "--threads",
                  str(args.threads), "--device", "cpu", *split] + (["--no-progress"] if args.no_progress else [])
         main(train)
         runs.append(f"{bb}={out / 'runs' / bb}")
-        stamp(f"train {bb} ({steps} steps)", t)
+        stamp(f"train {bb}", t)
     t = time.perf_counter()
     evaluate = ["evaluate", "--runs", *runs, "--out", str(out / "eval"), "--n-boot",
                 str(5 if args.tiny else args.n_boot), "--catboost-iterations",
-                str(30 if args.tiny else DEMO_CATBOOST_ITERATIONS)]
+                str(30 if args.tiny else DEMO_CATBOOST_ITERATIONS), "--threads", str(args.threads)]
     if not runs:
         evaluate += ["--data", str(data_root), *split]
     main(evaluate)

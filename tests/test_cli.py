@@ -40,10 +40,10 @@ def test_pipeline_end_to_end(tmp_path, capsys):
     assert main(["generate", "--tiny", "--out", str(data)]) == 0
     split = ["--split", "temporal", "--cutoffs", "2023-08-18", "2023-08-21"]
     assert main(["train", "--data", str(data), "--out", str(run), "--preset", "tiny", "--max-steps", "3",
-                 "--batch-size", "16", "--eval-max-pathways", "20", "--no-progress", *split]) == 0
+                 "--batch-size", "16", "--eval-max-pathways", "20", "--no-progress", "--threads", "1", *split]) == 0
     assert json.loads((run / "train_summary.json").read_text())["steps"] == 3
     assert main(["evaluate", "--runs", f"mamba={run}", "--out", str(ev), "--n-boot", "5",
-                 "--catboost-iterations", "10"]) == 0
+                 "--catboost-iterations", "10", "--threads", "1"]) == 0
     metrics = json.loads((ev / "metrics.json").read_text())
     assert {"mamba", "catboost", "news2", "oracle"} <= set(metrics["models"])
     assert "closures" in metrics

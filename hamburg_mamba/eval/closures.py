@@ -6,8 +6,10 @@ while that risk is at or above a threshold chosen on the tuning period (the lowe
 at most `max_false_alarms_per_week` times a week there, see `choose_threshold`).
 
 Lead time of a closure starting at T: hours between the first alarm hour in [T - LOOKBACK_H, T) and T
-(0 when no alarm in that window). A false alarm is an alarm onset with no closure start in the following
-LOOKBACK_H hours.
+(0 when no alarm in that window). An alarm fires when the risk crosses the threshold and fires again every
+LOOKBACK_H hours while it stays on (a standing alarm is re-paged daily; without this a threshold low enough to
+keep the alarm on for weeks would count as one alarm and "warn" every closure a day ahead). A false alarm is
+a firing with no closure start in the following LOOKBACK_H hours.
 """
 
 from __future__ import annotations
@@ -76,8 +78,8 @@ def warning_stats(risk: pd.Series, closure_starts: pd.DatetimeIndex, threshold: 
             lead.append(0.0)
     starts_h = np.array([(T - h0) / pd.Timedelta(hours=1) for T in closure_starts])
     false_alarms = 0
-    onsets = alarm_episodes(on)
-    for a, _ in onsets:
+    onsets = [f for a, b in alarm_episodes(on) for f in range(a, b, LOOKBACK_H)]  # re-fire every LOOKBACK_H
+    for a in onsets:
         if not np.any((starts_h >= a) & (starts_h <= a + LOOKBACK_H)):
             false_alarms += 1
     return {"lead_h": lead, "false_alarms": false_alarms, "alarms": len(onsets), "hours": len(hours)}

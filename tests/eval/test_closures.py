@@ -36,5 +36,11 @@ def test_lead_time_and_false_alarms():
     summary = C.summarize(pd.DataFrame({2: risk}, index=hours), {2: closures}, 0.4)
     assert summary["median_lead_h"] == 4.0 and summary["warned_6h_share"] == 0.5
     assert summary["false_alarms_per_week"] == 1 / (48 / 168)
+    # a standing alarm re-fires every 24 h: on for all 48 h = 2 firings; the first (0 h) has the closure at 18 h
+    # within a day, the second (24 h) has the one at 47 h: no false alarm, closures warned 18 / 24 h ahead
+    always = C.warning_stats(pd.Series(np.ones(48), index=hours), closures, threshold=0.4)
+    assert always["alarms"] == 2 and always["false_alarms"] == 0 and always["lead_h"] == [18.0, 24.0]
+    no_closures = C.warning_stats(pd.Series(np.ones(48), index=hours), pd.DatetimeIndex([]), threshold=0.4)
+    assert no_closures["false_alarms"] == 2
     # a threshold above every risk raises no alarm: nothing warned, no false alarms
     assert C.choose_threshold(pd.DataFrame({2: risk}, index=hours), {2: closures}, 0.0) == 0.52

@@ -23,6 +23,7 @@ def test_lr_schedule_hand_values():
 def _trainer(data, run_dir, spec=None, **cfg):
     config = build_model_config(data, backbone=cfg.pop("backbone", "mamba"), preset="tiny")
     tc = TrainConfig(**{"epochs": 2, "batch_size": 16, "warmup_steps": 3, "checkpoint_every": 4, "progress": False,
+                        "num_threads": 1,
                         "lr": 3e-3, **cfg})
     return Trainer(build_model(config, seed=tc.seed), data, tc, run_dir, data_spec=spec)
 
