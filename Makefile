@@ -50,6 +50,11 @@ ctest: system-deps
 
 test: pytest ctest
 
+# The main job: synthetic Hamburg -> train Mamba, hybrid, GRU, Transformer -> CatBoost, NEWS2, oracle ->
+# metrics and report (runs/demo/report/summary.md). About 10-15 minutes on 2 CPU cores.
+demo: build
+	$(PY) -m hamburg_mamba.cli demo --out runs/demo
+
 bench: build ctest
 	$(PY) bench/bench_scan.py
 	$(CMAKE_BUILD_DIR)/bench_selective_scan_cpu --benchmark_min_time=0.5

@@ -44,6 +44,22 @@ int64_t num_items(int64_t batch, int64_t dim, int64_t groups) {
   return batch * groups * ((dpg + kLanes - 1) / kLanes);
 }
 
+// Below this many state updates per task, waking another thread costs more than it saves (and on a busy
+// machine a descheduled OpenMP thread stalls the whole team), so small problems run on fewer threads.
+constexpr int64_t kMinTaskWork = int64_t{1} << 18;
+
+// Runs fn over [0, items) in at most as many contiguous tasks as keep each above kMinTaskWork.
+// Results do not depend on the split: every item is computed by one thread in a fixed order.
+template <typename F>
+void for_items(int64_t items, int64_t work_per_item, const ParallelFor& parallel_for, const F& fn) {
+  const int64_t tasks = std::min(items, std::max<int64_t>(1, items * work_per_item / kMinTaskWork));
+  if (tasks <= 1) {
+    if (items > 0) fn(0, items);
+    return;
+  }
+  parallel_for(tasks, [&](int64_t begin, int64_t end) { fn(begin * items / tasks, end * items / tasks); });
+}
+
 template <typename S>
 void reduce_partials(const SelectiveScanBwdParams& p, const BwdPartials& part, const ParallelFor& parallel_for) {
   const int64_t N = p.dstate, L = p.seqlen, D = p.dim, G = p.n_groups;
@@ -52,7 +68,7 @@ void reduce_partials(const SelectiveScanBwdParams& p, const BwdPartials& part, c
   // ascending order, one tile of kTile steps at a time (contiguous adds), then transpose to (N, L).
   constexpr int64_t kTile = 64;
   const int64_t n_tiles = (L + kTile - 1) / kTile;
-  parallel_for(p.batch * G * n_tiles, [&](int64_t begin, int64_t end) {
+  for_items(p.batch * G * n_tiles, 2 * bpg * kTile * N, parallel_for, [&](int64_t begin, int64_t end) {
     std::unique_ptr<S[]> acc(new S[kTile * N]);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t bg = task / n_tiles, t0 = (task % n_tiles) * kTile, len = std::min(kTile, L - t0);
@@ -102,7 +118,7 @@ void run_bwd(const SelectiveScanBwdParams& p, const ParallelFor& parallel_for) {
   part.dD = buffer.get() + 2 * bc_size + bd * p.dstate;
   part.ddelta_bias = buffer.get() + 2 * bc_size + bd * p.dstate + bd;
   const Isa isa = active_isa();
-  parallel_for(items, [&](int64_t begin, int64_t end) {
+  for_items(items, 3 * kLanes * p.seqlen * p.dstate, parallel_for, [&](int64_t begin, int64_t end) {
     switch (isa) {
       case Isa::kAvx512: return avx512::bwd_items(p, part, begin, end);
       case Isa::kAvx2: return avx2::bwd_items(p, part, begin, end);
@@ -120,7 +136,8 @@ void serial_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
 
 void selective_scan_fwd(const SelectiveScanParams& p, const ParallelFor& parallel_for) {
   const Isa isa = active_isa();
-  parallel_for(num_items(p.batch, p.dim, p.n_groups), [&](int64_t begin, int64_t end) {
+  const int64_t work = kLanes * p.seqlen * p.dstate;
+  for_items(num_items(p.batch, p.dim, p.n_groups), work, parallel_for, [&](int64_t begin, int64_t end) {
     switch (isa) {
       case Isa::kAvx512: return avx512::fwd_items(p, begin, end);
       case Isa::kAvx2: return avx2::fwd_items(p, begin, end);
@@ -139,7 +156,7 @@ void selective_scan_bwd(const SelectiveScanBwdParams& p, const ParallelFor& para
 
 void selective_state_update(const StateUpdateParams& p, const ParallelFor& parallel_for) {
   const Isa isa = active_isa();
-  parallel_for(p.batch * p.dim, [&](int64_t begin, int64_t end) {
+  for_items(p.batch * p.dim, p.dstate, parallel_for, [&](int64_t begin, int64_t end) {
     switch (isa) {
       case Isa::kAvx512: return avx512::state_update_items(p, begin, end);
       case Isa::kAvx2: return avx2::state_update_items(p, begin, end);
