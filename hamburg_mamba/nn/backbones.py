@@ -71,10 +71,12 @@ class AttentionBlock(nn.Module):
         self.qkv = nn.Linear(D, 3 * D, bias=False)
         self.proj = nn.Linear(D, D, bias=False)
         self.norm2 = nn.RMSNorm(D, eps=config.norm_eps)
-        self.mlp = nn.Sequential(
-            nn.Linear(D, config.mlp_ratio * D), nn.GELU(), nn.Linear(config.mlp_ratio * D, D), nn.Dropout(config.dropout)
-        )
+        self.mlp_in = nn.Linear(D, config.mlp_ratio * D)
+        self.mlp_out = nn.Linear(config.mlp_ratio * D, D)
         self.resid_dropout = nn.Dropout(config.dropout)
+
+    def mlp(self, x: Tensor) -> Tensor:
+        return self.resid_dropout(self.mlp_out(F.gelu(self.mlp_in(x))))
 
     def _heads(self, t: Tensor) -> Tensor:
         """(..., D) -> (..., H, Dh)."""

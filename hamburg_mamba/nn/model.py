@@ -111,7 +111,7 @@ class HamburgHealthcareSafetyMamba(nn.Module):
                 module.out_proj.weight.mul_(scale)
             elif isinstance(module, AttentionBlock):
                 module.proj.weight.mul_(scale)
-                module.mlp[2].weight.mul_(scale)
+                module.mlp_out.weight.mul_(scale)
 
     # ------------------------------------------------------------------------------------------------
     # Whole pathways

@@ -117,3 +117,21 @@ def _concat(batches):
         subject_id=cat(lambda b: b.subject_id), hospital_id=cat(lambda b: b.hospital_id),
         pathway_id=cat(lambda b: b.pathway_id),
     )
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_forward_and_streaming_match_cpu(backbone):
+    model = build(backbone)
+    batch = make_batch([9, 4, 13], seed=11)
+    cpu = model(batch)
+    gpu_model = build(backbone).cuda()
+    gpu = gpu_model(batch.to("cuda"))
+    for task in ALL_TASKS:
+        torch.testing.assert_close(gpu.step_logits[task].cpu(), cpu.step_logits[task], rtol=1e-3, atol=1e-3)
+    monitor = PathwayMonitor(gpu_model, capacity=2)
+    monitor.join(select(batch, [0, 1, 2], slice(0, 3)).to("cuda"))
+    predictions = monitor.update(select(batch, [0, 1, 2], slice(3, 4)).to("cuda"))
+    for task in ALL_TASKS:
+        torch.testing.assert_close(predictions[task].cpu(), cpu.step_predictions[task][:, 3].detach(),
+                                   rtol=1e-3, atol=1e-3)
