@@ -25,6 +25,9 @@ import hamburg_mamba
 from hamburg_mamba.ops import selective_scan_fn, selective_scan_ref
 
 SIZES = [(2, 1024, 512, 16), (2, 1024, 512, 64), (1, 2048, 4096, 16)]  # (B, D, L, N)
+# The hf_loop backward indexes discrete_A[:, :, i, :] per step, and autograd materialises a full-size
+# gradient for every such slice: O(L^2) memory traffic (0.001 G/s at L = 512, hours at L = 4096).
+HF_LOOP_MAX_BACKWARD_L = 1024
 
 
 def hf_loop_scan(u, delta, A, B, C, D, z, delta_bias):
@@ -118,6 +121,8 @@ def main():
             rates = {}
             for name, fn in IMPLS.items():
                 if name in args.skip:
+                    continue
+                if name == "hf_loop" and backward and size[2] > HF_LOOP_MAX_BACKWARD_L:
                     continue
                 reps = args.reps if name == "op" else args.peer_reps
                 with torch.set_grad_enabled(backward):
