@@ -11,6 +11,7 @@ Dimension letters: N events (flat, pathway after pathway), P pathways, C categor
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -18,6 +19,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from hamburg_mamba.data import system_state
 from hamburg_mamba.data.schema import (
     CATEGORICAL_FIELDS,
     NUMERIC_FEATURES,
@@ -112,6 +114,10 @@ def connect_hamburg_data(
     max_len: int | None = None,
     truncation: Literal["fail", "keep_last"] = "fail",
     tasks: dict[str, TaskSpec] | None = None,
+    hospital_status: pd.DataFrame | None = None,
+    status_columns: Sequence[str] | None = None,
+    status_lag_h: float = system_state.DEFAULT_LAG_H,
+    status_max_age_h: float = system_state.DEFAULT_MAX_AGE_H,
 ) -> HamburgData:
     """Connect a MEDS dataset folder or a pandas event table.
 
@@ -128,6 +134,11 @@ def connect_hamburg_data(
         unknown codes follow policy.unknown_code.
     max_len: longest pathway kept; longer ones fail (truncation="fail") or keep the static head and the last
         events (truncation="keep_last"), the cut events counted as dropped.
+    hospital_status: hourly status per hospital (columns hospital, time and numeric status columns; a MEDS
+        folder's system/hospital_hourly.parquet when None), attached to every event as system-state features
+        (`hamburg_mamba.data.system_state`): status_columns picks the columns (None: the synthetic Hamburg's
+        observable ones; () switches the feed off), available status_lag_h after their `time`, unused when
+        older than status_max_age_h. With a fitted `schema`, its columns, lag and age are used.
     """
     policy = policy or ValidationPolicy()
     tasks = dict(TASKS if tasks is None else tasks)
@@ -143,6 +154,8 @@ def connect_hamburg_data(
         file_splits = blob["splits"]
         labels = {**blob["labels"], **(labels or {})}
         oracle = {**blob["oracle"], **(oracle or {})}
+        if hospital_status is None:
+            hospital_status = blob["system"].get("hospital_hourly")
     labels, oracle = labels or {}, oracle or {}
     if splits is not None:
         file_splits = splits
@@ -167,9 +180,19 @@ def connect_hamburg_data(
         acc.notes.append(f"tasks without labels in this data (reported, not invented): {list(missing)}")
     cols = _EventColumns.of(ev)
     if schema is None:
+        columns = () if hospital_status is None or (status_columns is not None and not len(status_columns)) \
+            else system_state.resolve_columns(hospital_status, status_columns)
+        status = _status_features(hospital_status, columns, cols, rows, status_lag_h, status_max_age_h, acc)
         schema = _fit_schema(ev, cols, pw, rows, owner, present, missing, acc)
         schema.max_len = max_len
-    encoded = _encode(ev, cols, pw, rows, owner, schema, labels, oracle, acc)
+        _fit_status(schema, columns, status, pw, owner, status_lag_h, status_max_age_h)
+    else:
+        if schema.status_columns and hospital_status is None:
+            acc.notes.append(f"the schema expects hospital status columns {list(schema.status_columns)} but the "
+                             f"data has no status table: every system-state feature is missing")
+        status = _status_features(hospital_status, schema.status_columns, cols, rows, schema.status_lag_h,
+                                  schema.status_max_age_h, acc)
+    encoded = _encode(ev, cols, pw, rows, owner, schema, labels, oracle, acc, status)
     # Static facts of subjects without any timed event reach no pathway: counted, not silently lost.
     laid = np.zeros(ev.shape[0], bool)
     laid[rows] = True
@@ -436,13 +459,45 @@ def _fit_schema(ev, cols, pw, rows, owner, present, missing, acc) -> DatasetSche
                          missing_tasks=missing)
 
 
+def _status_features(table, columns, cols, rows, lag_h, max_age_h, acc) -> np.ndarray:
+    """(N, 2C) raw system-state features of the laid-out rows (NaN = missing); (N, 0) without a feed."""
+    if not columns:
+        return np.zeros((rows.size, 0))
+    if table is None:
+        return np.full((rows.size, 2 * len(columns)), np.nan)
+    table = system_state.check_status_table(table, columns, acc)
+    hosp = cols.fields.get("hospital")
+    if hosp is None:
+        names = np.full(rows.size, None, dtype=object)
+    else:
+        codes, tokens = hosp
+        c = codes[rows]
+        names = np.where(c >= 0, tokens[np.maximum(c, 0)], None)
+    return system_state.status_features(table, columns, names, cols.time_us[rows], ~cols.static[rows], acc,
+                                        lag_h=lag_h, max_age_h=max_age_h)
+
+
+def _fit_status(schema, columns, status, pw, owner, lag_h, max_age_h) -> None:
+    """Status columns, training-split statistics of their features, and the feed's timing, into the schema."""
+    names = system_state.feature_names(columns)
+    train = status[pw["split"].to_numpy()[owner] == "train"]
+    stats = {}
+    for j, name in enumerate(names):
+        v = train[:, j][~np.isnan(train[:, j])]
+        stats[name] = NumericStats(float(v.mean()) if v.size else 0.0, float(v.std()) if v.size > 1 else 1.0,
+                                   int(v.size))
+    schema.status_columns, schema.status_stats = tuple(columns), stats
+    schema.status_lag_h, schema.status_max_age_h = float(lag_h), float(max_age_h)
+    schema.numeric_features = NUMERIC_FEATURES + names
+
+
 def _pathway_age(ev, pw) -> np.ndarray:
     births = ev.loc[ev["code"] == BIRTH_CODE, ["subject_id", "time"]].dropna().drop_duplicates("subject_id")
     b = pw[["subject_id"]].merge(births, on="subject_id", how="left")["time"]
     return ((pw["start"].to_numpy() - b.to_numpy()) / np.timedelta64(1, "D") / DAYS_PER_YEAR).astype(float)
 
 
-def _encode(ev, cols, pw, rows, owner, schema, labels, oracle, acc) -> EncodedPathways:
+def _encode(ev, cols, pw, rows, owner, schema, labels, oracle, acc, status) -> EncodedPathways:
     N, P = rows.size, len(pw)
     per_event = np.empty((cols.static.size, len(schema.categorical_vocab)), dtype=np.int32)  # (N_ev, C)
     for j, (f, toks) in enumerate(schema.categorical_vocab.items()):
@@ -455,8 +510,8 @@ def _encode(ev, cols, pw, rows, owner, schema, labels, oracle, acc) -> EncodedPa
         per_event[:, j] = lut[codes + 1]
     cat = per_event[rows]  # (N, C)
     del per_event
-    # numeric: value z-scored per code with training stats; age at pathway start
-    F = len(NUMERIC_FEATURES)
+    # numeric: value z-scored per code with training stats; age at pathway start; system state
+    F = schema.num_numeric
     num = np.zeros((N, F), dtype=np.float32)
     miss = np.ones((N, F), dtype=bool)
     if cols.numeric_value is not None:
@@ -475,6 +530,12 @@ def _encode(ev, cols, pw, rows, owner, schema, labels, oracle, acc) -> EncodedPa
     ok = ~np.isnan(age)
     num[ok, 1] = ((age[ok] - schema.age_stats.mean) / schema.age_stats.std).astype(np.float32)
     miss[:, 1] = ~ok
+    for j, name in enumerate(schema.numeric_features[len(NUMERIC_FEATURES):]):
+        st = schema.status_stats[name]
+        v = status[:, j]
+        ok = ~np.isnan(v)
+        num[ok, len(NUMERIC_FEATURES) + j] = ((v[ok] - st.mean) / st.std).astype(np.float32)
+        miss[:, len(NUMERIC_FEATURES) + j] = ~ok
     # time features (static rows: 0)
     static = cols.static[rows]
     tus = cols.time_us[rows]

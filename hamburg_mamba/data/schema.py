@@ -110,6 +110,10 @@ class DatasetSchema:
     code_stats: code -> NumericStats of its numeric_value (codes without numeric values are absent).
     age_stats: NumericStats of age at pathway start (years).
     tasks: the TaskSpecs whose labels this dataset provides; `missing_tasks` lists the declared heads it lacks.
+    numeric_features: "value", "age_years", then the system-state features (`system_state.feature_names`).
+    status_columns: hospital status columns attached to every event (empty: no status feed);
+        status_stats: feature name -> NumericStats of those features; status_lag_h / status_max_age_h: when a
+        status row becomes available and how old it may be (see `hamburg_mamba.data.system_state`).
     """
 
     categorical_vocab: dict[str, list[str]]
@@ -119,6 +123,10 @@ class DatasetSchema:
     numeric_features: tuple[str, ...] = NUMERIC_FEATURES
     missing_tasks: tuple[str, ...] = ()
     max_len: int | None = None
+    status_columns: tuple[str, ...] = ()
+    status_stats: dict[str, NumericStats] = field(default_factory=dict)
+    status_lag_h: float = 1.0
+    status_max_age_h: float = 6.0
     lookup: dict[str, dict[str, int]] = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -149,6 +157,10 @@ class DatasetSchema:
             "numeric_features": list(self.numeric_features),
             "missing_tasks": list(self.missing_tasks),
             "max_len": self.max_len,
+            "status_columns": list(self.status_columns),
+            "status_stats": {f: asdict(st) for f, st in self.status_stats.items()},
+            "status_lag_h": self.status_lag_h,
+            "status_max_age_h": self.status_max_age_h,
         }
         return json.dumps(blob, indent=1, sort_keys=True)
 
@@ -163,6 +175,11 @@ class DatasetSchema:
             numeric_features=tuple(blob["numeric_features"]),
             missing_tasks=tuple(blob["missing_tasks"]),
             max_len=blob["max_len"],
+            # schemas written before the status feed existed have none
+            status_columns=tuple(blob.get("status_columns", ())),
+            status_stats={f: NumericStats(**st) for f, st in blob.get("status_stats", {}).items()},
+            status_lag_h=float(blob.get("status_lag_h", 1.0)),
+            status_max_age_h=float(blob.get("status_max_age_h", 6.0)),
         )
 
     def save(self, path: str | Path) -> None:

@@ -2,8 +2,9 @@
 
 Glossary: N laid-out events (flat), P pathways, R rows (flat indices where features are wanted), K codes.
 
-Everything is computed from the pathway's own events up to and including the row's event, plus system load
-derived from all pathways' events (how many patients a hospital has in its ED and beds right now, how many
+Everything is computed from the pathway's own events up to and including the row's event, plus the hospital
+status feed the sequence models also read (`hamburg_mamba.data.system_state`), plus system load derived from all
+pathways' events (how many patients a hospital has in its ED and beds right now, how many
 arrived recently): a hospital knows its census in real time, so this is information available at prediction
 time, and it is what DOMAIN.md asks the baseline to have ("hours since last measurement", "a serious opponent").
 """
@@ -107,6 +108,10 @@ class FeatureBuilder:
                 cols[f"last[{token}]"] = value
                 cols[f"hours_since[{token}]"] = since
         cols.update(self.system_load(rows))
+        # the hospital status feed the sequence models read (z-scored; NaN where missing)
+        first = len(schema.numeric_features) - len(schema.status_stats)
+        for j, name in enumerate(schema.numeric_features[first:], start=first):
+            cols[name] = np.where(enc.numeric_missing[rows, j], np.nan, enc.numeric[rows, j])
         return pd.DataFrame(cols)
 
     @property
