@@ -102,7 +102,7 @@ def trailing_trend(table: pd.DataFrame, columns: Sequence[str],
     out = np.full((len(table), len(columns)), np.nan)
     for _, rows in table.groupby("hospital", sort=False).indices.items():
         sub = table.iloc[rows]
-        mean = sub[list(columns)].ewm(halflife=halflife, times=sub["time"], ignore_na=True).mean()
+        mean = sub[list(columns)].ewm(halflife=halflife, times=sub["time"], ignore_na=False).mean()
         out[rows] = sub[list(columns)].to_numpy() - mean.to_numpy()
     return out
 
