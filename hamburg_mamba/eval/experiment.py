@@ -29,7 +29,10 @@ ALERT_SENSITIVITY = 0.8  # alert burden is reported at this sensitivity (thresho
 CLOSURE_TASK = "closure_6h"  # drives the hospital warning (the monitor's default: the shortest horizon)
 AGE_BANDS = (0, 40, 65, 80, 200)
 AGE_LABELS = ("<40", "40-64", "65-79", "80+")
-SUBGROUPS = ("age_band", "triage_group", "arrival_mode", "hospital")
+SUBGROUPS = ("age_band", "sex", "triage_group", "arrival_mode", "hospital", "season")
+SEX_PREFIX = "SEX//"  # the static sex fact's code (MEDS convention of the synthetic Hamburg: SEX//F, SEX//M)
+# Meteorological seasons by month of the prediction time (Dec-Feb winter, ...).
+SEASONS = np.array(["winter"] * 2 + ["spring"] * 3 + ["summer"] * 3 + ["autumn"] * 3 + ["winter"], dtype=object)
 
 
 def _log(msg: str, t0: float) -> None:
@@ -111,7 +114,7 @@ def run_comparison(spec, runs: dict[str, str | Path], out_dir: str | Path, basel
     HP = prow["held_out"]
     subject = {"event": enc.subject_id[H.pathway], "pathway": enc.subject_id[HP.pathway]}
     feats = fb.table(H.flat)
-    groups = _subgroups(data, feats)
+    groups = _subgroups(data, feats, H)
     patient_days = _patient_days(data, H)
     results: dict = {"tasks": {}, "models": model_names, "n_boot": n_boot, "alert_sensitivity": ALERT_SENSITIVITY}
     recal_cols = {}
@@ -197,12 +200,27 @@ def _patient_days(data, rows) -> float:
     return float(((pw["end"] - pw["start"]) / pd.Timedelta(days=1)).sum())
 
 
-def _subgroups(data, feats: pd.DataFrame) -> dict[str, np.ndarray]:
+def _subgroups(data, feats: pd.DataFrame, rows) -> dict[str, np.ndarray]:
+    """Subgroup label per prediction row (DOMAIN.md: age band, sex, triage group, arrival mode, hospital,
+    season); "unknown" where the data does not say."""
     vocab = data.schema.categorical_vocab
     out = {"age_band": np.asarray(pd.cut(feats["age_years"], AGE_BANDS, labels=AGE_LABELS, right=False)
                                   .astype(object).fillna("unknown"), dtype=object)}
     for g in ("triage_group", "arrival_mode", "hospital"):
         out[g] = np.asarray(vocab[g], dtype=object)[feats[g].to_numpy()]
+    out["sex"] = _pathway_sex(data)[rows.pathway]
+    out["season"] = SEASONS[pd.to_datetime(rows.time_us, unit="us").month.to_numpy() - 1]
+    return {g: out[g] for g in SUBGROUPS}
+
+
+def _pathway_sex(data) -> np.ndarray:
+    """(P,) sex per pathway from its subject's static SEX//<x> fact (repeated at the head of each pathway)."""
+    enc, vocab = data.encoded, data.schema.categorical_vocab["code"]
+    sex_of_code = np.array([c[len(SEX_PREFIX):] if c.startswith(SEX_PREFIX) else "" for c in vocab], dtype=object)
+    code = enc.categorical[:, list(data.schema.categorical_vocab).index("code")]
+    hit = np.flatnonzero(sex_of_code[code] != "")
+    out = np.full(enc.lengths.size, "unknown", dtype=object)
+    out[np.searchsorted(enc.offsets, hit, side="right") - 1] = sex_of_code[code[hit]]
     return out
 
 

@@ -63,3 +63,21 @@ def test_system_load_counts_ed_patients(tiny):
     assert (load["load_hospital_census"] >= 1).all()
     assert (load["load_ed_over_4h"] <= load["load_ed_census"]).all()
     assert (load["load_ambulance_arrivals_3h"] <= load["load_arrivals_3h"]).all()
+
+
+def test_sex_and_season_subgroups_match_the_raw_events(tiny):
+    from hamburg_mamba.eval.experiment import SUBGROUPS, _subgroups
+
+    root, data = tiny
+    rows = prediction_rows(data, "held_out")
+    groups = _subgroups(data, FeatureBuilder(data).table(rows.flat), rows)
+    assert tuple(groups) == SUBGROUPS and all(g.shape == rows.flat.shape for g in groups.values())
+    ev = read_meds(root)["events"]
+    sex = ev[ev["code"].str.startswith("SEX//")].set_index("subject_id")["code"].str[5:]
+    want = sex.reindex(data.encoded.subject_id[rows.pathway]).fillna("unknown").to_numpy()
+    np.testing.assert_array_equal(groups["sex"], want)
+    assert {"F", "M"} <= set(groups["sex"])
+    month = pd.to_datetime(rows.time_us, unit="us").month
+    season = np.where(np.isin(month, [12, 1, 2]), "winter", np.where(np.isin(month, [3, 4, 5]), "spring",
+                      np.where(np.isin(month, [6, 7, 8]), "summer", "autumn")))
+    np.testing.assert_array_equal(groups["season"], season)
