@@ -3,8 +3,16 @@ bf16 autocast on CUDA, atomic resumable checkpoints, and data-parallel training 
 
 Distributed: every rank draws the same global batch of `batch_size` pathways from the deterministic sampler
 (seed, epoch) and takes every world_size-th pathway of it, so a run on W processes sees exactly the pathways a
-single process sees, split W ways; each rank's loss is re-weighted by the global label counts
-(`Trainer._global_loss`) so DDP's gradient average is the single-process gradient (tests/train/test_ddp.py).
+single process sees, split W ways.
+
+Every label weighs the same. The model's loss is each task's mean over the labels in the batch, and batches of
+similar length are drawn together, so a label in a batch of short pathways (mostly discharged from the ED)
+would weigh as much as dozens in a batch of long stays: the training objective would tilt towards short
+pathways, and rare inpatient outcomes (ICU transfer) came out under-predicted three-fold on the training data
+itself. The trainer therefore optimises, per task, the sum of the label losses divided by the training split's
+mean number of labels per batch (`Trainer._step_loss`), an unbiased estimate of the per-label mean over the
+epoch. The same weighting on each rank's share makes DDP's gradient average the single-process gradient
+(tests/train/test_ddp.py).
 """
 
 from __future__ import annotations
@@ -138,6 +146,7 @@ class Trainer:
                                            seed=config.seed, bucket_by_length=config.bucket_by_length,
                                            drop_last=False)
         self.steps_per_epoch = len(self.sampler)
+        self.labels_per_batch = self._labels_per_batch()
         total = self.steps_per_epoch * config.epochs
         self.total_steps = min(total, config.max_steps) if config.max_steps else total
         self.autocast = self.device.type == "cuda" and config.bf16
@@ -240,7 +249,7 @@ class Trainer:
         batch = self.data.batch(idx).to(self.device)
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
             out = self.model(batch)
-        loss = self._global_loss(batch, out) if self.world > 1 else out.loss
+        loss = self._step_loss(batch, out)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
@@ -248,20 +257,27 @@ class Trainer:
         self.optimizer.step()
         return float(loss.detach()), int(batch.lengths.sum())
 
-    def _global_loss(self, batch, out) -> torch.Tensor:
-        """This rank's share of the single-process loss over the whole global batch.
+    def _labels_per_batch(self) -> dict[str, float]:
+        """task -> mean number of labels per (global) training batch over the training split."""
+        enc, train = self.data.encoded, self.train_idx
+        out = {}
+        for task, spec in self.module.config.tasks.items():
+            if spec["level"] == "event" and task in enc.event_labels:
+                owner = np.repeat(np.arange(enc.lengths.size), enc.lengths)
+                n = np.bincount(owner[enc.event_labels[task][1]], minlength=enc.lengths.size)[train].sum()
+            elif task in enc.pathway_labels:
+                n = enc.pathway_labels[task][1][train].sum()
+            else:
+                continue
+            out[task] = max(float(n) / self.steps_per_epoch, 1.0)
+        return out
 
-        The model's loss is the mean over tasks of each task's masked mean on this rank's pathways. Re-weighting
-        each task's sum by the label count over all ranks (one all_reduce of T numbers) and multiplying by the
-        world size makes DDP's gradient average equal to the gradient of the global batch's loss, so W
-        processes follow the single-process trajectory up to floating-point summation order.
-        """
-        tasks = list(out.task_losses)
-        counts = torch.stack([self._label_count(batch, t) for t in tasks]).to(torch.float64)  # (T,)
-        total = counts.clone()
-        dist.all_reduce(total)
-        weights = (counts / total.clamp(min=1) * self.world / len(tasks)).to(out.loss.dtype)  # (T,)
-        return sum(out.task_losses[t] * weights[i] for i, t in enumerate(tasks))
+    def _step_loss(self, batch, out) -> torch.Tensor:
+        """This rank's share of the step's loss: mean over tasks of (sum of the task's label losses) / (labels per
+        batch over the training split); times the world size, as DDP averages the ranks' gradients."""
+        terms = [out.task_losses[t] * self._label_count(batch, t) / self.labels_per_batch.get(t, 1.0)
+                 for t in out.task_losses]
+        return torch.stack(terms).mean() * self.world
 
     @staticmethod
     def _label_count(batch, task: str) -> torch.Tensor:

@@ -89,3 +89,29 @@ def test_bf16_autocast_on_cuda(tiny_data, tmp_path):
     tr = Trainer(build_model(config, seed=0), tiny_data, tc, tmp_path / "run", device="cuda")
     assert tr.autocast
     assert math.isfinite(tr.fit()["best_tuning_loss"])
+
+
+def test_every_label_weighs_the_same_whatever_its_batch(tiny_data, tmp_path):
+    """Over an epoch of length-bucketed batches, the mean step loss equals the per-label mean loss over the
+    training split (computed here in fixed batches of 7 pathways); the mean of per-batch means does not."""
+    trainer = _trainer(tiny_data, tmp_path / "run")
+    model = trainer.module.eval()
+    trainer.sampler.set_epoch(0)
+    with torch.no_grad():
+        steps, per_batch_means = [], []
+        for idx in trainer.sampler:
+            out = model(tiny_data.batch(idx))
+            steps.append(float(trainer._step_loss(tiny_data.batch(idx), out)))
+            per_batch_means.append(float(out.loss))
+        sums, counts = {}, {}
+        train = tiny_data.indices("train")
+        for s in range(0, train.size, 7):
+            batch = tiny_data.batch(train[s:s + 7])
+            out = model(batch)
+            for task, value in out.task_losses.items():
+                n = float(trainer._label_count(batch, task))
+                sums[task] = sums.get(task, 0.0) + float(value) * n
+                counts[task] = counts.get(task, 0.0) + n
+    want = sum(sums[t] / counts[t] for t in sums if counts[t]) / len(sums)
+    assert sum(steps) / len(steps) == pytest.approx(want, rel=1e-5)
+    assert abs(sum(per_batch_means) / len(per_batch_means) - want) > 1e-3 * want  # the biased objective differs
