@@ -28,6 +28,12 @@ TORCH_LIBRARY(hamburg_mamba, m) {
   m.def(
       "selective_state_update(Tensor(a!) state, Tensor x, Tensor dt, Tensor A, Tensor B, Tensor C, Tensor? D, "
       "Tensor? z, Tensor? dt_bias, Tensor? dt_scale, bool dt_softplus) -> Tensor");
+  // CPU only: one event of a whole Mamba block, for streaming (see MambaBlockStepParams).
+  m.def(
+      "mamba_block_step(Tensor x, Tensor norm_weight, float norm_eps, Tensor in_proj_weight, "
+      "Tensor(a!) conv_state, Tensor conv_weight, Tensor? conv_bias, Tensor x_proj_weight, Tensor dt_proj_weight, "
+      "Tensor dt_proj_bias, Tensor A, Tensor D, Tensor(b!) ssm_state, Tensor? dt_scale, Tensor out_proj_weight) "
+      "-> Tensor");
   m.def("cpu_isa() -> str", &cpu_isa);
 }
 

@@ -4,6 +4,7 @@ from hamburg_mamba.ops.reference import selective_scan_ref, selective_state_upda
 from hamburg_mamba.ops.selective_scan import (
     CHECKPOINT_INTERVAL,
     cpu_isa,
+    mamba_block_step,
     selective_scan_fn,
     selective_state_update,
 )
@@ -11,6 +12,7 @@ from hamburg_mamba.ops.selective_scan import (
 __all__ = [
     "CHECKPOINT_INTERVAL",
     "cpu_isa",
+    "mamba_block_step",
     "selective_scan_fn",
     "selective_scan_ref",
     "selective_state_update",

@@ -9,6 +9,9 @@ The ops themselves live in `torch.ops.hamburg_mamba` (C++/CUDA, registered by `h
                        dt_scale?, checkpoints, delta_softplus)
         -> (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dinitial_state)
     selective_state_update(state!, x, dt, A, B, C, D?, z?, dt_bias?, dt_scale?, dt_softplus) -> out
+    mamba_block_step(x, norm_weight, norm_eps, in_proj_weight, conv_state!, conv_weight, conv_bias?,
+                     x_proj_weight, dt_proj_weight, dt_proj_bias, A, D, ssm_state!, dt_scale?, out_proj_weight)
+        -> out    (CPU only)
 The math is specified by `hamburg_mamba.ops.reference.selective_scan_ref`.
 """
 
@@ -94,6 +97,41 @@ def selective_state_update(
     return _ops.selective_state_update(state, x, dt, A, B, C, D, z, dt_bias, dt_scale, dt_softplus)
 
 
+def mamba_block_step(
+    x: torch.Tensor,
+    norm_weight: torch.Tensor,
+    norm_eps: float,
+    in_proj_weight: torch.Tensor,
+    conv_state: torch.Tensor,
+    conv_weight: torch.Tensor,
+    conv_bias: torch.Tensor | None,
+    x_proj_weight: torch.Tensor,
+    dt_proj_weight: torch.Tensor,
+    dt_proj_bias: torch.Tensor,
+    A: torch.Tensor,
+    D: torch.Tensor,
+    ssm_state: torch.Tensor,
+    dt_scale: torch.Tensor | None,
+    out_proj_weight: torch.Tensor,
+) -> torch.Tensor:
+    """One event of a pre-norm residual Mamba block on the CPU, for streaming inference (no gradients):
+    x + out_proj(mixer(rms_norm(x))) with the mixer of `hamburg_mamba.nn.SelectiveSSMLayer` (in_proj, causal
+    depthwise conv over `conv_state` and SiLU, x_proj, dt_proj, one `selective_state_update` step with
+    softplus, D skip and SiLU(z) gate). Advances `conv_state` and `ssm_state` in place.
+
+    Glossary: M d_model, E d_inner, K d_conv, R dt_rank. Shapes: x (B, M); norm_weight (M,);
+    in_proj_weight (2E, M); conv_state (B, E, K), oldest input first; conv_weight (E, K); conv_bias,
+    dt_proj_bias, D (E,); x_proj_weight (R + 2N, E); dt_proj_weight (E, R); A (E, N); ssm_state (B, E, N);
+    dt_scale (B,) non-negative; out_proj_weight (M, E). Returns (B, M).
+    x, states and the small parameters are float32 or float64 (one dtype); the four projection weights are in
+    that dtype, or float16 / bfloat16 with float32 x (converted to float32 as they are read; sums in float32).
+    All contiguous, on the CPU. The weights are read once per call for all B rows, so it suits small B.
+    """
+    return _ops.mamba_block_step(x, norm_weight, norm_eps, in_proj_weight, conv_state, conv_weight, conv_bias,
+                                 x_proj_weight, dt_proj_weight, dt_proj_bias, A, D, ssm_state, dt_scale,
+                                 out_proj_weight)
+
+
 def cpu_isa() -> str:
     """The instruction set the CPU kernels use on this machine: 'avx512', 'avx2' or 'baseline'."""
     return _ops.cpu_isa()
@@ -129,6 +167,12 @@ def _selective_scan_bwd_fake(dout, dlast_state, u, delta, A, B, C, D, z, delta_b
 
 @torch.library.register_fake("hamburg_mamba::selective_state_update")
 def _selective_state_update_fake(state, x, dt, A, B, C, D, z, dt_bias, dt_scale, dt_softplus):
+    return x.new_empty(x.shape)
+
+
+@torch.library.register_fake("hamburg_mamba::mamba_block_step")
+def _mamba_block_step_fake(x, norm_weight, norm_eps, in_proj_weight, conv_state, conv_weight, conv_bias,
+                           x_proj_weight, dt_proj_weight, dt_proj_bias, A, D, ssm_state, dt_scale, out_proj_weight):
     return x.new_empty(x.shape)
 
 

@@ -26,6 +26,7 @@ void serial_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
 void selective_scan_fwd(const SelectiveScanParams& p, const ParallelFor& parallel_for);
 void selective_scan_bwd(const SelectiveScanBwdParams& p, const ParallelFor& parallel_for);
 void selective_state_update(const StateUpdateParams& p, const ParallelFor& parallel_for);
+void mamba_block_step(const MambaBlockStepParams& p, const ParallelFor& parallel_for);
 
 // The ISA level of the kernels this CPU runs: "avx512", "avx2" or "baseline".
 // HAMBURG_MAMBA_CPU_ISA=avx2|baseline in the environment caps it (for testing and comparison).

@@ -14,6 +14,7 @@
 #include "selective_scan_cpu_isa.h"
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>  // the F16C conversions
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c,bmi,bmi2"))), apply_to = function)
 #else
@@ -21,12 +22,14 @@
 #pragma GCC target("avx2,fma,f16c,bmi,bmi2")
 #endif
 #define HAMBURG_MAMBA_ISA_PUSHED 1
+#define HAMBURG_MAMBA_F16C 1  // the kernels may use the F16C conversion intrinsics
 #endif
 
 namespace hamburg_mamba::cpu::avx2 {
 #include "selective_scan_cpu_kernel.inc"
 }  // namespace hamburg_mamba::cpu::avx2
 
+#undef HAMBURG_MAMBA_F16C
 #if defined(HAMBURG_MAMBA_ISA_PUSHED)
 #if defined(__clang__)
 #pragma clang attribute pop

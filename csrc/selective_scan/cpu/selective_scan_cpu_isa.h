@@ -18,11 +18,30 @@ struct BwdPartials {
   void* ddelta_bias = nullptr;  // (B, D)
 };
 
+// y[b, r] = residual[b, r] (when given) + sum_i W[r, i] x[b, i] over the rows r of a row-major (rows, in)
+// weight; x, y and residual in the compute type `dtype`, the weight in `weight_dtype`. Items are blocks of
+// kLanes rows.
+struct GemvJob {
+  ScalarType dtype = ScalarType::kFloat32;
+  ScalarType weight_dtype = ScalarType::kFloat32;
+  int64_t rows = 0, in = 0, batch = 0;
+  const void* weight = nullptr;
+  const void* x = nullptr;
+  int64_t x_stride = 0;  // between batch rows of x
+  void* y = nullptr;
+  int64_t y_stride = 0;  // between batch rows of y and of residual
+  const void* residual = nullptr;
+};
+
 #define HAMBURG_MAMBA_DECLARE_ISA(isa)                                                                   \
   namespace isa {                                                                                       \
   void fwd_items(const SelectiveScanParams& p, int64_t begin, int64_t end);                             \
   void bwd_items(const SelectiveScanBwdParams& p, const BwdPartials& part, int64_t begin, int64_t end); \
   void state_update_items(const StateUpdateParams& p, int64_t begin, int64_t end);                      \
+  void gemv_items(const GemvJob& j, int64_t begin, int64_t end);                                        \
+  void rms_norm_items(const MambaBlockStepParams& p, void* normed, int64_t begin, int64_t end);          \
+  void conv_step_items(const MambaBlockStepParams& p, const void* xi, void* xc, int64_t begin,          \
+                       int64_t end);                                                                    \
   }
 
 HAMBURG_MAMBA_DECLARE_ISA(avx512)
