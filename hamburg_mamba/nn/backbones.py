@@ -2,9 +2,10 @@
 
 Glossary: B batch (pathways), L events, D d_model, H attention heads, Dh = D / H, T cache capacity (events).
 
-Every residual layer has `forward(x, dt_scale, lengths, return_state)` over a whole (right-padded) batch and
-`step(x, cache, dt_scale)` for one new event per pathway, and `empty_cache(batch)`. A cache is a dict of
-batch-first tensors, so a streaming monitor can gather and scatter the rows of live pathways.
+Every residual layer has `forward(x, dt_scale, lengths, return_state)` over a whole (right-padded) batch,
+`step(x, cache, dt_scale, weights_dtype)` for one new event per pathway (weights_dtype and the weight copies
+the step reads: see `hamburg_mamba.nn.mamba`), and `empty_cache(batch)`. A cache is a dict of batch-first
+tensors, so a streaming monitor can gather and scatter the rows of live pathways.
 Right padding plus causality means padded events never change a real event's output; each layer reads its
 cache at the pathway's last real event (`lengths`).
 """
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from hamburg_mamba.nn.config import HamburgMambaConfig
-from hamburg_mamba.nn.mamba import HamburgMambaBlock
+from hamburg_mamba.nn.mamba import HamburgMambaBlock, StepProjection, cached_step_weights
 
 # The attention cache starts with room for this many events and doubles when a pathway outgrows it.
 INITIAL_KV_CAPACITY = 64
@@ -44,10 +45,11 @@ class Backbone(nn.Module):
         return (x, caches) if return_state else x
 
     @torch.no_grad()
-    def step(self, x: Tensor, caches: list[dict[str, Tensor]], dt_scale: Tensor) -> Tensor:
+    def step(self, x: Tensor, caches: list[dict[str, Tensor]], dt_scale: Tensor,
+             weights_dtype: torch.dtype | None = None) -> Tensor:
         """x: (B, D) one event per pathway -> (B, D); advances every layer's cache in place."""
         for layer, cache in zip(self.layers, caches):
-            x = layer.step(x, cache, dt_scale=dt_scale)
+            x = layer.step(x, cache, dt_scale=dt_scale, weights_dtype=weights_dtype)
         return self.norm(x)
 
     def empty_cache(self, batch: int, device=None, dtype=None) -> list[dict[str, Tensor]]:
@@ -104,11 +106,17 @@ class AttentionBlock(nn.Module):
         return {"k": torch.zeros(shape, device=device, dtype=dtype), "v": torch.zeros(shape, device=device, dtype=dtype),
                 "len": torch.zeros(batch, dtype=torch.int64, device=device)}
 
+    def _build_step_weights(self, weights_dtype: torch.dtype | None) -> dict[str, StepProjection]:
+        return {name: StepProjection(getattr(self, name).weight, getattr(self, name).bias, weights_dtype)
+                for name in ("qkv", "proj", "mlp_in", "mlp_out")}
+
     @torch.no_grad()
-    def step(self, x: Tensor, cache: dict[str, Tensor], dt_scale: Tensor | None = None) -> Tensor:
+    def step(self, x: Tensor, cache: dict[str, Tensor], dt_scale: Tensor | None = None,
+             weights_dtype: torch.dtype | None = None) -> Tensor:
         """x: (B, D) -> (B, D). Appends this event's key and value: O(events so far), not O(1)."""
+        w = cached_step_weights(self, weights_dtype, self._build_step_weights)
         batch = x.shape[0]
-        q, k, v = (self._heads(t) for t in self.qkv(self.norm1(x)).chunk(3, dim=-1))  # (B, H, Dh) each
+        q, k, v = (self._heads(t) for t in w["qkv"](self.norm1(x)).chunk(3, dim=-1))  # (B, H, Dh) each
         pos = cache["len"]  # (B,) where this event goes
         capacity = cache["k"].shape[2]
         if int(pos.max()) >= capacity:
@@ -122,8 +130,8 @@ class AttentionBlock(nn.Module):
         visible = torch.arange(T, device=x.device)[None, :] <= pos[:, None]  # (B, T)
         a = F.scaled_dot_product_attention(q[:, :, None], cache["k"], cache["v"],
                                            attn_mask=visible[:, None, None, :])  # (B, H, 1, Dh)
-        x = x + self.proj(a[:, :, 0].flatten(1))
-        return x + self.mlp(self.norm2(x))
+        x = x + w["proj"](a[:, :, 0].flatten(1))
+        return x + w["mlp_out"](F.gelu(w["mlp_in"](self.norm2(x))))
 
 
 class GRUBlock(nn.Module):
@@ -147,8 +155,20 @@ class GRUBlock(nn.Module):
         dtype = dtype or self.gru.weight_hh_l0.dtype
         return {"h": torch.zeros(batch, self.gru.hidden_size, device=device, dtype=dtype)}
 
+    def _build_step_weights(self, weights_dtype: torch.dtype | None) -> tuple[StepProjection, StepProjection]:
+        g = self.gru
+        return (StepProjection(g.weight_ih_l0, g.bias_ih_l0, weights_dtype),
+                StepProjection(g.weight_hh_l0, g.bias_hh_l0, weights_dtype))
+
     @torch.no_grad()
-    def step(self, x: Tensor, cache: dict[str, Tensor], dt_scale: Tensor | None = None) -> Tensor:
-        h, _ = self.gru(self.norm(x)[:, None], cache["h"][None].contiguous())  # (B, 1, D)
-        cache["h"] = h[:, 0]
-        return x + h[:, 0]
+    def step(self, x: Tensor, cache: dict[str, Tensor], dt_scale: Tensor | None = None,
+             weights_dtype: torch.dtype | None = None) -> Tensor:
+        """x: (B, D) -> (B, D); one GRU cell update of cache["h"] (torch's GRU equations, gates r, z, n)."""
+        w_ih, w_hh = cached_step_weights(self, weights_dtype, self._build_step_weights)
+        h = cache["h"]  # (B, D)
+        i_r, i_z, i_n = w_ih(self.norm(x)).chunk(3, dim=-1)  # (B, D) each
+        h_r, h_z, h_n = w_hh(h).chunk(3, dim=-1)
+        r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+        n = torch.tanh(i_n + r * h_n)
+        h = cache["h"] = n + z * (h - n)  # (1 - z) * n + z * h
+        return x + h

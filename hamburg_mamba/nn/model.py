@@ -21,7 +21,7 @@ from hamburg_mamba.nn.backbones import AttentionBlock, Backbone
 from hamburg_mamba.nn.config import TASK_GROUPS, WARNING_LEVELS, HamburgMambaConfig
 from hamburg_mamba.nn.encoder import HamburgClinicalEncoder
 from hamburg_mamba.nn.heads import HEADS, task_loss
-from hamburg_mamba.nn.mamba import SelectiveSSMLayer, event_clock
+from hamburg_mamba.nn.mamba import SelectiveSSMLayer, check_weights_dtype, event_clock
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -180,12 +180,17 @@ class HamburgHealthcareSafetyMamba(nn.Module):
         return self.backbone.empty_cache(batch_size, device=device or param.device, dtype=param.dtype)
 
     @torch.no_grad()
-    def step(self, events, cache: list[dict[str, Tensor]]) -> StepOutput:
+    def step(self, events, cache: list[dict[str, Tensor]], weights_dtype: torch.dtype | None = None) -> StepOutput:
         """One new event for each of B pathways; advances `cache` (from `empty_cache` or
         `forward(..., return_cache=True)`) in place. O(1) per event for Mamba and GRU layers.
 
         events: a `PathwayBatch` with L == 1 and every mask True (its time fields describe the new event).
+        weights_dtype: None (exact: equals the forward within float32 rounding) or torch.float16 /
+        torch.bfloat16: the backbone's projections read half-precision copies of their weights, about half the
+        bytes per step (see docs/model.md, Streaming, for the measured speed and deviation). The encoder and
+        heads stay exact.
         """
+        check_weights_dtype(weights_dtype, "HamburgHealthcareSafetyMamba.step")
         if self.training:
             raise RuntimeError("HamburgHealthcareSafetyMamba.step: call model.eval() first (dropout would make "
                                "streaming differ from the forward)")
@@ -194,7 +199,7 @@ class HamburgHealthcareSafetyMamba(nn.Module):
                              f"True), got mask {tuple(events.mask.shape)}")
         x = self.encoder(events)[:, 0]  # (B, D)
         clock = event_clock(events.time_since_prev_h, events.mask, self.config.time_unit_h)[:, 0]  # (B,)
-        h = self.backbone.step(x, cache, clock)  # (B, D)
+        h = self.backbone.step(x, cache, clock, weights_dtype=weights_dtype)  # (B, D)
         logits = self._apply_heads(h)  # task -> (B,)
         return StepOutput(logits=logits, predictions=self._predictions(logits))
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hamburg_mamba.nn.mamba import check_weights_dtype
 from hamburg_mamba.nn.model import HamburgHealthcareSafetyMamba, SystemBreakdown, summarize_breakdown
 
 DEFAULT_CAPACITY = 256
@@ -21,11 +22,18 @@ DEFAULT_CAPACITY = 256
 
 class PathwayMonitor:
     """Streaming risks per live pathway. Pathways join on their first event (or with their history via
-    `join`), leave with `close`, and any subset may have an event in an update."""
+    `join`), leave with `close`, and any subset may have an event in an update.
 
-    def __init__(self, model: HamburgHealthcareSafetyMamba, capacity: int = DEFAULT_CAPACITY):
+    weights_dtype: passed to every `model.step` of `update` (None: exact; torch.float16 / torch.bfloat16:
+    half-precision projection weights, see `HamburgHealthcareSafetyMamba.step`); `join` runs the exact forward.
+    """
+
+    def __init__(self, model: HamburgHealthcareSafetyMamba, capacity: int = DEFAULT_CAPACITY,
+                 weights_dtype: torch.dtype | None = None):
         if capacity < 1:
             raise ValueError(f"PathwayMonitor.capacity: expected >= 1, got {capacity}")
+        check_weights_dtype(weights_dtype, "PathwayMonitor")
+        self.weights_dtype = weights_dtype
         model.eval()
         self.model = model
         self.pool = model.empty_cache(capacity)  # per layer: name -> (S, ...)
@@ -52,7 +60,7 @@ class PathwayMonitor:
                              "per update (in time order)")
         slots = self._slots_for(ids)  # (K,)
         cache = [{name: t[slots] for name, t in layer.items()} for layer in self.pool]
-        out = self.model.step(events, cache)
+        out = self.model.step(events, cache, weights_dtype=self.weights_dtype)
         self._write(slots, cache)
         self._record(slots, out.predictions, events.hospital_id, increment=1)
         return out.predictions
