@@ -14,12 +14,12 @@ one event at a time:
     ssm:  (B, E, N) the SSM state, float32 (float64 for a float64 model).
 
 Streaming. `step` reads every projection weight once per call, so for a few pathways it is bound by memory
-bandwidth and by per-op overhead. On the CPU, for up to FUSED_STEP_MAX_BATCH pathways, a block's step is one
-compiled op (`mamba_block_step`: RMSNorm, the mixer and the residual in one call); otherwise it runs as
-PyTorch ops on copies of the weights laid out for one row per pathway (`StepProjection`). Either way the
-weights it reads are kept between steps and rebuilt when a parameter changes (`cached_step_weights`). With
-`weights_dtype=torch.float16` (or bfloat16) they are half-precision copies, half the bytes, while activations,
-the conv window and the SSM state stay in the model's dtype.
+bandwidth and by per-op overhead. On the CPU, for up to FUSED_STEP_MAX_BATCH pathways (any number with float16
+weights), a block's step is one compiled op (`mamba_block_step`: RMSNorm, the mixer and the residual in one
+call); otherwise it runs as PyTorch ops on copies of the weights laid out for one row per pathway
+(`StepProjection`). Either way the weights it reads are kept between steps and rebuilt when a parameter
+changes (`cached_step_weights`). With `weights_dtype=torch.float16` (or bfloat16) they are half-precision
+copies, half the bytes, while activations, the conv window and the SSM state stay in the model's dtype.
 """
 
 from __future__ import annotations
@@ -59,7 +59,9 @@ def event_clock(time_since_prev_h: Tensor, mask: Tensor, time_unit_h: float) -> 
 
 
 # Up to this many pathways per call, a Mamba block's CPU step is one `mamba_block_step` op; above, the matrix
-# products are compute-bound and MKL's (PyTorch ops) are faster (docs/model.md, Benchmarks).
+# products are compute-bound and MKL's (PyTorch ops) are as fast or faster (docs/model.md, Benchmarks). With
+# float16 weights the op is used at any batch: PyTorch's float16 matmul on a CPU without AVX512-FP16 took twice
+# the op's time at 64 pathways.
 FUSED_STEP_MAX_BATCH = 16
 
 # Reduced-precision dtypes `step` accepts for its projection weights (None: the model's own dtype, exact).
@@ -152,7 +154,8 @@ class HamburgMambaBlock(nn.Module):
     def step(self, x: Tensor, cache: dict[str, Tensor], dt_scale: Tensor | None = None,
              weights_dtype: torch.dtype | None = None) -> Tensor:
         """x: (B, D) one event per pathway -> (B, D); advances `cache` in place (see SelectiveSSMLayer.step)."""
-        fused = (x.is_cpu and x.shape[0] <= FUSED_STEP_MAX_BATCH and not self.mixer.use_reference_scan
+        fused = (x.is_cpu and (x.shape[0] <= FUSED_STEP_MAX_BATCH or weights_dtype == torch.float16)
+                 and not self.mixer.use_reference_scan
                  and (x.dtype == torch.float32 or (x.dtype == torch.float64 and weights_dtype is None)))
         if not fused:
             return x + self.mixer.step(self.norm(x), cache, dt_scale=dt_scale, weights_dtype=weights_dtype)

@@ -303,11 +303,13 @@ def test_weights_dtype_is_checked():
         model.step(select(batch, [0], slice(0, 1)), model.empty_cache(1), weights_dtype=torch.int8)
     with pytest.raises(ValueError, match="PathwayMonitor: argument 'weights_dtype'.*got torch.float32"):
         PathwayMonitor(model, weights_dtype=torch.float32)
+    many = make_batch(torch.full((20,), 2), seed=9)  # more than FUSED_STEP_MAX_BATCH pathways in one update
     monitor = PathwayMonitor(model, weights_dtype=torch.float16)
-    predictions = monitor.update(select(batch, [0], slice(0, 1)))
-    full = model(select(batch, [0], slice(0, 1)))
+    for t in range(2):
+        predictions = monitor.update(select(many, range(20), slice(t, t + 1)))
+    full = model(many)
     for task in ALL_TASKS:
-        torch.testing.assert_close(predictions[task], full.pathway_predictions[task], rtol=0, atol=1e-3)
+        torch.testing.assert_close(predictions[task], full.pathway_predictions[task].detach(), rtol=0, atol=1e-3)
 
 
 def _concat(batches):
