@@ -5,10 +5,13 @@
    pure-PyTorch reference scan, and Hugging Face transformers' MambaModel of the same size (its CPU paths:
    plain sequential scan and use_mambapy=True). Also ours under bf16 autocast (matmuls in bfloat16, the scan
    state in float32), for CPUs with AVX512-BF16.
-2. Streaming: one `model.step` per new event against recomputing the whole pathway (L = 256).
+2. Streaming: one `model.step` for a new event (the 257th, 258th, ...) against recomputing the whole 256-event
+   pathway with `model(batch)` under no_grad, for 1 pathway and for --stream-pathways pathways in one call; the
+   step exact (float32 weights) and with half-precision streaming weights (weights_dtype float16, bfloat16).
 
     .venv/bin/python bench/bench_model.py                     # everything (several minutes on 2 cores)
     .venv/bin/python bench/bench_model.py --sizes small --json out.json
+    .venv/bin/python bench/bench_model.py --only streaming --threads 1   # streaming alone (~40 s)
 
 Each figure is the fastest of --repeats timed runs after one warm-up run (the minimum: on a shared machine the
 noise is other processes' time, which only ever adds). Our model's step includes the
@@ -40,6 +43,10 @@ SIZES = {
 }
 # A method whose first timed run exceeds this many seconds is timed once (the peer's plain scan at seed size).
 SLOW_RUN_S = 20.0
+# Streaming steps take milliseconds: more timed runs for a stable minimum.
+STEP_REPEATS = 20
+# weights_dtype of each streaming mode.
+STREAM_MODES = {"exact": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def model_config(size: str, **changes) -> HamburgMambaConfig:
@@ -147,23 +154,26 @@ def bench_streaming(sizes, length: int, pathways: int, repeats: int) -> list[dic
     for size in sizes:
         torch.manual_seed(0)
         model = HamburgHealthcareSafetyMamba(model_config(size)).eval()
+        with torch.no_grad():
+            state = model(random_batch(1, length, seed=1), return_cache=True).cache  # after event L
         for n in (1, pathways):
-            history = random_batch(n, length, seed=1)
-            event = random_batch(n, 1, seed=2)
+            history, event = random_batch(n, length, seed=1), random_batch(n, 1, seed=2)
+            # Every pathway starts from pathway 0's state (a step's cost does not depend on the values), which
+            # saves a second forward over n pathways.
+            cache = [{k: v.expand(n, *v.shape[1:]).contiguous() for k, v in layer.items()} for layer in state]
             with torch.no_grad():
-                cache = model(history, return_cache=True).cache
-            full = timed(lambda: model(history), repeats)
-
-            def one_step():
-                model.step(event, [{k: v.clone() for k, v in layer.items()} for layer in cache])
-
-            # Cloning the cache keeps every timed step at event L + 1; time the clone alone and subtract it.
-            clone = timed(lambda: [{k: v.clone() for k, v in layer.items()} for layer in cache], repeats)
-            step = max(timed(one_step, repeats) - clone, 1e-9)
-            rows.append({"size": size, "pathways": n, "events": length, "full_recompute_s": full, "step_s": step,
-                         "ratio": full / step})
-            print(f"  stream {size:5s} pathways={n:4d} L={length}: full recompute {full * 1e3:9.2f} ms, "
-                  f"step {step * 1e3:8.3f} ms, ratio {full / step:8.1f}x", flush=True)
+                full = timed(lambda: model(history), repeats)
+            row = {"size": size, "pathways": n, "events": length, "threads": torch.get_num_threads(),
+                   "full_recompute_s": full}
+            for mode, dtype in STREAM_MODES.items():
+                # Events L + 1, L + 2, ... of the same pathways: a Mamba step costs the same at every position.
+                live = [{k: v.clone() for k, v in layer.items()} for layer in cache]
+                step = timed(lambda: model.step(event, live, weights_dtype=dtype), STEP_REPEATS)
+                row[f"step_{mode}_s"], row[f"ratio_{mode}"] = step, full / step
+            rows.append(row)
+            steps = " | ".join(f"{m} {row[f'step_{m}_s'] * 1e3:.3f} ms ({row[f'ratio_{m}']:.0f}x)" for m in STREAM_MODES)
+            print(f"  stream {size:5s} pathways={n:4d} L={length} threads={row['threads']}: "
+                  f"full recompute {full * 1e3:.1f} ms | {steps}", flush=True)
     return rows
 
 
@@ -187,18 +197,23 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--skip-peer", action="store_true", help="without transformers' MambaModel")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--only", choices=["training", "streaming"], help="run one of the two parts")
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
 
     info = machine()
     print(json.dumps(info))
-    training = bench_training(args.sizes, args.batch, args.events, args.repeats, args.skip_peer)
-    streaming = bench_streaming(args.sizes, args.stream_events, args.stream_pathways, args.repeats)
+    training = streaming = []
+    if args.only != "streaming":
+        training = bench_training(args.sizes, args.batch, args.events, args.repeats, args.skip_peer)
+    if args.only != "training":
+        streaming = bench_streaming(args.sizes, args.stream_events, args.stream_pathways, args.repeats)
     info["load_avg_end"] = os.getloadavg()[0]
 
-    print("\n| size | method | events/s (fwd+bwd) | vs best peer |")
-    print("|---|---|---|---|")
+    if training:
+        print("\n| size | method | events/s (fwd+bwd) | vs best peer |")
+        print("|---|---|---|---|")
     for size in args.sizes:
         rows = [r for r in training if r["size"] == size]
         peers = [r["events_per_s"] for r in rows if r["method"].startswith("transformers")]
@@ -206,11 +221,13 @@ def main() -> None:
         for r in rows:
             ratio = f"{r['events_per_s'] / best:.1f}x" if best else "-"
             print(f"| {size} | {r['method']} | {r['events_per_s']:.1f} | {ratio} |")
-    print("\n| size | pathways | full recompute (L={}) | one step | ratio |".format(args.stream_events))
-    print("|---|---|---|---|---|")
+    if streaming:
+        print(f"\n| size | pathways | threads | full recompute (L={args.stream_events}) | "
+              + " | ".join(f"step, {m}" for m in STREAM_MODES) + " |")
+        print("|---|---|---|---|" + "---|" * len(STREAM_MODES))
     for r in streaming:
-        print(f"| {r['size']} | {r['pathways']} | {r['full_recompute_s'] * 1e3:.2f} ms | {r['step_s'] * 1e3:.3f} ms "
-              f"| {r['ratio']:.0f}x |")
+        steps = " | ".join(f"{r[f'step_{m}_s'] * 1e3:.2f} ms ({r[f'ratio_{m}']:.0f}x)" for m in STREAM_MODES)
+        print(f"| {r['size']} | {r['pathways']} | {r['threads']} | {r['full_recompute_s'] * 1e3:.1f} ms | {steps} |")
     print(f"\nload average: {info['load_avg_start']:.1f} at start, {info['load_avg_end']:.1f} at end")
     if args.json:
         with open(args.json, "w") as f:
