@@ -24,12 +24,14 @@ from pathlib import Path
 from hamburg_mamba.nn.config import BACKBONES
 
 DEMO_BACKBONES = ("mamba", "hybrid", "gru", "transformer")
-# Demo budget (2 CPU cores, docs/experiments.md): two epochs per backbone (an epoch of the training period is
-# 429 steps of 16 pathways), a step cap as a guard, and bootstrap replicates. One torch thread: on the shared 2-core machine two
+# Demo budget (2 CPU cores, docs/experiments.md): four epochs per backbone at peak learning rate 5e-3 (an epoch of
+# the training period is 429 steps of 16 pathways; two epochs at 2e-3 left the safety heads under-trained), a
+# step cap as a guard, and bootstrap replicates. One torch thread: on the shared 2-core machine two
 # intra-op threads made short batches 40x slower (OpenMP threads waiting on each other under load), one thread
 # trains at 10-16 k events/s for every backbone (measured, docs/experiments.md).
-DEMO_EPOCHS = 2
-DEMO_STEPS = {"mamba": 1000, "hybrid": 1000, "gru": 1000, "transformer": 1000}
+DEMO_EPOCHS = 4
+DEMO_LR = 5e-3
+DEMO_STEPS = {"mamba": 2000, "hybrid": 2000, "gru": 2000, "transformer": 2000}
 DEMO_BATCH = 16
 DEMO_BOOT = 100
 DEMO_CATBOOST_ITERATIONS = 300
@@ -63,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="run folder (weights, config, schema, checkpoints)")
     t.add_argument("--backbone", choices=BACKBONES, default="mamba")
     t.add_argument("--preset", default="small", help="model size: tiny, small, demo, base (hamburg_mamba.train)")
+    t.add_argument("--task-weighting", choices=("baseline", "none"), default="baseline",
+                   help="per-task loss scale: divide by the best constant prediction's loss (default) or none")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a HamburgMambaConfig field of the preset, e.g. --set d_model=96 --set n_layers=4 "
+                        "(VALUE parsed as JSON, else a string); repeatable")
     _split_args(t)
     t.add_argument("--epochs", type=int, default=5)
     t.add_argument("--max-steps", type=int, default=None)
@@ -176,11 +183,11 @@ def cmd_train(args) -> int:
     rank = dist.get_rank() if world > 1 else 0
     if rank == 0:
         print(data.report())
-    config = build_model_config(data, backbone=args.backbone, preset=args.preset)
+    config = build_model_config(data, backbone=args.backbone, preset=args.preset, **_overrides(args.overrides))
     tc = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
                      warmup_steps=args.warmup_steps, eval_every=args.eval_every,
                      eval_max_pathways=args.eval_max_pathways, patience=args.patience, seed=args.seed,
-                     progress=not args.no_progress, num_threads=args.threads)
+                     progress=not args.no_progress, num_threads=args.threads, task_weighting=args.task_weighting)
     trainer = Trainer(build_model(config, seed=args.seed), data, tc, args.out, device=device,
                       data_spec=spec.as_dict())
     summary = trainer.fit(resume=not args.no_resume)
@@ -189,6 +196,25 @@ def cmd_train(args) -> int:
     if world > 1:
         dist.destroy_process_group()
     return 0
+
+
+def _overrides(items: list[str]) -> dict:
+    """--set FIELD=VALUE items -> {field: value}; unknown fields are refused by name."""
+    import dataclasses
+
+    from hamburg_mamba.nn import HamburgMambaConfig
+
+    fields = {f.name for f in dataclasses.fields(HamburgMambaConfig)}
+    out = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or name not in fields:
+            raise SystemExit(f"--set: expected FIELD=VALUE with FIELD a HamburgMambaConfig field, got {item!r}")
+        try:
+            out[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[name] = raw
+    return out
 
 
 def cmd_evaluate(args) -> int:
@@ -282,7 +308,7 @@ def cmd_demo(args) -> int:
         train = ["train", "--data", str(data_root), "--out", str(out / "runs" / bb), "--backbone", bb,
                  "--preset", "tiny" if args.tiny else "demo", "--max-steps", str(steps), "--epochs",
                  "1" if args.tiny else str(DEMO_EPOCHS),
-                 "--batch-size", str(DEMO_BATCH), "--warmup-steps", str(max(steps // 10, 1)),
+                 "--batch-size", str(DEMO_BATCH), "--lr", str(DEMO_LR), "--warmup-steps", str(max(steps // 10, 1)),
                  "--eval-every", str(max(steps // 3, 1)), "--eval-max-pathways", "300", "--threads",
                  str(args.threads), "--device", "cpu", *split] + (["--no-progress"] if args.no_progress else [])
         main(train)

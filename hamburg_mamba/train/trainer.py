@@ -61,11 +61,17 @@ class TrainConfig:
     bucket_by_length: bool = True  # batches of similar length: less padding, same pathways per epoch
     progress: bool = True  # tqdm bar on rank 0
     num_threads: int | None = None  # torch intra-op threads on CPU; None = torch's default
+    # Per-task loss scale: "baseline" divides each task's loss by that of the best constant prediction on the
+    # training labels (the entropy of a binary task's prevalence; 1 for standardised regression), so a 1 %
+    # outcome's loss is not 6x smaller than a 10 % one's in the shared objective; "none" weighs losses as they are.
+    task_weighting: str = "baseline"
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
         if self.batch_size < 1 or self.epochs < 1:
             raise ValueError(f"TrainConfig: batch_size and epochs must be >= 1, got {self.batch_size}, {self.epochs}")
+        if self.task_weighting not in ("baseline", "none"):
+            raise ValueError(f"TrainConfig.task_weighting: expected 'baseline' or 'none', got {self.task_weighting!r}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"TrainConfig.max_steps: expected >= 1 or None, got {self.max_steps}")
 
@@ -146,7 +152,7 @@ class Trainer:
                                            seed=config.seed, bucket_by_length=config.bucket_by_length,
                                            drop_last=False)
         self.steps_per_epoch = len(self.sampler)
-        self.labels_per_batch = self._labels_per_batch()
+        self.labels_per_batch, self.task_scale = self._label_statistics()
         total = self.steps_per_epoch * config.epochs
         self.total_steps = min(total, config.max_steps) if config.max_steps else total
         self.autocast = self.device.type == "cuda" and config.bf16
@@ -257,26 +263,35 @@ class Trainer:
         self.optimizer.step()
         return float(loss.detach()), int(batch.lengths.sum())
 
-    def _labels_per_batch(self) -> dict[str, float]:
-        """task -> mean number of labels per (global) training batch over the training split."""
+    def _label_statistics(self) -> tuple[dict[str, float], dict[str, float]]:
+        """task -> mean number of labels per (global) training batch, and task -> the loss of the best constant
+        prediction on the training labels (see TrainConfig.task_weighting; 1 with "none")."""
         enc, train = self.data.encoded, self.train_idx
-        out = {}
+        in_train = np.zeros(enc.lengths.size, dtype=bool)
+        in_train[train] = True
+        per_batch, scale = {}, {}
         for task, spec in self.module.config.tasks.items():
             if spec["level"] == "event" and task in enc.event_labels:
-                owner = np.repeat(np.arange(enc.lengths.size), enc.lengths)
-                n = np.bincount(owner[enc.event_labels[task][1]], minlength=enc.lengths.size)[train].sum()
+                value, valid, _ = enc.event_labels[task]
+                keep = valid & np.repeat(in_train, enc.lengths)
             elif task in enc.pathway_labels:
-                n = enc.pathway_labels[task][1][train].sum()
+                value, valid, _ = enc.pathway_labels[task]
+                keep = valid & in_train
             else:
                 continue
-            out[task] = max(float(n) / self.steps_per_epoch, 1.0)
-        return out
+            per_batch[task] = max(float(keep.sum()) / self.steps_per_epoch, 1.0)
+            scale[task] = 1.0
+            if self.config.task_weighting == "baseline" and spec["kind"] == "binary" and keep.any():
+                p = float(np.clip(value[keep].mean(), 1e-4, 1 - 1e-4))
+                scale[task] = -(p * math.log(p) + (1 - p) * math.log(1 - p))
+        return per_batch, scale
 
     def _step_loss(self, batch, out) -> torch.Tensor:
         """This rank's share of the step's loss: mean over tasks of (sum of the task's label losses) / (labels per
-        batch over the training split); times the world size, as DDP averages the ranks' gradients."""
-        terms = [out.task_losses[t] * self._label_count(batch, t) / self.labels_per_batch.get(t, 1.0)
-                 for t in out.task_losses]
+        batch over the training split) / (the task's loss scale); times the world size, as DDP averages the ranks'
+        gradients."""
+        terms = [out.task_losses[t] * self._label_count(batch, t)
+                 / (self.labels_per_batch.get(t, 1.0) * self.task_scale.get(t, 1.0)) for t in out.task_losses]
         return torch.stack(terms).mean() * self.world
 
     @staticmethod

@@ -3,6 +3,7 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -112,6 +113,20 @@ def test_every_label_weighs_the_same_whatever_its_batch(tiny_data, tmp_path):
                 n = float(trainer._label_count(batch, task))
                 sums[task] = sums.get(task, 0.0) + float(value) * n
                 counts[task] = counts.get(task, 0.0) + n
-    want = sum(sums[t] / counts[t] for t in sums if counts[t]) / len(sums)
+    scale = trainer.task_scale  # the best constant prediction's loss per task, from the training labels
+    enc, in_train = tiny_data.encoded, tiny_data.encoded.split == "train"
+    for t in sums:
+        if tiny_data.schema.tasks[t].kind == "regression":
+            assert scale[t] == 1.0
+            continue
+        if t in enc.event_labels:
+            y, valid, _ = enc.event_labels[t]
+            valid = valid & np.repeat(in_train, enc.lengths)
+        else:
+            y, valid, _ = enc.pathway_labels[t]
+            valid = valid & in_train
+        p = float(np.clip(y[valid].mean(), 1e-4, 1 - 1e-4))
+        assert scale[t] == pytest.approx(-(p * math.log(p) + (1 - p) * math.log(1 - p)))
+    want = sum(sums[t] / counts[t] / scale[t] for t in sums if counts[t]) / len(sums)
     assert sum(steps) / len(steps) == pytest.approx(want, rel=1e-5)
     assert abs(sum(per_batch_means) / len(per_batch_means) - want) > 1e-3 * want  # the biased objective differs
