@@ -33,10 +33,13 @@ import torch
 
 from hamburg_mamba.data.batch import PathwayBatch
 from hamburg_mamba.data.schema import CATEGORICAL_FIELDS, NUMERIC_FEATURES, TASKS
+from hamburg_mamba.data.system_state import DEFAULT_STATUS_COLUMNS, feature_names
 from hamburg_mamba.nn import HamburgHealthcareSafetyMamba, HamburgMambaConfig
 
 # Table sizes of a realistic Hamburg schema (codes ~ ICD chapters x event kinds; 21 hospitals).
 VOCAB_SIZES = {"code": 400, "stage": 8, "hospital": 23, "unit": 40, "triage_group": 7, "arrival_mode": 6}
+# Each event's value and age, and the hospital status feed (docs/data.md, "System state"): 22 numeric features.
+NUMERIC = NUMERIC_FEATURES + feature_names(DEFAULT_STATUS_COLUMNS)
 SIZES = {
     "seed": dict(d_model=512, n_layers=12, d_state=64, d_conv=4, expand=2),
     "small": dict(d_model=64, n_layers=2, d_state=16, d_conv=4, expand=2),
@@ -54,7 +57,7 @@ def model_config(size: str, **changes) -> HamburgMambaConfig:
     (the peer has none)."""
     tasks = {n: {"kind": t.kind, "level": t.level, "horizon_h": t.horizon_h, "group": t.group}
              for n, t in TASKS.items()}
-    data = dict(vocab_sizes=dict(VOCAB_SIZES), num_numeric=len(NUMERIC_FEATURES), tasks=tasks, dropout=0.0, **changes)
+    data = dict(vocab_sizes=dict(VOCAB_SIZES), num_numeric=len(NUMERIC), tasks=tasks, dropout=0.0, **changes)
     config = HamburgMambaConfig(**data) if size == "seed" else HamburgMambaConfig.small(**data)
     assert {k: getattr(config, k) for k in SIZES[size]} == SIZES[size]
     return config
@@ -63,7 +66,7 @@ def model_config(size: str, **changes) -> HamburgMambaConfig:
 def random_batch(batch: int, length: int, seed: int = 0) -> PathwayBatch:
     g = torch.Generator().manual_seed(seed)
     mask = torch.ones(batch, length, dtype=torch.bool)
-    F = len(NUMERIC_FEATURES)
+    F = len(NUMERIC)
     missing = torch.rand(batch, length, F, generator=g) < 0.3
     gaps = -torch.log1p(-torch.rand(batch, length, generator=g))
     gaps[:, 0] = 0
