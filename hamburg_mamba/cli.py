@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--steps", type=int, default=None, help="optimizer steps per backbone (default: DEMO_STEPS)")
     d.add_argument("--n-boot", type=int, default=DEMO_BOOT)
     d.add_argument("--threads", type=int, default=1, help="torch intra-op threads (CatBoost always uses 2)")
+    d.add_argument("--jobs", type=int, default=None,
+                   help="backbones trained at once, each in its own process with --threads threads (default: CPU "
+                        "cores // threads); every run is seeded and single-process, so the results do not change")
     d.add_argument("--tiny", action="store_true", help="the two-week test city and a few steps (about a minute)")
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=cmd_demo)
@@ -301,19 +304,29 @@ def cmd_demo(args) -> int:
         main(gen)
     stamp("generate", t)
     split = ["--split", "temporal"] + (["--cutoffs", *_tiny_cutoffs()] if args.tiny else [])
-    runs = []
+    commands = {}
     for bb in backbones:
-        t = time.perf_counter()
         steps = args.steps or (TINY_STEPS if args.tiny else DEMO_STEPS.get(bb, 200))
-        train = ["train", "--data", str(data_root), "--out", str(out / "runs" / bb), "--backbone", bb,
-                 "--preset", "tiny" if args.tiny else "demo", "--max-steps", str(steps), "--epochs",
-                 "1" if args.tiny else str(DEMO_EPOCHS),
-                 "--batch-size", str(DEMO_BATCH), "--lr", str(DEMO_LR), "--warmup-steps", str(max(steps // 10, 1)),
-                 "--eval-every", str(max(steps // 3, 1)), "--eval-max-pathways", "300", "--threads",
-                 str(args.threads), "--device", "cpu", *split] + (["--no-progress"] if args.no_progress else [])
-        main(train)
-        runs.append(f"{bb}={out / 'runs' / bb}")
-        stamp(f"train {bb}", t)
+        commands[bb] = ["train", "--data", str(data_root), "--out", str(out / "runs" / bb), "--backbone", bb,
+                        "--preset", "tiny" if args.tiny else "demo", "--max-steps", str(steps), "--epochs",
+                        "1" if args.tiny else str(DEMO_EPOCHS),
+                        "--batch-size", str(DEMO_BATCH), "--lr", str(DEMO_LR),
+                        "--warmup-steps", str(max(steps // 10, 1)),
+                        "--eval-every", str(max(steps // 3, 1)), "--eval-max-pathways", "300", "--threads",
+                        str(args.threads), "--device", "cpu", *split]
+    if args.jobs is not None and args.jobs < 1:
+        raise SystemExit(f"--jobs: expected >= 1, got {args.jobs}")
+    jobs = args.jobs or max(1, (os.cpu_count() or 1) // max(args.threads, 1))
+    t_train = time.perf_counter()
+    if jobs == 1 or len(commands) == 1:
+        for bb, command in commands.items():
+            t = time.perf_counter()
+            main(command + (["--no-progress"] if args.no_progress else []))
+            stamp(f"train {bb}", t)
+    else:
+        _train_in_parallel(commands, jobs, out / "runs", stamp)
+    stamp("train (all)", t_train)
+    runs = [f"{bb}={out / 'runs' / bb}" for bb in backbones]
     t = time.perf_counter()
     evaluate = ["evaluate", "--runs", *runs, "--out", str(out / "eval"), "--n-boot",
                 str(5 if args.tiny else args.n_boot), "--catboost-iterations",
@@ -333,6 +346,31 @@ def cmd_demo(args) -> int:
     (out / "timings.json").write_text(json.dumps({**timings, "total": total}, indent=1))
     print(f"\n[demo] finished in {total / 60:.1f} min; report in {out / 'report' / 'README.md'}")
     return 0
+
+
+def _train_in_parallel(commands: dict[str, list[str]], jobs: int, log_dir: Path, stamp) -> None:
+    """Run `hamburg-mamba train` for each backbone in its own process, `jobs` at a time; each writes its output
+    to log_dir/<backbone>.log. Fails with the log's tail if a run fails."""
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    log_dir.mkdir(parents=True, exist_ok=True)
+
+    def run(bb: str, command: list[str]) -> None:
+        t = time.perf_counter()
+        log = log_dir / f"{bb}.log"
+        print(f"[demo] train {bb}: started (log {log})", flush=True)
+        with open(log, "w") as f:
+            rc = subprocess.run([sys.executable, "-m", "hamburg_mamba.cli", *command, "--no-progress"], stdout=f,
+                                stderr=subprocess.STDOUT).returncode
+        if rc != 0:
+            tail = log.read_text()[-3000:]
+            raise SystemExit(f"demo: training {bb} failed (exit {rc}); end of {log}:\n{tail}")
+        stamp(f"train {bb}", t)
+
+    with ThreadPoolExecutor(jobs) as pool:
+        for future in [pool.submit(run, bb, command) for bb, command in commands.items()]:
+            future.result()
 
 
 def _tiny_cutoffs():

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from hamburg_mamba.cli import build_parser, main
 
@@ -62,3 +63,30 @@ def test_parser_has_every_command():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
     assert set(COMMANDS) <= set(sub.choices)
+
+
+def test_demo_trains_in_parallel_processes_with_the_in_process_results(tmp_path):
+    """`demo` trains backbones in parallel processes; each run is seeded and single-threaded, so its weights are
+    bit-identical to the same `train` command run in this process."""
+    from safetensors.torch import load_file
+
+    from hamburg_mamba.cli import _train_in_parallel
+
+    data = tmp_path / "data"
+    assert main(["generate", "--tiny", "--out", str(data)]) == 0
+    split = ["--split", "temporal", "--cutoffs", "2023-08-18", "2023-08-21"]
+
+    def command(bb, out):
+        return ["train", "--data", str(data), "--out", str(out), "--backbone", bb, "--preset", "tiny",
+                "--max-steps", "3", "--batch-size", "16", "--eval-max-pathways", "20", "--threads", "1", *split]
+
+    stamps = []
+    _train_in_parallel({bb: command(bb, tmp_path / "par" / bb) for bb in ("mamba", "gru")}, 2, tmp_path / "par",
+                       lambda name, t: stamps.append(name))
+    assert sorted(stamps) == ["train gru", "train mamba"]
+    assert main(command("mamba", tmp_path / "seq") + ["--no-progress"]) == 0
+    par = load_file(str(tmp_path / "par" / "mamba" / "model.safetensors"))
+    seq = load_file(str(tmp_path / "seq" / "model.safetensors"))
+    assert par.keys() == seq.keys() and all(torch.equal(par[k], seq[k]) for k in par)
+    with pytest.raises(SystemExit, match="training lstm failed"):
+        _train_in_parallel({"lstm": command("lstm", tmp_path / "bad")}, 2, tmp_path / "bad", lambda *a: None)
