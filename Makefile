@@ -53,7 +53,7 @@ test: pytest ctest
 # The main job: synthetic Hamburg -> train Mamba, hybrid, GRU, Transformer -> CatBoost, NEWS2, oracle ->
 # metrics and report (runs/demo/report/README.md). The demo runs on the CPU, so its build skips the CUDA
 # kernels (the nvcc compile is minutes of the 15-minute budget on 2 cores); `make test` builds them again.
-# About 8.5 minutes on 2 CPU cores after set-up.
+# About 6 minutes on 2 CPU cores after set-up (about 9 from a fresh clone).
 demo: HAMBURG_MAMBA_CUDA = 0
 demo: build
 	$(PY) -m hamburg_mamba.cli demo --out runs/demo
