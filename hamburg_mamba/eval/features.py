@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from hamburg_mamba.data.schema import PAD_INDEX, UNKNOWN_INDEX
+from hamburg_mamba.data.schema import NUMERIC_FEATURES, PAD_INDEX, UNKNOWN_INDEX
 from hamburg_mamba.train.data_setup import US_PER_HOUR, event_times_us
 
 MAX_CODES = 64  # codes with their own count / last value / hours-since columns (most frequent in training)
@@ -109,7 +109,7 @@ class FeatureBuilder:
                 cols[f"hours_since[{token}]"] = since
         cols.update(self.system_load(rows))
         # the hospital status feed the sequence models read (z-scored; NaN where missing)
-        first = len(schema.numeric_features) - len(schema.status_stats)
+        first = len(NUMERIC_FEATURES)  # the connector's layout: value, age, then the status features
         for j, name in enumerate(schema.numeric_features[first:], start=first):
             cols[name] = np.where(enc.numeric_missing[rows, j], np.nan, enc.numeric[rows, j])
         return pd.DataFrame(cols)

@@ -104,8 +104,7 @@ def cached_step_weights(module: nn.Module, weights_dtype: torch.dtype | None, bu
     """`build(weights_dtype)`, kept on `module` per weights_dtype until one of its parameters changes: in place
     (its version counter moves on every in-place update: optimizer steps, load_state_dict), by a new storage
     (`.to()`, `.half()`) or by a new Parameter object. A change made through `param.data` is not seen."""
-    if weights_dtype is not None and weights_dtype not in STEP_WEIGHT_DTYPES:
-        check_weights_dtype(weights_dtype, f"{type(module).__name__}.step")
+    check_weights_dtype(weights_dtype, f"{type(module).__name__}.step")
     params = _parameters_of(module)
     key = (params[0].device, tuple((p._version, p.data_ptr()) for p in params))
     store = module.__dict__.setdefault("_step_weights", {})
@@ -167,7 +166,7 @@ class HamburgMambaBlock(nn.Module):
                                 w.out_proj)
 
     def _build_fused_weights(self, weights_dtype: torch.dtype | None) -> _FusedStepWeights:
-        m, cp = self.mixer, _compute_precision
+        m = self.mixer
 
         def projection(linear: nn.Linear) -> Tensor:
             return linear.weight.detach().to(weights_dtype or linear.weight.dtype).contiguous()
@@ -175,9 +174,8 @@ class HamburgMambaBlock(nn.Module):
         eps = self.norm.eps if self.norm.eps is not None else torch.finfo(self.norm.weight.dtype).eps
         return _FusedStepWeights(
             norm_weight=self.norm.weight.detach(), norm_eps=eps, in_proj=projection(m.in_proj),
-            conv_weight=m.conv1d.weight.detach()[:, 0, :].contiguous(), conv_bias=m.conv1d.bias.detach(),
-            x_proj=projection(m.x_proj), dt_proj=projection(m.dt_proj), dt_bias=cp(m.dt_proj.bias.detach()),
-            A=-torch.exp(cp(m.A_log.detach())), D=cp(m.D.detach()), out_proj=projection(m.out_proj),
+            x_proj=projection(m.x_proj), dt_proj=projection(m.dt_proj), out_proj=projection(m.out_proj),
+            **m._step_constants(),
         )
 
     def empty_cache(self, batch: int, device=None, dtype=None) -> dict[str, Tensor]:
@@ -271,18 +269,23 @@ class SelectiveSSMLayer(nn.Module):
             return out
         return out, {"conv": self._last_conv_inputs(xi, lengths), "ssm": last_state}
 
-    def _build_step_weights(self, weights_dtype: torch.dtype | None) -> _MambaStepWeights:
+    def _step_constants(self) -> dict[str, Tensor]:
+        """What both step paths derive from the conv and SSM parameters: conv_weight (E, K), conv_bias (E,),
+        and A = -exp(A_log), D, dt_bias in the op's compute precision. At the seed size recomputing A costs
+        12 x 65k exps per event, ~10 % of a step, hence the cache."""
         cp = _compute_precision
+        return dict(conv_weight=self.conv1d.weight.detach()[:, 0, :].contiguous(),
+                    conv_bias=self.conv1d.bias.detach(), A=-torch.exp(cp(self.A_log.detach())),
+                    D=cp(self.D.detach()), dt_bias=cp(self.dt_proj.bias.detach()))
+
+    def _build_step_weights(self, weights_dtype: torch.dtype | None) -> _MambaStepWeights:
         return _MambaStepWeights(
             in_proj=StepProjection(self.in_proj.weight, None, weights_dtype),
-            conv_weight=self.conv1d.weight.detach()[:, 0, :].contiguous(),
-            conv_bias=self.conv1d.bias.detach(),
             taps=torch.ones(self.d_conv, dtype=self.conv1d.weight.dtype, device=self.conv1d.weight.device),
             x_proj=StepProjection(self.x_proj.weight, None, weights_dtype),
             dt_proj=StepProjection(self.dt_proj.weight, None, weights_dtype),
             out_proj=StepProjection(self.out_proj.weight, None, weights_dtype),
-            # At the seed size recomputing A costs 12 x 65k exps per event, ~10 % of a step.
-            A=-torch.exp(cp(self.A_log.detach())), D=cp(self.D.detach()), dt_bias=cp(self.dt_proj.bias.detach()),
+            **self._step_constants(),
         )
 
     def _last_conv_inputs(self, xi: Tensor, lengths: Tensor | None) -> Tensor:

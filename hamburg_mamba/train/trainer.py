@@ -269,11 +269,12 @@ class Trainer:
         enc, train = self.data.encoded, self.train_idx
         in_train = np.zeros(enc.lengths.size, dtype=bool)
         in_train[train] = True
+        event_in_train = np.repeat(in_train, enc.lengths)
         per_batch, scale = {}, {}
         for task, spec in self.module.config.tasks.items():
             if spec["level"] == "event" and task in enc.event_labels:
                 value, valid, _ = enc.event_labels[task]
-                keep = valid & np.repeat(in_train, enc.lengths)
+                keep = valid & event_in_train
             elif task in enc.pathway_labels:
                 value, valid, _ = enc.pathway_labels[task]
                 keep = valid & in_train
