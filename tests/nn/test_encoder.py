@@ -5,7 +5,7 @@ import math
 import torch
 
 from hamburg_mamba.nn import HamburgClinicalEncoder
-from conftest import make_batch, small_config
+from nn_batches import make_batch, small_config
 
 
 def test_encoder_equals_its_formula_with_per_code_value_scale():

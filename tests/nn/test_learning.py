@@ -5,7 +5,7 @@ near chance)."""
 from __future__ import annotations
 
 import torch
-from conftest import ALL_TASKS, auroc, make_batch, small_config
+from nn_batches import ALL_TASKS, auroc, make_batch, small_config
 
 from hamburg_mamba.nn import HamburgHealthcareSafetyMamba
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from conftest import ALL_TASKS, VOCAB_SIZES, make_batch, select, small_config
+from nn_batches import ALL_TASKS, VOCAB_SIZES, make_batch, select, small_config
 
 from hamburg_mamba.data.schema import TASKS, DatasetSchema, NumericStats
 from hamburg_mamba.nn import HamburgHealthcareSafetyMamba, HamburgMambaConfig, predict_system_breakdown

@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 import torch
-from conftest import ALL_TASKS, make_batch, select, small_config
+from nn_batches import ALL_TASKS, make_batch, select, small_config
 
 from hamburg_mamba.nn import HamburgHealthcareSafetyMamba, HamburgMambaBlock, PathwayMonitor
 from hamburg_mamba.nn import mamba as mamba_module
