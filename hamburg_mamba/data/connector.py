@@ -31,7 +31,14 @@ from hamburg_mamba.data.schema import (
     NumericStats,
     TaskSpec,
 )
-from hamburg_mamba.data.validate import Accounting, DataValidationError, ValidationPolicy, validate_events
+from hamburg_mamba.data.validate import (
+    Accounting,
+    DataValidationError,
+    ValidationPolicy,
+    integer_ids,
+    parse_times,
+    validate_events,
+)
 
 SPLITS = ("train", "tuning", "held_out")
 BIRTH_CODE = "MEDS_BIRTH"
@@ -118,6 +125,7 @@ def connect_hamburg_data(
     status_columns: Sequence[str] | None = None,
     status_lag_h: float = system_state.DEFAULT_LAG_H,
     status_max_age_h: float = system_state.DEFAULT_MAX_AGE_H,
+    time_unit: Literal["s", "ms", "us", "ns"] | None = None,
 ) -> HamburgData:
     """Connect a MEDS dataset folder or a pandas event table.
 
@@ -139,6 +147,9 @@ def connect_hamburg_data(
         (`hamburg_mamba.data.system_state`): status_columns picks the columns (None: the synthetic Hamburg's
         observable ones; () switches the feed off), available status_lag_h after their `time`, unused when
         older than status_max_age_h. With a fitted `schema`, its columns, lag and age are used.
+    time_unit: what numeric time columns (events' `time`, labels' `prediction_time`, the status feed's `time`)
+        count since 1970-01-01 UTC; None (default) refuses numeric times, which would otherwise be read as
+        nanoseconds. Time-zone-aware times are converted to naive UTC; mixed UTC offsets are refused.
     """
     policy = policy or ValidationPolicy()
     tasks = dict(TASKS if tasks is None else tasks)
@@ -156,16 +167,19 @@ def connect_hamburg_data(
         oracle = {**blob["oracle"], **(oracle or {})}
         if hospital_status is None:
             hospital_status = blob["system"].get("hospital_hourly")
-    labels, oracle = labels or {}, oracle or {}
+    labels = _label_tables(labels or {}, "labels", time_unit)
+    oracle = _label_tables(oracle or {}, "oracle", time_unit)
     if splits is not None:
         file_splits = splits
 
-    ev = validate_events(events, policy, acc)
-    ev = _assign_pathways(ev, acc)
+    ev = validate_events(events, policy, acc, time_unit)
+    ev, pathway_keys = _assign_pathways(ev, acc)
     if schema is not None:
         ev = _unknown_codes(ev, schema, policy, acc)
 
     pw = _pathway_table(ev)
+    if pathway_keys is not None:
+        pw["pathway_key"] = pathway_keys[pw["pathway_id"].to_numpy()]
     split_table = _make_splits(pw, split, file_splits, split_fractions, temporal_cutoffs, holdout_window, seed, acc)
     pw = pw.merge(split_table, on="subject_id", how="left", validate="many_to_one")
     if pw["split"].isna().any():
@@ -182,7 +196,8 @@ def connect_hamburg_data(
     if schema is None:
         columns = () if hospital_status is None or (status_columns is not None and not len(status_columns)) \
             else system_state.resolve_columns(hospital_status, status_columns)
-        status = _status_features(hospital_status, columns, cols, rows, status_lag_h, status_max_age_h, acc)
+        status = _status_features(hospital_status, columns, cols, rows, status_lag_h, status_max_age_h, acc,
+                                  time_unit)
         schema = _fit_schema(ev, cols, pw, rows, owner, present, missing, acc)
         schema.max_len = max_len
         _fit_status(schema, columns, status, pw, owner, status_lag_h, status_max_age_h)
@@ -191,7 +206,7 @@ def connect_hamburg_data(
             acc.notes.append(f"the schema expects hospital status columns {list(schema.status_columns)} but the "
                              f"data has no status table: every system-state feature is missing")
         status = _status_features(hospital_status, schema.status_columns, cols, rows, schema.status_lag_h,
-                                  schema.status_max_age_h, acc)
+                                  schema.status_max_age_h, acc, time_unit)
     encoded = _encode(ev, cols, pw, rows, owner, schema, labels, oracle, acc, status)
     # Static facts of subjects without any timed event reach no pathway: counted, not silently lost.
     laid = np.zeros(ev.shape[0], bool)
@@ -207,13 +222,16 @@ def connect_hamburg_data(
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _assign_pathways(ev: pd.DataFrame, acc: Accounting) -> pd.DataFrame:
+def _assign_pathways(ev: pd.DataFrame, acc: Accounting) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """Pathway of each event (`_pathway`, -1 on static rows) and, for non-integer pathway ids, the original id
+    of each integer code (None for integer ids, which are kept as they are)."""
     static = ev["time"].isna() | (ev["code"] == BIRTH_CODE)
     if "stage" in ev.columns:
         static |= (ev["stage"] == "static").fillna(False).to_numpy(bool)
     ev["_static"] = np.asarray(static, dtype=bool)
+    keys = None
     if "pathway_id" in ev.columns:
-        pid = pd.to_numeric(ev["pathway_id"], errors="coerce")
+        pid, keys = _pathway_ids(ev, acc)
         lost = (~ev["_static"]) & pid.isna()
         if lost.any():
             acc.drop("timed event without pathway_id", int(lost.sum()))
@@ -228,7 +246,23 @@ def _assign_pathways(ev: pd.DataFrame, acc: Accounting) -> pd.DataFrame:
     if shared.any():
         bad = ev[ev["_pathway"].isin(shared[shared].index) & ~ev["_static"]]
         raise DataValidationError("pathway_id", "one pathway_id used by several subjects", bad, len(bad))
-    return ev
+    return ev, keys
+
+
+def _pathway_ids(ev: pd.DataFrame, acc: Accounting) -> tuple[pd.Series, np.ndarray | None]:
+    """pathway_id as nullable integers, one to one with the input ids.
+
+    Integer ids are kept (fractional, boolean and out-of-range ids are refused by `integer_ids`); string ids
+    (encounter numbers such as "V0012") are factorised, so "1" and "001" stay two pathways.
+    """
+    raw = ev["pathway_id"]
+    kind = pd.api.types.infer_dtype(raw, skipna=True)
+    if not (pd.api.types.is_string_dtype(raw) or kind in ("string", "mixed", "mixed-integer")):
+        return integer_ids(raw, "pathway_id", ev), None
+    codes, keys = pd.factorize(raw)
+    acc.notes.append(f"pathway_id: {len(keys)} non-integer ids numbered 0..{len(keys) - 1} in order of first "
+                     f"appearance (pathways.pathway_key holds the original ids)")
+    return pd.Series(codes, index=raw.index, dtype="Int64").where(codes >= 0), np.asarray(keys, dtype=object)
 
 
 def _unknown_codes(ev, schema, policy, acc):
@@ -276,6 +310,10 @@ def _make_splits(pw, split, file_splits, fractions, cutoffs, window, seed, acc) 
         if file_splits is None:
             raise ValueError("split='file' needs metadata/subject_splits.parquet or the `splits` argument")
         out = file_splits[["subject_id", "split"]].copy()
+        out["subject_id"] = integer_ids(out["subject_id"], "subject_id", out)
+        if out["subject_id"].isna().any():
+            raise DataValidationError("subject_id", "split table: null subject ids", out[out["subject_id"].isna()],
+                                      int(out["subject_id"].isna().sum()))
         out["subject_id"] = out["subject_id"].astype(np.int64)
         dup = out["subject_id"].duplicated(keep=False)
         if dup.any():
@@ -459,13 +497,13 @@ def _fit_schema(ev, cols, pw, rows, owner, present, missing, acc) -> DatasetSche
                          missing_tasks=missing)
 
 
-def _status_features(table, columns, cols, rows, lag_h, max_age_h, acc) -> np.ndarray:
+def _status_features(table, columns, cols, rows, lag_h, max_age_h, acc, time_unit) -> np.ndarray:
     """(N, 2C) raw system-state features of the laid-out rows (NaN = missing); (N, 0) without a feed."""
     if not columns:
         return np.zeros((rows.size, 0))
     if table is None:
         return np.full((rows.size, 2 * len(columns)), np.nan)
-    table = system_state.check_status_table(table, columns, acc)
+    table = system_state.check_status_table(table, columns, acc, time_unit)
     hosp = cols.fields.get("hospital")
     if hosp is None:
         names = np.full(rows.size, None, dtype=object)
@@ -517,9 +555,11 @@ def _encode(ev, cols, pw, rows, owner, schema, labels, oracle, acc, status) -> E
     if cols.numeric_value is not None:
         v = cols.numeric_value[rows]
         codes, tokens = cols.fields["code"]
-        none = NumericStats(np.nan, np.nan, 0)
-        mean = np.array([schema.code_stats.get(c, none).mean for c in tokens], dtype=float)[codes[rows]]
-        std = np.array([schema.code_stats.get(c, none).std for c in tokens], dtype=float)[codes[rows]]
+        # NaN, not a NumericStats: its constructor turns an undefined mean and std into 0 and 1, which would
+        # pass the raw value through as if it were z-scored
+        stats = [schema.code_stats.get(c) for c in tokens]
+        mean = np.array([np.nan if st is None else st.mean for st in stats], dtype=float)[codes[rows]]
+        std = np.array([np.nan if st is None else st.std for st in stats], dtype=float)[codes[rows]]
         ok = ~np.isnan(v) & ~np.isnan(mean)
         no_stats = ~np.isnan(v) & np.isnan(mean)
         if no_stats.any():
@@ -628,10 +668,34 @@ def _lookup(vals: np.ndarray, tokens: list[str]) -> np.ndarray:
     return np.where((idx >= 0) & ~null, idx + 2, UNKNOWN_INDEX).astype(np.int64)
 
 
+def _label_tables(sets: dict[str, pd.DataFrame], what: str, time_unit) -> dict[str, pd.DataFrame]:
+    """Each label table with subject_id as int64 and prediction_time as naive datetime64[us] (the rules of
+    the event table: `integer_ids`, `parse_times`); missing, null or unparseable keys name the task."""
+    out = {}
+    for task, frame in sets.items():
+        for col in ("subject_id", "prediction_time"):
+            if col not in frame.columns:
+                raise DataValidationError(col, f"{what} of {task!r}: missing (MEDS label schema)", frame.head())
+        sid = integer_ids(frame["subject_id"], "subject_id", frame)
+        t, bad, _ = parse_times(frame["prediction_time"], "prediction_time", time_unit, frame)
+        for col, null in (("subject_id", sid.isna().to_numpy()), ("prediction_time", t.isna().to_numpy())):
+            if null.any():
+                raise DataValidationError(col, f"{what} of {task!r}: missing or unparseable", frame[null],
+                                          int(null.sum()))
+        out[task] = frame.assign(subject_id=sid.astype(np.int64), prediction_time=t)
+    return out
+
+
+# Label value kinds pandas infers that are numbers (object columns of Python numbers included).
+NUMERIC_KINDS = ("boolean", "integer", "floating", "mixed-integer-float", "decimal", "empty")
+
+
 def _label_values(task, frame, spec):
-    for col in ("subject_id", "prediction_time"):
-        if col not in frame.columns:
-            raise DataValidationError(col, f"labels of {task!r}: missing (MEDS label schema)", frame.head())
+    """(values float64, subject_id int64, prediction_time us) of a label table from `_label_tables`.
+
+    Binary labels must be 0 or 1 (False or True); every label must be a finite number. A value 7 in a binary
+    task, or a string, would otherwise become a training target.
+    """
     col = "boolean_value" if spec.kind == "binary" else "float_value"
     if col not in frame.columns:
         alt = [c for c in ("boolean_value", "integer_value", "float_value") if c in frame.columns]
@@ -642,9 +706,19 @@ def _label_values(task, frame, spec):
     if vals.isna().any():
         raise DataValidationError(col, f"labels of {task!r}: null label values", frame[vals.isna()],
                                   int(vals.isna().sum()))
-    t = pd.to_datetime(frame["prediction_time"], errors="coerce")
-    if t.isna().any():
-        raise DataValidationError("prediction_time", f"labels of {task!r}: missing or unparseable",
-                                  frame[t.isna()], int(t.isna().sum()))
-    return (vals.to_numpy(dtype=float), frame["subject_id"].to_numpy(np.int64),
-            t.to_numpy().astype("datetime64[us]").astype(np.int64))
+    kind = pd.api.types.infer_dtype(vals, skipna=True)
+    if kind not in NUMERIC_KINDS or not (pd.api.types.is_numeric_dtype(vals) or vals.dtype == object):
+        not_num = ~vals.map(lambda v: isinstance(v, (bool, int, float, np.number))).astype(bool).to_numpy()
+        raise DataValidationError(col, f"labels of {task!r}: expected numbers, got {kind} values "
+                                  f"(dtype {vals.dtype})", frame[not_num], int(not_num.sum()))
+    y = vals.to_numpy(dtype=float)
+    bad = ~np.isfinite(y)
+    if bad.any():
+        raise DataValidationError(col, f"labels of {task!r}: non-finite label values", frame[bad], int(bad.sum()))
+    if spec.kind == "binary":
+        bad = (y != 0.0) & (y != 1.0)
+        if bad.any():
+            raise DataValidationError(col, f"labels of {task!r}: a binary task needs values 0 or 1", frame[bad],
+                                      int(bad.sum()))
+    return (y, frame["subject_id"].to_numpy(np.int64),
+            frame["prediction_time"].to_numpy().astype("datetime64[us]").astype(np.int64))

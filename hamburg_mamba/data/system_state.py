@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from hamburg_mamba.data.validate import Accounting, DataValidationError
+from hamburg_mamba.data.validate import Accounting, DataValidationError, parse_times
 
 # Observable hourly columns of the synthetic Hamburg's status table (meds_io: system/hospital_hourly.parquet).
 DEFAULT_STATUS_COLUMNS = ("ed_census", "ed_boarders", "longest_boarder_h", "icu_census", "ward_census", "nedocs",
@@ -64,16 +64,19 @@ def resolve_columns(status: pd.DataFrame, columns: Sequence[str] | None) -> tupl
     return columns
 
 
-def check_status_table(status: pd.DataFrame, columns: Sequence[str], acc: Accounting) -> pd.DataFrame:
+def check_status_table(status: pd.DataFrame, columns: Sequence[str], acc: Accounting,
+                       time_unit: str | None = None) -> pd.DataFrame:
     """hospital (str), time (datetime64[us]), then the columns as float64 (NaN = missing); sorted by
-    (hospital, time). Rows without hospital or time are dropped and counted; duplicates fail."""
+    (hospital, time). Rows without hospital or time are dropped and counted; duplicates and infinite values
+    fail (as an infinite numeric_value does: one inf would make the column's mean and std undefined).
+    `time` follows the event table's rules (`validate.parse_times`; time_unit for numeric times)."""
     if not isinstance(status, pd.DataFrame):
         raise TypeError(f"hospital_status: expected a pandas DataFrame, got {type(status).__name__}")
     for col in ("hospital", "time", *columns):
         if col not in status.columns:
             raise DataValidationError(col, f"missing from hospital_status (columns: {list(status.columns)})")
     out = pd.DataFrame({"hospital": status["hospital"].astype("object"),
-                        "time": pd.to_datetime(status["time"], errors="coerce")})
+                        "time": parse_times(status["time"], "time", time_unit, status)[0]})
     for col in columns:
         s = status[col]
         if not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)):
@@ -81,6 +84,10 @@ def check_status_table(status: pd.DataFrame, columns: Sequence[str], acc: Accoun
                                       status[["hospital", "time", col]])
         out[col] = s.astype("float64") if not pd.api.types.is_extension_array_dtype(s) else \
             s.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+        inf = np.isinf(out[col].to_numpy())
+        if inf.any():
+            raise DataValidationError(col, "hospital_status: infinite values", status[["hospital", "time", col]][inf],
+                                      int(inf.sum()))
     bad = out["hospital"].isna() | out["time"].isna()
     if bad.any():
         acc.notes.append(f"hospital_status: {int(bad.sum())} rows without hospital or time ignored")

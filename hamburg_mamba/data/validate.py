@@ -33,10 +33,12 @@ class ValidationPolicy:
 
     duplicates: 'fail' | 'drop' (identical rows after the first)
     unsorted: 'fail' | 'sort' (sort by subject, then time with null times first)
-    bad_time: 'fail' | 'drop' (time not parseable; a *null* time is a static fact and always allowed)
+    bad_time: 'fail' | 'drop' (time not parseable, or null on a row that is not a static fact: see
+        `_untimed_rows`)
     out_of_range: 'fail' | 'drop' | 'clip' (numeric_value outside `ranges` for its code)
     unknown_code: 'unknown' (map to <unk>, counted) | 'drop' | 'fail' (codes absent from a fitted schema)
-    missing_required: 'fail' | 'drop' (null subject_id or code)
+    missing_required: 'fail' | 'drop' (null subject_id, null or blank code)
+    before_birth: 'fail' | 'drop' (timed events before their subject's MEDS_BIRTH: a negative age)
     """
 
     duplicates: Literal["fail", "drop"] = "drop"
@@ -45,6 +47,7 @@ class ValidationPolicy:
     out_of_range: Literal["fail", "drop", "clip"] = "fail"
     unknown_code: Literal["unknown", "drop", "fail"] = "unknown"
     missing_required: Literal["fail", "drop"] = "fail"
+    before_birth: Literal["fail", "drop"] = "fail"
     ranges: dict[str, tuple[float, float]] | None = None  # code -> (low, high); default: vitals ranges
 
 
@@ -86,10 +89,18 @@ class Accounting:
 
 
 REQUIRED = {"subject_id": "integer", "time": "datetime (null for static facts)", "code": "string"}
+BIRTH_CODE = "MEDS_BIRTH"
+# Units a numeric time column may be read in (time since 1970-01-01 UTC), when the caller names one.
+TIME_UNITS = ("s", "ms", "us", "ns")
+INT64_MAX = np.iinfo(np.int64).max
 
 
-def validate_events(df: pd.DataFrame, policy: ValidationPolicy, acc: Accounting) -> pd.DataFrame:
-    """Return a cleaned copy of a MEDS event table (subject_id int64, time datetime64[us], code str, ...)."""
+def validate_events(df: pd.DataFrame, policy: ValidationPolicy, acc: Accounting,
+                    time_unit: str | None = None) -> pd.DataFrame:
+    """Return a cleaned copy of a MEDS event table (subject_id int64, time datetime64[us], code str, ...).
+
+    time_unit: how to read a numeric `time` column (see `parse_times`); None refuses one.
+    """
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"events: expected a pandas DataFrame, got {type(df).__name__}")
     acc.events_in += len(df)
@@ -98,44 +109,22 @@ def validate_events(df: pd.DataFrame, policy: ValidationPolicy, acc: Accounting)
             raise DataValidationError(col, f"missing; a MEDS event table needs {list(REQUIRED)} "
                                            f"(got columns {list(df.columns)})")
     df = df.copy()
-
-    # subject_id: integer, not null
-    sid = df["subject_id"]
-    if not (pd.api.types.is_integer_dtype(sid) or pd.api.types.is_float_dtype(sid)):
-        num = pd.to_numeric(sid, errors="coerce")
-        bad = num.isna() & sid.notna()
-        if bad.any():
-            raise DataValidationError("subject_id", f"expected {REQUIRED['subject_id']}, got dtype {sid.dtype}",
-                                      df[bad], int(bad.sum()))
-        sid = num
-    if pd.api.types.is_float_dtype(sid):
-        frac = sid.notna() & (sid != np.floor(sid))
-        if frac.any():
-            raise DataValidationError("subject_id", "expected integer ids, got fractional values", df[frac],
-                                      int(frac.sum()))
-    df["subject_id"] = sid
+    df["subject_id"] = integer_ids(df["subject_id"], "subject_id", df)
     df = _required_not_null(df, "subject_id", policy, acc)
-    df = _required_not_null(df, "code", policy, acc)
     df["subject_id"] = df["subject_id"].astype(np.int64)
-    if not (pd.api.types.is_string_dtype(df["code"]) or pd.api.types.is_object_dtype(df["code"])):
-        raise DataValidationError("code", f"expected string codes, got dtype {df['code'].dtype}", df.head())
-    df["code"] = df["code"].astype(str)
+    df = _codes(df, policy, acc)
 
-    # time: datetime; null allowed (static); unparseable is an error or a counted drop
-    t = df["time"]
-    if not pd.api.types.is_datetime64_any_dtype(t):
-        parsed = pd.to_datetime(t, errors="coerce", format="mixed")
-        bad = parsed.isna() & t.notna() & (t.astype(str).str.strip() != "")
-        if bad.any():
-            if policy.bad_time == "fail":
-                raise DataValidationError("time", "unparseable times", df[bad], int(bad.sum()))
-            acc.drop("time unparseable", int(bad.sum()))
-            df, parsed = df[~bad], parsed[~bad]
-        t = parsed
-    if getattr(t.dt, "tz", None) is not None:
-        t = t.dt.tz_convert("UTC").dt.tz_localize(None)
+    # time: datetime; null only on static facts; unparseable is an error or a counted drop
+    parsed, bad, converted = parse_times(df["time"], "time", time_unit, df)
+    if converted:
         acc.notes.append("time: timezone-aware input converted to naive UTC")
-    df["time"] = t.astype("datetime64[us]")
+    if bad.any():
+        if policy.bad_time == "fail":
+            raise DataValidationError("time", "unparseable times", df[bad], int(bad.sum()))
+        acc.drop("time unparseable", int(bad.sum()))
+        df, parsed = df[~bad], parsed[~bad]
+    df["time"] = parsed
+    df = _untimed_rows(df, policy, acc)
 
     if "numeric_value" in df.columns:
         nv = df["numeric_value"]
@@ -184,7 +173,183 @@ def validate_events(df: pd.DataFrame, policy: ValidationPolicy, acc: Accounting)
         order = np.lexsort((tt, s))
         df = df.iloc[order]
         acc.repair("events re-sorted by subject_id, time", int(bad.sum()))
+    df = _before_birth(df.reset_index(drop=True), policy, acc)
     return df.reset_index(drop=True)
+
+
+def integer_ids(ids: pd.Series, column: str, frame: pd.DataFrame) -> pd.Series:
+    """`ids` as nullable Int64, one to one with the input values, or DataValidationError naming `column`.
+
+    Accepted: integer dtypes within int64, integral finite floats, object columns of integers. Refused, since
+    each would merge or wrap ids silently: strings ("1" and "001" would be one subject), fractional floats
+    (1.2 and 1.7 would be one id), booleans, and integers outside the int64 range (uint64 above 2**63 - 1).
+    `frame` supplies the offending rows shown in the error.
+    """
+    def refuse(problem, bad):
+        bad = np.asarray(bad, dtype=bool)
+        raise DataValidationError(column, problem, frame[bad], int(bad.sum()))
+
+    kind = pd.api.types.infer_dtype(ids, skipna=True)
+    if pd.api.types.is_bool_dtype(ids) or kind == "boolean":
+        refuse(f"expected integer ids, got booleans (dtype {ids.dtype})", ids.notna())
+    if kind in ("floating", "mixed-integer-float") or pd.api.types.is_float_dtype(ids):
+        f = pd.to_numeric(ids, errors="coerce").astype("float64")
+        bad = f.notna() & ~(np.isfinite(f) & (f == np.floor(f)))
+        if bad.any():
+            refuse("expected integer ids, got fractional or infinite values", bad)
+        big = (f >= 2.0 ** 63) | (f < -2.0 ** 63)
+        if big.any():
+            refuse("ids outside the int64 range", big)
+        return f.astype("Int64")
+    if pd.api.types.is_unsigned_integer_dtype(ids):
+        big = ids.notna().to_numpy(bool) & (ids.fillna(0).to_numpy(np.uint64) > np.uint64(INT64_MAX))
+        if big.any():
+            refuse("ids above the int64 range (they would wrap to negative ids)", big)
+    if pd.api.types.is_integer_dtype(ids):
+        return ids.astype("Int64")
+    is_int = ids.map(lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)),
+                     na_action="ignore").fillna(True).astype(bool)
+    if not is_int.all():
+        refuse(f"expected integer ids (MEDS int64), got {kind} values (dtype {ids.dtype}); map them to integers "
+               f"one to one before connecting (strings such as '1' and '001' are not read as numbers)", ~is_int)
+    big = ids.map(lambda v: not -INT64_MAX - 1 <= v <= INT64_MAX, na_action="ignore").fillna(False).astype(bool)
+    if big.any():
+        refuse("ids outside the int64 range", big)
+    return ids.astype("Int64")
+
+
+def parse_times(t: pd.Series, column: str, time_unit: str | None,
+                frame: pd.DataFrame) -> tuple[pd.Series, np.ndarray, bool]:
+    """`t` as naive datetime64[us]; (times, unparseable mask, whether time-zone-aware input was converted).
+
+    Accepted: datetime64 columns, strings and datetime objects pandas parses. Time-zone-aware times are
+    converted to UTC and made naive (so differences between events are real elapsed time; hour_of_day and
+    day_of_week are then UTC ones). Refused with DataValidationError naming `column`: numbers unless
+    `time_unit` says what they count since 1970-01-01 UTC (an integer column read as nanoseconds turned hours
+    into 1e-9 h), booleans, durations, and times with mixed UTC offsets or a mix of naive and aware times (no
+    single rule makes those comparable; convert them to UTC first). Null stays null (NaT).
+    """
+    if time_unit is not None and time_unit not in TIME_UNITS:
+        raise ValueError(f"time_unit: expected one of {TIME_UNITS} or None, got {time_unit!r}")
+    kind = pd.api.types.infer_dtype(t, skipna=True)
+    if pd.api.types.is_datetime64_any_dtype(t):
+        parsed = t
+    elif pd.api.types.is_bool_dtype(t) or kind in ("boolean", "timedelta", "timedelta64") or \
+            pd.api.types.is_timedelta64_dtype(t):
+        raise DataValidationError(column, f"expected datetime64 (or date strings), got {kind} values "
+                                  f"(dtype {t.dtype})", frame[t.notna().to_numpy(bool)], int(t.notna().sum()))
+    elif kind in ("integer", "floating", "mixed-integer-float", "decimal") or pd.api.types.is_numeric_dtype(t):
+        if time_unit is None:
+            raise DataValidationError(column, f"expected datetime64, got numbers (dtype {t.dtype}); pass "
+                                      f"time_unit= one of {TIME_UNITS} to read them as time since 1970-01-01 UTC",
+                                      frame[t.notna().to_numpy(bool)], int(t.notna().sum()))
+        num = pd.to_numeric(t, errors="coerce")
+        parsed = pd.to_datetime(num if pd.api.types.is_integer_dtype(num) else num.astype("float64"),
+                                unit=time_unit, errors="coerce")
+    elif kind == "empty":
+        parsed = pd.Series(pd.NaT, index=t.index, dtype="datetime64[us]")
+    else:
+        parsed = _parse_time_strings(t, column, kind, frame)
+    converted = getattr(parsed.dt, "tz", None) is not None
+    if converted:
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    parsed = parsed.astype("datetime64[us]")
+    bad = parsed.isna() & t.notna()
+    if t.dtype == object or pd.api.types.is_string_dtype(t):  # blank strings are null, not unparseable
+        bad &= t.astype(str).str.strip() != ""
+    bad = bad.to_numpy(bool)
+    return parsed, bad, converted
+
+
+def _parse_time_strings(t: pd.Series, column: str, kind: str, frame: pd.DataFrame) -> pd.Series:
+    """Strings and datetime objects (object or string dtype) -> datetimes, refusing mixed time zones."""
+    values = t[t.notna()]
+    if t.dtype == object:
+        numeric = values.map(lambda v: isinstance(v, (int, float, np.number, bool)))
+        if numeric.any():
+            raise DataValidationError(column, "expected datetimes or date strings, got numbers mixed in; pass a "
+                                      "datetime64 column", frame.loc[numeric[numeric].index], int(numeric.sum()))
+        zones = values[values.map(lambda v: hasattr(v, "tzinfo"))].map(lambda v: str(v.tzinfo))
+        if zones.nunique() > 1:
+            first = zones.iloc[0]
+            mixed = zones != first
+            raise DataValidationError(column, f"mixed time zones or UTC offsets ({sorted(zones.unique())}); "
+                                      f"convert the times to UTC first", frame.loc[mixed[mixed].index],
+                                      int(mixed.sum()))
+    try:
+        return pd.to_datetime(t, errors="coerce", format="mixed")
+    except ValueError as e:  # pandas refuses strings with several UTC offsets even under errors="coerce"
+        raise DataValidationError(column, f"mixed UTC offsets or naive and offset times together ({e}); "
+                                  f"convert the times to UTC first", frame.head()) from None
+
+
+def _codes(df: pd.DataFrame, policy: ValidationPolicy, acc: Accounting) -> pd.DataFrame:
+    """code: strings, not null and not blank (a blank code names nothing)."""
+    code = df["code"]
+    kind = pd.api.types.infer_dtype(code, skipna=True)
+    if not (pd.api.types.is_string_dtype(code) or pd.api.types.is_object_dtype(code)) or \
+            kind not in ("string", "empty"):
+        not_str = code.notna() & ~code.map(lambda v: isinstance(v, str), na_action="ignore").fillna(False).astype(bool)
+        raise DataValidationError("code", f"expected string codes, got {kind} values (dtype {code.dtype})",
+                                  df[not_str.to_numpy(bool)], int(not_str.sum()))
+    blank = (code.str.strip() == "").fillna(False).astype(bool)
+    if blank.any():
+        df["code"] = code.where(~blank, None)
+    df = _required_not_null(df, "code", policy, acc)
+    df["code"] = df["code"].astype(str)
+    return df
+
+
+def _untimed_rows(df: pd.DataFrame, policy: ValidationPolicy, acc: Accounting) -> pd.DataFrame:
+    """A null time is allowed only on a static fact: a row whose code never occurs with a time in this data
+    and whose stage (where the column exists) is empty or "static". A vital sign without its time would
+    otherwise become a fact about the subject, placed at the head of every pathway."""
+    untimed = df["time"].isna().to_numpy()
+    if not untimed.any():
+        return df
+    code_idx, _ = pd.factorize(df["code"])
+    timed_code = np.zeros(code_idx.max() + 1, dtype=bool)
+    timed_code[code_idx[~untimed]] = True
+    bad = untimed & timed_code[code_idx]
+    if "stage" in df.columns:
+        stage = df["stage"]
+        bad |= untimed & (stage.notna() & (stage.astype(str) != "static")).to_numpy(bool)
+    bad &= (df["code"] != BIRTH_CODE).to_numpy()
+    if not bad.any():
+        return df
+    if policy.bad_time == "fail":
+        raise DataValidationError("time", "null time on an event that is not a static fact (its code occurs with "
+                                  "a time elsewhere, or its stage is not 'static'); only static facts may be "
+                                  "untimed", df[bad], int(bad.sum()))
+    acc.drop("null time on a timed event", int(bad.sum()))
+    return df[~bad]
+
+
+def _before_birth(df: pd.DataFrame, policy: ValidationPolicy, acc: Accounting) -> pd.DataFrame:
+    """Timed events before the subject's MEDS_BIRTH (a negative age) fail or are dropped and counted; several
+    different birth times for one subject fail."""
+    birth = (df["code"] == BIRTH_CODE).to_numpy() & df["time"].notna().to_numpy()
+    if not birth.any():
+        return df
+    births = df.loc[birth, ["subject_id", "time"]].drop_duplicates().sort_values("subject_id", kind="stable")
+    twice = births["subject_id"].duplicated(keep=False)
+    if twice.any():
+        rows = df[birth & df["subject_id"].isin(births.loc[twice, "subject_id"]).to_numpy()]
+        raise DataValidationError("time", "several different MEDS_BIRTH times for one subject", rows, len(rows))
+    b_subject = births["subject_id"].to_numpy(np.int64)
+    b_time = births["time"].to_numpy().astype("datetime64[us]").astype(np.int64)
+    subject = df["subject_id"].to_numpy(np.int64)
+    at = np.minimum(np.searchsorted(b_subject, subject), b_subject.size - 1)
+    time = df["time"].to_numpy().astype("datetime64[us]")
+    timed = ~np.isnat(time)
+    bad = timed & (b_subject[at] == subject) & (time.astype(np.int64) < b_time[at])
+    if not bad.any():
+        return df
+    if policy.before_birth == "fail":
+        raise DataValidationError("time", "events before the subject's MEDS_BIRTH (negative age)",
+                                  df[bad].assign(birth=b_time[at][bad].astype("datetime64[us]")), int(bad.sum()))
+    acc.drop("event before the subject's MEDS_BIRTH", int(bad.sum()))
+    return df[~bad]
 
 
 def _duplicated(df: pd.DataFrame, keep: Literal["first", False]) -> np.ndarray:
