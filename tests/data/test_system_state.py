@@ -178,3 +178,31 @@ def test_generator_feed_reaches_events(small):
         ok = ~np.isnan(want)
         assert ok.mean() > 0.9
         np.testing.assert_allclose(got[ok], want[ok], atol=1e-3 * max(st.std, 1.0))
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf])
+def test_an_infinite_status_value_is_refused_as_an_infinite_numeric_value_is(value):
+    """One inf in a status column used to give that column mean 0 and std 1 (the inf encoded as is)."""
+    events, kw = _events_with_hospital(), dict(split="subject", split_fractions=(1.0, 0.0, 0.0))
+    feed = _hourly_feed().astype({"ed_census": float})
+    feed.loc[5, "ed_census"] = value
+    with pytest.raises(DataValidationError) as e:
+        connect_hamburg_data(events, hospital_status=feed, status_columns=["ed_census"], **kw)
+    assert e.value.column == "ed_census" and "infinite" in str(e.value) and e.value.count == 1
+    events.loc[5, "numeric_value"] = value
+    with pytest.raises(DataValidationError) as e:
+        connect_hamburg_data(events, **kw)
+    assert e.value.column == "numeric_value" and "infinite" in str(e.value) and e.value.count == 1
+
+
+def test_numeric_status_times_need_a_unit():
+    events, kw = _events_with_hospital(), dict(split="subject", split_fractions=(1.0, 0.0, 0.0))
+    feed = _hourly_feed()
+    seconds = feed.assign(time=(feed["time"] - pd.Timestamp(0)) // pd.Timedelta(seconds=1))
+    with pytest.raises(DataValidationError) as e:
+        connect_hamburg_data(events, hospital_status=seconds, status_columns=["ed_census"], **kw)
+    assert e.value.column == "time" and "datetime64" in str(e.value)
+    want = connect_hamburg_data(events, hospital_status=feed, status_columns=["ed_census"], **kw)
+    events_s = events.assign(time=(events["time"] - pd.Timestamp(0)) // pd.Timedelta(seconds=1))
+    got = connect_hamburg_data(events_s, hospital_status=seconds, status_columns=["ed_census"], time_unit="s", **kw)
+    np.testing.assert_array_equal(got.encoded.numeric, want.encoded.numeric)
