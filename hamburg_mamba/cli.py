@@ -14,7 +14,9 @@ See docs/experiments.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 import os
 import shlex
 import sys
@@ -36,6 +38,8 @@ DEMO_BATCH = 16
 DEMO_BOOT = 100
 DEMO_CATBOOST_ITERATIONS = 300
 TINY_STEPS = 6
+BASELINES = ("catboost", "news2", "oracle")
+DEMO_DATA_FILE = "demo_data.json"  # which city the demo generated into its data folder
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +48,36 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if args.check:
+        args.check(args, args.parser)
     return int(args.func(args) or 0)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Argument types: argparse reports a failure as "argument --NAME: <message>" and exits with status 2.
+
+
+def _number(kind: type, low: float, low_open: bool = False):
+    """An argparse type: `kind` (int or float), finite, >= low (> low when low_open)."""
+    noun = "an integer" if kind is int else "a number"
+    bound = f"{'>' if low_open else '>='} {low:g}"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {noun} {bound}, got {text!r}") from None
+        if not math.isfinite(value) or value < low or (low_open and value == low):
+            raise argparse.ArgumentTypeError(f"expected {noun} {bound}, got {text!r}")
+        return value
+
+    parse.__name__ = f"{kind.__name__} {bound}"
+    return parse
+
+
+POSITIVE_INT = _number(int, 1)
+COUNT = _number(int, 0)
+POSITIVE = _number(float, 0, low_open=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,12 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="write the synthetic Hamburg as a MEDS folder")
     g.add_argument("--out", required=True, help="MEDS root folder to write")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--days", type=int, default=None, help="simulated days (default: the demo's 122)")
-    g.add_argument("--scale", type=float, default=None, help="fraction of the 2016 ED volume (default 0.1)")
+    g.add_argument("--days", type=POSITIVE_INT, default=None, help="simulated days (default: the demo's 122)")
+    g.add_argument("--scale", type=POSITIVE, default=None, help="fraction of the 2016 ED volume (default 0.1)")
     g.add_argument("--tiny", action="store_true", help="the two-week, three-hospital test city (seconds)")
-    g.set_defaults(func=cmd_generate)
+    g.set_defaults(func=cmd_generate, check=None, parser=g)
 
-    t = sub.add_parser("train", help="train one model (resumes from the run folder's last checkpoint)")
+    t = sub.add_parser("train", help="train one model (resumes the run folder's run if its settings are these)")
     t.add_argument("--data", required=True, help="MEDS root folder")
     t.add_argument("--out", required=True, help="run folder (weights, config, schema, checkpoints)")
     t.add_argument("--backbone", choices=BACKBONES, default="mamba")
@@ -71,62 +104,70 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a HamburgMambaConfig field of the preset, e.g. --set d_model=96 --set n_layers=4 "
                         "(VALUE parsed as JSON, else a string); repeatable")
     _split_args(t)
-    t.add_argument("--epochs", type=int, default=5)
-    t.add_argument("--max-steps", type=int, default=None)
-    t.add_argument("--batch-size", type=int, default=32, help="pathways per step over all processes")
-    t.add_argument("--lr", type=float, default=2e-3)
-    t.add_argument("--warmup-steps", type=int, default=50)
-    t.add_argument("--eval-every", type=int, default=None, help="steps between tuning evaluations (default: epoch)")
-    t.add_argument("--eval-max-pathways", type=int, default=None, help="tuning pathways used for early stopping")
-    t.add_argument("--patience", type=int, default=3)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    t.add_argument("--epochs", type=POSITIVE_INT, default=5)
+    t.add_argument("--max-steps", type=POSITIVE_INT, default=None)
+    t.add_argument("--batch-size", type=POSITIVE_INT, default=32, help="pathways per step over all processes")
+    t.add_argument("--lr", type=POSITIVE, default=2e-3)
+    t.add_argument("--warmup-steps", type=COUNT, default=50)
+    t.add_argument("--eval-every", type=POSITIVE_INT, default=None,
+                   help="steps between tuning evaluations (default: epoch)")
+    t.add_argument("--eval-max-pathways", type=POSITIVE_INT, default=None,
+                   help="tuning pathways used for early stopping")
+    t.add_argument("--patience", type=POSITIVE_INT, default=3)
+    t.add_argument("--seed", type=COUNT, default=0)
+    t.add_argument("--threads", type=POSITIVE_INT, default=None, help="torch CPU threads")
     t.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    t.add_argument("--no-resume", action="store_true", help="start over even if the run folder has a checkpoint")
+    t.add_argument("--overwrite", action="store_true",
+                   help="discard the run folder's earlier run and train afresh; without it, a folder holding a run "
+                        "with other settings (a finished run asked for more steps included) is refused")
     t.add_argument("--no-progress", action="store_true")
-    t.set_defaults(func=cmd_train)
+    t.set_defaults(func=cmd_train, check=_check_train_args, parser=t)
 
     e = sub.add_parser("evaluate", help="compare trained runs with CatBoost, NEWS2 and the oracle on held-out data")
     e.add_argument("--runs", nargs="*", default=[], help="NAME=RUN_DIR pairs (e.g. mamba=runs/mamba)")
     e.add_argument("--out", required=True, help="evaluation folder")
     e.add_argument("--data", default=None, help="MEDS root (default: the first run's data_spec.json)")
     _split_args(e, defaults=None)
-    e.add_argument("--baselines", default="catboost,news2,oracle", help="comma-separated subset")
-    e.add_argument("--n-boot", type=int, default=200, help="bootstrap replicates for the 95 %% intervals")
-    e.add_argument("--catboost-iterations", type=int, default=400)
+    e.add_argument("--baselines", default=",".join(BASELINES), help="comma-separated subset (may be empty)")
+    e.add_argument("--n-boot", type=POSITIVE_INT, default=200, help="bootstrap replicates for the 95 %% intervals")
+    e.add_argument("--catboost-iterations", type=POSITIVE_INT, default=400)
     e.add_argument("--primary", default=None, help="model drawn on the closure timeline (default: first run)")
     e.add_argument("--no-timeline", action="store_true", help="skip the whole-window closure timeline")
-    e.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    e.set_defaults(func=cmd_evaluate)
+    e.add_argument("--threads", type=POSITIVE_INT, default=None, help="torch CPU threads")
+    e.set_defaults(func=cmd_evaluate, check=_check_evaluate_args, parser=e)
 
     r = sub.add_parser("report", help="Markdown summary and PNG plots from an evaluation folder")
     r.add_argument("--eval", required=True, help="evaluation folder")
     r.add_argument("--out", required=True, help="report folder")
     r.add_argument("--primary", default="mamba", help="model the goal check is about")
-    r.set_defaults(func=cmd_report)
+    r.set_defaults(func=cmd_report, check=None, parser=r)
 
     m = sub.add_parser("monitor", help="replay a period event by event and print the warnings as they appeared")
     m.add_argument("--run", required=True, help="trained run folder")
     m.add_argument("--data", default=None, help="MEDS root (default: the run's data_spec.json)")
     m.add_argument("--start", required=True, help='start of the window, e.g. "2023-11-20 06:00"')
-    m.add_argument("--hours", type=float, default=24.0)
-    m.add_argument("--every", type=float, default=1.0, help="hours between warning checks")
+    m.add_argument("--hours", type=POSITIVE, default=24.0)
+    m.add_argument("--every", type=POSITIVE, default=1.0, help="hours between warning checks")
     m.add_argument("--hospital", action="append", default=None, help="restrict to this hospital (repeatable)")
-    m.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    m.set_defaults(func=cmd_monitor)
+    m.add_argument("--threads", type=POSITIVE_INT, default=1, help="torch CPU threads")
+    m.set_defaults(func=cmd_monitor, check=_check_monitor_args, parser=m)
 
     d = sub.add_parser("demo", help="generate, train every backbone, evaluate, report; prints the summary table")
     d.add_argument("--out", default="runs/demo", help="folder for data, runs, evaluation and report")
     d.add_argument("--backbones", default=",".join(DEMO_BACKBONES), help="comma-separated backbones to train")
-    d.add_argument("--steps", type=int, default=None, help="optimizer steps per backbone (default: DEMO_STEPS)")
-    d.add_argument("--n-boot", type=int, default=DEMO_BOOT)
-    d.add_argument("--threads", type=int, default=1, help="torch intra-op threads (CatBoost always uses 2)")
-    d.add_argument("--jobs", type=int, default=None,
+    d.add_argument("--steps", type=POSITIVE_INT, default=None,
+                   help="optimizer steps per backbone (default: DEMO_STEPS)")
+    d.add_argument("--n-boot", type=POSITIVE_INT, default=DEMO_BOOT)
+    d.add_argument("--threads", type=POSITIVE_INT, default=1,
+                   help="torch intra-op threads (CatBoost always uses 2)")
+    d.add_argument("--jobs", type=POSITIVE_INT, default=None,
                    help="backbones trained at once, each in its own process with --threads threads (default: CPU "
                         "cores // threads); every run is seeded and single-process, so the results do not change")
     d.add_argument("--tiny", action="store_true", help="the two-week test city and a few steps (about a minute)")
+    d.add_argument("--overwrite", action="store_true",
+                   help="regenerate the data and retrain every run when the folder holds a demo with other settings")
     d.add_argument("--no-progress", action="store_true")
-    d.set_defaults(func=cmd_demo)
+    d.set_defaults(func=cmd_demo, check=_check_demo_args, parser=d)
     return p
 
 
@@ -141,9 +182,77 @@ def _split_args(p, defaults="temporal"):
 def _spec_from_args(args, root):
     from hamburg_mamba.train.data_setup import DEMO_CUTOFFS, DataSpec
 
-    return DataSpec(root=str(root), split=args.split or "temporal",
+    return DataSpec(root=str(Path(root).resolve()), split=args.split or "temporal",
                     temporal_cutoffs=tuple(args.cutoffs) if args.cutoffs else DEMO_CUTOFFS,
                     holdout_window=tuple(args.holdout_window) if args.holdout_window else None)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Checks that need more than one argument; each ends in parser.error naming the argument (exit status 2).
+
+
+def _check_split_args(args, parser) -> None:
+    if args.split == "crisis" and not args.holdout_window:
+        parser.error("--holdout-window: required with --split crisis")
+    if args.holdout_window and args.split != "crisis":
+        parser.error(f"--holdout-window: only used with --split crisis, got --split {args.split}")
+    if args.cutoffs and args.split not in (None, "temporal"):
+        parser.error(f"--cutoffs: only used with --split temporal, got --split {args.split}")
+    for name, pair in (("--cutoffs", args.cutoffs), ("--holdout-window", args.holdout_window)):
+        if pair:
+            first, second = (_timestamp(parser, name, text) for text in pair)
+            if not first < second:
+                parser.error(f"{name}: expected the first date before the second, got {pair[0]} {pair[1]}"
+                             + (" (the tuning period would be empty)" if name == "--cutoffs" else ""))
+
+
+def _timestamp(parser, name: str, text: str):
+    import pandas as pd
+
+    try:
+        return pd.Timestamp(text)
+    except ValueError:
+        parser.error(f"{name}: expected a date such as 2023-11-20 or \"2023-11-20 06:00\", got {text!r}")
+
+
+def _check_train_args(args, parser) -> None:
+    _check_split_args(args, parser)
+    try:
+        args.overrides = _overrides(args.overrides)
+    except ValueError as e:
+        parser.error(f"--set: {e}")
+
+
+def _check_evaluate_args(args, parser) -> None:
+    _check_split_args(args, parser)
+    unknown = sorted(set(b for b in args.baselines.split(",") if b) - set(BASELINES))
+    if unknown:
+        parser.error(f"--baselines: unknown {unknown}; choose from {BASELINES}")
+    runs = {}
+    for item in args.runs:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            parser.error(f"--runs: expected NAME=RUN_DIR, got {item!r}")
+        if name in runs:
+            parser.error(f"--runs: the name {name!r} is given twice")
+        if not Path(path).is_dir():
+            parser.error(f"--runs: {name}={path}: no such run folder")
+        runs[name] = path
+    args.runs = runs
+    if args.data is None and not runs:
+        parser.error("--data: required when no --runs are given")
+
+
+def _check_monitor_args(args, parser) -> None:
+    _timestamp(parser, "--start", args.start)
+    if not Path(args.run).is_dir():
+        parser.error(f"--run: no such run folder {args.run}")
+
+
+def _check_demo_args(args, parser) -> None:
+    unknown = sorted(set(b for b in args.backbones.split(",") if b) - set(BACKBONES))
+    if unknown:
+        parser.error(f"--backbones: unknown {unknown}; choose from {BACKBONES}")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -171,6 +280,7 @@ def cmd_train(args) -> int:
     import torch.distributed as dist
 
     from hamburg_mamba.train import TrainConfig, Trainer, build_model, build_model_config
+    from hamburg_mamba.train.checkpoint import RunSettingsMismatch
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -186,14 +296,20 @@ def cmd_train(args) -> int:
     rank = dist.get_rank() if world > 1 else 0
     if rank == 0:
         print(data.report())
-    config = build_model_config(data, backbone=args.backbone, preset=args.preset, **_overrides(args.overrides))
+    try:
+        config = build_model_config(data, backbone=args.backbone, preset=args.preset, **args.overrides)
+    except ValueError as e:
+        args.parser.error(f"--preset/--set: {e}")
     tc = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
                      warmup_steps=args.warmup_steps, eval_every=args.eval_every,
                      eval_max_pathways=args.eval_max_pathways, patience=args.patience, seed=args.seed,
                      progress=not args.no_progress, num_threads=args.threads, task_weighting=args.task_weighting)
     trainer = Trainer(build_model(config, seed=args.seed), data, tc, args.out, device=device,
                       data_spec=spec.as_dict())
-    summary = trainer.fit(resume=not args.no_resume)
+    try:
+        summary = trainer.fit(overwrite=args.overwrite)
+    except RunSettingsMismatch as e:
+        args.parser.error(f"--out: {e}")
     if rank == 0:
         print(json.dumps(summary, indent=1))
     if world > 1:
@@ -201,40 +317,38 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _overrides(items: list[str]) -> dict:
-    """--set FIELD=VALUE items -> {field: value}; unknown fields are refused by name."""
-    import dataclasses
+# Config fields the data decides (from_schema, regression_target_stats); --set may not change them.
+DATA_FIELDS = ("vocab_sizes", "num_numeric", "tasks", "target_stats")
 
+
+def _overrides(items: list[str]) -> dict:
+    """--set FIELD=VALUE items -> {field: value}, each value checked against its field (ValueError naming the
+    field, the value and what was expected)."""
     from hamburg_mamba.nn import HamburgMambaConfig
 
-    fields = {f.name for f in dataclasses.fields(HamburgMambaConfig)}
+    fields = [f.name for f in dataclasses.fields(HamburgMambaConfig) if f.name not in DATA_FIELDS]
     out = {}
     for item in items:
         name, sep, raw = item.partition("=")
         if not sep or name not in fields:
-            raise SystemExit(f"--set: expected FIELD=VALUE with FIELD a HamburgMambaConfig field, got {item!r}")
+            raise ValueError(f"expected FIELD=VALUE with FIELD one of {fields}, got {item!r}")
         try:
             out[name] = json.loads(raw)
         except json.JSONDecodeError:
             out[name] = raw
+        HamburgMambaConfig.check_field(name, out[name])
     return out
 
 
 def cmd_evaluate(args) -> int:
     from hamburg_mamba.eval.baselines import CatBoostSettings
     from hamburg_mamba.eval.experiment import run_comparison
-    from hamburg_mamba.train.data_setup import DataSpec
-
-    runs = {}
-    for item in args.runs:
-        if "=" not in item:
-            raise SystemExit(f"--runs: expected NAME=RUN_DIR, got {item!r}")
-        name, path = item.split("=", 1)
-        runs[name] = path
-    if args.data is None and not runs:
-        raise SystemExit("evaluate: pass --data when no --runs are given")
+    runs = args.runs
     if args.data is None:
-        spec = DataSpec.from_dict(json.loads((Path(next(iter(runs.values()))) / "data_spec.json").read_text()))
+        first = next(iter(runs.values()))
+        spec = _run_data_spec(args.parser, first)
+        if args.split:  # evaluate the run on another split of its data
+            spec = _spec_from_args(args, spec.root)
     else:
         spec = _spec_from_args(args, args.data)
     baselines = tuple(b for b in args.baselines.split(",") if b)
@@ -262,19 +376,20 @@ def cmd_report(args, command: str | None = None) -> int:
 
 
 def cmd_monitor(args) -> int:
-    from hamburg_mamba.data import DatasetSchema
     from hamburg_mamba.eval.monitor import replay
     from hamburg_mamba.nn import HamburgHealthcareSafetyMamba
-    from hamburg_mamba.train.data_setup import DataSpec
 
     import torch
 
     torch.set_num_threads(args.threads)
-    spec = DataSpec.from_dict(json.loads((Path(args.run) / "data_spec.json").read_text()))
+    spec = _run_data_spec(args.parser, args.run, resolve_root=not args.data)
     if args.data:
-        spec.root = args.data
-    data = spec.connect(schema=DatasetSchema.load(Path(args.run) / "schema.json"))
-    model = HamburgHealthcareSafetyMamba.from_pretrained(args.run)
+        spec.root = str(Path(args.data).resolve())
+    data = spec.connect(schema=_run_schema(args.parser, args.run))
+    try:
+        model = HamburgHealthcareSafetyMamba.from_pretrained(args.run)
+    except (OSError, ValueError) as e:
+        args.parser.error(f"--run: {e}")
     t0 = time.perf_counter()
     print(f"replaying {args.hours:g} h from {args.start} (levels: green < yellow < orange < red; "
           f"thresholds {model.config.warning_thresholds} on {model.config.breakdown_task})")
@@ -284,14 +399,32 @@ def cmd_monitor(args) -> int:
     return 0
 
 
+def _run_data_spec(parser, run: str, resolve_root: bool = True):
+    """The run folder's data spec, or parser.error naming the file and what is wrong with it."""
+    from hamburg_mamba.train.data_setup import DataSpec
+
+    try:
+        return DataSpec.load(run, resolve_root=resolve_root)
+    except (OSError, ValueError) as e:
+        parser.error(f"--run{'s' if parser.prog.endswith('evaluate') else ''}: {e}")
+
+
+def _run_schema(parser, run: str):
+    """The run folder's fitted DatasetSchema, or parser.error naming the file."""
+    from hamburg_mamba.data import DatasetSchema
+
+    path = Path(run) / "schema.json"
+    try:
+        return DatasetSchema.load(path)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        parser.error(f"--run: {path} is missing or malformed ({type(e).__name__}: {e})")
+
+
 def cmd_demo(args) -> int:
     t_start = time.perf_counter()
     out = Path(args.out)
     data_root = out / "data"
     backbones = [b for b in args.backbones.split(",") if b]
-    unknown = sorted(set(backbones) - set(BACKBONES))
-    if unknown:
-        raise SystemExit(f"--backbones: unknown {unknown}; choose from {BACKBONES}")
     timings = {}
 
     def stamp(name, t):
@@ -299,9 +432,7 @@ def cmd_demo(args) -> int:
         print(f"[demo] {name}: {timings[name]:.1f} s (total {time.perf_counter() - t_start:.1f} s)", flush=True)
 
     t = time.perf_counter()
-    gen = ["generate", "--out", str(data_root)] + (["--tiny"] if args.tiny else [])
-    if not (data_root / "metadata" / "dataset.json").exists():
-        main(gen)
+    _demo_data(args, data_root)
     stamp("generate", t)
     split = ["--split", "temporal"] + (["--cutoffs", *_tiny_cutoffs()] if args.tiny else [])
     commands = {}
@@ -313,9 +444,7 @@ def cmd_demo(args) -> int:
                         "--batch-size", str(DEMO_BATCH), "--lr", str(DEMO_LR),
                         "--warmup-steps", str(max(steps // 10, 1)),
                         "--eval-every", str(max(steps // 3, 1)), "--eval-max-pathways", "300", "--threads",
-                        str(args.threads), "--device", "cpu", *split]
-    if args.jobs is not None and args.jobs < 1:
-        raise SystemExit(f"--jobs: expected >= 1, got {args.jobs}")
+                        str(args.threads), "--device", "cpu", *split] + (["--overwrite"] if args.overwrite else [])
     jobs = args.jobs or max(1, (os.cpu_count() or 1) // max(args.threads, 1))
     t_train = time.perf_counter()
     if jobs == 1 or len(commands) == 1:
@@ -346,6 +475,28 @@ def cmd_demo(args) -> int:
     (out / "timings.json").write_text(json.dumps({**timings, "total": total}, indent=1))
     print(f"\n[demo] finished in {total / 60:.1f} min; report in {out / 'report' / 'README.md'}")
     return 0
+
+
+def _demo_data(args, data_root: Path) -> None:
+    """Generate the demo's city unless the folder already holds the one asked for (recorded beside it); a
+    folder holding the other city is refused, or regenerated with --overwrite."""
+    import shutil
+
+    from hamburg_mamba.data import SyntheticConfig, generate_synthetic, write_synthetic
+    from hamburg_mamba.train.data_setup import tiny_synthetic_config
+
+    record = data_root.parent / DEMO_DATA_FILE
+    wanted = {"tiny": bool(args.tiny), "seed": 0}
+    if data_root.exists() and not args.overwrite:
+        held = json.loads(record.read_text()) if record.is_file() else "an unrecorded dataset"
+        if held == wanted:
+            return
+        args.parser.error(f"--tiny/--out: {data_root} holds {held}, this demo needs {wanted}; pass --overwrite to "
+                          "regenerate it (and retrain every run), or choose another --out")
+    shutil.rmtree(data_root, ignore_errors=True)
+    config = tiny_synthetic_config(wanted["seed"]) if args.tiny else SyntheticConfig(seed=wanted["seed"])
+    write_synthetic(data_root, generate_synthetic(config))
+    record.write_text(json.dumps(wanted))
 
 
 def _train_in_parallel(commands: dict[str, list[str]], jobs: int, log_dir: Path, stamp) -> None:

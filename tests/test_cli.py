@@ -29,11 +29,82 @@ def test_module_entry_point_lists_commands():
         assert command in out.stdout
 
 
+def cli_error(argv: list[str], capsys) -> str:
+    """The one-line error `main(argv)` exits with (status 2, argparse style)."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    return capsys.readouterr().err.strip().splitlines()[-1]
+
+
 def test_bad_arguments_are_named(capsys):
-    with pytest.raises(SystemExit):
-        main(["evaluate", "--runs", "no-equals-sign", "--out", "x"])
-    with pytest.raises(SystemExit, match="--backbones: unknown"):
-        main(["demo", "--backbones", "lstm", "--out", "x"])
+    assert "--runs: expected NAME=RUN_DIR" in cli_error(["evaluate", "--runs", "no-equals-sign", "--out", "x"], capsys)
+    assert "--backbones: unknown ['lstm']" in cli_error(["demo", "--backbones", "lstm", "--out", "x"], capsys)
+
+
+TRAIN = ["train", "--data", "d", "--out", "o"]
+
+
+@pytest.mark.parametrize("argv,named", [
+    (["generate", "--out", "x", "--days", "0"], "--days"),
+    (["generate", "--out", "x", "--scale", "-1"], "--scale"),
+    (["generate", "--out", "x", "--scale", "nan"], "--scale"),
+    (TRAIN + ["--split", "crisis"], "--holdout-window"),
+    (TRAIN + ["--split", "temporal", "--holdout-window", "2023-08-01", "2023-08-05"], "--holdout-window"),
+    (TRAIN + ["--split", "crisis", "--holdout-window", "2023-08-05", "2023-08-01"], "--holdout-window"),
+    (TRAIN + ["--cutoffs", "2023-08-21", "2023-08-18"], "--cutoffs"),
+    (TRAIN + ["--cutoffs", "2023-08-18", "soon"], "--cutoffs"),
+    (TRAIN + ["--split", "subject", "--cutoffs", "2023-08-18", "2023-08-21"], "--cutoffs"),
+    (TRAIN + ["--epochs", "-1"], "--epochs"),
+    (TRAIN + ["--epochs", "0"], "--epochs"),
+    (TRAIN + ["--batch-size", "0"], "--batch-size"),
+    (TRAIN + ["--lr", "-0.1"], "--lr"),
+    (TRAIN + ["--lr", "inf"], "--lr"),
+    (TRAIN + ["--max-steps", "0"], "--max-steps"),
+    (TRAIN + ["--warmup-steps", "-1"], "--warmup-steps"),
+    (TRAIN + ["--eval-every", "0"], "--eval-every"),
+    (TRAIN + ["--patience", "0"], "--patience"),
+    (TRAIN + ["--threads", "0"], "--threads"),
+    (TRAIN + ["--set", "d_model=abc"], "d_model"),
+    (TRAIN + ["--set", "n_layers=-1"], "n_layers"),
+    (TRAIN + ["--set", "dropout=1.5"], "dropout"),
+    (TRAIN + ["--set", "vocab_sizes={}"], "--set"),
+    (TRAIN + ["--set", "no_such_field=1"], "--set"),
+    (["evaluate", "--out", "x", "--data", "d", "--baselines", "bogus"], "--baselines"),
+    (["evaluate", "--out", "x", "--data", "d", "--n-boot", "-5"], "--n-boot"),
+    (["evaluate", "--out", "x", "--data", "d", "--catboost-iterations", "0"], "--catboost-iterations"),
+    (["evaluate", "--out", "x", "--data", "d", "--threads", "-1"], "--threads"),
+    (["evaluate", "--out", "x"], "--data"),
+    (["evaluate", "--out", "x", "--runs", "a=/no/such/run"], "--runs"),
+    (["monitor", "--run", ".", "--start", "2023-08-21", "--every", "0"], "--every"),
+    (["monitor", "--run", ".", "--start", "2023-08-21", "--every", "-1"], "--every"),
+    (["monitor", "--run", ".", "--start", "2023-08-21", "--hours", "0"], "--hours"),
+    (["monitor", "--run", ".", "--start", "someday"], "--start"),
+    (["monitor", "--run", "/no/such/run", "--start", "2023-08-21"], "--run"),
+    (["demo", "--steps", "0"], "--steps"),
+    (["demo", "--jobs", "0"], "--jobs"),
+    (["demo", "--n-boot", "-1"], "--n-boot"),
+])
+def test_bad_argument_values_are_named(argv, named, capsys):
+    message = cli_error(argv, capsys)
+    assert named in message and "error" in message, message
+
+
+def test_set_error_names_field_value_and_expectation(capsys):
+    message = cli_error(TRAIN + ["--set", "d_model=abc"], capsys)
+    assert "d_model" in message and "'abc'" in message and "an int >= 1" in message
+
+
+def test_malformed_run_files_are_named(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "data_spec.json").write_text("{not json")
+    assert "data_spec.json" in cli_error(["monitor", "--run", str(run), "--start", "2023-08-21"], capsys)
+    (run / "data_spec.json").write_text(json.dumps({"root": str(tmp_path), "split": "temporal"}))
+    (run / "schema.json").write_text('{"categorical_vocab": ')
+    message = cli_error(["monitor", "--run", str(run), "--start", "2023-08-21", "--data", str(tmp_path)], capsys)
+    assert "--run" in message and "schema.json" in message
 
 
 def test_pipeline_end_to_end(tmp_path, capsys):

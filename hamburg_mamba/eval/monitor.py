@@ -7,6 +7,7 @@ go in successive updates (the monitor takes one event per pathway per update), i
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,6 +56,9 @@ def replay(model, data, start: str, hours: float, hospitals: list[str] | None = 
            on_change=None) -> list[WarningChange]:
     """Stream every event of pathways active in [start, start + hours) and check the warning levels each
     `every_h` hours from `start`; returns the changes (and calls on_change(change) as they happen)."""
+    for name, value in (("hours", hours), ("every_h", every_h)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ValueError(f"replay: {name} must be a finite number of hours > 0, got {value!r}")
     enc = data.encoded
     t0 = pd.Timestamp(start).to_datetime64().astype("datetime64[us]").astype(np.int64)
     t1 = t0 + int(hours * 3.6e9)

@@ -68,36 +68,36 @@ class HamburgMambaConfig:
     # level turns yellow, orange, red (ascending)
 
     def __post_init__(self):
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"HamburgMambaConfig.backbone: expected one of {BACKBONES}, got {self.backbone!r}")
-        if self.dt_rank != "auto" and (not isinstance(self.dt_rank, int) or self.dt_rank < 1):
-            raise ValueError(f"HamburgMambaConfig.dt_rank: expected 'auto' or a positive int, got {self.dt_rank!r}")
+        for f in dataclasses.fields(self):
+            self.check_field(f.name, getattr(self, f.name))
+        if self.dt_min >= self.dt_max:
+            raise ValueError(f"HamburgMambaConfig.dt_max: expected > dt_min={self.dt_min!r}, got {self.dt_max!r}")
         if self.backbone in ("transformer", "hybrid") and self.d_model % self.n_heads:
             raise ValueError(f"HamburgMambaConfig.n_heads: d_model={self.d_model} is not divisible by "
                              f"n_heads={self.n_heads}")
         if self.backbone == "hybrid" and not 1 <= self.attn_every <= self.n_layers:
             raise ValueError(f"HamburgMambaConfig.attn_every: expected 1..n_layers={self.n_layers}, "
                              f"got {self.attn_every}")
-        for name, spec in self.tasks.items():
-            if spec.get("kind") not in TASK_KINDS:
-                raise ValueError(f"HamburgMambaConfig.tasks[{name!r}]['kind']: expected one of {TASK_KINDS}, "
-                                 f"got {spec.get('kind')!r}")
-            if spec.get("level") not in TASK_LEVELS:
-                raise ValueError(f"HamburgMambaConfig.tasks[{name!r}]['level']: expected one of {TASK_LEVELS}, "
-                                 f"got {spec.get('level')!r}")
-            if spec.get("group") not in TASK_GROUPS:
-                raise ValueError(f"HamburgMambaConfig.tasks[{name!r}]['group']: expected one of {TASK_GROUPS}, "
-                                 f"got {spec.get('group')!r}")
         for name in self.target_stats:
             if name not in self.tasks or self.tasks[name]["kind"] != "regression":
                 raise ValueError(f"HamburgMambaConfig.target_stats[{name!r}]: not a regression task of the config")
-        t = list(self.warning_thresholds)
-        if len(t) != 3 or sorted(t) != t or not all(0.0 < v < 1.0 for v in t):
-            raise ValueError("HamburgMambaConfig.warning_thresholds: expected 3 ascending probabilities in (0, 1) "
-                             f"for yellow, orange, red, got {self.warning_thresholds!r}")
         if self.warning_task is not None and self.warning_task not in self.crisis_tasks:
             raise ValueError(f"HamburgMambaConfig.warning_task: {self.warning_task!r} is not a binary crisis task "
                              f"of the config ({self.crisis_tasks})")
+
+    @classmethod
+    def check_field(cls, name: str, value) -> None:
+        """Raise ValueError naming the field, the value and what was expected, if `value` cannot be field `name`
+        (checks that need other fields, such as n_heads dividing d_model, are in __post_init__)."""
+        if name in SCALAR_RULES:
+            rule = SCALAR_RULES[name]
+            if not rule.accepts(value):
+                raise ValueError(f"HamburgMambaConfig.{name}: expected {rule.expected()}, got {value!r}"
+                                 f" ({type(value).__name__})")
+        elif name in STRUCTURED_CHECKS:
+            STRUCTURED_CHECKS[name](value)
+        else:
+            raise ValueError(f"HamburgMambaConfig: unknown field {name!r}")
 
     # --- derived ---
     @property
@@ -158,21 +158,191 @@ class HamburgMambaConfig:
 
     # --- JSON ---
     def to_json(self) -> str:
-        # Key order is meaning here (encoder fields and head outputs follow it): never sort_keys.
-        return json.dumps(dataclasses.asdict(self), indent=1)
+        """JSON with `vocab_sizes` and `tasks` as lists of [name, value] pairs: their order decides the encoder's
+        input layout and the heads' output columns, and a JSON object's key order is not preserved by tools that
+        re-serialise JSON (sort_keys), whereas an array's order is."""
+        blob = dataclasses.asdict(self)
+        for name in ORDERED_FIELDS:
+            blob[name] = [[key, value] for key, value in blob[name].items()]
+        return json.dumps(blob, indent=1)
 
     @classmethod
-    def from_json(cls, text: str) -> HamburgMambaConfig:
-        blob = json.loads(text)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(blob) - known)
+    def from_json(cls, text: str, trust_key_order: bool = False) -> HamburgMambaConfig:
+        """Inverse of `to_json`. Every field must be present; unknown fields are refused.
+
+        trust_key_order: accept `vocab_sizes` and `tasks` written as JSON objects (configs saved before they
+        became lists of pairs) and take their keys' order as written. Only for a file known never to have been
+        re-serialised by another tool: a sorted or reordered object silently permutes the heads' outputs.
+        """
+        try:
+            blob = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"HamburgMambaConfig.from_json: not valid JSON ({e})") from None
+        if not isinstance(blob, dict):
+            raise ValueError(f"HamburgMambaConfig.from_json: expected a JSON object, got {type(blob).__name__}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(blob) - set(names))
         if unknown:
             raise ValueError(f"HamburgMambaConfig.from_json: unknown fields {unknown}")
+        missing = [n for n in names if n not in blob]
+        if missing:
+            raise ValueError(f"HamburgMambaConfig.from_json: missing fields {missing} (every field is saved; a "
+                             "missing one means the file was edited or written by another program)")
+        for name in ORDERED_FIELDS:
+            blob[name] = _ordered_mapping(name, blob[name], trust_key_order)
         return cls(**blob)
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.to_json())
 
     @classmethod
-    def load(cls, path: str | Path) -> HamburgMambaConfig:
-        return cls.from_json(Path(path).read_text())
+    def load(cls, path: str | Path, trust_key_order: bool = False) -> HamburgMambaConfig:
+        try:
+            return cls.from_json(Path(path).read_text(), trust_key_order=trust_key_order)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Field checks
+
+# Fields whose order is meaning (encoder input layout, head output columns); saved as [name, value] pairs.
+ORDERED_FIELDS = ("vocab_sizes", "tasks")
+
+
+def _ordered_mapping(name: str, value, trust_key_order: bool) -> dict:
+    if isinstance(value, dict):
+        if trust_key_order:
+            return value
+        raise ValueError(
+            f"HamburgMambaConfig.{name}: stored as a JSON object, whose key order decides the weights' layout but "
+            "is not kept by tools that re-serialise JSON; this format is not trusted. If the file was never "
+            "rewritten by another tool, convert it once with HamburgMambaConfig.load(path, trust_key_order=True)"
+            ".save(path)")
+    if not isinstance(value, list) or not all(
+            isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) for p in value):
+        raise ValueError(f"HamburgMambaConfig.{name}: expected a list of [name, value] pairs, got {value!r}")
+    keys = [p[0] for p in value]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise ValueError(f"HamburgMambaConfig.{name}: names listed more than once: {repeated}")
+    return {key: item for key, item in value}
+
+
+@dataclass(frozen=True)
+class _Range:
+    """A scalar field's type and bounds; ints are accepted where floats are expected, bools never as numbers."""
+
+    kind: type
+    low: float | None = None
+    low_open: bool = False  # low itself excluded
+    below: float | None = None  # exclusive upper bound
+
+    def accepts(self, value) -> bool:
+        if self.kind is bool:
+            return isinstance(value, bool)
+        if isinstance(value, bool) or not isinstance(value, (int, float) if self.kind is float else int):
+            return False
+        if self.kind is float and not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.below is None or value < self.below
+
+    def expected(self) -> str:
+        text = {bool: "true or false", int: "an int", float: "a finite number"}[self.kind]
+        if self.low is not None:
+            text += f" {'>' if self.low_open else '>='} {self.low:g}"
+        if self.below is not None:
+            text += f" and < {self.below:g}"
+        return text
+
+
+SCALAR_RULES = {
+    "num_numeric": _Range(int, 0),
+    "cat_embed_dim": _Range(int, 1),
+    "numeric_embed_dim": _Range(int, 1),
+    "numeric_clip": _Range(float, 0, low_open=True),
+    "time_unit_h": _Range(float, 0, low_open=True),
+    "d_model": _Range(int, 1),
+    "n_layers": _Range(int, 1),
+    "d_state": _Range(int, 1),
+    "d_conv": _Range(int, 1),
+    "expand": _Range(int, 1),
+    "dt_min": _Range(float, 0, low_open=True),
+    "dt_max": _Range(float, 0, low_open=True),
+    "dt_init_floor": _Range(float, 0, low_open=True),
+    "dropout": _Range(float, 0, below=1),
+    "n_heads": _Range(int, 1),
+    "mlp_ratio": _Range(int, 1),
+    "attn_every": _Range(int, 1),
+    "norm_eps": _Range(float, 0, low_open=True),
+    "head_hidden": _Range(int, 0),
+    "use_reference_scan": _Range(bool),
+}
+
+
+def _fail(name: str, expected: str, value) -> None:
+    raise ValueError(f"HamburgMambaConfig.{name}: expected {expected}, got {value!r}")
+
+
+def _check_vocab_sizes(value) -> None:
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and SIZE.accepts(v) for k, v in value.items()):
+        _fail("vocab_sizes", "a mapping of field name -> table size (an int >= 1)", value)
+
+
+def _check_tasks(value) -> None:
+    if not isinstance(value, dict):
+        _fail("tasks", "a mapping of task name -> {kind, level, horizon_h, group}", value)
+    allowed = {"kind": TASK_KINDS, "level": TASK_LEVELS, "group": TASK_GROUPS}
+    for name, spec in value.items():
+        if not isinstance(spec, dict) or set(spec) != {*allowed, "horizon_h"}:
+            _fail(f"tasks[{name!r}]", "a mapping with exactly the keys kind, level, horizon_h, group", spec)
+        for key, choices in allowed.items():
+            if spec[key] not in choices:
+                _fail(f"tasks[{name!r}]['{key}']", f"one of {choices}", spec[key])
+        if spec["horizon_h"] is not None and not HORIZON.accepts(spec["horizon_h"]):
+            _fail(f"tasks[{name!r}]['horizon_h']", f"null or {HORIZON.expected()}", spec["horizon_h"])
+
+
+def _check_target_stats(value) -> None:
+    if not isinstance(value, dict) or not all(
+            isinstance(v, (list, tuple)) and len(v) == 2 and FINITE.accepts(v[0]) and HORIZON.accepts(v[1])
+            for v in value.values()):
+        _fail("target_stats", "a mapping of regression task -> [mean, std > 0]", value)
+
+
+def _check_backbone(value) -> None:
+    if value not in BACKBONES:
+        _fail("backbone", f"one of {BACKBONES}", value)
+
+
+def _check_dt_rank(value) -> None:
+    if value != "auto" and not SIZE.accepts(value):
+        _fail("dt_rank", "'auto' or a positive int", value)
+
+
+def _check_warning_task(value) -> None:
+    if value is not None and not isinstance(value, str):
+        _fail("warning_task", "null or a task name", value)
+
+
+def _check_warning_thresholds(value) -> None:
+    t = list(value) if isinstance(value, (list, tuple)) else None
+    if t is None or len(t) != 3 or not all(FINITE.accepts(v) and 0.0 < v < 1.0 for v in t) or sorted(t) != t:
+        _fail("warning_thresholds", "3 ascending probabilities in (0, 1) for yellow, orange, red", value)
+
+
+SIZE = _Range(int, 1)
+FINITE = _Range(float)
+HORIZON = _Range(float, 0, low_open=True)
+STRUCTURED_CHECKS = {
+    "vocab_sizes": _check_vocab_sizes,
+    "tasks": _check_tasks,
+    "target_stats": _check_target_stats,
+    "backbone": _check_backbone,
+    "dt_rank": _check_dt_rank,
+    "warning_task": _check_warning_task,
+    "warning_thresholds": _check_warning_thresholds,
+}

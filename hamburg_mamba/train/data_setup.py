@@ -8,7 +8,8 @@ tune between the cut-offs, evaluate after the second cut-off, which on the defau
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import json
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ import pandas as pd
 from hamburg_mamba.data import SyntheticConfig
 
 US_PER_HOUR = 3.6e9
+DATA_SPEC_FILE = "data_spec.json"
+MEDS_MARKER = Path("metadata") / "dataset.json"  # every MEDS root has it
 DEMO_CUTOFFS = ("2023-10-20", "2023-11-06")
 
 # A two-week, three-hospital city with a short heat wave, an MCI and a flu peak inside the window: seconds to
@@ -33,7 +36,8 @@ def tiny_synthetic_config(seed: int = 0) -> SyntheticConfig:
 
 @dataclass
 class DataSpec:
-    """Arguments of `connect_hamburg_data` that decide the split; saved as data_spec.json."""
+    """Arguments of `connect_hamburg_data` that decide the split; saved as data_spec.json with an absolute root,
+    so that a run folder works from any directory."""
 
     root: str
     split: str = "temporal"  # file | subject | temporal | crisis (see connect_hamburg_data)
@@ -59,7 +63,47 @@ class DataSpec:
 
     @classmethod
     def from_dict(cls, blob: dict) -> DataSpec:
+        names = [f.name for f in fields(cls)]
+        if not isinstance(blob, dict) or not isinstance(blob.get("root"), str) or set(blob) - set(names):
+            raise ValueError(f"DataSpec: expected an object with a string 'root' and fields from {names}, "
+                             f"got {blob!r}")
         return cls(**blob)
+
+    @classmethod
+    def load(cls, run_dir: str | Path, resolve_root: bool = True) -> DataSpec:
+        """The data spec of a run folder, its root made absolute (see `resolve_data_root`); resolve_root=False
+        keeps the root as saved (the caller replaces it)."""
+        path = Path(run_dir) / DATA_SPEC_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: missing (is {run_dir} a run folder written by `hamburg-mamba train`?)")
+        try:
+            spec = cls.from_dict(json.loads(path.read_text()))
+        except ValueError as e:  # JSONDecodeError is a ValueError
+            raise ValueError(f"{path}: {e}") from None
+        if resolve_root:
+            spec.root = str(resolve_data_root(spec.root, run_dir))
+        return spec
+
+
+def resolve_data_root(root: str, run_dir: str | Path) -> Path:
+    """The absolute MEDS root a run folder's data spec names.
+
+    Roots are saved absolute. Older run folders saved the path as typed, relative to the directory `train` ran
+    in, which was not recorded: it is looked up from the run folder upwards (`--out` was most likely typed
+    relative to that same directory), then from the working directory. FileNotFoundError lists the places tried.
+    """
+    path = Path(root)
+    if path.is_absolute():
+        if not path.is_dir():
+            raise FileNotFoundError(f"data root {path} of run folder {run_dir} does not exist (moved? pass --data)")
+        return path
+    run = Path(run_dir).resolve()
+    tried = [base / path for base in (run, *run.parents, Path.cwd())]
+    for candidate in tried:
+        if (candidate / MEDS_MARKER).is_file():
+            return candidate
+    raise FileNotFoundError(f"data root {root!r} of run folder {run_dir} is relative and no MEDS root (with "
+                            f"{MEDS_MARKER}) was found at {[str(t) for t in tried]}; pass --data")
 
 
 def event_times_us(data) -> np.ndarray:

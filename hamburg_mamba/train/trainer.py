@@ -31,11 +31,13 @@ import torch.distributed as dist
 
 from hamburg_mamba.data.batch import PathwayBatchSampler
 from hamburg_mamba.train.checkpoint import (
+    RunSettingsMismatch,
     atomic_write_text,
-    latest_checkpoint,
-    load_checkpoint,
+    clear_run_folder,
+    load_latest_checkpoint,
     save_checkpoint,
     save_model,
+    settings_differences,
 )
 
 
@@ -121,8 +123,12 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 class Trainer:
     """Trains `model` on `data` (a `HamburgData`) and writes the run directory (see checkpoint.py).
 
-    The caller seeds and builds the model (so that every rank builds the same initial weights); `fit` resumes
-    from the run directory's latest checkpoint when there is one and `resume` is True.
+    The caller seeds and builds the model (so that every rank builds the same initial weights). A run folder
+    holds one run: `fit` resumes from its latest checkpoint only when the saved settings (model config, training
+    config, data spec) equal this trainer's, and otherwise refuses with the differences listed, unless
+    `overwrite` discards the folder's run first. A finished run is not extended by asking for more steps: the
+    learning-rate schedule of its steps was laid out for its own total, so the result would be no run of the new
+    length; that request is a difference like any other.
     """
 
     def __init__(self, model, data, config: TrainConfig, run_dir: str | Path, device: str | torch.device = "cpu",
@@ -139,7 +145,9 @@ class Trainer:
             self.model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.optimizer = torch.optim.AdamW(parameter_groups(self.module, config.weight_decay), lr=config.lr,
                                            betas=config.betas)
-        self.data_spec = data_spec or {}
+        self.data_spec = dict(data_spec or {})
+        if "root" in self.data_spec:  # absolute, so that the run folder works from any directory
+            self.data_spec["root"] = str(Path(self.data_spec["root"]).resolve())
         self.train_idx = data.indices("train")
         self.tune_idx = data.indices("tuning")
         if self.train_idx.size == 0:
@@ -169,20 +177,21 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------------
 
-    def fit(self, resume: bool = True, stop_after: int | None = None) -> dict:
+    def fit(self, overwrite: bool = False, stop_after: int | None = None) -> dict:
         """Train until epochs, max_steps or early stopping end the run; returns a summary.
 
+        overwrite: discard what the run folder holds of an earlier run (checkpoints, weights, run files) and
+        start afresh; without it, a folder holding a run with other settings raises RunSettingsMismatch.
         stop_after: leave after this many optimizer steps in this call, as a kill would (tests of resuming).
         """
         cfg = self.config
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         seed_everything(cfg.seed + self.rank)
-        ckpt = latest_checkpoint(self.run_dir) if resume else None
-        if ckpt is not None:
-            self._restore(ckpt)
-        elif self.rank == 0:
-            self._write_run_files()
+        self._prepare_run_folder(overwrite)
+        loaded = load_latest_checkpoint(self.run_dir, self.module, self.optimizer)
+        if loaded is not None:
+            self._restore(*loaded)
         from tqdm.auto import tqdm
 
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not cfg.progress or self.rank != 0,
@@ -237,7 +246,8 @@ class Trainer:
                 done = True
         bar.close()
         self._load_best()
-        summary = {"steps": self.step, "epochs_started": self.epoch, "stopped": self.stopped,
+        summary = {"steps": self.step, "resumed_at_step": start_step, "epochs_started": self.epoch,
+                   "stopped": self.stopped,
                    "best_step": self.best_step, "best_tuning_loss": self.best_loss,
                    "seconds_this_call": time.perf_counter() - t0, "skipped_batches": self.skipped_batches,
                    "world_size": self.world}
@@ -355,8 +365,27 @@ class Trainer:
         if self.world > 1:
             dist.barrier()
 
-    def _restore(self, path: Path) -> None:
-        state = load_checkpoint(path, self.module, self.optimizer)
+    def _prepare_run_folder(self, overwrite: bool) -> None:
+        """Refuse a folder that holds a run with other settings, or clear it when `overwrite`; then write the
+        run files of a fresh run. Every rank checks before rank 0 writes, so none reads a half-written folder."""
+        settings = {"config.json": json.loads(self.module.config.to_json()),
+                    "train_config.json": dataclasses.asdict(self.config), "data_spec.json": self.data_spec}
+        differences = [] if overwrite else settings_differences(self.run_dir, settings)
+        if differences is None:  # no earlier run in the folder
+            differences, fresh = [], True
+        else:
+            fresh = overwrite
+        if differences:
+            raise RunSettingsMismatch(self.run_dir, differences)
+        if self.world > 1:
+            dist.barrier()
+        if self.rank == 0 and fresh:
+            clear_run_folder(self.run_dir)
+            self._write_run_files()
+        if self.world > 1:
+            dist.barrier()
+
+    def _restore(self, path: Path, state: dict) -> None:
         if state.get("world_size", 1) != self.world:
             raise ValueError(f"resume: checkpoint {path} was written by {state.get('world_size')} processes, "
                              f"this run has {self.world}; the batch split would differ")
@@ -369,6 +398,7 @@ class Trainer:
 
     def _write_run_files(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.run_dir / "config.json", self.module.config.to_json())
         atomic_write_text(self.run_dir / "train_config.json", self.config.to_json())
         atomic_write_text(self.run_dir / "data_spec.json", json.dumps(self.data_spec, indent=1, default=str))
         self.data.schema.save(self.run_dir / "schema.json")
