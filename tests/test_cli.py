@@ -161,3 +161,11 @@ def test_demo_trains_in_parallel_processes_with_the_in_process_results(tmp_path)
     assert par.keys() == seq.keys() and all(torch.equal(par[k], seq[k]) for k in par)
     with pytest.raises(SystemExit, match="training lstm failed"):
         _train_in_parallel({"lstm": command("lstm", tmp_path / "bad")}, 2, tmp_path / "bad", lambda *a: None)
+
+
+@pytest.mark.parametrize("hours,every", [(4.0, 0.0), (4.0, -1.0), (4.0, float("nan")), (0.0, 1.0)])
+def test_replay_refuses_a_step_that_would_never_advance(hours, every):
+    from hamburg_mamba.eval.monitor import replay
+
+    with pytest.raises(ValueError, match="every_h" if hours else "hours"):
+        replay(None, None, "2023-08-21 06:00", hours, every_h=every)
