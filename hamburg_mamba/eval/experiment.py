@@ -39,18 +39,20 @@ def _log(msg: str, t0: float) -> None:
     print(f"[evaluate {time.perf_counter() - t0:6.1f}s] {msg}", flush=True)
 
 
-def run_comparison(spec, runs: dict[str, str | Path], out_dir: str | Path, baselines=("catboost", "news2", "oracle"),
+def run_comparison(spec, runs: dict, out_dir: str | Path, baselines=("catboost", "news2", "oracle"),
                    n_boot: int = 200, catboost: CatBoostSettings | None = None, primary: str | None = None,
                    max_false_alarms_per_week: float = C.DEFAULT_MAX_FALSE_ALARMS_PER_WEEK, device: str = "cpu",
                    timeline: bool = True) -> dict:
-    """Evaluate trained runs (name -> run directory) and the baselines on `spec`'s held-out split."""
+    """Evaluate trained runs (name -> run directory, or a model already loaded) and the baselines on `spec`'s
+    held-out split. The schema comes from the first run directory; with loaded models only, it is fitted on
+    the training split as training did."""
     from hamburg_mamba.data import DatasetSchema
-    from hamburg_mamba.nn import HamburgHealthcareSafetyMamba
 
     t0 = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    schema = DatasetSchema.load(Path(next(iter(runs.values()))) / "schema.json") if runs else None
+    run_dirs = [Path(r) for r in runs.values() if isinstance(r, (str, Path))]
+    schema = DatasetSchema.load(run_dirs[0] / "schema.json") if run_dirs else None
     data = spec.connect(schema=schema)
     _log(f"connected {spec.root} ({spec.split} split)", t0)
     tasks = data.schema.tasks
@@ -60,7 +62,7 @@ def run_comparison(spec, runs: dict[str, str | Path], out_dir: str | Path, basel
     enc = data.encoded
     preds: dict[str, dict[str, dict[str, np.ndarray]]] = {}  # model -> split -> task -> (R,) / (Q,)
 
-    models = {name: HamburgHealthcareSafetyMamba.from_pretrained(path) for name, path in runs.items()}
+    models = {name: _load_model(run) for name, run in runs.items()}
     for name, model in models.items():
         preds[name] = {}
         for s in ("tuning", "held_out"):
@@ -177,6 +179,15 @@ def run_comparison(spec, runs: dict[str, str | Path], out_dir: str | Path, basel
 
 
 # ----------------------------------------------------------------------------------------------------------
+
+
+def _load_model(run):
+    """A run directory's model, or `run` itself when it is a model (anything `model_predictions` can call)."""
+    if not isinstance(run, (str, Path)):
+        return run
+    from hamburg_mamba.nn import HamburgHealthcareSafetyMamba
+
+    return HamburgHealthcareSafetyMamba.from_pretrained(run)
 
 
 def alert_burden(y, p, pathway, time_us, sensitivity: float, patient_days: float) -> dict:

@@ -101,15 +101,29 @@ def ece(y, p, weight=None, bins: int = ECE_BINS) -> float:
     """Expected calibration error: sum over equal-mass bins of (bin weight share) |mean label - mean p|."""
     y, p, w = _prep(y, p, weight)
     order = np.argsort(p, kind="mergesort")
-    y, p, w = y[order], p[order], w[order]
-    edges = np.linspace(0, y.size, bins + 1).round().astype(np.int64)
+    return _ece_sorted(y[order], p[order], w[order], bins)
+
+
+def _ece_sorted(y, p, w, bins: int = ECE_BINS) -> float:
+    """ECE of rows sorted by p, with bins of equal weight mass.
+
+    A row of weight k counts as k copies of itself, so a bin edge may fall inside a row, which then adds
+    its share of weight to both bins: the bootstrap's weighted replicate (a pathway drawn k times) equals the
+    ECE of the resampled rows written out, which bins by rows. Edges at row counts instead of weight mass made
+    each replicate's bins unequal (measured 0.0025 off an ECE of 0.035 at 2,000 rows).
+    """
     total = w.sum()
-    err = 0.0
-    for a, b in zip(edges[:-1], edges[1:]):
-        wb = w[a:b].sum()
-        if wb > 0:
-            err += abs(np.sum(w[a:b] * y[a:b]) - np.sum(w[a:b] * p[a:b])) / total
-    return float(err)
+    if y.size == 0 or total <= 0:
+        return float("nan")
+    mass = np.r_[0.0, np.cumsum(w)]  # (n+1,) weight before each row; row i occupies [mass[i], mass[i+1])
+    gap = np.r_[0.0, np.cumsum(w * (y - p))]  # (n+1,) label minus prediction mass before each row
+    edges = np.linspace(0.0, total, bins + 1)
+    if float(total).is_integer():  # counts (unit weights, bootstrap draws): whole rows, as unweighted binning
+        edges = edges.round()
+    # label-minus-prediction mass below each edge: the rows wholly below, plus the part of the straddling row
+    i = np.clip(np.searchsorted(mass, edges, "right") - 1, 0, y.size - 1)
+    below = gap[i] + (edges - mass[i]) * (y - p)[i]
+    return float(np.sum(np.abs(np.diff(below))) / total)
 
 
 def sigmoid(x) -> np.ndarray:
@@ -294,7 +308,6 @@ class _SortedSample:
         self.order = np.argsort(p, kind="mergesort")
         self.y, self.p = y[self.order], p[self.order]
         self.groups = _tie_groups(self.p)
-        self.edges = np.linspace(0, y.size, ECE_BINS + 1).round().astype(np.int64)
         self.lp = logit(self.p)
 
     def metrics(self, w) -> dict[str, float]:
@@ -302,11 +315,7 @@ class _SortedSample:
         out = {"auroc": _auroc_sorted(y, p, w, self.groups),
                "auprc": _ap_sorted_desc(y[::-1], p[::-1], w[::-1]),
                "brier": float(np.sum(w * (p - y) ** 2) / w.sum())}
-        total = w.sum()
-        wy = np.add.reduceat(w * y, self.edges[:-1]) if y.size else np.zeros(0)
-        wp = np.add.reduceat(w * p, self.edges[:-1]) if y.size else np.zeros(0)
-        nonempty = self.edges[1:] > self.edges[:-1]
-        out["ece"] = float(np.sum(np.abs(wy - wp)[nonempty]) / total)
+        out["ece"] = _ece_sorted(y, p, w)
         # replicates stop Newton at 1e-6: far below the interval widths, and 3x faster than the point fit
         out["calibration_slope"], out["calibration_intercept"] = _calibration_fit(self.lp, y, w, tol=BOOTSTRAP_TOL)
         return out
