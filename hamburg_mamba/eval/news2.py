@@ -1,6 +1,7 @@
 """NEWS2 (Royal College of Physicians, 2017): the aggregate early-warning score from seven vital signs.
 
-Bands are the published table (../shared/DOMAIN.md, "Early-warning baselines"), SpO2 scale 1. Each function
+Bands are the published chart (RCP 2017, chart 1), SpO2 scale 1; a fractional value is banded as it would be
+charted, rounded half up to the chart's resolution (`_chart_points`). Each function
 takes raw measurements (numpy arrays, any shape) and returns the points 0-3 of that parameter; a missing
 measurement (NaN) scores 0 points, as a ward does not score what was not measured, and `news2_score` reports
 how many rows had no measurement of each parameter so the caller can say so.
@@ -18,42 +19,46 @@ SINGLE_PARAMETER_RED = 3  # a 3 in any one parameter: low-medium
 PARAMETERS = ("respiration_rate", "spo2", "on_oxygen", "systolic_bp", "pulse", "consciousness", "temperature")
 
 
-def _bands(x: np.ndarray, edges: list[tuple[float, float, int]]) -> np.ndarray:
-    """Points of the first inclusive band [lo, hi] containing x; 0 where none does or x is NaN."""
-    x = np.asarray(x, dtype=np.float64)
-    points = np.zeros(x.shape, dtype=np.int64)
-    done = np.isnan(x)
-    for lo, hi, p in edges:
-        hit = ~done & (x >= lo) & (x <= hi)
-        points[hit] = p
-        done |= hit
-    return points
-
-
 INF = np.inf
-# (lowest, highest, points): inclusive bounds. Integer-valued parameters use the table's integers directly;
-# temperature (one decimal) uses the half-way points between the table's adjacent decimals so that a value
-# such as 35.05 (between 35.0 and 35.1) falls in a defined band.
+# The published chart, as (lowest, highest, points) in the values a clinician records: whole numbers, and
+# temperature to one decimal (RCP 2017, chart 1; SpO2 scale 1).
 RESPIRATION_BANDS = [(-INF, 8, 3), (9, 11, 1), (12, 20, 0), (21, 24, 2), (25, INF, 3)]
 SPO2_SCALE1_BANDS = [(-INF, 91, 3), (92, 93, 2), (94, 95, 1), (96, INF, 0)]
 SYSTOLIC_BANDS = [(-INF, 90, 3), (91, 100, 2), (101, 110, 1), (111, 219, 0), (220, INF, 3)]
 PULSE_BANDS = [(-INF, 40, 3), (41, 50, 1), (51, 90, 0), (91, 110, 1), (111, 130, 2), (131, INF, 3)]
-TEMPERATURE_BANDS = [(-INF, 35.05, 3), (35.05, 36.05, 1), (36.05, 38.05, 0), (38.05, 39.05, 1), (39.05, INF, 2)]
+TEMPERATURE_BANDS = [(-INF, 35.0, 3), (35.1, 36.0, 1), (36.1, 38.0, 0), (38.1, 39.0, 1), (39.1, INF, 2)]
+WHOLE, TENTH = 1.0, 0.1  # the chart's resolution: whole numbers; temperature in tenths of a degree
+# Values are compared at this many decimals: float32 storage (a few 1e-6 off at 40 degrees) must not move
+# 35.05 below its band edge, and no charted or averaged value has finer meaningful digits.
+COMPARE_DECIMALS = 4
 
 
-def _integer_bands(x, bands):
-    # Between two integer bands (e.g. 8.5 breaths/min after averaging) round half up, as a chart would.
-    x = np.asarray(x, dtype=np.float64)
-    return _bands(np.floor(x + 0.5), bands)
+def _chart_points(x, bands, resolution: float) -> np.ndarray:
+    """Points of the chart band x falls in once rounded half up to the chart's resolution; 0 where x is NaN.
+
+    The chart lists only recordable values (20 and 21 breaths/min, 35.0 and 35.1 degrees), so a fractional
+    value (an average, a device reading) is read the way it would be charted: rounded to the chart's
+    resolution, halves upwards. Equivalently each band is the half-open interval
+    [lowest - resolution / 2, highest + resolution / 2): 20.5 breaths/min scores as 21, 35.05 degrees as 35.1.
+    Halves go up because that is the common convention (and the cautious one above the normal range); below
+    it the bands are read the same way so that every parameter follows one rule.
+    """
+    x = np.round(np.asarray(x, dtype=np.float64), COMPARE_DECIMALS)
+    points = np.zeros(x.shape, dtype=np.int64)
+    for lo, hi, p in bands:
+        lower = np.round(lo - resolution / 2, COMPARE_DECIMALS)
+        upper = np.round(hi + resolution / 2, COMPARE_DECIMALS)
+        points[(x >= lower) & (x < upper)] = p  # NaN compares False: 0 points
+    return points
 
 
 def respiration_points(rr) -> np.ndarray:
-    return _integer_bands(rr, RESPIRATION_BANDS)
+    return _chart_points(rr, RESPIRATION_BANDS, WHOLE)
 
 
 def spo2_points(spo2) -> np.ndarray:
     """SpO2 scale 1 (patients without hypercapnic respiratory failure)."""
-    return _integer_bands(spo2, SPO2_SCALE1_BANDS)
+    return _chart_points(spo2, SPO2_SCALE1_BANDS, WHOLE)
 
 
 def oxygen_points(on_oxygen) -> np.ndarray:
@@ -63,11 +68,11 @@ def oxygen_points(on_oxygen) -> np.ndarray:
 
 
 def systolic_points(sbp) -> np.ndarray:
-    return _integer_bands(sbp, SYSTOLIC_BANDS)
+    return _chart_points(sbp, SYSTOLIC_BANDS, WHOLE)
 
 
 def pulse_points(pulse) -> np.ndarray:
-    return _integer_bands(pulse, PULSE_BANDS)
+    return _chart_points(pulse, PULSE_BANDS, WHOLE)
 
 
 def consciousness_points(acvpu) -> np.ndarray:
@@ -77,7 +82,7 @@ def consciousness_points(acvpu) -> np.ndarray:
 
 
 def temperature_points(temp) -> np.ndarray:
-    return _bands(temp, TEMPERATURE_BANDS)
+    return _chart_points(temp, TEMPERATURE_BANDS, TENTH)
 
 
 POINTS = {

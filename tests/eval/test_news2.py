@@ -1,4 +1,10 @@
-"""NEWS2 against the published RCP 2017 table (DOMAIN.md): every band boundary, both sides."""
+"""NEWS2 against the published RCP 2017 chart: every band boundary, both sides, and fractional values.
+
+Fractional values (averages, device readings) are banded as they would be charted: rounded half up to the
+chart's resolution (whole numbers; temperature to 0.1 degree), i.e. 20.5 breaths/min scores as 21.
+"""
+
+from decimal import ROUND_HALF_UP, Decimal
 
 import numpy as np
 import pytest
@@ -36,6 +42,57 @@ def test_band_boundaries_match_published_table(fn, table):
     np.testing.assert_array_equal(fn(values), expected)
     # float32 storage of one-decimal temperatures must not move a value across a boundary
     np.testing.assert_array_equal(fn(values.astype(np.float32)), expected)
+
+
+# The chart itself (RCP 2017, chart 1), in recorded values: (lowest, highest, points), and its resolution.
+CHART = {
+    "respiration": ([(None, 8, 3), (9, 11, 1), (12, 20, 0), (21, 24, 2), (25, None, 3)], "1", (0, 60)),
+    "spo2_scale1": ([(None, 91, 3), (92, 93, 2), (94, 95, 1), (96, None, 0)], "1", (50, 100)),
+    "systolic": ([(None, 90, 3), (91, 100, 2), (101, 110, 1), (111, 219, 0), (220, None, 3)], "1", (40, 260)),
+    "pulse": ([(None, 40, 3), (41, 50, 1), (51, 90, 0), (91, 110, 1), (111, 130, 2), (131, None, 3)], "1",
+              (20, 200)),
+    "temperature": ([(None, "35.0", 3), ("35.1", "36.0", 1), ("36.1", "38.0", 0), ("38.1", "39.0", 1),
+                     ("39.1", None, 2)], "0.1", (32, 43)),
+}
+FUNCTIONS = {"respiration": respiration_points, "spo2_scale1": spo2_points, "systolic": systolic_points,
+             "pulse": pulse_points, "temperature": temperature_points}
+
+
+def _charted_points(value: Decimal, bands, resolution: str) -> int:
+    """The rule of news2.py, written with decimal arithmetic: round half up to the chart's resolution (as the
+    value would be charted), then look the charted value up in the chart's inclusive bands."""
+    charted = value.quantize(Decimal(resolution), rounding=ROUND_HALF_UP)
+    for lo, hi, points in bands:
+        if (lo is None or charted >= Decimal(str(lo))) and (hi is None or charted <= Decimal(str(hi))):
+            return points
+    raise AssertionError(f"{value} in no band")
+
+
+@pytest.mark.parametrize("name", list(CHART))
+def test_fractional_values_are_banded_as_charted(name):
+    """Every value on a 0.01 grid over the parameter's range (both sides of each band edge, the halves
+    included), as float64 and as float32 (the connector's storage), against the decimal reference."""
+    bands, resolution, (lo, hi) = CHART[name]
+    hundredths = np.arange(lo * 100, hi * 100 + 1)
+    want = np.array([_charted_points(Decimal(int(h)) / 100, bands, resolution) for h in hundredths])
+    values = hundredths / 100
+    np.testing.assert_array_equal(FUNCTIONS[name](values), want)
+    np.testing.assert_array_equal(FUNCTIONS[name](values.astype(np.float32)), want)
+
+
+@pytest.mark.parametrize("fn, value, points", [
+    (respiration_points, 20.5, 2), (respiration_points, 20.49, 0), (respiration_points, 8.5, 1),
+    (respiration_points, 8.49, 3), (respiration_points, 24.5, 3),
+    (spo2_points, 91.5, 2), (spo2_points, 91.49, 3), (spo2_points, 95.5, 0), (spo2_points, 95.49, 1),
+    (temperature_points, 35.05, 1), (temperature_points, 35.049, 3), (temperature_points, 36.05, 0),
+    (temperature_points, 38.05, 1), (temperature_points, 38.049, 0), (temperature_points, 39.05, 2),
+    (systolic_points, 100.5, 1), (systolic_points, 100.49, 2), (systolic_points, 90.5, 2),
+    (systolic_points, 219.5, 3), (systolic_points, 219.49, 0),
+    (pulse_points, 90.5, 1), (pulse_points, 90.49, 0), (pulse_points, 40.5, 1), (pulse_points, 130.5, 3),
+])
+def test_half_values_round_up(fn, value, points):
+    assert fn(np.array([value]))[0] == points
+    assert fn(np.array([value], dtype=np.float32))[0] == points
 
 
 def test_oxygen_and_consciousness():
