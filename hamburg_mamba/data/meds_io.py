@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from flexible_schema.exceptions import SchemaValidationError, TableValidationError
 
 # Typed extra columns of the Hamburg event table (beyond MEDS core), with their Arrow types.
 EXTRA_COLUMNS = {
@@ -39,6 +40,17 @@ CODE_DESCRIPTIONS = {
     "VITAL//ACVPU": "consciousness 0 alert .. 4 unresponsive",
 }
 PARQUET_OPTIONS = dict(compression="zstd", use_dictionary=True, write_statistics=True)
+# What the meds schemas raise for a table that breaks them (flexible_schema's errors are no ValueError).
+SCHEMA_ERRORS = (SchemaValidationError, TableValidationError)
+
+
+class MedsFormatError(ValueError):
+    """A file under a MEDS root that cannot be read or breaks its meds schema; the message names the file
+    (relative to the root, the `source` argument) and what the schema check said about its columns."""
+
+    def __init__(self, root: Path, path: Path, problem: str):
+        self.path = path
+        super().__init__(f"source: {path.relative_to(root).as_posix()} under {root}: {problem}")
 
 
 def events_to_arrow(events: pd.DataFrame) -> pa.Table:
@@ -166,14 +178,15 @@ def read_meds(root: str | Path) -> dict:
                                                                  int(p.stem) if p.stem.isdigit() else 0, p.stem))
     if not shards:
         raise FileNotFoundError(f"read_meds: no parquet shards under {data_dir}")
-    tables = []
-    for path in shards:
-        t = pq.read_table(path)
-        meds.DataSchema.validate(t)
-        tables.append(t)
+    tables = [_read_checked(root, path, meds.DataSchema) for path in shards]
     # one conversion of the concatenated table (columns absent from some shards become nulls); the shard name is
     # a dictionary column, not 10 M repeated strings
-    table = pa.concat_tables(tables, promote_options="default")
+    try:
+        table = pa.concat_tables(tables, promote_options="default")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        types = {str(p.relative_to(data_dir)): {f.name: str(f.type) for f in t.schema} for p, t in zip(shards, tables)}
+        raise MedsFormatError(root, data_dir, f"shards disagree on column types ({e}); types per shard: {types}") \
+            from None
     shard_of_row = np.repeat(np.arange(len(shards), dtype=np.int32), [t.num_rows for t in tables])
     names = pa.array([p.relative_to(data_dir).as_posix() for p in shards], pa.string())
     table = table.append_column("shard", pa.DictionaryArray.from_arrays(pa.array(shard_of_row), names))
@@ -182,8 +195,7 @@ def read_meds(root: str | Path) -> dict:
     def read_sets(folder):
         out = {}
         for p in sorted((root / folder).glob("*/*.parquet")) if (root / folder).is_dir() else []:
-            t = pq.read_table(p)
-            meds.LabelSchema.validate(t)
+            t = _read_checked(root, p, meds.LabelSchema)
             out.setdefault(p.parent.name, []).append(t.to_pandas(types_mapper=_types_mapper))
         return {k: pd.concat(v, ignore_index=True) for k, v in out.items()}
 
@@ -205,6 +217,19 @@ def read_meds(root: str | Path) -> dict:
         if (root / "system").is_dir() else {}
     return {"events": events, "labels": read_sets("labels"), "oracle": read_sets("oracle"), "splits": splits,
             "metadata": meta, "codes": codes, "system": system}
+
+
+def _read_checked(root: Path, path: Path, schema) -> pa.Table:
+    """One parquet file, validated against a meds schema; MedsFormatError naming the file otherwise."""
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise MedsFormatError(root, path, f"not a readable parquet file ({e})") from None
+    try:
+        schema.validate(table)
+    except SCHEMA_ERRORS as e:
+        raise MedsFormatError(root, path, f"breaks meds.{schema.__name__}: {e}") from None
+    return table
 
 
 def _types_mapper(t: pa.DataType):

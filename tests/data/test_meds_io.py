@@ -61,3 +61,21 @@ def test_meds_schema_rejects_mistyped_events(small):
 def test_read_rejects_missing_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="data"):
         read_meds(tmp_path)
+
+
+def test_read_names_the_file_and_column_of_a_broken_shard(small, tmp_path):
+    """A shard that breaks the MEDS schema, a file that is not parquet, or shards whose types disagree give a
+    ValueError naming the file and the column (flexible_schema's own errors are no ValueError)."""
+    from hamburg_mamba.data.meds_io import MedsFormatError, write_meds
+
+    root = write_meds(tmp_path / "m", small.events.head(200), subjects_per_shard=1)
+    shard = sorted((root / "data").rglob("*.parquet"))[0]
+    table = pq.read_table(shard)
+    pq.write_table(table.set_column(0, "subject_id", table.column(0).cast(pa.float64())), shard)
+    with pytest.raises(MedsFormatError, match=r"subject_id \(want int64, got double\)") as e:
+        read_meds(root)
+    assert isinstance(e.value, ValueError) and shard.relative_to(root).as_posix() in str(e.value)
+    pq.write_table(table, shard)
+    (shard.parent / "9.parquet").write_bytes(b"not parquet")
+    with pytest.raises(MedsFormatError, match="not a readable parquet file"):
+        read_meds(root)
