@@ -907,12 +907,29 @@ class _Codes:
 
 STAGE_ID = {"static": 0, "EMS": 1, "ED": 2, "ward": 3, "ICU": 4, "discharge": 5}
 
+# What a real record holds on each event row, and from when: every column of `_events_frame` -> the event of the
+# pathway from which it is known (the time-travel tests check the rows against rules of their own). THE_EVENT:
+# the column describes the event itself and is written by the code that emits it: a value is a measurement taken
+# at the event or a duration that ends at it (the transport minutes go on ED//ARRIVAL, not on the departure),
+# the unit is where the event happens (the ED from ED//ARRIVAL, a bed from ADT//ADMIT or a transfer). The other
+# columns are attributes of the pathway, stamped on its events from the first of the listed events on and null
+# before; inclusive, as in MEDS a prediction at time t may use everything up to and including t.
+THE_EVENT = ()
+FIELD_KNOWN_FROM = {
+    "subject_id": THE_EVENT, "time": THE_EVENT, "code": THE_EVENT, "numeric_value": THE_EVENT,
+    "text_value": THE_EVENT, "stage": THE_EVENT, "unit": THE_EVENT,
+    "pathway_id": ("EMS//DISPATCH", "ED//ARRIVAL"),  # the encounter opens with the first contact
+    "arrival_mode": ("EMS//DISPATCH", "ED//ARRIVAL"),  # an emergency call, or a walk-in registering at the ED
+    "hospital": ("EMS//TRANSPORT", "ED//ARRIVAL"),  # the crew chooses the destination when it leaves the scene
+    "triage_group": ("ED//TRIAGE",),  # Manchester triage, minutes after the ED arrival (not in the ambulance)
+}
+
 
 def _events(cfg, city, pw, rng) -> dict:
     codes = _Codes()
-    fam = []  # per family: dict(p, t, code, value, stage, unit, hosp_known, order, text)
+    fam = []  # per family: dict(p, t, code, value, stage, unit, order, text)
 
-    def add(p, t, code, value=None, stage="ED", unit=None, hosp=True, order=0, text=None):
+    def add(p, t, code, value=None, stage="ED", unit=None, order=0, text=None):
         p = np.asarray(p, dtype=np.int64)
         code = np.full(p.size, codes(code)) if isinstance(code, str) else np.asarray(code)
         fam.append(dict(
@@ -920,7 +937,6 @@ def _events(cfg, city, pw, rng) -> dict:
             code=code, value=np.full(p.size, np.nan) if value is None else np.asarray(value, dtype=SIM_DTYPE),
             stage=np.full(p.size, STAGE_ID[stage]) if isinstance(stage, str) else np.asarray(stage),
             unit=np.full(p.size, -1) if unit is None else np.asarray(unit),
-            hosp=np.full(p.size, hosp, dtype=bool) if isinstance(hosp, bool) else np.asarray(hosp),
             order=np.full(p.size, order), text=text))
 
     N = pw["row"].size
@@ -929,26 +945,25 @@ def _events(cfg, city, pw, rng) -> dict:
     first = pw["prev"] < 0
     fp = allp[first]
     sex_code = np.where(pw["sex"][fp] == 1, codes("SEX//F"), codes("SEX//M"))
-    add(fp, None, sex_code, stage="static", hosp=False, order=-2)
+    add(fp, None, sex_code, stage="static", order=-2)
     birth_t = pw["t_onset"][fp] - pw["age"][fp] * 24 * 365.25
-    add(fp, birth_t, "MEDS_BIRTH", stage="static", hosp=False, order=-1)
+    add(fp, birth_t, "MEDS_BIRTH", stage="static", order=-1)
 
     # EMS prelude
     e = allp[pw["ems"]]
     t_scene = pw["t_onset"][e] + pw["response_min"][e] / 60
     t_leave = t_scene + EMS_ON_SCENE_MIN / 60
-    add(e, pw["t_onset"][e], "EMS//DISPATCH", stage="EMS", hosp=False, order=0)
-    add(e, t_scene, "EMS//ON_SCENE", pw["response_min"][e], stage="EMS", hosp=False, order=1)
+    add(e, pw["t_onset"][e], "EMS//DISPATCH", stage="EMS", order=0)
+    add(e, t_scene, "EMS//ON_SCENE", pw["response_min"][e], stage="EMS", order=1)
     mci = e[pw["sk"][e] >= 0]
     sk_names = np.array([codes("MANV//SK_I"), codes("MANV//SK_II"), codes("MANV//SK_III")])
-    add(mci, pw["t_onset"][mci] + pw["response_min"][mci] / 60, sk_names[pw["sk"][mci]], stage="EMS", hosp=False,
-        order=2)
+    add(mci, pw["t_onset"][mci] + pw["response_min"][mci] / 60, sk_names[pw["sk"][mci]], stage="EMS", order=2)
     vit = [(e, t_scene + 5 / 60, STAGE_ID["EMS"], -1)]
-    add(e, t_leave, "EMS//TRANSPORT", pw["transport_min"][e], stage="EMS", order=3,
-        text=np.where(pw["diverted"][e], "diverted", None))
+    # the departure: the destination is chosen now; the transport's duration is known at the arrival (below)
+    add(e, t_leave, "EMS//TRANSPORT", stage="EMS", order=3, text=np.where(pw["diverted"][e], "diverted", None))
 
     # ED
-    add(allp, pw["t_arrive"], "ED//ARRIVAL", stage="ED", unit=np.full(N, U_ED), order=0)
+    add(allp, pw["t_arrive"], "ED//ARRIVAL", pw["transport_min"], stage="ED", unit=np.full(N, U_ED), order=0)
     t_tri = pw["t_arrive"] + 5 / 60
     add(allp, t_tri, "ED//TRIAGE", pw["mts"], stage="ED", unit=np.full(N, U_ED), order=1)
     add(allp, pw["t_phys"], "ED//PHYSICIAN", pw["wait_h"] * 60, stage="ED", unit=np.full(N, U_ED), order=1)
@@ -1025,8 +1040,7 @@ def _events(cfg, city, pw, rng) -> dict:
         unit=np.repeat(vu, 7), order=np.tile(np.arange(7) + 10, nm) * 0 + 4)
     fam[-1]["order"] = np.full(nm * 7, 4)
 
-    out = {k: np.concatenate([f[k] for f in fam]) for k in ("p", "t", "code", "value", "stage", "unit", "hosp",
-                                                              "order")}
+    out = {k: np.concatenate([f[k] for f in fam]) for k in ("p", "t", "code", "value", "stage", "unit", "order")}
     texts = np.concatenate([f["text"] if f["text"] is not None else np.full(f["p"].size, None, dtype=object)
                             for f in fam])
     out["text"] = texts
@@ -1072,27 +1086,48 @@ def _events_frame(cfg, city, pw, ev) -> pd.DataFrame:
     times = start + micro.astype("timedelta64[us]")
     times = np.where(tnan, np.datetime64("NaT"), times)
     codes = np.array(ev["codes"], dtype=object)
+    code = ev["code"][order]
     value = ev["value"][order].astype(np.float32)
     unit = ev["unit"][order]
     stage = ev["stage"][order]
-    static = stage == STAGE_ID["static"]
-    hosp_known = ev["hosp"][order]
-    hosp_idx = np.where(hosp_known, pw["hosp"][p], -1)
-    triage = np.where(static, -1, pw["mts"][p])
+    attr = _pathway_attributes(cfg, pw, p, t, code, ev["codes"])
     frame = pd.DataFrame({
         "subject_id": subject[order],
         "time": pd.array(times, dtype="datetime64[us]"),
-        "code": pd.array(codes[ev["code"][order]], dtype="str"),
+        "code": pd.array(codes[code], dtype="str"),
         "numeric_value": pd.array(np.where(np.isnan(value), None, value), dtype="Float32"),
         "text_value": pd.array(ev["text"][order], dtype="str"),
-        "pathway_id": pd.array(np.where(static, None, pw["row"][p] + 1), dtype="Int64"),
-        "hospital": pd.array(np.where(hosp_idx >= 0, np.array(cfg.hospitals, dtype=object)[hosp_idx], None), dtype="str"),
+        "pathway_id": pd.array(attr["pathway_id"], dtype="Int64"),
+        "hospital": pd.array(attr["hospital"], dtype="str"),
         "stage": pd.array(np.array(list(STAGE_ID), dtype=object)[stage], dtype="str"),
         "unit": pd.array(np.where(unit >= 0, np.array(UNITS, dtype=object)[unit], None), dtype="str"),
-        "triage_group": pd.array(np.where(triage > 0, triage, None), dtype="Int8"),
-        "arrival_mode": pd.array(np.where(static, None, np.where(pw["ems"][p], "ambulance", "walk_in")), dtype="str"),
+        "triage_group": pd.array(attr["triage_group"], dtype="Int8"),
+        "arrival_mode": pd.array(attr["arrival_mode"], dtype="str"),
     })
     return frame, {"t": t, "p": p, "unit": unit, "stage": stage}
+
+
+def _pathway_attributes(cfg, pw, p, t, code, code_names) -> dict[str, np.ndarray]:
+    """Each pathway attribute of FIELD_KNOWN_FROM per event row (object arrays): the pathway's value from the
+    first of its revealing events on, None before (and on static rows, which precede every pathway event).
+
+    p, t, code: (E,) pathway row, time (NaN for static facts) and code id of each event row."""
+    per_pathway = {
+        "pathway_id": pw["row"] + 1,
+        "arrival_mode": np.where(pw["ems"], "ambulance", "walk_in"),
+        "hospital": np.array(cfg.hospitals, dtype=object)[pw["hosp"]],
+        "triage_group": pw["mts"],
+    }
+    out = {}
+    for name, revealed_by in FIELD_KNOWN_FROM.items():
+        if revealed_by == THE_EVENT:
+            continue
+        revealing = np.isin(code, [code_names.index(c) for c in revealed_by if c in code_names])
+        known_from = np.full(pw["row"].size, np.inf)
+        np.minimum.at(known_from, p[revealing], t[revealing])
+        known = t >= known_from[p]  # False for NaN times
+        out[name] = np.where(known, per_pathway[name][p].astype(object), None)
+    return out
 
 
 def _hourly_frame(cfg, city, sim) -> pd.DataFrame:

@@ -3,13 +3,16 @@
 Glossary: N laid-out events (flat), P pathways, R rows (flat indices where features are wanted), K codes.
 
 Everything is computed from the pathway's own events up to and including the row's event, plus the hospital
-status feed the sequence models also read (`hamburg_mamba.data.system_state`), plus system load derived from all
-pathways' events (how many patients a hospital has in its ED and beds right now, how many
-arrived recently): a hospital knows its census in real time, so this is information available at prediction
-time, and it is what DOMAIN.md asks the baseline to have ("hours since last measurement", "a serious opponent").
+status feed the sequence models read (`hamburg_mamba.data.system_state`, attached to each event by the connector:
+one feed, one lag, one definition for every model). The baseline has no census of its own counted from all
+patients' events: such a count read every other patient's future (when they leave the ED, their last event) and
+ignored the feed's publication lag, so the baseline knew more about the system than the sequence models did,
+and more than a hospital knows when it predicts (tests/data/test_time_travel.py).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,8 +21,6 @@ from hamburg_mamba.data.schema import NUMERIC_FEATURES, PAD_INDEX, UNKNOWN_INDEX
 from hamburg_mamba.train.data_setup import US_PER_HOUR, event_times_us
 
 MAX_CODES = 64  # codes with their own count / last value / hours-since columns (most frequent in training)
-RECENT_ARRIVALS_H = 3.0  # window of the "arrivals in the last hours" load features
-LONG_ED_STAY_H = 4.0  # ED patients present longer than this: mostly boarders waiting for a bed
 VALUE_DECIMALS = 1  # vitals are charted to one decimal at most; undoing the z-score is rounded to that
 
 # NEWS2 parameter -> the synthetic Hamburg vitals code.
@@ -32,7 +33,9 @@ CATEGORICAL_CONTEXT = ("stage", "unit", "triage_group", "arrival_mode", "hospita
 class FeatureBuilder:
     """Per-event running features of one connected dataset, computed once and indexed by row."""
 
-    def __init__(self, data):
+    def __init__(self, data, codes: Sequence[str] | None = None):
+        """codes: the code tokens with their own columns, as `code_columns` of a builder fitted before (the same
+        columns at inference); None picks the MAX_CODES most frequent codes of `data`'s training split."""
         self.data = data
         enc, schema = data.encoded, data.schema
         self.N = int(enc.offsets[-1])
@@ -42,11 +45,25 @@ class FeatureBuilder:
         fields = list(schema.categorical_vocab)
         self.cat = {f: enc.categorical[:, j] for j, f in enumerate(fields)}
         self.code_tokens = schema.categorical_vocab["code"]
-        code = self.cat["code"]
+        self.codes = self._most_frequent_codes() if codes is None else [self._code_id(c) for c in codes]
+
+    def _most_frequent_codes(self) -> list[int]:
+        enc = self.data.encoded
         train = np.repeat(enc.split == "train", enc.lengths)
-        freq = np.bincount(code[train], minlength=len(self.code_tokens))
+        freq = np.bincount(self.cat["code"][train], minlength=len(self.code_tokens))
         freq[[PAD_INDEX, UNKNOWN_INDEX]] = 0
-        self.codes = [int(c) for c in np.argsort(-freq, kind="stable")[:MAX_CODES] if freq[c] > 0]
+        return [int(c) for c in np.argsort(-freq, kind="stable")[:MAX_CODES] if freq[c] > 0]
+
+    def _code_id(self, token: str) -> int:
+        code_id = self.data.schema.lookup["code"].get(token)
+        if code_id is None:
+            raise ValueError(f"codes: {token!r} is not in the schema's code vocabulary")
+        return code_id
+
+    @property
+    def code_columns(self) -> list[str]:
+        """The code tokens with their own count / last value / hours-since columns."""
+        return [self.code_tokens[c] for c in self.codes]
 
     # --- per-code running state ---
 
@@ -108,77 +125,19 @@ class FeatureBuilder:
                 cols[f"last[{token}]"] = value
                 cols[f"hours_since[{token}]"] = since
         cols.update(self.system_load(rows))
-        # the hospital status feed the sequence models read (z-scored; NaN where missing)
-        first = len(NUMERIC_FEATURES)  # the connector's layout: value, age, then the status features
-        for j, name in enumerate(schema.numeric_features[first:], start=first):
-            cols[name] = np.where(enc.numeric_missing[rows, j], np.nan, enc.numeric[rows, j])
         return pd.DataFrame(cols)
 
     @property
     def categorical_columns(self) -> list[str]:
         return [f for f in CATEGORICAL_CONTEXT if f in self.cat]
 
-    # --- system load, from all pathways' events ---
-
-    def _stays(self):
-        """Per pathway: hospital, ED entry, ED exit, first and last event time (hours); NaN where absent."""
-        enc = self.data.encoded
-        stage_tokens = self.data.schema.categorical_vocab["stage"]
-        ed = stage_tokens.index("ED") if "ED" in stage_tokens else -1
-        static = stage_tokens.index("static") if "static" in stage_tokens else -1
-        stage = self.cat["stage"]
-        P = enc.lengths.size
-        t = self.time_h
-        in_ed = stage == ed
-        entry = np.full(P, np.inf)
-        np.minimum.at(entry, self.pathway_of[in_ed], t[in_ed])
-        timed = stage != static
-        start = np.full(P, np.inf)
-        np.minimum.at(start, self.pathway_of[timed], t[timed])
-        end = np.full(P, -np.inf)
-        np.maximum.at(end, self.pathway_of[timed], t[timed])
-        # ED exit: the first event after ED entry in a later stage (ward, ICU, discharge); else the last event
-        after = timed & ~in_ed & (t > entry[self.pathway_of])
-        exit_ = np.full(P, np.inf)
-        np.minimum.at(exit_, self.pathway_of[after], t[after])
-        exit_ = np.where(np.isfinite(exit_), exit_, end)
-        arrival = self.cat.get("arrival_mode")
-        amb_id = self.data.schema.lookup["arrival_mode"].get("ambulance", -2)
-        ambulance = np.zeros(P, dtype=bool)
-        if arrival is not None:
-            np.logical_or.at(ambulance, self.pathway_of, arrival == amb_id)
-        return enc.hospital_id, entry, exit_, start, end, ambulance
+    # --- system load: the hospital status feed ---
 
     def system_load(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        hosp, entry, exit_, start, end, ambulance = self._stays()
-        t = self.time_h[rows]
-        row_h = self.data.encoded.hospital_id[self.pathway_of[rows]]
-        out = {k: np.zeros(rows.size, dtype=np.float32) for k in (
-            "load_ed_census", "load_ed_over_4h", "load_hospital_census", "load_arrivals_3h",
-            "load_ambulance_arrivals_3h")}
-
-        def count_covering(lo, hi, at, closed=False):
-            """#intervals [lo, hi) ([lo, hi] when closed) containing each time in `at`."""
-            return np.searchsorted(np.sort(lo), at, "right") - np.searchsorted(np.sort(hi), at,
-                                                                                "left" if closed else "right")
-
-        for h in np.unique(row_h):
-            sel = row_h == h
-            mine = hosp == h
-            e, x = entry[mine], exit_[mine]
-            ok = np.isfinite(e)
-            at = t[sel]
-            out["load_ed_census"][sel] = count_covering(e[ok], x[ok], at)
-            out["load_ed_over_4h"][sel] = count_covering(e[ok] + LONG_ED_STAY_H, np.maximum(x[ok], e[ok] +
-                                                                                        LONG_ED_STAY_H), at)
-            s, en = start[mine], end[mine]
-            okp = np.isfinite(s)
-            # closed: a patient is present up to and including their last event
-            out["load_hospital_census"][sel] = count_covering(s[okp], np.maximum(en[okp], s[okp]), at, closed=True)
-            arr = np.sort(e[ok])
-            out["load_arrivals_3h"][sel] = (np.searchsorted(arr, at, "right")
-                                            - np.searchsorted(arr, at - RECENT_ARRIVALS_H, "right"))
-            amb = np.sort(e[ok & ambulance[mine]])
-            out["load_ambulance_arrivals_3h"][sel] = (np.searchsorted(amb, at, "right")
-                                                      - np.searchsorted(amb, at - RECENT_ARRIVALS_H, "right"))
-        return out
+        """The connector's status features at each row (`status:<column>`, `trend:<column>`): the event's
+        hospital's status feed, lagged by the schema's `status_lag_h` and z-scored with training statistics,
+        exactly what the sequence models read; NaN where missing (no hospital known yet, stale or no feed)."""
+        enc, schema = self.data.encoded, self.data.schema
+        first = len(NUMERIC_FEATURES)  # the connector's layout: value, age, then the status features
+        return {name: np.where(enc.numeric_missing[rows, j], np.nan, enc.numeric[rows, j])
+                for j, name in enumerate(schema.numeric_features[first:], start=first)}
