@@ -295,7 +295,7 @@ def _codes(df: pd.DataFrame, policy: ValidationPolicy, acc: Accounting) -> pd.Da
     blank = (code.str.strip() == "").fillna(False).astype(bool)
     if blank.any():
         df["code"] = code.where(~blank, None)
-    df = _required_not_null(df, "code", policy, acc)
+    df = _required_not_null(df, "code", policy, acc, "null or blank" if blank.any() else "null")
     df["code"] = df["code"].astype(str)
     return df
 
@@ -373,12 +373,12 @@ def _duplicated(df: pd.DataFrame, keep: Literal["first", False]) -> np.ndarray:
     return out
 
 
-def _required_not_null(df, col, policy, acc):
+def _required_not_null(df, col, policy, acc, what="null"):
     bad = df[col].isna()
     if bad.any():
         if policy.missing_required == "fail":
-            raise DataValidationError(col, "null values (MEDS requires it non-null)", df[bad], int(bad.sum()))
-        acc.drop(f"{col} null", int(bad.sum()))
+            raise DataValidationError(col, f"{what} values (MEDS requires it non-null)", df[bad], int(bad.sum()))
+        acc.drop(f"{col} {what}", int(bad.sum()))
         return df[~bad]
     return df
 
