@@ -54,8 +54,7 @@ def city():
 
 @pytest.fixture(scope="module")
 def events(city):
-    ev = city.events
-    return ev.assign(_t=ev["time"], _timed=ev["stage"] != "static")
+    return city.events.assign(_timed=city.events["stage"] != "static")
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +87,7 @@ def cutoffs(city, events) -> list[pd.Timestamp]:
 
 def truncate(city, events, t, lag_h):
     """Events with time <= t (and the static facts), status rows published by t."""
-    ev = events[events["_t"].isna() | (events["_t"] <= t)].drop(columns=["_t", "_timed"]).reset_index(drop=True)
+    ev = events[events["time"].isna() | (events["time"] <= t)].drop(columns="_timed").reset_index(drop=True)
     status = city.hospital_hourly
     status = status[status["time"] + pd.Timedelta(hours=lag_h) <= t].reset_index(drop=True)
     return ev, status
@@ -104,7 +103,7 @@ def matching_rows(full, part, events, t):
     where = pd.Index(full.encoded.pathway_id).get_indexer(part.encoded.pathway_id)
     assert (where >= 0).all()
     # each truncated pathway is its full self's static head plus its timed events up to t: a prefix
-    timed_by_t = events[events["_timed"] & (events["_t"] <= t)].groupby("pathway_id").size()
+    timed_by_t = events[events["_timed"] & (events["time"] <= t)].groupby("pathway_id").size()
     static_head = full.encoded.lengths - full.pathways.set_index("pathway_id")["n_timed"].reindex(
         full.encoded.pathway_id).to_numpy()
     want = static_head[where] + timed_by_t.reindex(part.encoded.pathway_id).fillna(0).to_numpy(np.int64)
@@ -138,6 +137,7 @@ def reveal_times(events, codes) -> pd.Series:
 
 @pytest.mark.parametrize("column", sorted(REVEALED_BY))
 def test_a_pathway_attribute_appears_from_the_event_that_reveals_it(city, events, column):
+    assert events.loc[~events["_timed"], column].isna().all(), f"{column} on a static fact"
     ev = events[events["_timed"]]
     known_from = reveal_times(ev, REVEALED_BY[column]).reindex(ev["pathway_id"]).to_numpy()
     known = (ev["time"].to_numpy() >= known_from)
