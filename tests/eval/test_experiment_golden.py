@@ -197,3 +197,21 @@ def test_closure_alarm_threshold_is_chosen_on_the_tuning_period(evaluation, tiny
         thresholds[split] = C.choose_threshold(series, _within(closures, series.index), ALARM_BUDGET)
     assert metrics["closures"]["models"][MODEL]["threshold"] == thresholds["tuning"]
     assert thresholds["tuning"] != thresholds["held_out"]  # the test can tell the two periods apart
+
+
+def test_alert_onsets_on_a_hand_built_timeline():
+    """Two pathways, rows given out of time order. Positives score 0.9, 0.7, 0.6, 0.3: at 75 % sensitivity
+    the threshold is 0.6. Pathway 1 by time: 0.2, 0.7 (onset), 0.9, 0.1, 0.6 (onset); pathway 2: 0.6 (onset at
+    its first row), 0.3, 0.65 (onset). 4 onsets over 2 patient-days = 200 per 100 patient-days."""
+    from hamburg_mamba.eval.experiment import alert_burden
+
+    hour = 3_600_000_000
+    pathway = np.array([1, 1, 1, 1, 1, 2, 2, 2])
+    time_us = np.array([3, 0, 1, 4, 2, 5, 6, 7]) * hour
+    p = np.array([0.1, 0.2, 0.7, 0.6, 0.9, 0.6, 0.3, 0.65])
+    y = np.array([0, 0, 1, 0, 1, 1, 1, 0])
+    got = alert_burden(y, p, pathway, time_us, sensitivity=0.75, patient_days=2.0)
+    assert got["threshold"] == 0.6
+    assert got["alerts"] == 4
+    assert got["alerting_rows"] == 5 / 8
+    assert got["alerts_per_100_patient_days"] == pytest.approx(200.0, rel=1e-12)
