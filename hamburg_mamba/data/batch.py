@@ -24,7 +24,8 @@ class PathwayBatch:
     categorical: field -> (B, L) int64 indices into `DatasetSchema.categorical_vocab[field]`
         (0 padding, 1 unknown); fields are `DatasetSchema.categorical_vocab` keys (code, stage, hospital, unit,
         triage_group, arrival_mode).
-    numeric: (B, L, F) float32, normalised with training-split statistics; 0 where missing.
+    numeric: (B, L, F) float32, normalised with training-split statistics (the event's value and age z-scored,
+        the system-state features as bounded ranks, `schema.BoundedRank`); 0 where missing.
     numeric_missing: (B, L, F) bool, True where the value is absent (and on padding).
     time_since_prev_h: (B, L) float32 hours since the previous event of the pathway; 0 for the first event
         and for padding.
@@ -36,8 +37,11 @@ class PathwayBatch:
     labels: task -> (B, L) float32 for event-level tasks, (B,) float32 for pathway-level tasks
         (binary labels are 0/1; a pathway-level label belongs to the pathway's last real event).
     label_mask: task -> bool tensor of the label's shape, False where the label is missing.
+    event_hospital_id: (B, L) int64 index in `categorical_vocab["hospital"]` of the hospital known at each event
+        (its own, else the pathway's latest earlier one); 1 (unknown) before the destination is chosen and on
+        static facts, 0 on padding. The hospital a prediction at that event belongs to. Not a model input
+        (the model reads `categorical["hospital"]`, the record's column).
     subject_id: (B,) int64 MEDS subject_id.
-    hospital_id: (B,) int64 index of the pathway's hospital in `categorical_vocab["hospital"]`.
     pathway_id: (B,) int64 pathway (encounter) id, unique within the dataset.
     oracle: task -> tensor of the label's shape, the generator's true probability (binary) or expected value
         (regression) behind each label; empty for data without ground truth.
@@ -54,8 +58,8 @@ class PathwayBatch:
     lengths: Tensor
     labels: dict[str, Tensor]
     label_mask: dict[str, Tensor]
+    event_hospital_id: Tensor
     subject_id: Tensor
-    hospital_id: Tensor
     pathway_id: Tensor
     oracle: dict[str, Tensor] = field(default_factory=dict)
 
@@ -97,8 +101,8 @@ class PathwayBatch:
             "day_of_week": ((B, L), torch.int64),
             "mask": ((B, L), torch.bool),
             "lengths": ((B,), torch.int64),
+            "event_hospital_id": ((B, L), torch.int64),
             "subject_id": ((B,), torch.int64),
-            "hospital_id": ((B,), torch.int64),
             "pathway_id": ((B,), torch.int64),
         }
         for name, (shape, dtype) in expect.items():
@@ -158,8 +162,8 @@ def collate(enc, idx: np.ndarray, schema) -> PathwayBatch:
         lengths=torch.from_numpy(lengths),
         labels=labels,
         label_mask=label_mask,
+        event_hospital_id=take(enc.event_hospital_id, PAD_INDEX),
         subject_id=torch.from_numpy(enc.subject_id[idx].copy()),
-        hospital_id=torch.from_numpy(enc.hospital_id[idx].copy()),
         pathway_id=torch.from_numpy(enc.pathway_id[idx].copy()),
         oracle=oracle,
     )

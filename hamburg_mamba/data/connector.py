@@ -27,6 +27,7 @@ from hamburg_mamba.data.schema import (
     RESERVED_TOKENS,
     TASKS,
     UNKNOWN_INDEX,
+    BoundedRank,
     DatasetSchema,
     NumericStats,
     TaskSpec,
@@ -60,8 +61,12 @@ class EncodedPathways:
     day_of_week: np.ndarray  # (N,) int8
     event_labels: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]]  # task -> (N,) value, mask, oracle
     pathway_labels: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]]  # task -> (P,) value, mask, oracle
+    # (N,) int64 vocabulary index of the hospital the event's record holds at its time: its own `hospital`, else
+    # the latest earlier one of its pathway; UNKNOWN_INDEX before the first (an ambulance before the departure)
+    # and on static facts. There is no pathway-level hospital: the destination is known only from the departure
+    # on, so one per pathway would hand every earlier event its future.
+    event_hospital_id: np.ndarray
     subject_id: np.ndarray  # (P,) int64
-    hospital_id: np.ndarray  # (P,) int64
     pathway_id: np.ndarray  # (P,) int64
     split: np.ndarray  # (P,) object
 
@@ -79,10 +84,18 @@ class HamburgData:
     splits: pd.DataFrame  # subject_id, split
     accounting: Accounting
     pathways: pd.DataFrame  # one row per pathway: ids, split, start, end, n_events
+    # status feature x split -> share of the split's events with that feature present whose raw value lies
+    # outside the training range (the schema's `BoundedRank`), NaN where the split has none present
+    status_out_of_range: pd.DataFrame = field(default_factory=pd.DataFrame)
     extra: dict = field(default_factory=dict)
 
     def report(self) -> str:
-        return self.accounting.report()
+        lines = [self.accounting.report()]
+        if not self.status_out_of_range.empty:
+            lines.append("status features outside the training range (share of events with the feature present):")
+            lines += ["  " + line for line in self.status_out_of_range.to_string(float_format="{:.4f}".format)
+                      .splitlines()]
+        return "\n".join(lines)
 
     def indices(self, split: str) -> np.ndarray:
         if split not in SPLITS:
@@ -200,7 +213,7 @@ def connect_hamburg_data(
                                   time_unit)
         schema = _fit_schema(ev, cols, pw, rows, owner, present, missing, acc)
         schema.max_len = max_len
-        _fit_status(schema, columns, status, pw, owner, status_lag_h, status_max_age_h)
+        _fit_status(schema, columns, status, pw, owner, status_lag_h, status_max_age_h, acc)
     else:
         if schema.status_columns and hospital_status is None:
             acc.notes.append(f"the schema expects hospital status columns {list(schema.status_columns)} but the "
@@ -208,6 +221,7 @@ def connect_hamburg_data(
         status = _status_features(hospital_status, schema.status_columns, cols, rows, schema.status_lag_h,
                                   schema.status_max_age_h, acc, time_unit)
     encoded = _encode(ev, cols, pw, rows, owner, schema, labels, oracle, acc, status)
+    out_of_range = _status_out_of_range(schema, status, pw["split"].to_numpy()[owner])
     # Static facts of subjects without any timed event reach no pathway: counted, not silently lost.
     laid = np.zeros(ev.shape[0], bool)
     laid[rows] = True
@@ -216,7 +230,8 @@ def connect_hamburg_data(
                      f"({rows.size - int(laid.sum())} repeated copies, not counted as events in)")
     if int(laid.sum()) != acc.events_used:
         raise AssertionError(f"accounting: {int(laid.sum())} events laid out but {acc.events_used} counted as used")
-    return HamburgData(schema=schema, encoded=encoded, splits=split_table, accounting=acc, pathways=pw)
+    return HamburgData(schema=schema, encoded=encoded, splits=split_table, accounting=acc, pathways=pw,
+                       status_out_of_range=out_of_range)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -288,17 +303,8 @@ def _pathway_table(ev: pd.DataFrame) -> pd.DataFrame:
         "end": g["time"].max(),
         "n_timed": g.size(),
     })
-    if "hospital" in ev.columns:
-        pw["hospital"] = _first_non_null(ev, timed_mask, "hospital").reindex(pw.index)
     pw = pw.reset_index().rename(columns={"_pathway": "pathway_id"})
     return pw.sort_values(["subject_id", "start", "pathway_id"], kind="stable").reset_index(drop=True)
-
-
-def _first_non_null(ev, rows_mask, col):
-    """Per pathway, the first non-null value of `col` among the masked rows (the column's dtype kept)."""
-    idx = np.nonzero(rows_mask & ev[col].notna().to_numpy())[0]
-    first_row = pd.Series(idx).groupby(ev["_pathway"].to_numpy()[idx], sort=True).first()
-    return pd.Series(ev[col].take(first_row.to_numpy()).array, index=first_row.index)
 
 
 def _make_splits(pw, split, file_splits, fractions, cutoffs, window, seed, acc) -> pd.DataFrame:
@@ -410,6 +416,7 @@ class _EventColumns:
     """
 
     fields: dict[str, tuple[np.ndarray, np.ndarray] | None]  # field -> ((N,) codes, (K,) tokens) or absent
+    known_hospital: np.ndarray  # (N,) code in fields["hospital"] the record holds at the row's time; -1 unknown
     static: np.ndarray  # (N,) bool
     time_us: np.ndarray  # (N,) int64 microseconds since 1970; 0 for static rows
     numeric_value: np.ndarray | None  # (N,) float64, NaN where missing
@@ -445,7 +452,10 @@ class _EventColumns:
         k_code, k_uniq = _runs(s_code[timed] * len(t_uniq) + t_code)
         key_code = np.full(len(ev), -1, dtype=np.int64)
         key_code[timed] = k_code
-        return cls(fields=fields, static=static, time_us=time_us, numeric_value=nv, subjects=pd.Index(s_uniq),
+        hospital = fields["hospital"]
+        known = np.full(len(ev), -1, dtype=np.int64) if hospital is None else \
+            _forward_fill(np.where(static, -1, hospital[0]), ev["_pathway"].to_numpy())
+        return cls(fields=fields, known_hospital=known, static=static, time_us=time_us, numeric_value=nv, subjects=pd.Index(s_uniq),
                    times=pd.Index(t_uniq), keys=pd.Index(k_uniq), key_code=key_code)
 
     def key_of(self, subject: np.ndarray, time_us: np.ndarray) -> np.ndarray:
@@ -456,6 +466,21 @@ class _EventColumns:
         out = np.full(si.size, -1, dtype=np.int64)
         out[ok] = self.keys.get_indexer(si[ok].astype(np.int64) * len(self.times) + ti[ok])
         return out
+
+
+def _forward_fill(codes: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """(N,) each row's code, or where it is -1 the code of the latest earlier row (in row order) of its group
+    with one; -1 before a group's first code. Rows of a group need not be contiguous (a subject's pathways may
+    overlap in time); validation left each subject's rows in time order, so row order is time order."""
+    order = np.lexsort((np.arange(codes.size), group))  # grouped, row order within a group
+    c, g = codes[order], group[order]
+    pos = np.arange(c.size)
+    group_start = np.maximum.accumulate(np.where(np.r_[True, g[1:] != g[:-1]], pos, 0))
+    last = np.maximum.accumulate(np.where(c >= 0, pos, -1))  # latest row with a code, up to each row
+    filled = np.where(last >= group_start, c[np.maximum(last, 0)], -1)
+    out = np.empty_like(codes)
+    out[order] = filled
+    return out
 
 
 def _runs(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -508,23 +533,22 @@ def _status_features(table, columns, cols, rows, lag_h, max_age_h, acc, time_uni
     if hosp is None:
         names = np.full(rows.size, None, dtype=object)
     else:
-        codes, tokens = hosp
-        c = codes[rows]
-        names = np.where(c >= 0, tokens[np.maximum(c, 0)], None)
+        c = cols.known_hospital[rows]  # the hospital as known at the event: none in the ambulance before departure
+        names = np.where(c >= 0, hosp[1][np.maximum(c, 0)], None)
     return system_state.status_features(table, columns, names, cols.time_us[rows], ~cols.static[rows], acc,
                                         lag_h=lag_h, max_age_h=max_age_h)
 
 
-def _fit_status(schema, columns, status, pw, owner, lag_h, max_age_h) -> None:
-    """Status columns, training-split statistics of their features, and the feed's timing, into the schema."""
+def _fit_status(schema, columns, status, pw, owner, lag_h, max_age_h, acc) -> None:
+    """Status columns, the training split's bounded rank transform of each feature (`BoundedRank`), and the
+    feed's timing, into the schema."""
     names = system_state.feature_names(columns)
     train = status[pw["split"].to_numpy()[owner] == "train"]
-    stats = {}
-    for j, name in enumerate(names):
-        v = train[:, j][~np.isnan(train[:, j])]
-        stats[name] = NumericStats(float(v.mean()) if v.size else 0.0, float(v.std()) if v.size > 1 else 1.0,
-                                   int(v.size))
-    schema.status_columns, schema.status_stats = tuple(columns), stats
+    transforms = {name: BoundedRank.fit(train[:, j]) for j, name in enumerate(names)}
+    unfitted = [name for name, t in transforms.items() if not t.count]
+    if unfitted:
+        acc.notes.append(f"status features without any training value, missing everywhere: {unfitted}")
+    schema.status_columns, schema.status_transforms = tuple(columns), transforms
     schema.status_lag_h, schema.status_max_age_h = float(lag_h), float(max_age_h)
     schema.numeric_features = NUMERIC_FEATURES + names
 
@@ -571,10 +595,9 @@ def _encode(ev, cols, pw, rows, owner, schema, labels, oracle, acc, status) -> E
     num[ok, 1] = ((age[ok] - schema.age_stats.mean) / schema.age_stats.std).astype(np.float32)
     miss[:, 1] = ~ok
     for j, name in enumerate(schema.numeric_features[len(NUMERIC_FEATURES):]):
-        st = schema.status_stats[name]
-        v = status[:, j]
-        ok = ~np.isnan(v)
-        num[ok, len(NUMERIC_FEATURES) + j] = ((v[ok] - st.mean) / st.std).astype(np.float32)
+        x = schema.status_transforms[name](status[:, j])
+        ok = ~np.isnan(x)
+        num[ok, len(NUMERIC_FEATURES) + j] = x[ok].astype(np.float32)
         miss[:, len(NUMERIC_FEATURES) + j] = ~ok
     # time features (static rows: 0)
     static = cols.static[rows]
@@ -629,15 +652,35 @@ def _encode(ev, cols, pw, rows, owner, schema, labels, oracle, acc, status) -> E
             pw_labels[task] = out
         acc.label_rows[task] = {"rows in": len(frame), "matched": int(matched),
                                 "unmatched (no event at prediction_time)": len(frame) - int(matched)}
-    hospital_id = np.full(P, UNKNOWN_INDEX, dtype=np.int64)
-    if "hospital" in pw.columns:
-        hospital_id = _lookup(pw["hospital"].astype("object").to_numpy(), schema.categorical_vocab["hospital"])
     return EncodedPathways(
         offsets=offsets.astype(np.int64), categorical=cat, numeric=num, numeric_missing=miss,
         time_since_prev_h=tsp, time_since_start_h=tss, hour_of_day=hod, day_of_week=dow,
-        event_labels=ev_labels, pathway_labels=pw_labels, subject_id=pw["subject_id"].to_numpy(np.int64),
-        hospital_id=hospital_id, pathway_id=pw["pathway_id"].to_numpy(np.int64),
+        event_labels=ev_labels, pathway_labels=pw_labels, event_hospital_id=_event_hospital(cols, rows, schema),
+        subject_id=pw["subject_id"].to_numpy(np.int64), pathway_id=pw["pathway_id"].to_numpy(np.int64),
         split=pw["split"].to_numpy(object))
+
+
+def _event_hospital(cols: _EventColumns, rows: np.ndarray, schema: DatasetSchema) -> np.ndarray:
+    """(N,) int64 vocabulary index of each laid-out event's known hospital (`EncodedPathways.event_hospital_id`)."""
+    hosp = cols.fields.get("hospital")
+    if hosp is None:
+        return np.full(rows.size, UNKNOWN_INDEX, dtype=np.int64)
+    lut = np.concatenate([[UNKNOWN_INDEX], _lookup(hosp[1], schema.categorical_vocab["hospital"])])  # lut[0]: none
+    return lut[cols.known_hospital[rows] + 1].astype(np.int64)
+
+
+def _status_out_of_range(schema: DatasetSchema, status: np.ndarray, split: np.ndarray) -> pd.DataFrame:
+    """Feature x split: share of events with the feature present whose raw value is outside the training range."""
+    names = schema.numeric_features[len(NUMERIC_FEATURES):]
+    out = pd.DataFrame(np.nan, index=pd.Index(names, name="feature"), columns=list(SPLITS))
+    for j, name in enumerate(names):
+        present = ~np.isnan(status[:, j])
+        outside = schema.status_transforms[name].outside(status[:, j])
+        for s in SPLITS:
+            n = int((present & (split == s)).sum())
+            if n:
+                out.loc[name, s] = (outside & (split == s)).sum() / n
+    return out
 
 
 def _label_rows_by_key(what, frame, subject, time_us, cols: _EventColumns) -> np.ndarray:

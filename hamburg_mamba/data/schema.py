@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 PAD_INDEX = 0
 UNKNOWN_INDEX = 1
 RESERVED_TOKENS = ("<pad>", "<unk>")
@@ -101,6 +103,73 @@ class NumericStats:
             self.mean = 0.0
 
 
+# Quantile knots of a `BoundedRank`: rank resolution 1/256 is finer than any status feature needs, and 257 knot
+# pairs per feature keep the schema JSON small (20 status features: about 10 k numbers).
+RANK_KNOTS = 256
+# Bound of `BoundedRank`'s term beyond the training range. Training inputs span [0, 1]; out of range a feature
+# moves at most half that span further, so a unit's pre-activation leaves its training range by at most half its
+# training swing, however extreme the value (a z-score has no such bound: 12 in a flu wave against a training
+# 99th percentile of 5.9 saturated units that never fired in training).
+EXCESS_MAX = 0.5
+
+
+@dataclass
+class BoundedRank:
+    """A feature's training-split empirical CDF, made monotone and bounded: inputs that cannot run away.
+
+    x -> F(x) + E(x), in the open interval (-EXCESS_MAX, 1 + EXCESS_MAX):
+      F  linear interpolation through (knots[k], ranks[k]); knots are distinct training values at RANK_KNOTS + 1
+         evenly spaced ranks (the minimum and maximum among them), ranks their mid-rank CDF (share of training
+         values below plus half the share equal: the middle of an atom's jump, so tied counts and 0/1 flags
+         get one well-defined rank each), rescaled to 0 at the minimum and 1 at the maximum (0.5 for a feature
+         with a single training value). Knots are data values, so each has mass and F is strictly increasing
+         from the training minimum to the maximum, constant outside.
+      E  EXCESS_MAX * d / (d + spread) past the maximum (minus that past the minimum), d the distance beyond
+         the training range and spread the training interquartile range (the std, then 1, where it is 0). It
+         keeps the order of out-of-range values (strictly increasing: half of EXCESS_MAX one spread beyond, 90 %
+         of it nine spreads beyond, distinct in float32 to about 1e7 spreads) where a capped log1p would tie all
+         values past its cap, and it is bounded where log1p is not.
+    Missing values (NaN) stay NaN; a feature without training values maps everything to NaN (missing).
+    """
+
+    knots: list[float]
+    ranks: list[float]
+    spread: float
+    count: int
+
+    @classmethod
+    def fit(cls, values: np.ndarray) -> BoundedRank:
+        """Fitted on `values` (NaN ignored): the training split's values of one feature."""
+        v = np.sort(np.asarray(values, dtype=np.float64)[~np.isnan(values)])
+        n = v.size
+        if n == 0:
+            return cls(knots=[], ranks=[], spread=1.0, count=0)
+        knots = np.unique(v[np.round(np.linspace(0, n - 1, RANK_KNOTS + 1)).astype(np.int64)])
+        mid = (np.searchsorted(v, knots, "left") + np.searchsorted(v, knots, "right")) / (2.0 * n)
+        ranks = (mid - mid[0]) / (mid[-1] - mid[0]) if knots.size > 1 else np.array([0.5])
+        q1, q3 = v[int(round(0.25 * (n - 1)))], v[int(round(0.75 * (n - 1)))]
+        spread = q3 - q1 if q3 > q1 else (float(v.std()) if v.std() > 0 else 1.0)
+        return cls(knots=knots.tolist(), ranks=ranks.tolist(), spread=float(spread), count=int(n))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """(...) float64 of the same shape as x; NaN where x is NaN."""
+        x = np.asarray(x, dtype=np.float64)
+        if not self.knots:
+            return np.full(x.shape, np.nan)
+        above = np.maximum(x - self.knots[-1], 0.0)
+        below = np.maximum(self.knots[0] - x, 0.0)
+        out = np.interp(x, self.knots, self.ranks) + EXCESS_MAX * (above / (above + self.spread)
+                                                                    - below / (below + self.spread))
+        return np.where(np.isnan(x), np.nan, out)
+
+    def outside(self, x: np.ndarray) -> np.ndarray:
+        """(...) bool: x lies outside the training range [min, max] (False where x is NaN)."""
+        x = np.asarray(x, dtype=np.float64)
+        if not self.knots:
+            return np.zeros(x.shape, dtype=bool)
+        return (x < self.knots[0]) | (x > self.knots[-1])
+
+
 @dataclass
 class DatasetSchema:
     """Vocabularies, numeric normalisation and tasks, fitted on the training split.
@@ -112,8 +181,9 @@ class DatasetSchema:
     tasks: the TaskSpecs whose labels this dataset provides; `missing_tasks` lists the declared heads it lacks.
     numeric_features: "value", "age_years", then the system-state features (`system_state.feature_names`).
     status_columns: hospital status columns attached to every event (empty: no status feed);
-        status_stats: feature name -> NumericStats of those features; status_lag_h / status_max_age_h: when a
-        status row becomes available and how old it may be (see `hamburg_mamba.data.system_state`).
+        status_transforms: feature name -> the `BoundedRank` that turns its raw values into model inputs;
+        status_lag_h / status_max_age_h: when a status row becomes available and how old it may be (see
+        `hamburg_mamba.data.system_state`).
     """
 
     categorical_vocab: dict[str, list[str]]
@@ -124,7 +194,7 @@ class DatasetSchema:
     missing_tasks: tuple[str, ...] = ()
     max_len: int | None = None
     status_columns: tuple[str, ...] = ()
-    status_stats: dict[str, NumericStats] = field(default_factory=dict)
+    status_transforms: dict[str, BoundedRank] = field(default_factory=dict)
     status_lag_h: float = 1.0
     status_max_age_h: float = 6.0
     lookup: dict[str, dict[str, int]] = field(default=None, init=False, repr=False, compare=False)
@@ -158,7 +228,7 @@ class DatasetSchema:
             "missing_tasks": list(self.missing_tasks),
             "max_len": self.max_len,
             "status_columns": list(self.status_columns),
-            "status_stats": {f: asdict(st) for f, st in self.status_stats.items()},
+            "status_transforms": {f: asdict(t) for f, t in self.status_transforms.items()},
             "status_lag_h": self.status_lag_h,
             "status_max_age_h": self.status_max_age_h,
         }
@@ -167,6 +237,9 @@ class DatasetSchema:
     @classmethod
     def from_json(cls, text: str) -> DatasetSchema:
         blob = json.loads(text)
+        if blob.get("status_columns") and "status_transforms" not in blob:
+            raise ValueError("schema: its status features were z-scored (status_stats), which models trained "
+                             "since read as bounded ranks (status_transforms); refit the schema and retrain")
         return cls(
             categorical_vocab=blob["categorical_vocab"],
             code_stats={c: NumericStats(**s) for c, s in blob["code_stats"].items()},
@@ -177,7 +250,7 @@ class DatasetSchema:
             max_len=blob["max_len"],
             # schemas written before the status feed existed have none
             status_columns=tuple(blob.get("status_columns", ())),
-            status_stats={f: NumericStats(**st) for f, st in blob.get("status_stats", {}).items()},
+            status_transforms={f: BoundedRank(**t) for f, t in blob.get("status_transforms", {}).items()},
             status_lag_h=float(blob.get("status_lag_h", 1.0)),
             status_max_age_h=float(blob.get("status_max_age_h", 6.0)),
         )

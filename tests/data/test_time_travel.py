@@ -24,6 +24,7 @@ import pytest
 
 from hamburg_mamba.data import connect_hamburg_data, generate_synthetic
 from hamburg_mamba.data.connector import EncodedPathways
+from hamburg_mamba.data.schema import UNKNOWN_INDEX
 from hamburg_mamba.eval.features import FeatureBuilder
 from hamburg_mamba.train.data_setup import TINY_CUTOFFS, tiny_synthetic_config
 
@@ -222,24 +223,50 @@ def test_model_inputs_up_to_t_do_not_change_when_the_future_is_removed(city, eve
         np.testing.assert_array_equal(getattr(part.encoded, name), getattr(full.encoded, name)[rows],
                                       err_msg=f"{name} at cut-off {t}")
     for name in pathway_level:
-        if name == "hospital_id":  # test_pathway_hospital_id_up_to_t_does_not_change_...
-            continue
         np.testing.assert_array_equal(getattr(part.encoded, name), getattr(full.encoded, name)[where],
                                       err_msg=f"{name} at cut-off {t}")
     # the status features really are there (not all missing), so their equality says something
     assert (~part.encoded.numeric_missing[:, 2:]).any()
 
 
-@pytest.mark.xfail(strict=True, reason="the connector gives a pathway the first hospital of all its events "
-                   "(EncodedPathways.hospital_id), so an ambulance pathway cut before the destination is chosen "
-                   "has no hospital there but the destination in the full data; needs a hospital as known at the "
-                   "pathway's last event at or before t")
-def test_pathway_hospital_id_up_to_t_does_not_change_when_the_future_is_removed(city, events, full, cutoffs):
+def expected_event_hospital(city, events, data, t=None):
+    """(N,) by hand from the raw events (those up to t) and the generator's truth: the vocabulary index of the
+    pathway's destination on its events from the one that reveals it (REVEALED_BY) on, unknown before and on the
+    static head. A pathway's laid-out events are its static head, then its timed events in file order."""
+    timed = events[events["_timed"] & ((events["time"] <= t) if t is not None else True)]
+    reveal = reveal_times(timed, REVEALED_BY["hospital"])
+    destination = city.pathways.set_index("pathway_id")["hospital"].astype(str)
+    vocab = data.schema.lookup["hospital"]
+    by_pathway = {pid: g["time"] for pid, g in timed.groupby("pathway_id", sort=False)}
+    enc = data.encoded
+    out = []
+    for pid, n in zip(enc.pathway_id, enc.lengths):
+        times = by_pathway[pid]
+        known = (times >= reveal.get(pid, pd.NaT)).to_numpy()
+        out += [UNKNOWN_INDEX] * (n - known.size)
+        out += np.where(known, vocab.get(destination[pid], UNKNOWN_INDEX), UNKNOWN_INDEX).tolist()
+    return np.asarray(out)
+
+
+def test_event_hospital_up_to_t_is_the_hospital_known_then(city, events, full, cutoffs):
+    """Each event's hospital (the one its predictions are attributed to) is the destination from the departure
+    or ED arrival on, unknown before, and the same whether or not the future is in the data. There is no
+    pathway-level hospital: the pathway's destination seen from an event before the departure is its future."""
+    want = expected_event_hospital(city, events, full)
+    np.testing.assert_array_equal(full.encoded.event_hospital_id, want)
+    before_departure = 0
     for t in cutoffs:
         part = connect_truncated(city, events, full, t)
-        where, _ = matching_rows(full, part, events, t)
-        np.testing.assert_array_equal(part.encoded.hospital_id, full.encoded.hospital_id[where],
-                                      err_msg=f"hospital_id at cut-off {t}")
+        _, rows = matching_rows(full, part, events, t)
+        np.testing.assert_array_equal(part.encoded.event_hospital_id, want[rows], err_msg=f"at cut-off {t}")
+        np.testing.assert_array_equal(part.encoded.event_hospital_id,
+                                      expected_event_hospital(city, events, part, t))
+        stage = part.encoded.categorical[:, list(part.schema.categorical_vocab).index("stage")]
+        timed = stage != part.schema.lookup["stage"]["static"]
+        before_departure += int((timed & (part.encoded.event_hospital_id == UNKNOWN_INDEX)).sum())
+    assert before_departure > 0  # the cut-offs catch ambulances before their departure: the test can tell
+    _, pathway_level = per_event_and_per_pathway_fields(full.encoded)
+    assert not [name for name in pathway_level if "hospital" in name]
 
 
 @pytest.mark.parametrize("cut", range(N_CUTS))
