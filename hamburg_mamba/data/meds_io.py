@@ -35,7 +35,8 @@ EXTRA_COLUMNS = {
 CODE_DESCRIPTIONS = {
     "MEDS_BIRTH": "birth", "MEDS_DEATH": "death", "ED//TRIAGE": "Manchester triage group (1-5)",
     "ED//PHYSICIAN": "first physician contact; value = wait in minutes", "EMS//ON_SCENE": "value = response minutes",
-    "EMS//TRANSPORT": "value = transport minutes", "ADT//ADMIT": "admission to a bed; value = ED boarding hours",
+    "EMS//TRANSPORT": "departure to the destination hospital (text 'diverted' when the nearest was closed)",
+    "ED//ARRIVAL": "value = ambulance transport minutes", "ADT//ADMIT": "admission to a bed; value = ED boarding hours",
     "ADVERSE_EVENT": "cardiac arrest or rapid-response call", "VITAL//O2": "supplemental oxygen (0 air, 1 oxygen)",
     "VITAL//ACVPU": "consciousness 0 alert .. 4 unresponsive",
 }

@@ -24,6 +24,7 @@ import pytest
 
 from hamburg_mamba.data import connect_hamburg_data, generate_synthetic
 from hamburg_mamba.data.connector import EncodedPathways
+from hamburg_mamba.data.meds_io import CODE_DESCRIPTIONS
 from hamburg_mamba.data.schema import UNKNOWN_INDEX
 from hamburg_mamba.eval.features import FeatureBuilder
 from hamburg_mamba.train.data_setup import TINY_CUTOFFS, tiny_synthetic_config
@@ -196,6 +197,14 @@ def test_every_value_is_known_at_its_event(events):
                                    atol=1e-4, err_msg=code)
         checked += len(rows)
     assert checked > 100
+
+
+def test_code_descriptions_put_each_value_on_the_event_that_carries_it(events):
+    """The MEDS code metadata (meds_io.CODE_DESCRIPTIONS) says "value = ..." exactly for the codes whose events
+    carry a duration value (measurements, vitals and the triage group, describe themselves)."""
+    described = {code for code, text in CODE_DESCRIPTIONS.items() if "value =" in text}
+    valued = events[events["numeric_value"].notna()]["code"]
+    assert described == set(valued[~valued.str.startswith(MEASURED_PREFIXES)]) == set(DURATION_SINCE)
 
 
 # ----------------------------------------------------------------------------------------------------------
