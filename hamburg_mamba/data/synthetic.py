@@ -74,8 +74,28 @@ PPUGV_LIMIT = {"ICU": (2.0, 3.0), "IM": (10.0, 22.0), "SURG": (10.0, 20.0), "GER
 UNIT_LOS_DAYS = {"IM": 5.2, "SURG": 5.0, "GER": 15.1, "NEURO": 6.0}
 ICU_LOS_DAYS = 3.0
 LOS_SIGMA = 0.7  # log-normal spread of the planned ward stay (assumption)
-# Hamburg bed occupancy 2017 (medconweb): beds are sized so that ED-admitted patients fill this share.
-TARGET_OCCUPANCY = 0.828
+# Geriatric early rehabilitation (OPS 8-550) needs at least 14 treatment days, so geriatric stays cluster at
+# 14-20 days (InEK): a narrower spread. With 0.7 the geriatric mean came out at 13.7 d: the short plans of the
+# wide spread end more often in death or an ICU transfer, which leave the per-specialty mean.
+GER_LOS_SIGMA = 0.3
+# The planned geriatric stay is the one without death or ICU transfer; deaths (about 8 % of geriatric stays) end
+# stays early, so the plan's mean is set 6 % above Destatis' 15.1 d for the realised mean to meet it (measured).
+GER_PLAN_FACTOR = 1.06
+# Ward beds are sized so that ED-admitted patients fill this share: German general wards ran at about 77 % in
+# 2019 and 69-72 % after 2020 (Destatis, Grunddaten der Krankenhaeuser); Hamburg 2017 was 82.8 % (medconweb).
+# At 0.828, 14 EDs at scale 0.63 ran three small wards at 95-97 % (overall 87 %).
+TARGET_OCCUPANCY = 0.77
+# ICUs run at 75-85 % (DIVI-Intensivregister daily reports). ED admissions fill about half of an ICU's bed-days
+# (assumption); the rest are elective post-operative and in-house stays, admitted 08-16 when a bed is free and
+# moved out early (the one nearest its planned step-down first) when an emergency needs the bed, as ICUs do
+# under bed pressure. Without them an ICU sized for its ED patients alone ran at 23 % in the demo city (MIN_UNIT_BEDS)
+# or queued its emergencies for days when sized to 80 %.
+TARGET_ICU_OCCUPANCY, ICU_ED_SHARE = 0.80, 0.5
+ICU_ELECTIVE_LOS_DAYS, ICU_ELECTIVE_SIGMA = 1.5, 0.6
+ELECTIVE_FROM_H, ELECTIVE_UNTIL_H = 8, 16
+# Expected share of hours a hospital is closed to ambulances (about 0.28 closures a day of about 7 h, the
+# calibration target); bed sizing sends this share of its ambulance patients to the nearest other hospital.
+EXPECTED_CLOSED_SHARE = 0.08
 # German day/night shift boundaries for PpUGV (day 06-22, night 22-06) and the ambulance closure window.
 DAY_SHIFT_START_H, NIGHT_SHIFT_START_H = 6, 22
 CLOSURE_ALLOWED_FROM_H, CLOSURE_ALLOWED_UNTIL_H = 6, 21
@@ -110,7 +130,7 @@ class SyntheticConfig:
     start: str = "2023-08-01"  # about four months: a summer heat wave and the start of the flu season
     days: int = 122
     hospitals: tuple[str, ...] = DEFAULT_HOSPITALS  # names from ED_VISITS_2016
-    scale: float = 0.1  # fraction of the 2016 ED volume simulated (demo cohort: about 10 k pathways)
+    scale: float = 0.08  # fraction of the 2016 ED volume simulated (demo cohort: about 8.5 k pathways)
     heat_wave_start: str = "2023-08-14"
     heat_wave_days: int = 9
     heat_wave_level: str = "extreme"  # key of HEAT_WAVE_UPLIFT
@@ -152,16 +172,29 @@ class SyntheticData:
 
     events: pd.DataFrame  # MEDS data: subject_id, time, code, numeric_value, text_value + extra columns
     labels: dict[str, pd.DataFrame]  # task -> MEDS label table
-    oracle: dict[str, pd.DataFrame]  # task -> MEDS label table whose float_value is the true probability
+    # task -> MEDS label table whose float_value is the clairvoyant reference: the probability given the realised
+    # path (future bed times, plans, dispositions, closure hazards), beyond any model's reach; see fair_bound.py
+    oracle: dict[str, pd.DataFrame]
     hospital_hourly: pd.DataFrame  # one row per hospital and hour
     staff_shifts: pd.DataFrame  # one row per hospital, unit and shift
     pathways: pd.DataFrame  # one row per pathway with its latent quantities (ground truth)
     config: SyntheticConfig
     drivers: pd.DataFrame = field(default=None)  # city-level hourly drivers: temperature, flu share, heat flag
+    # task -> fair bound (subject_id, prediction_time, value, se): P(label | simulator state at the prediction
+    # time), the label table's rows; the course tasks and readmission_30d (hamburg_mamba.data.fair_bound)
+    bound: dict[str, pd.DataFrame] = field(default=None)
 
 
 # Behavioural constants of the mechanisms (assumptions; calibrated where docs/data.md says so).
 ED_MEAN_WAIT_MIN = np.array([2.0, 8.0, 25.0, 55.0, 70.0])  # at an ED occupancy of 0.7
+# Manchester group from triage severity (plus assessment noise): severity above the k-th cut is group k + 1 or
+# worse. The cuts are the quantiles of the simulated triage severity at the AKTIN registry's shares of groups
+# 1-5 (about 1/12/37/44/6 %); the earlier cuts gave 2/12/34/38/14 (MTS 5 over-represented).
+MTS_SEVERITY_CUTS = np.array([2.8, 1.45, 0.12, -1.65])
+# Disposition at the end of ED treatment: multinomial logit against home, ward (intercept, per severity, per year
+# of age over 50) and ICU (intercept, per severity). The ward intercept gives about 45 % admitted overall and
+# 60 % of ambulance arrivals (AKTIN; calibration.py); it was -1.3 (30 % and 43 %).
+DISPOSITION_WARD, DISPOSITION_ICU = (-0.35, 0.9, 0.012), (-3.9, 1.5)
 ED_TREAT_MEDIAN_H = np.array([3.0, 3.5, 3.0, 2.0, 1.2])
 UNTREATED_DRIFT_PER_H = 0.15  # severity rise per hour of waiting for patients with positive drift
 MAX_UNTREATED_H = 12.0  # the drift stops here (patients are seen by then, or leave)
@@ -187,6 +220,11 @@ ICU_DEMAND_FACTOR = 1.5
 CLOSURE_MEDIAN_H, CLOSURE_SIGMA = 9.0, 0.6
 AE_INTERCEPT, AE_SEVERITY, AE_STRAIN = -8.6, 1.05, 0.9
 FATAL_INTERCEPT, FATAL_SEVERITY, FATAL_STRAIN = -1.2, 0.7, 0.6
+# ICU mortality: an hourly death hazard exp(a + b s) during every ICU stay, s the severity at ICU admission (as
+# SAPS II scores the first ICU day). Before, an ICU stay could only follow a non-fatal adverse event, so ICU
+# patients hardly died (2-3.5 % against 10-15 %, calibration.py). The adverse-event process models ward
+# deterioration: a direct ICU admission meets it from its step-down to the ward on.
+ICU_DEATH_INTERCEPT, ICU_DEATH_SEVERITY = -7.2, 0.5
 # strain index at admission: patients per scheduled nurse above the PpUGV limit, boarding, delay beyond target
 STRAIN_OVER_RATIO, STRAIN_BOARDING, STRAIN_DELAY, MAX_DELAY_EFFECT_H = 1.5, 0.3, 0.3, 4.0
 ICU_AFTER_AE = 0.6
@@ -208,7 +246,7 @@ def generate_synthetic(config: SyntheticConfig | None = None) -> SyntheticData:
     staff = _staff(cfg, city, sim, rng_staff)
     pw = sim["pathways"]
     events, order = _events_frame(cfg, city, pw, _events(cfg, city, pw, rng_obs))
-    labels, oracle = _labels(cfg, sim, staff, pw, events["subject_id"].to_numpy(), order)
+    labels, oracle, bound = _labels(cfg, sim, staff, pw, events["subject_id"].to_numpy(), order)
     return SyntheticData(
         events=events,
         labels=labels,
@@ -218,6 +256,7 @@ def generate_synthetic(config: SyntheticConfig | None = None) -> SyntheticData:
         pathways=_pathway_frame(cfg, city, pw),
         config=cfg,
         drivers=drivers["frame"],
+        bound=bound,
     )
 
 
@@ -363,6 +402,7 @@ def _simulate(cfg, city, drv, arr, rng, rng_course, rng_readmit, rng_close) -> d
     q_prio = np.zeros(0)
     bounds = np.searchsorted(arr["t"], np.arange(H + 1))
     ward_nurses_day = beds["nurses"][:, :, 0]
+    electives = _ElectiveIcu(cfg, drv, beds, n)
 
     for h in range(H):
         cur = census[h - 1] if h > 0 else np.zeros((n, nu), dtype=np.int64)
@@ -419,6 +459,7 @@ def _simulate(cfg, city, drv, arr, rng, rng_course, rng_readmit, rng_close) -> d
             # full, as "Fremdlieger"); the census stays per specialty, so its nurses carry the overflow
             free = np.maximum(beds["beds"] - cur, 0)  # (n, nu)
             free[:, WARD_POOL] = np.maximum(beds["beds"][:, 2:].sum(1) - cur[:, 2:].sum(1), 0)
+            free[:, U_ICU] += electives.movable(h)
             idx = np.nonzero(ready)[0]
             key = q_hosp[idx] * nu + np.where(q_unit[idx] >= WARD_POOL, WARD_POOL, q_unit[idx])
             order = np.lexsort((q_ready[idx], q_prio[idx], key))
@@ -446,6 +487,8 @@ def _simulate(cfg, city, drv, arr, rng, rng_course, rng_readmit, rng_close) -> d
                 keep[got] = False
                 queue, q_ready, q_unit, q_hosp, q_prio = (x[keep] for x in (queue, q_ready, q_unit, q_hosp, q_prio))
         waiting = q_ready < h + 1
+        electives.make_room(h, cur, delta)
+        electives.admit(h, cur, delta, np.bincount(q_hosp[waiting & (q_unit == U_ICU)], minlength=n))
         np.add.at(boarders[h], q_hosp[waiting], 1)
         if waiting.any():
             longest_board[h] = _group_max(h + 1 - q_ready[waiting], q_hosp[waiting], n)
@@ -487,7 +530,61 @@ def _simulate(cfg, city, drv, arr, rng, rng_course, rng_readmit, rng_close) -> d
     return {"pathways": pw, "census": census, "boarders": boarders, "closed": closed, "closure_start": closure_start,
             "hazard_open": hazard_open, "eligible": eligible, "closed_until": closed_until, "nedocs": nedocs, "ems_in": ems_in, "walk_in": walk_in,
             "diverted_out": diverted_out, "beds": beds, "closures": np.array(closures, dtype=float).reshape(-1, 3),
-            "longest_board": longest_board}
+            "longest_board": longest_board, "icu_electives": {"admitted": electives.admitted,
+                                                              "cancelled": electives.cancelled,
+                                                              "moved_out": electives.moved_out}}
+
+
+class _ElectiveIcu:
+    """Elective post-operative ICU stays: census only (no pathways, events or labels), see TARGET_ICU_OCCUPANCY.
+
+    Arrivals come daily ELECTIVE_FROM_H-ELECTIVE_UNTIL_H; one is admitted when the ICU's census of the next
+    hour leaves a bed free and no emergency waits for one, else it is cancelled (counted). An elective stay is cut
+    short at the next hour when an emergency took its bed. Census moves through the loop's `delta` like every
+    other stay: +1 from the hour after admission, -1 at the hour of leaving.
+    """
+
+    def __init__(self, cfg, drv, beds, n):
+        window = (drv["hod"] >= ELECTIVE_FROM_H) & (drv["hod"] < ELECTIVE_UNTIL_H)
+        self.rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 11]))
+        self.arrivals = self.rng.poisson(window[:, None] * beds["elective_per_h"][None, :])  # (H, n)
+        self.icu_beds = beds["beds"][:, U_ICU]
+        self.last = cfg.hours + int(24 * (cfg.max_los_days * 2 + 40))  # the loop's last delta row
+        self.hosp = np.zeros(0, dtype=np.int64)
+        self.leave = np.zeros(0, dtype=np.int64)  # hour whose delta holds the stay's -1
+        self.admitted = self.cancelled = self.moved_out = 0
+
+    def movable(self, h):
+        """(n,) elective patients still in the ICU at hour h + 1, whose beds an emergency may take."""
+        return np.bincount(self.hosp[self.leave > h + 1], minlength=self.icu_beds.size)
+
+    def make_room(self, h, cur, delta):
+        """Move elective patients out at h + 1 where the emergencies bedded in hour h overfill the ICU."""
+        over = cur[:, U_ICU] + delta[h + 1, :, U_ICU] - self.icu_beds
+        for i in np.nonzero(over > 0)[0]:  # rare: only hospitals whose ICU is full
+            mine = np.nonzero((self.hosp == i) & (self.leave > h + 1))[0]
+            out = mine[np.argsort(self.leave[mine], kind="stable")[: over[i]]]
+            np.add.at(delta, (self.leave[out], i, U_ICU), 1)
+            delta[h + 1, i, U_ICU] -= out.size
+            self.leave[out] = h + 1
+            self.moved_out += out.size
+
+    def admit(self, h, cur, delta, icu_waiting):
+        """Admit this hour's elective arrivals into the beds free at h + 1; cancel the rest."""
+        self.hosp, self.leave = self.hosp[self.leave > h], self.leave[self.leave > h]
+        room = self.icu_beds - (cur[:, U_ICU] + delta[h + 1, :, U_ICU])
+        k = np.where(icu_waiting > 0, 0, np.minimum(self.arrivals[h], np.maximum(room, 0)))
+        self.cancelled += int(self.arrivals[h].sum() - k.sum())
+        if not k.any():
+            return
+        hosp = np.repeat(np.arange(k.size), k)
+        los_h = np.exp(np.log(24.0 * ICU_ELECTIVE_LOS_DAYS) - ICU_ELECTIVE_SIGMA ** 2 / 2
+                       + ICU_ELECTIVE_SIGMA * self.rng.standard_normal(hosp.size))
+        leave = np.minimum(h + 1 + np.maximum(np.round(los_h), 1).astype(np.int64), self.last)
+        np.add.at(delta, (np.full(hosp.size, h + 1), hosp, U_ICU), 1)
+        np.add.at(delta, (leave, hosp, U_ICU), -1)
+        self.hosp, self.leave = np.concatenate([self.hosp, hosp]), np.concatenate([self.leave, leave])
+        self.admitted += hosp.size
 
 
 def pending_keys():
@@ -518,19 +615,46 @@ def _size_beds(cfg, city, arr) -> dict:
     p_icu, p_ward = _disposition_probs(sev, arr["age"])
     unit = _ward_unit(arr["icd"], arr["age"])
     los = np.array([UNIT_LOS_DAYS.get(u, 0.0) for u in UNITS])
+    # an ambulance patient goes to the nearest other hospital while its own is closed (small EDs next to large
+    # ones absorbed enough of this to run their wards at 95-97 % when beds were sized without it)
+    dist = city["dist"] + np.diag(np.full(n, np.inf))
+    diverted = arr["ems"] * EXPECTED_CLOSED_SHARE
+    hosp = np.concatenate([arr["hosp"], np.argmin(dist, axis=1)[arr["hosp"]]])
+    weight = np.concatenate([1.0 - diverted, diverted]) / cfg.days
+    p_icu, p_ward, unit = (np.tile(x, 2) for x in (p_icu, p_ward, unit))
     census = np.zeros((n, nu))
-    days = cfg.days
-    np.add.at(census, (arr["hosp"], U_ICU), p_icu * ICU_DEMAND_FACTOR * ICU_LOS_DAYS / days)
-    np.add.at(census, (arr["hosp"], unit), (p_ward + p_icu) * los[unit] / days)
+    np.add.at(census, (hosp, U_ICU), weight * p_icu * ICU_DEMAND_FACTOR * ICU_LOS_DAYS)
+    np.add.at(census, (hosp, unit), weight * (p_ward + p_icu) * los[unit])
     beds = np.maximum(MIN_UNIT_BEDS, np.round(census / TARGET_OCCUPANCY)).astype(np.int64)
+    beds[:, U_ICU] = np.maximum(MIN_UNIT_BEDS, np.round(census[:, U_ICU] / ICU_ED_SHARE / TARGET_ICU_OCCUPANCY))
+    # elective ICU admissions per hour of their daily window: an elective finding no free bed is cancelled, so the
+    # offered load is the one whose carried load fills the target (Erlang's loss formula, emergencies included)
+    offered = _offered_load(beds[:, U_ICU], beds[:, U_ICU] * TARGET_ICU_OCCUPANCY)
+    window_share = (ELECTIVE_UNTIL_H - ELECTIVE_FROM_H) / 24
+    elective_per_h = np.maximum(offered - census[:, U_ICU], 0.0) / (24.0 * ICU_ELECTIVE_LOS_DAYS) / window_share
     beds[:, U_ED] = city["ed_beds"]
     limit_day = np.array([1.0 / ED_NURSES_PER_BED / 1.0, *[PPUGV_LIMIT[u][0] for u in UNITS[1:]]])
     limit_night = np.array([1.5 / ED_NURSES_PER_BED, *[PPUGV_LIMIT[u][1] for u in UNITS[1:]]])
     expected = beds * TARGET_OCCUPANCY
     expected[:, U_ED] = beds[:, U_ED] * 0.8
+    expected[:, U_ICU] = beds[:, U_ICU] * TARGET_ICU_OCCUPANCY
     nurses = np.stack([np.ceil(expected / limit_day * STAFF_SLACK), np.ceil(expected / limit_night * STAFF_SLACK)],
                       axis=-1).astype(np.int64)  # (n, nu, 2) day, night
-    return {"beds": beds, "nurses": nurses, "limit": np.stack([limit_day, limit_night], -1)}
+    return {"beds": beds, "nurses": nurses, "limit": np.stack([limit_day, limit_night], -1),
+            "elective_per_h": elective_per_h}
+
+
+def _offered_load(servers: np.ndarray, carried: np.ndarray) -> np.ndarray:
+    """Offered load a with a (1 - B(c, a)) = carried for c servers, B Erlang's loss formula (bisection)."""
+    lo, hi = carried.astype(float), 10.0 * servers.astype(float) + 10.0
+    for _ in range(60):
+        a = (lo + hi) / 2
+        b = np.ones_like(a)
+        for k in range(1, int(servers.max()) + 1):  # B(k) = a B(k-1) / (k + a B(k-1)), kept at k = c
+            b = np.where(k <= servers, a * b / (k + a * b), b)
+        low = a * (1 - b) < carried
+        lo, hi = np.where(low, a, lo), np.where(low, hi, a)
+    return (lo + hi) / 2
 
 
 def _triage_severity_mean(arr):
@@ -539,7 +663,9 @@ def _triage_severity_mean(arr):
 
 def _disposition_probs(sev, age):
     """P(ICU), P(ward) from triage severity: multinomial logit against home (softmax, overflow-safe)."""
-    z = np.stack([np.zeros_like(sev), -1.3 + 0.9 * sev + 0.012 * (age - 50), -4.6 + 1.5 * sev])
+    ward_a, ward_s, ward_age = DISPOSITION_WARD
+    icu_a, icu_s = DISPOSITION_ICU
+    z = np.stack([np.zeros_like(sev), ward_a + ward_s * sev + ward_age * (age - 50), icu_a + icu_s * sev])
     z = z - z.max(0)
     e = np.exp(z)
     e /= e.sum(0)
@@ -558,7 +684,7 @@ class _PathwayStore:
     FLOAT = ("t_onset", "t_arrive", "t_phys", "t_ready", "t_bed", "t_end", "t_ae", "t_icu_in", "t_icu_out",
              "t_death", "age", "s0", "s_phys", "s_inf", "tau", "drift", "wait_h", "delay_h", "treat_h",
              "strain_ratio", "ward_los_h", "icu_los_h", "e_ae", "q_fatal", "p_icu", "p_ward", "p_readmit",
-             "response_min", "transport_min", "crowding", "ae_strain")
+             "response_min", "transport_min", "crowding", "ae_strain", "e_icu_death")
     INT = ("subject", "hosp", "origin", "kind", "icd", "sk", "mts", "disp", "first_unit", "ward_unit", "sex",
            "prev", "row")
     BOOL = ("ems", "diverted", "ae", "fatal", "icu_after_ae", "died", "readmit_drawn")
@@ -624,7 +750,7 @@ class _PathwayStore:
         # Latent severity at onset and Manchester triage (the worse, the lower the group).
         s0 = _triage_severity_mean(a) + rng.normal(0, SEVERITY_SD, m)
         s0 = s0 + np.where(a["icd"] == ICD_FLU, 0.3 * (a["age"] > 70), 0.0)
-        mts = np.digitize(-(s0 + rng.normal(0, 0.45, m)), [-2.6, -1.4, -0.2, 1.1]) + 1
+        mts = np.digitize(-(s0 + rng.normal(0, 0.45, m)), -MTS_SEVERITY_CUTS) + 1
         mts = np.where(a["sk"] >= 0, np.array([1, 3, 4])[np.maximum(a["sk"], 0)] + (a["sk"] == 0) * (rng.random(m) < 0.5),
                        mts)
         c["s0"][rows], c["mts"][rows] = s0, mts
@@ -652,7 +778,8 @@ class _PathwayStore:
         c["ward_unit"][rows] = wu
         c["first_unit"][rows] = np.where(disp == 2, U_ICU, np.where(disp == 1, wu, U_ED))
         los_mean_h = np.array([UNIT_LOS_DAYS.get(x, 1.0) for x in UNITS])[wu] * 24.0
-        sigma = LOS_SIGMA
+        los_mean_h = np.where(wu == UNITS.index("GER"), GER_PLAN_FACTOR * los_mean_h, los_mean_h)
+        sigma = np.where(wu == UNITS.index("GER"), GER_LOS_SIGMA, LOS_SIGMA)
         ward_los = np.exp(np.log(los_mean_h) - sigma ** 2 / 2 + sigma * rng.standard_normal(m))
         c["ward_los_h"][rows] = np.minimum(ward_los, 24.0 * cfg.max_los_days)
         icu_los = np.exp(np.log(ICU_LOS_DAYS * 24.0) - 0.5 + 1.0 * rng.standard_normal(m))
@@ -660,6 +787,7 @@ class _PathwayStore:
         c["e_ae"][rows] = rng.exponential(1.0, m)  # unit-exponential threshold of the cumulative AE hazard
         c["q_fatal"][rows] = rng.random(m)  # uniform for the fatality draw
         c["icu_after_ae"][rows] = rng.random(m) < ICU_AFTER_AE
+        c["e_icu_death"][rows] = rng.exponential(1.0, m)  # threshold of the cumulative ICU death hazard
         c["t_ae"][rows] = np.nan
         return rows
 
@@ -689,11 +817,12 @@ def _fatal_prob(pw, rows, s):
 def hazard_grid(pw: dict, rows: np.ndarray):
     """Hourly grid of the adverse-event process over each planned inpatient stay (t_bed to planned end).
 
-    Returns (owner, t0, dt, log_h) flat arrays (one row per bin) plus per-row offsets; the planned end
-    includes a direct ICU stay. Used both to draw adverse events and to compute the oracles.
+    Returns (owner, t0, dt, log_h) flat arrays (one row per bin) plus per-row offsets. The grid covers the ward
+    part of the plan: a direct ICU admission meets the process from its planned step-down on (in the ICU its
+    risk is the ICU death hazard). Used both to draw adverse events and to compute the oracles.
     """
-    start = pw["t_bed"][rows]
-    plan = pw["ward_los_h"][rows] + np.where(pw["disp"][rows] == 2, pw["icu_los_h"][rows], 0.0)
+    start = _ward_plan_start(pw, rows)
+    plan = pw["ward_los_h"][rows]
     nb = np.ceil(plan).astype(np.int64).clip(min=1)
     offsets = np.concatenate([[0], np.cumsum(nb)])
     owner = np.repeat(np.arange(rows.size), nb)
@@ -718,7 +847,12 @@ def _inpatient_course(cfg, P, rows, rng):
     cum_rel = cum - base[owner]
     total = cum_rel[offsets[1:] - 1]
     e = pw["e_ae"][rows]
-    has = total >= e
+    t_bed, icu_los = pw["t_bed"][rows], pw["icu_los_h"][rows]
+    direct_icu = pw["disp"][rows] == 2
+    # a direct ICU admission dies in the ICU or reaches the ward, where its adverse-event grid starts
+    h_direct = _icu_death_hazard(severity_at(pw, rows, t_bed))
+    died_direct = direct_icu & (pw["e_icu_death"][rows] < h_direct * icu_los)
+    has = (total >= e) & ~died_direct
     # the first bin where the cumulative hazard passes the threshold, interpolated inside the bin
     first = np.searchsorted(cum, base + e)  # global bin index (cum is non-decreasing)
     first = np.minimum(first, offsets[1:] - 1)
@@ -728,26 +862,38 @@ def _inpatient_course(cfg, P, rows, rng):
     t_ae = np.where(has, t_ae, np.nan)
     s_ae = severity_at(pw, rows, np.where(has, t_ae, pw["t_bed"][rows]))
     fatal = has & (pw["q_fatal"][rows] < _fatal_prob(pw, rows, s_ae))
-    direct_icu = pw["disp"][rows] == 2
-    t_icu_in = np.where(direct_icu, pw["t_bed"][rows], np.nan)
-    t_icu_out = np.where(direct_icu, pw["t_bed"][rows] + pw["icu_los_h"][rows], np.nan)
-    in_ward_at_ae = has & ~direct_icu  # one ICU episode per pathway
-    to_icu = in_ward_at_ae & ~fatal & pw["icu_after_ae"][rows]
-    t_icu_in = np.where(to_icu, t_ae + ICU_AFTER_AE_DELAY_H, t_icu_in)
-    t_icu_out = np.where(to_icu, t_ae + ICU_AFTER_AE_DELAY_H + pw["icu_los_h"][rows], t_icu_out)
-    plan_end = pw["t_bed"][rows] + pw["ward_los_h"][rows] + np.where(direct_icu, pw["icu_los_h"][rows], 0.0)
+    to_icu = has & ~direct_icu & ~fatal & pw["icu_after_ae"][rows]  # one ICU episode per pathway
+    t_icu_in = np.where(direct_icu, t_bed, np.where(to_icu, t_ae + ICU_AFTER_AE_DELAY_H, np.nan))
+    t_icu_out = t_icu_in + icu_los
+    h_icu = np.where(direct_icu, h_direct, _icu_death_hazard(s_ae))
+    died_icu = died_direct | (to_icu & (pw["e_icu_death"][rows] < h_icu * icu_los))
+    t_icu_death = np.where(died_icu, t_icu_in + pw["e_icu_death"][rows] / h_icu, np.nan)
+    plan_end = t_bed + pw["ward_los_h"][rows] + np.where(direct_icu, icu_los, 0.0)
     # the ICU stay is inserted into the plan; an adverse event in the plan's last hour ends the stay in the ICU
     # (before: discharge came first and ICU vitals followed it, a readmission label with no pathway end)
-    t_end = np.where(to_icu, np.maximum(plan_end + pw["icu_los_h"][rows], t_icu_out), plan_end)
-    t_death = np.where(fatal, t_ae + DEATH_AFTER_AE_DELAY_H, np.nan)
-    t_end = np.where(fatal, t_death, t_end)
-    # a death in the ICU truncates its stay
-    t_icu_out = np.where(fatal & (t_icu_out > t_death), t_death, t_icu_out)
-    t_icu_in = np.where(fatal & (t_icu_in >= t_death), np.nan, t_icu_in)
-    t_icu_out = np.where(np.isnan(t_icu_in), np.nan, t_icu_out)
-    for k, v in (("t_ae", t_ae), ("ae", has), ("fatal", fatal), ("died", fatal), ("t_icu_in", t_icu_in),
+    t_end = np.where(to_icu, np.maximum(plan_end + icu_los, t_icu_out), plan_end)
+    t_death = np.where(fatal, t_ae + DEATH_AFTER_AE_DELAY_H, t_icu_death)
+    died = fatal | died_icu
+    t_end = np.where(died, t_death, t_end)
+    t_icu_out = np.where(died_icu, t_icu_death, t_icu_out)
+    for k, v in (("t_ae", t_ae), ("ae", has), ("fatal", fatal), ("died", died), ("t_icu_in", t_icu_in),
                  ("t_icu_out", t_icu_out), ("t_end", t_end), ("t_death", t_death)):
         pw[k][rows] = v
+
+
+def _ward_plan_start(pw, rows):
+    """Start of the planned ward stay: the bed time, or the planned step-down of a direct ICU admission."""
+    return pw["t_bed"][rows] + np.where(pw["disp"][rows] == 2, pw["icu_los_h"][rows], 0.0)
+
+
+def _icu_death_hazard(s):
+    """Hourly death hazard in the ICU, fixed by the severity s at ICU admission."""
+    return np.exp(ICU_DEATH_INTERCEPT + ICU_DEATH_SEVERITY * s)
+
+
+def _icu_death_within(h, start, end, t):
+    """P(death in the ICU after t) for an ICU stay [start, end) with hazard h, alive at t."""
+    return 1.0 - np.exp(-h * np.maximum(end - np.maximum(t, start), 0.0))
 
 
 def _add_stay_census(P, rows, delta, last):
@@ -1186,7 +1332,7 @@ def _pathway_frame(cfg, city, pw) -> pd.DataFrame:
 # Labels and their oracles
 
 
-def _labels(cfg, sim, staff, pw, subject, ev) -> tuple[dict, dict]:
+def _labels(cfg, sim, staff, pw, subject, ev) -> tuple[dict, dict, dict]:
     """MEDS label tables (one per task) and matching oracle tables (float_value = true probability).
 
     Event-level labels are issued once per (subject, time) at the last event of that time (MEDS: a
@@ -1252,12 +1398,18 @@ def _labels(cfg, sim, staff, pw, subject, ev) -> tuple[dict, dict]:
         a_open = np.clip(np.maximum(a, open_from), 0, b)
         out_o[f"closure_{k}h"] = 1.0 - np.exp(L[b, hu] - L[a_open, hu])
 
-    labels, oracle = {}, {}
+    # the fair bound reads this module's constants and course functions, so it is imported here, not at the top
+    from hamburg_mamba.data.fair_bound import bound_frame, course_bounds
+
+    fair = course_bounds(cfg, pw, p, t, cfg.seed)
+    labels, oracle, bound = {}, {}, {}
     for name, (yv, mv) in out_y.items():
         spec = TASKS[name]
         rows = np.nonzero(mv)[0]
         labels[name] = _label_frame(subj[rows], ptime[rows], yv[rows], spec.kind)
         oracle[name] = _label_frame(subj[rows], ptime[rows], out_o[name][rows], "regression")
+        if name in fair:
+            bound[name] = bound_frame(subj[rows], ptime[rows], fair[name][0][rows], fair[name][1][rows])
 
     # readmission_30d: one row per pathway at its last emitted event (discharge); missing if dead or unfinished
     last_t = np.full(pw["row"].size, -np.inf)
@@ -1267,7 +1419,9 @@ def _labels(cfg, sim, staff, pw, subject, ev) -> tuple[dict, dict]:
     pt = start + np.round(pw["t_end"][r] * 3.6e9).astype(np.int64).astype("timedelta64[us]")
     labels["readmission_30d"] = _label_frame(pw["subject"][r], pt, pw["readmit_drawn"][r], "binary")
     oracle["readmission_30d"] = _label_frame(pw["subject"][r], pt, pw["p_readmit"][r], "regression")
-    return labels, oracle
+    # every input of the readmission draw is known at discharge: the probability is the fair bound itself
+    bound["readmission_30d"] = bound_frame(pw["subject"][r], pt, pw["p_readmit"][r], np.zeros(r.size))
+    return labels, oracle, bound
 
 
 def _label_frame(subject, ptime, value, kind) -> pd.DataFrame:
@@ -1282,7 +1436,8 @@ def _label_frame(subject, ptime, value, kind) -> pd.DataFrame:
 def _course_oracles(pw, p, t, inpatient) -> dict:
     """True probabilities of the adverse-event process per (pathway, time), from the hazard grid.
 
-    ae24: P(AE in (t, t+24] | no AE by t); death: P(fatal AE after t | no AE by t);
+    ae24: P(AE in (t, t+24] | no AE by t); death: P(death after t | alive at t): a fatal AE, or death in an
+    ICU stay (a direct admission's, or the one a non-fatal AE on the ward leads to);
     icu24: P(ICU admission in (t, t+24]); after an AE the realised decision (fatal / ICU) is known.
     """
     n_ev = p.size
@@ -1301,15 +1456,18 @@ def _course_oracles(pw, p, t, inpatient) -> dict:
         direct = pw["disp"][rows_all] == 2
         ward_bin = ~direct[owner]
         pbin = np.exp(-Hstart) - np.exp(-Hend)  # P(first AE in bin) from the stay's start
-        Dc = np.cumsum(pbin * q)
+        icu_death = 1.0 - np.exp(-_icu_death_hazard(s_mid) * pw["icu_los_h"][rows_all[owner]])
+        dies = q + (1 - q) * ICU_AFTER_AE * ward_bin * icu_death  # P(the AE of this bin ends in death)
+        Dc = np.cumsum(pbin * dies)
         Ic = np.cumsum(pbin * (1 - q) * ICU_AFTER_AE * ward_bin)
         pos = np.full(pw["row"].size, -1)
         pos[rows_all] = np.arange(rows_all.size)
+        grid_start = _ward_plan_start(pw, rows_all)
 
         def at(j, x):
             """Cumulative hazard and cumulative death / ICU weights at time x for grid owner j."""
             nb = offsets[j + 1] - offsets[j]
-            rel = x - pw["t_bed"][rows_all[j]]
+            rel = x - grid_start[j]
             b = offsets[j] + np.clip(np.floor(rel).astype(np.int64), 0, nb - 1)
             frac = np.clip((rel - (b - offsets[j])) / dt[b], 0.0, 1.0)
             frac = np.where(rel <= 0, 0.0, frac)
@@ -1320,7 +1478,7 @@ def _course_oracles(pw, p, t, inpatient) -> dict:
             later = b > first_bin
             prevD = np.where(later, Dc[np.maximum(b - 1, 0)] - baseD, 0.0)
             prevI = np.where(later, Ic[np.maximum(b - 1, 0)] - baseI, 0.0)
-            partD = (np.exp(-Hstart[b]) - np.exp(-Hx)) * q[b]
+            partD = (np.exp(-Hstart[b]) - np.exp(-Hx)) * dies[b]
             partI = (np.exp(-Hstart[b]) - np.exp(-Hx)) * (1 - q[b]) * ICU_AFTER_AE * ward_bin[b]
             return Hx, prevD + partD, prevI + partI, offsets[j + 1] - 1, baseD, baseI
 
@@ -1331,15 +1489,25 @@ def _course_oracles(pw, p, t, inpatient) -> dict:
         H24, _, I23, _, _, _ = at(j, ts + 24.0 - ICU_AFTER_AE_DELAY_H)
         H24b, _, _, _, _, _ = at(j, ts + 24.0)
         Dtot = Dc[lastb] - baseD
-        ae24[sel] = 1.0 - np.exp(-(H24b - Ht))
-        death[sel] = np.exp(Ht) * (Dtot - Dt)
+        # a direct ICU admission must survive its ICU stay (an independent hazard) to meet the ward's process
+        ps = p[sel]
+        t_bed = pw["t_bed"][ps]
+        in_icu_death = np.where(pw["disp"][ps] == 2, _icu_death_within(
+            _icu_death_hazard(severity_at(pw, ps, t_bed)), t_bed, t_bed + pw["icu_los_h"][ps], ts), 0.0)
+        ae24[sel] = (1.0 - np.exp(-(H24b - Ht))) * (1.0 - in_icu_death)
+        death[sel] = 1.0 - (1.0 - in_icu_death) * (1.0 - np.exp(Ht) * (Dtot - Dt))
         icu24[sel] = np.exp(Ht) * (I23 - It)
         del H24
     # after the adverse event the draws are realised; a planned (direct) ICU admission is not random here
     t_ae = pw["t_ae"][p]
     after = t >= t_ae
-    death = np.where(after, np.where(t < t_ae + DEATH_AFTER_AE_DELAY_H, _fatal_prob(
-        pw, p, severity_at(pw, p, np.where(np.isnan(t_ae), t, t_ae))), 0.0), death)
+    s_ae = severity_at(pw, p, np.where(np.isnan(t_ae), t, t_ae))
+    fatal_now = np.where(t < t_ae + DEATH_AFTER_AE_DELAY_H, _fatal_prob(pw, p, s_ae), 0.0)
+    icu_next = (pw["disp"][p] != 2) & pw["icu_after_ae"][p]  # the ICU stay a non-fatal AE on the ward leads to
+    icu_in = t_ae + ICU_AFTER_AE_DELAY_H
+    in_icu_death = np.where(icu_next, _icu_death_within(_icu_death_hazard(s_ae), icu_in, icu_in + pw["icu_los_h"][p],
+                                                        t), 0.0)
+    death = np.where(after, fatal_now + (1.0 - fatal_now) * in_icu_death, death)
     t_icu = pw["t_icu_in"][p]
     realised_icu = ((t_icu > t) & (t_icu <= t + 24)).astype(float)
     direct = pw["disp"][p] == 2
