@@ -9,22 +9,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hamburg_mamba.data import connect_hamburg_data, generate_synthetic, read_meds, write_synthetic
+from hamburg_mamba.data import connect_hamburg_data, read_meds
 from hamburg_mamba.data.system_state import DEFAULT_STATUS_COLUMNS
 from hamburg_mamba.eval.features import FeatureBuilder
 from hamburg_mamba.eval.predictions import prediction_rows
-from hamburg_mamba.train.data_setup import TINY_CUTOFFS, DataSpec, tiny_synthetic_config
 
 HOUR = pd.Timedelta(hours=1)
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """The tiny city (hamburg_mamba.train.data_setup.TINY_SYNTHETIC, 3.5 s); see docs/testing.md for merging
-    the copies of this fixture into one tests/conftest.py."""
-    root = write_synthetic(tmp_path_factory.mktemp("meds") / "tiny", generate_synthetic(tiny_synthetic_config()))
-    data = DataSpec(root=str(root), split="temporal", temporal_cutoffs=TINY_CUTOFFS).connect()
-    return read_meds(root), data
+def tiny(tiny_root, tiny_data):
+    """The tiny city's raw MEDS folder and its connected data (tests/conftest.py)."""
+    return read_meds(tiny_root), tiny_data
 
 
 def _raw_rows(events, data, rows):

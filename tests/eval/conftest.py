@@ -1,10 +1,5 @@
-"""Fixtures of the evaluation tests: the tiny city (built once per session) and a model whose predictions are
-known in advance.
-
-The tiny city is the one `hamburg-mamba demo --tiny` uses (hamburg_mamba.train.data_setup.TINY_SYNTHETIC: 14 days, 3 hospitals,
-about 14 k events; 3.5 s to generate, write and connect on the 2-core machine). tests/data, tests/train and
-tests/nn build their own copies under the same fixture names (`tiny_root`, `tiny_spec`, `tiny_data`), so
-these can move into one tests/conftest.py unchanged.
+"""Fixtures of the evaluation tests: a model whose predictions are known in advance. The tiny city it reads
+(`tiny_root`, `tiny_spec`, `tiny_data`) comes from tests/conftest.py.
 """
 
 from types import SimpleNamespace
@@ -12,8 +7,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from hamburg_mamba.data import generate_synthetic, write_synthetic
-from hamburg_mamba.train.data_setup import TINY_CUTOFFS, DataSpec, tiny_synthetic_config
 
 # The known model's tuning predictions are sigmoid(TUNING_SHIFT + TUNING_SCALE * logit(oracle)): a recalibration
 # fitted on tuning rows undoes this (slope about 1 / TUNING_SCALE), one fitted on held-out rows (where the model
@@ -21,22 +14,6 @@ from hamburg_mamba.train.data_setup import TINY_CUTOFFS, DataSpec, tiny_syntheti
 TUNING_SHIFT = -1.0
 TUNING_SCALE = 2.0
 LOGIT_EPS = 1e-6  # the oracle is 0 where no outcome is possible (no closures at night): clipped before logit
-
-
-@pytest.fixture(scope="session")
-def tiny_root(tmp_path_factory):
-    return write_synthetic(tmp_path_factory.mktemp("meds") / "tiny", generate_synthetic(tiny_synthetic_config()))
-
-
-@pytest.fixture(scope="session")
-def tiny_spec(tiny_root):
-    return DataSpec(root=str(tiny_root), split="temporal", temporal_cutoffs=TINY_CUTOFFS)
-
-
-@pytest.fixture(scope="session")
-def tiny_data(tiny_spec):
-    """The connected tiny city with the temporal split's label hiding applied. Tests must not modify it."""
-    return tiny_spec.connect()
 
 
 def distort(p: torch.Tensor) -> torch.Tensor:
