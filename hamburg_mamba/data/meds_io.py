@@ -4,7 +4,8 @@ Layout under a dataset root (MEDS names where MEDS has one):
     data/<split>/<n>.parquet          events (DataSchema + typed extra columns), each subject in one shard,
                                       sorted by subject then time with null (static) times first
     labels/<task>/labels.parquet      MEDS LabelSchema, one set per task
-    oracle/<task>/labels.parquet      LabelSchema, float_value = the generator's true probability / expectation
+    oracle/<task>/labels.parquet      LabelSchema, float_value = the generator's clairvoyant reference
+    bound/<task>/labels.parquet       LabelSchema, float_value = the fair bound; bound_se/: its standard error
     metadata/codes.parquet            CodeMetadataSchema
     metadata/dataset.json             DatasetMetadataSchema
     metadata/subject_splits.parquet   SubjectSplitSchema
@@ -96,7 +97,7 @@ def write_meds(root: str | Path, events: pd.DataFrame, *, labels: dict[str, pd.D
                oracle: dict[str, pd.DataFrame] | None = None, splits: pd.DataFrame | None = None,
                subjects_per_shard: int = 50_000, dataset_name: str = "hamburg-synthetic",
                dataset_version: str = "0", system_tables: dict[str, pd.DataFrame] | None = None,
-               seed: int = 0) -> Path:
+               seed: int = 0, label_sets: dict[str, dict[str, pd.DataFrame]] | None = None) -> Path:
     """Write a MEDS dataset; every table is validated against its `meds` schema before it is written.
 
     Deterministic: same inputs give the same bytes (no creation time is stamped into dataset.json).
@@ -145,7 +146,7 @@ def write_meds(root: str | Path, events: pd.DataFrame, *, labels: dict[str, pd.D
     meds.DatasetMetadataSchema.validate(meta)
     (root / meds.dataset_metadata_filepath).write_text(json.dumps(meta, indent=1, sort_keys=True))
 
-    for folder, sets in (("labels", labels or {}), ("oracle", oracle or {})):
+    for folder, sets in (("labels", labels or {}), ("oracle", oracle or {}), *(label_sets or {}).items()):
         for task, frame in sets.items():
             lt = labels_to_arrow(frame)
             meds.LabelSchema.validate(lt)
@@ -160,8 +161,10 @@ def write_meds(root: str | Path, events: pd.DataFrame, *, labels: dict[str, pd.D
 
 def write_synthetic(root: str | Path, data, subjects_per_shard: int = 50_000) -> Path:
     """Write a `SyntheticData` as a MEDS dataset with labels, oracles and system tables."""
+    from hamburg_mamba.data.fair_bound import bound_label_sets  # imports the generator: not at the top
+
     return write_meds(root, data.events, labels=data.labels, oracle=data.oracle, seed=data.config.seed,
-                      subjects_per_shard=subjects_per_shard,
+                      subjects_per_shard=subjects_per_shard, label_sets=bound_label_sets(data.bound or {}),
                       system_tables={"hospital_hourly": data.hospital_hourly, "staff_shifts": data.staff_shifts,
                                      "pathways": data.pathways, "drivers": data.drivers})
 
