@@ -346,11 +346,13 @@ def cmd_evaluate(args) -> int:
     runs = args.runs
     if args.data is None:
         first = next(iter(runs.values()))
-        spec = _run_data_spec(args.parser, first)
+        spec = _run_data_spec(args.parser, first, "--runs")
         if args.split:  # evaluate the run on another split of its data
             spec = _spec_from_args(args, spec.root)
     else:
         spec = _spec_from_args(args, args.data)
+    for path in runs.values():  # read by run_comparison; a malformed one is named here, not in a traceback
+        _run_schema(args.parser, path, "--runs")
     baselines = tuple(b for b in args.baselines.split(",") if b)
     if args.threads:
         import torch
@@ -399,25 +401,25 @@ def cmd_monitor(args) -> int:
     return 0
 
 
-def _run_data_spec(parser, run: str, resolve_root: bool = True):
-    """The run folder's data spec, or parser.error naming the file and what is wrong with it."""
+def _run_data_spec(parser, run: str, argument: str = "--run", resolve_root: bool = True):
+    """The run folder's data spec, or parser.error naming the argument, the file and what is wrong with it."""
     from hamburg_mamba.train.data_setup import DataSpec
 
     try:
         return DataSpec.load(run, resolve_root=resolve_root)
     except (OSError, ValueError) as e:
-        parser.error(f"--run{'s' if parser.prog.endswith('evaluate') else ''}: {e}")
+        parser.error(f"{argument}: {e}")
 
 
-def _run_schema(parser, run: str):
-    """The run folder's fitted DatasetSchema, or parser.error naming the file."""
+def _run_schema(parser, run: str, argument: str = "--run"):
+    """The run folder's fitted DatasetSchema, or parser.error naming the argument and the file."""
     from hamburg_mamba.data import DatasetSchema
 
     path = Path(run) / "schema.json"
     try:
         return DatasetSchema.load(path)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        parser.error(f"--run: {path} is missing or malformed ({type(e).__name__}: {e})")
+        parser.error(f"{argument}: {path} is missing or malformed ({type(e).__name__}: {e})")
 
 
 def cmd_demo(args) -> int:

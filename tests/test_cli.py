@@ -169,3 +169,14 @@ def test_replay_refuses_a_step_that_would_never_advance(hours, every):
 
     with pytest.raises(ValueError, match="every_h" if hours else "hours"):
         replay(None, None, "2023-08-21 06:00", hours, every_h=every)
+
+
+def test_evaluate_names_a_malformed_run_folder(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    assert "data_spec.json: missing" in cli_error(["evaluate", "--runs", f"m={run}", "--out", str(tmp_path / "e")],
+                                                  capsys)
+    (run / "schema.json").write_text("[]")
+    message = cli_error(["evaluate", "--runs", f"m={run}", "--out", str(tmp_path / "e"), "--data", str(tmp_path)],
+                        capsys)
+    assert "--runs" in message and "schema.json" in message
