@@ -62,7 +62,7 @@ SURVIVAL_STEP_H = 0.25  # resolution of the planned-stay survival tables
 NORMAL_TABLE_Z = 8.5  # range of the standard normal cdf table used to draw truncated log-normals
 # Mirrors of unnamed numbers in `synthetic._PathwayStore.add_arrivals`; the calibration tests fail if they drift.
 TRIAGE_AFTER_ARRIVAL_H = 5 / 60
-TRIAGE_NOISE_SD, TRIAGE_CUTS, MCI_TRIAGE = 0.45, (-2.6, -1.4, -0.2, 1.1), (1, 3, 4)
+TRIAGE_NOISE_SD, MCI_TRIAGE = 0.45, (1, 3, 4)
 TREAT_SIGMA = 0.45
 ICU_LOS_LOG_SHIFT, ICU_LOS_SIGMA = -0.5, 1.0
 ICU_LOS_MU = math.log(S.ICU_LOS_DAYS * 24.0) + ICU_LOS_LOG_SHIFT
@@ -129,7 +129,7 @@ def _after_adverse_event(cfg, pw, p, t, rng) -> dict:
     icu_in = pw["t_icu_in"][p]
     inside = ward & ~pending & (t >= icu_in)
     stayed = np.where(inside, t - icu_in, 0.0)
-    rest = _lognormal_above(rng, ICU_LOS_MU, ICU_LOS_SIGMA, np.repeat(stayed[:, None], SCENARIOS, 1))
+    rest = _lognormal_above(_strata(rng, (p.size, SCENARIOS)), ICU_LOS_MU, ICU_LOS_SIGMA, stayed[:, None])
     cap = 24.0 * cfg.max_los_days
     rest = np.minimum(rest, cap) - stayed[:, None]
     dies_inside = -np.expm1(-h_icu[:, None] * np.maximum(rest, 0.0))  # (R, K)
@@ -264,66 +264,112 @@ _erfc = np.vectorize(math.erfc, otypes=[float])
 
 def _monte_carlo(cfg, pw, p, t, rng) -> dict:
     """SCENARIOS re-simulations per row of everything the patient meets after t, each scored in closed form.
-    Rows before the bed, and direct ICU admissions in the ICU (the rest of the ICU stay is unknown)."""
+    Rows before the bed, and direct ICU admissions in the ICU (the rest of the ICU stay is unknown).
+
+    Variance reduction: every continuous draw is stratified over the scenarios (each row's K draws of a variable
+    take one value in each of K equal-probability strata, in random order), and the disposition is not drawn:
+    each scenario is scored as a ward and as an ICU admission, weighted by the disposition probabilities. Without
+    this the estimate of a row whose ICU disposition has probability 0.04 was 0 or 1/16, and sorting rows by so
+    noisy an estimate sent the 0-draws to the low deciles (under-predicted there, over-predicted at the top).
+    """
     R, K = p.size, SCENARIOS
     zero = np.zeros(R)
     if R == 0:
         return {k: (zero, zero) for k in COURSE_TASKS}
+    ed = _ed_scenarios(pw, p, t, rng)
+    weight = {0: np.where(ed["before_ready"], ed["p_home"], pw["disp"][p][:, None] == 0)}
+    outcome = {k: np.zeros((R, K)) for k in COURSE_TASKS}
+    for d in (1, 2):
+        w = np.where(ed["before_ready"], ed["p_icu"] if d == 2 else ed["p_ward"], pw["disp"][p][:, None] == d)
+        adm = np.nonzero(w > 0)
+        included = np.zeros((R, K))
+        if adm[0].size:
+            scored, inside = _admitted_outcomes(cfg, pw, p, t, ed, adm, d, rng)
+            included[adm] = inside
+            for k, v in scored.items():
+                outcome[k][adm] += w[adm] * inside * v
+        weight[d] = w * included
+    # a row is labelled only if its pathway got a bed before the window closed (or went home): condition on it
+    den = ed["likelihood"] * (weight[0] + weight[1] + weight[2])  # (R, K)
+    total = np.maximum(den.sum(1), 1e-300)
+    out = {}
+    for k, v in outcome.items():
+        num = ed["likelihood"] * v
+        value = num.sum(1) / total
+        resid = num - value[:, None] * den  # linearised ratio estimator
+        out[k] = (np.clip(value, 0.0, 1.0), np.sqrt((resid ** 2).sum(1) * K / (K - 1)) / total)
+    return out
+
+
+def _ed_scenarios(pw, p, t, rng) -> dict:
+    """(R, K) draws of the ED part: triage group before ED//TRIAGE, the wait, treatment time and the
+    disposition probabilities, with `likelihood`: the probability of what a row already saw given the drawn
+    triage group (a physician seen minutes after the arrival speaks for a high group, a wait under way for a
+    low one), so that the scenarios are weighted by P(triage group | state at t)."""
+    R, K = p.size, SCENARIOS
     col = lambda k: pw[k][p][:, None]  # (R, 1)
-    shape = (R, K)
     before_triage = (t < pw["t_arrive"][p] + TRIAGE_AFTER_ARRIVAL_H)[:, None]
     before_phys = (t < pw["t_phys"][p])[:, None]
     before_ready = (t < pw["t_ready"][p])[:, None]
-
     mts = np.where(before_triage, _draw_triage(pw, p, rng, K), col("mts"))  # (R, K)
     mean_wait_h = S.ED_MEAN_WAIT_MIN[mts - 1] * _crowding_factor(col("crowding")) / 60.0
     waited = np.maximum(t - pw["t_arrive"][p], 0.0)[:, None]
     # exponential waits are memoryless: the rest of a wait under way is a fresh draw
-    wait = np.where(before_phys, waited + rng.exponential(1.0, shape) * mean_wait_h, col("wait_h"))
+    rest = -np.log1p(-_strata(rng, (R, K))) * mean_wait_h
+    wait = np.where(before_phys, waited + rest, col("wait_h"))
+    seen = np.where(before_phys, np.exp(-waited / mean_wait_h),
+                    np.exp(-col("wait_h") / mean_wait_h) / mean_wait_h)
+    likelihood = np.where(before_triage, seen, 1.0)
     t_phys = col("t_arrive") + wait
     delay = np.maximum(0.0, wait - S.MTS_TARGET_MIN[mts - 1] / 60.0)
     s_phys = col("s0") + col("drift") * np.minimum(t_phys - col("t_onset"), S.MAX_UNTREATED_H)
-    s_inf = s_phys - (col("s_phys") - col("s_inf"))  # the settled level keeps its latent distance
-
-    median = S.ED_TREAT_MEDIAN_H[mts - 1]
     treated = np.where(before_phys, 0.0, np.maximum(t[:, None] - col("t_phys"), 0.0))
-    treat = _lognormal_above(rng, np.log(median), TREAT_SIGMA, treated)
-    t_ready = np.where(before_ready, t_phys + treat, col("t_ready"))
+    treat = _lognormal_above(_strata(rng, (R, K)), np.log(S.ED_TREAT_MEDIAN_H[mts - 1]), TREAT_SIGMA, treated)
+    p_icu, p_ward = S._disposition_probs(s_phys, np.broadcast_to(col("age"), (R, K)))
+    return dict(before_ready=before_ready, likelihood=likelihood, t_phys=t_phys, delay=delay, s_phys=s_phys,
+                s_inf=s_phys - (col("s_phys") - col("s_inf")),  # the settled level keeps its latent distance
+                t_ready=np.where(before_ready, t_phys + treat, col("t_ready")), p_icu=p_icu, p_ward=p_ward,
+                p_home=1.0 - p_icu - p_ward)
 
-    p_icu, p_ward = S._disposition_probs(s_phys, np.broadcast_to(col("age"), shape))
-    u = (np.arange(K)[None, :] + rng.random(shape)) / K  # stratified over the scenarios
-    d = np.where(before_ready, np.where(u < p_icu, 2, np.where(u < p_icu + p_ward, 1, 0)), col("disp"))
 
-    outcome = {k: np.zeros(shape) for k in COURSE_TASKS}
-    adm = np.nonzero(d > 0)
-    if adm[0].size:
-        rr = adm[0]
-        direct = d[adm] == 2
-        unit = np.where(direct, S.U_ICU, pw["ward_unit"][p][rr])
-        bedded = t[rr] >= pw["t_bed"][p][rr]  # a direct ICU admission in its ICU bed
-        boarded = np.maximum(t[rr] - t_ready[adm], 0.0)
-        board, ratio = _borrow_boarding(pw, p[rr], unit, t_ready[adm], boarded, rng)
-        strain = (S.STRAIN_OVER_RATIO * np.maximum(ratio - 1.0, 0.0) + S.STRAIN_BOARDING * np.log1p(board)
-                  + S.STRAIN_DELAY * np.minimum(delay[adm], S.MAX_DELAY_EFFECT_H))
-        t_bed = np.where(bedded, pw["t_bed"][p][rr], t_ready[adm] + board)
-        strain = np.where(bedded, pw["ae_strain"][p][rr], strain)
-        cap = 24.0 * cfg.max_los_days
-        in_icu_for = np.where(bedded, t[rr] - t_bed, 0.0)
-        icu_los = np.minimum(_lognormal_above(rng, ICU_LOS_MU, ICU_LOS_SIGMA, in_icu_for), cap)
-        mu, sigma = _ward_plan_params(pw["ward_unit"][p][rr])
-        ward_plan = np.minimum(np.exp(mu + sigma * rng.standard_normal(rr.size)), cap)
-        course = dict(t_phys=t_phys[adm], s_phys=s_phys[adm], s_inf=s_inf[adm], tau=pw["tau"][p][rr],
-                      strain=strain, t_bed=t_bed, icu_los=np.where(direct, icu_los, 0.0), ward_plan=ward_plan,
-                      direct=direct, t=t[rr])
-        for k, v in _scenario_outcomes(course, cap).items():
-            outcome[k][adm] = v
-    return {k: (v.mean(1), v.std(1, ddof=1) / math.sqrt(K)) for k, v in outcome.items()}
+def _admitted_outcomes(cfg, pw, p, t, ed, adm, d, rng):
+    """Course labels of the scenarios `adm` (index pair into (R, K)) admitted with disposition d (1 ward, 2 ICU),
+    and whether each got its bed before the simulated window closed (the label rows exist only then)."""
+    rr = adm[0]
+    n = rr.size
+    direct = np.full(n, d == 2)
+    unit = np.full(n, S.U_ICU) if d == 2 else pw["ward_unit"][p][rr]
+    bedded = t[rr] >= pw["t_bed"][p][rr]  # a direct ICU admission in its ICU bed
+    t_ready = ed["t_ready"][adm]
+    borrowed_bed, ratio = _borrow_bed(pw, p[rr], unit, t_ready, t[rr], rng)
+    t_bed = np.where(bedded, pw["t_bed"][p][rr], borrowed_bed)
+    strain = (S.STRAIN_OVER_RATIO * np.maximum(ratio - 1.0, 0.0) + S.STRAIN_BOARDING * np.log1p(t_bed - t_ready)
+              + S.STRAIN_DELAY * np.minimum(ed["delay"][adm], S.MAX_DELAY_EFFECT_H))
+    strain = np.where(bedded, pw["ae_strain"][p][rr], strain)
+    cap = 24.0 * cfg.max_los_days
+    u_icu, u_plan = (_strata(rng, (p.size, SCENARIOS))[adm] for _ in range(2))
+    in_icu_for = np.where(bedded, t[rr] - t_bed, 0.0)
+    icu_los = np.minimum(_lognormal_above(u_icu, ICU_LOS_MU, ICU_LOS_SIGMA, in_icu_for), cap)
+    mu, sigma = _ward_plan_params(pw["ward_unit"][p][rr])
+    ward_plan = np.minimum(_lognormal_above(u_plan, mu, sigma, 0.0), cap)
+    course = dict(t_phys=ed["t_phys"][adm], s_phys=ed["s_phys"][adm], s_inf=ed["s_inf"][adm], tau=pw["tau"][p][rr],
+                  strain=strain, t_bed=t_bed, icu_los=np.where(direct, icu_los, 0.0), ward_plan=ward_plan,
+                  direct=direct, t=t[rr])
+    return _scenario_outcomes(course, cap), (t_bed < cfg.hours).astype(float)
+
+
+def _strata(rng, shape):
+    """(R, K) uniforms, each row holding one draw in each of the K strata [k/K, (k+1)/K), in random order."""
+    R, K = shape
+    order = rng.permuted(np.broadcast_to(np.arange(K), (R, K)), axis=1)
+    return (order + rng.random((R, K))) / K
 
 
 def _draw_triage(pw, p, rng, K):
-    """Manchester group as `add_arrivals` draws it (MANV casualties by sorting category)."""
-    s = pw["s0"][p][:, None] + rng.normal(0.0, TRIAGE_NOISE_SD, (p.size, K))
-    mts = np.digitize(-s, TRIAGE_CUTS) + 1
+    """Manchester group as `add_arrivals` draws it (MANV casualties by sorting category); the assessment noise
+    stratified over the scenarios."""
+    noise = TRIAGE_NOISE_SD * np.interp(_strata(rng, (p.size, K)), _PHI, _Z)
+    mts = np.digitize(-(pw["s0"][p][:, None] + noise), -S.MTS_SEVERITY_CUTS) + 1
     sk = pw["sk"][p][:, None]
     mci = np.array(MCI_TRIAGE)[np.maximum(sk, 0)] + (sk == 0) * (rng.random((p.size, K)) < 0.5)
     return np.where(sk >= 0, mci, mts)
@@ -333,20 +379,22 @@ _Z = np.linspace(-NORMAL_TABLE_Z, NORMAL_TABLE_Z, 20_001)
 _PHI = 0.5 * _erfc(-_Z / math.sqrt(2.0))
 
 
-def _lognormal_above(rng, mu, sigma, lower):
-    """exp(mu + sigma z) conditioned on exceeding `lower` (inverse cdf on a table of the normal cdf)."""
+def _lognormal_above(u, mu, sigma, lower):
+    """exp(mu + sigma z) conditioned on exceeding `lower`, by the inverse cdf (a table of the normal cdf) at the
+    uniforms u."""
     z_low = (np.log(np.maximum(lower, 1e-300)) - mu) / sigma
     c = np.interp(z_low, _Z, _PHI)
-    c = c + rng.random(np.shape(c)) * (1.0 - c)
-    return np.exp(mu + sigma * np.interp(c, _PHI, _Z))
+    return np.exp(mu + sigma * np.interp(c + u * (1.0 - c), _PHI, _Z))
 
 
-def _borrow_boarding(pw, own, unit, ready, boarded, rng):
-    """(boarding h, unit census per scheduled-nurse capacity at the bed) of one of the NEIGHBOURS realised
-    admissions to the same hospital and unit nearest in ready time (the same unit city-wide where the hospital
-    has fewer than two), never the patient's own. A patient boarding for `boarded` h already borrows from a
-    neighbour who waited longer and keeps the rest of that wait; RESIDUAL_BOARDING_H where none of
-    BOARDING_TRIES did."""
+def _borrow_bed(pw, own, unit, ready, t, rng):
+    """(bed time, unit census per scheduled-nurse capacity at the bed) of M admitted scenarios.
+
+    The simulator beds a patient ready at `ready` in the first hour h >= floor(ready) with a free bed, at
+    min(max(ready, h + U/2), h + 0.999). The number of hours h - floor(ready) and the census ratio are borrowed
+    from one of the NEIGHBOURS realised admissions to the same hospital and unit nearest in ready time (the same
+    unit city-wide where the hospital has fewer than two), never the patient's own; a patient not bedded by t
+    takes the first of BOARDING_TRIES draws that beds it after t, else t + RESIDUAL_BOARDING_H."""
     admitted = np.nonzero(~np.isnan(pw["t_bed"]))[0]
     nu = len(S.UNITS)
     local = _pool(admitted, pw["hosp"][admitted] * nu + pw["first_unit"][admitted], pw["t_ready"][admitted])
@@ -357,22 +405,23 @@ def _borrow_boarding(pw, own, unit, ready, boarded, rng):
     shift = local["rows"].size  # the city pool's positions follow the local pool's
     lo, hi, near = (np.where(use_city, c + shift, x) for c, x in ((c_lo, lo), (c_hi, hi), (c_near, near)))
     rows = np.concatenate([local["rows"], city["rows"]])
-    board, ratio = np.zeros(own.size), np.zeros(own.size)
+    bed, ratio = np.full(own.size, np.nan), np.zeros(own.size)
     todo = hi > lo
     for _ in range(BOARDING_TRIES):
         idx = np.clip(near + rng.integers(-(NEIGHBOURS // 2), NEIGHBOURS // 2, own.size), lo, np.maximum(hi - 1, lo))
         src = rows[np.minimum(idx, rows.size - 1)] if rows.size else own
-        src_board = pw["t_bed"][src] - pw["t_ready"][src]
-        ok = todo & (src != own) & (src_board >= boarded)
-        board[ok] = src_board[ok] - boarded[ok]
+        hour = np.floor(ready) + np.floor(pw["t_bed"][src]) - np.floor(pw["t_ready"][src])
+        when = np.minimum(np.maximum(ready, hour + 0.5 * rng.random(own.size)), hour + 0.999)
+        ok = todo & (src != own) & (when > t)
+        bed[ok] = when[ok]
         ratio[ok] = pw["strain_ratio"][src[ok]]
         todo &= ~ok
         if not todo.any():
             break
-    missing = todo | ~(hi > lo)
-    board[missing] = RESIDUAL_BOARDING_H
+    missing = np.isnan(bed)
+    bed[missing] = np.maximum(ready[missing], t[missing]) + RESIDUAL_BOARDING_H
     ratio[missing] = np.nanmedian(pw["strain_ratio"]) if admitted.size else 0.0
-    return board + boarded, ratio
+    return bed, ratio
 
 
 READY_SPAN_H = 1e7  # longer than any simulated time: (key, ready) sorts as one number key * span + ready
