@@ -81,7 +81,7 @@ def random_batch(batch: int, length: int, seed: int = 0) -> PathwayBatch:
         time_since_prev_h=gaps, time_since_start_h=gaps.cumsum(1), hour_of_day=torch.rand(batch, length) * 24,
         day_of_week=torch.randint(0, 7, (batch, length), generator=g), mask=mask,
         lengths=torch.full((batch,), length, dtype=torch.int64), labels=labels, label_mask=label_mask,
-        subject_id=torch.arange(batch), hospital_id=torch.full((batch,), 2), pathway_id=torch.arange(batch),
+        event_hospital_id=torch.full((batch, length), 2), subject_id=torch.arange(batch), pathway_id=torch.arange(batch),
     )
 
 

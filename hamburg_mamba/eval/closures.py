@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from hamburg_mamba.data.schema import UNKNOWN_INDEX
+
 LOOKBACK_H = 24  # a warning counts for a closure up to a day ahead (the longest task horizon)
 DEFAULT_MAX_FALSE_ALARMS_PER_WEEK = 2.0  # alarm budget per hospital-week used to pick the threshold on tuning
 HOURS_PER_WEEK = 168.0
@@ -33,7 +35,7 @@ def hospital_risk_series(time_us: np.ndarray, hospital: np.ndarray, pathway: np.
     grid_h = (time_us - h0) / US_PER_HOUR  # row time in hours since the first grid hour
     H = len(hours)
     out = {}
-    for hid in np.unique(hospital):
+    for hid in np.unique(hospital[hospital != UNKNOWN_INDEX]):  # rows before the destination is known: no hospital's
         sel = hospital == hid
         t, p, r = grid_h[sel], pathway[sel], risk[sel]
         order = np.lexsort((t, p))

@@ -135,8 +135,8 @@ class FeatureBuilder:
 
     def system_load(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         """The connector's status features at each row (`status:<column>`, `trend:<column>`): the event's
-        hospital's status feed, lagged by the schema's `status_lag_h` and z-scored with training statistics,
-        exactly what the sequence models read; NaN where missing (no hospital known yet, stale or no feed)."""
+        hospital's status feed, lagged by the schema's `status_lag_h` and turned into bounded training ranks
+        (`schema.BoundedRank`, monotone: tree splits are unchanged by it), exactly what the sequence models read; NaN where missing (no hospital known yet, stale or no feed)."""
         enc, schema = self.data.encoded, self.data.schema
         first = len(NUMERIC_FEATURES)  # the connector's layout: value, age, then the status features
         return {name: np.where(enc.numeric_missing[rows, j], np.nan, enc.numeric[rows, j])

@@ -48,7 +48,7 @@ def event_batch(data, flat: np.ndarray) -> PathwayBatch:
         time_since_prev_h=col(enc.time_since_prev_h), time_since_start_h=col(enc.time_since_start_h),
         hour_of_day=col(enc.hour_of_day), day_of_week=col(enc.day_of_week, torch.int64),
         mask=torch.ones(K, 1, dtype=torch.bool), lengths=torch.ones(K, dtype=torch.int64), labels={}, label_mask={},
-        subject_id=torch.from_numpy(enc.subject_id[pathway]), hospital_id=torch.from_numpy(enc.hospital_id[pathway]),
+        event_hospital_id=col(enc.event_hospital_id, torch.int64), subject_id=torch.from_numpy(enc.subject_id[pathway]),
         pathway_id=torch.from_numpy(enc.pathway_id[pathway]))
 
 
@@ -74,7 +74,10 @@ def replay(model, data, start: str, hours: float, hospitals: list[str] | None = 
         wanted = [names.index(h) for h in hospitals if h in names]
         if len(wanted) != len(hospitals):
             raise ValueError(f"hospitals: unknown names {sorted(set(hospitals) - set(names))}; known {names[2:]}")
-        active &= np.isin(enc.hospital_id, wanted)
+        # a pathway joins once it is known at one of them (departure or ED arrival) within the period
+        at_wanted = np.zeros(enc.lengths.size, dtype=bool)
+        at_wanted[pathway_of[np.isin(enc.event_hospital_id, wanted) & (times < t1)]] = True
+        active &= at_wanted
     flat = np.flatnonzero(active[pathway_of] & (times < t1))
     flat = flat[np.lexsort((flat, times[flat]))]  # time order; ties keep the recorded order
     monitor = PathwayMonitor(model)

@@ -80,7 +80,7 @@ def prediction_rows(data, split: str, tasks=None) -> PredictionRows:
         if orc is not None:
             oracle[t] = orc[flat]
     return PredictionRows(split=split, flat=flat, pathway=pathway, pos=flat - enc.offsets[pathway],
-                          time_us=times[flat], hospital=enc.hospital_id[pathway], labels=labels, masks=masks,
+                          time_us=times[flat], hospital=enc.event_hospital_id[flat], labels=labels, masks=masks,
                           oracle=oracle)
 
 

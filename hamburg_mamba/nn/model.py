@@ -215,7 +215,7 @@ class HamburgHealthcareSafetyMamba(nn.Module):
             output = self(batch)
         finally:
             self.train(was_training)
-        return summarize_breakdown(self.config, output.pathway_predictions, batch.hospital_id, batch.pathway_id)
+        return summarize_breakdown(self.config, output.pathway_predictions, latest_hospital(batch), batch.pathway_id)
 
     # ------------------------------------------------------------------------------------------------
     # Checkpoints
@@ -246,6 +246,13 @@ class HamburgHealthcareSafetyMamba(nn.Module):
 def predict_system_breakdown(model: HamburgHealthcareSafetyMamba, batch) -> SystemBreakdown:
     """Module-level form of `HamburgHealthcareSafetyMamba.predict_system_breakdown`."""
     return model.predict_system_breakdown(batch)
+
+
+def latest_hospital(batch) -> Tensor:
+    """(B,) the hospital known at each pathway's latest real event (`PathwayBatch.event_hospital_id`): an
+    ambulance before its departure belongs to no hospital yet (the unknown index)."""
+    last = (batch.lengths - 1).clamp(min=0)  # (B,)
+    return batch.event_hospital_id.gather(1, last[:, None])[:, 0]
 
 
 def summarize_breakdown(config: HamburgMambaConfig, risk: dict[str, Tensor], hospital_id: Tensor,

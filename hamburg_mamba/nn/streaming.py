@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hamburg_mamba.nn.mamba import check_weights_dtype
-from hamburg_mamba.nn.model import HamburgHealthcareSafetyMamba, SystemBreakdown, summarize_breakdown
+from hamburg_mamba.nn.model import HamburgHealthcareSafetyMamba, SystemBreakdown, latest_hospital, summarize_breakdown
 
 DEFAULT_CAPACITY = 256
 
@@ -62,7 +62,7 @@ class PathwayMonitor:
         cache = [{name: t[slots] for name, t in layer.items()} for layer in self.pool]
         out = self.model.step(events, cache, weights_dtype=self.weights_dtype)
         self._write(slots, cache)
-        self._record(slots, out.predictions, events.hospital_id, increment=1)
+        self._record(slots, out.predictions, events.event_hospital_id[:, 0], increment=1)
         return out.predictions
 
     @torch.no_grad()
@@ -76,7 +76,7 @@ class PathwayMonitor:
         slots = self._slots_for(ids)
         out = self.model(history, return_cache=True)
         self._write(slots, out.cache)
-        self._record(slots, out.pathway_predictions, history.hospital_id, increment=history.lengths)
+        self._record(slots, out.pathway_predictions, latest_hospital(history), increment=history.lengths)
         return out.pathway_predictions
 
     def close(self, pathway_ids) -> None:

@@ -51,8 +51,8 @@ def test_baseline_status_features_are_the_feed_an_hour_late(tiny, column):
     by_hospital = {h: g.sort_values("time") for h, g in feed.groupby("hospital")}
     rows = prediction_rows(data, "held_out")
     schema = data.schema
-    st = schema.status_stats[f"status:{column}"]
-    got = FeatureBuilder(data).table(rows.flat)[f"status:{column}"].to_numpy() * st.std + st.mean
+    transform = schema.status_transforms[f"status:{column}"]
+    got = FeatureBuilder(data).table(rows.flat)[f"status:{column}"].to_numpy()
     lag, max_age = schema.status_lag_h * HOUR, schema.status_max_age_h * HOUR
     attached = 0
     for r, (t, hospital) in enumerate(_raw_rows(raw["events"], data, rows)):
@@ -61,8 +61,9 @@ def test_baseline_status_features_are_the_feed_an_hour_late(tiny, column):
         if seen is None or seen.empty or t - (seen["time"].iloc[-1] + lag) > max_age:
             assert np.isnan(got[r]), r
             continue
-        # z-scores are stored as float32: 6e-8 relative to |z|, times the column's spread
-        assert got[r] == pytest.approx(float(seen[column].iloc[-1]), abs=1e-5 * max(st.std, 1.0)), r
+        # the model input of that raw value (bounded rank, stored as float32; the transform is tested against
+        # hand-computed ranks in test_system_state.py)
+        assert got[r] == np.float32(transform(np.array([float(seen[column].iloc[-1])]))[0]), r
         attached += 1
     assert attached > 0.8 * len(rows)  # measured 289 of 337 (the rest: no hospital yet, or the feed ended)
     assert column in DEFAULT_STATUS_COLUMNS

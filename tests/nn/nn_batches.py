@@ -104,8 +104,8 @@ def make_batch(lengths, seed: int = 0, max_len: int | None = None, planted: bool
         lengths=lengths,
         labels=labels,
         label_mask=label_mask,
+        event_hospital_id=categorical["hospital"].clone(),
         subject_id=torch.arange(B) + 1000,
-        hospital_id=hospital_id,
         pathway_id=torch.arange(B) + 5000 + 100 * seed,
     )
     batch.check()
@@ -129,7 +129,7 @@ def select(batch: PathwayBatch, rows, steps: slice | None = None) -> PathwayBatc
         time_since_prev_h=ev(batch.time_since_prev_h), time_since_start_h=ev(batch.time_since_start_h),
         hour_of_day=ev(batch.hour_of_day), day_of_week=ev(batch.day_of_week),
         mask=mask, lengths=mask.sum(1), labels=labels, label_mask=label_mask,
-        subject_id=batch.subject_id[rows], hospital_id=batch.hospital_id[rows], pathway_id=batch.pathway_id[rows],
+        event_hospital_id=ev(batch.event_hospital_id), subject_id=batch.subject_id[rows], pathway_id=batch.pathway_id[rows],
     )
 
 

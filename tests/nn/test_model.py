@@ -138,9 +138,10 @@ def test_regression_head_uses_target_stats_and_missing_labels_are_ignored():
 def test_system_breakdown_levels_follow_thresholds_and_hospitals():
     model = build("mamba", warning_thresholds=[0.2, 0.4, 0.6])
     batch = make_batch([4, 7, 2, 9, 5, 3], seed=7)
-    batch.hospital_id = torch.tensor([2, 2, 3, 3, 3, 4])
-    for pathway, h in enumerate(batch.hospital_id.tolist()):
+    hospital_id = torch.tensor([2, 2, 3, 3, 3, 4])
+    for pathway, h in enumerate(hospital_id.tolist()):
         batch.categorical["hospital"][pathway][batch.mask[pathway]] = h
+        batch.event_hospital_id[pathway][batch.mask[pathway]] = h
     out = model(batch)
     risk = out.pathway_predictions["closure_6h"].detach()  # the shortest crisis horizon sets the level by default
 
@@ -153,7 +154,7 @@ def test_system_breakdown_levels_follow_thresholds_and_hospitals():
     assert result.overall.level == expected(float(risk.mean()))
     assert sorted(result.hospitals) == [2, 3, 4]
     for h, warning in result.hospitals.items():
-        members = batch.hospital_id == h
+        members = hospital_id == h
         assert warning.n_pathways == int(members.sum())
         assert warning.score == pytest.approx(float(risk[members].mean()), abs=1e-6)
         assert warning.level == expected(warning.score)

@@ -325,7 +325,7 @@ def _concat(batches):
         time_since_prev_h=cat(lambda b: b.time_since_prev_h), time_since_start_h=cat(lambda b: b.time_since_start_h),
         hour_of_day=cat(lambda b: b.hour_of_day), day_of_week=cat(lambda b: b.day_of_week),
         mask=cat(lambda b: b.mask), lengths=cat(lambda b: b.lengths), labels={}, label_mask={},
-        subject_id=cat(lambda b: b.subject_id), hospital_id=cat(lambda b: b.hospital_id),
+        event_hospital_id=cat(lambda b: b.event_hospital_id), subject_id=cat(lambda b: b.subject_id),
         pathway_id=cat(lambda b: b.pathway_id),
     )
 

@@ -65,5 +65,5 @@ def _events_at(batch, rows, t):
         time_since_prev_h=batch.time_since_prev_h[r, one], time_since_start_h=batch.time_since_start_h[r, one],
         hour_of_day=batch.hour_of_day[r, one], day_of_week=batch.day_of_week[r, one],
         mask=batch.mask[r, one], lengths=torch.ones(len(rows), dtype=torch.int64), labels={}, label_mask={},
-        subject_id=batch.subject_id[r], hospital_id=batch.hospital_id[r], pathway_id=batch.pathway_id[r],
+        event_hospital_id=batch.event_hospital_id[r, one], subject_id=batch.subject_id[r], pathway_id=batch.pathway_id[r],
     )
