@@ -1513,4 +1513,6 @@ def _course_oracles(pw, p, t, inpatient) -> dict:
     direct = pw["disp"][p] == 2
     icu24 = np.where(direct | after, realised_icu, icu24)
     ae24 = np.where(after, 0.0, ae24)
-    return {"ae24": ae24, "death": death, "icu24": icu24}
+    # 1 - (1 - x)(1 - y) and differences of cumulative sums round to -2e-16 where the true value is 0: a
+    # probability must stay in [0, 1] (a negative oracle would be clipped by any consumer, and then differ).
+    return {k: np.clip(v, 0.0, 1.0) for k, v in (("ae24", ae24), ("death", death), ("icu24", icu24))}

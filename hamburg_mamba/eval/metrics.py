@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import warnings
+
 import numpy as np
 
 ECE_BINS = 10  # equal-mass bins: with a low prevalence equal-width bins leave almost every row in the first bin
 LOGIT_EPS = 1e-6  # probabilities are clipped to [eps, 1 - eps] before taking logits (calibration slope)
-NEWTON_STEPS = 25  # logistic recalibration fit; two parameters converge in a handful of steps
+NEWTON_STEPS = 200  # logistic fits; converge in a handful of steps, nearly separable bootstrap replicates take dozens
 BOOTSTRAP_ALPHA = 0.05  # 95 % intervals
 BOOTSTRAP_TOL = 1e-6  # Newton tolerance of the calibration fits inside bootstrap replicates
 DECISION_THRESHOLDS = np.round(np.arange(0.01, 0.51, 0.01), 2)  # net benefit over clinically sensible thresholds
@@ -150,13 +152,17 @@ def fit_logistic(x, y, weight=None, steps: int = NEWTON_STEPS, tol: float = 1e-1
         g = X.T @ (w * (y - mu))
         H = (X * (w * mu * (1 - mu))[:, None]).T @ X
         try:
-            delta = np.linalg.solve(H + 1e-9 * np.eye(2), g)
+            delta = np.linalg.solve(H, g)
         except np.linalg.LinAlgError:
+            break
+        if not np.isfinite(delta).all():
             break
         beta = beta + delta
         if np.max(np.abs(delta)) < tol:
-            break
-    return float(beta[0]), float(beta[1])
+            return float(beta[0]), float(beta[1])
+    # No maximum: the classes are (quasi-)separated by x, so the likelihood keeps rising as the slope grows (a
+    # bootstrap replicate of a rare outcome does this). Any finite number returned here would be arbitrary.
+    return float("nan"), float("nan")
 
 
 def calibration_slope_intercept(y, p, weight=None) -> tuple[float, float]:
@@ -335,11 +341,20 @@ class PlattRecalibration:
 
     def __init__(self):
         self.intercept, self.slope = 0.0, 1.0
+        self.separated = False  # True when the fitting rows admit no logistic map (identity kept)
 
     def fit(self, y, p) -> PlattRecalibration:
         y, p, _ = _prep(y, p, None)
         if 0 < y.sum() < y.size:
-            self.intercept, self.slope = fit_logistic(logit(p), y)
+            intercept, slope = fit_logistic(logit(p), y)
+            if np.isfinite(slope):
+                self.intercept, self.slope = intercept, slope
+            else:
+                # p separates the classes on these rows (a clairvoyant reference does), so no logistic map
+                # exists; the identity is kept and said so, rather than an arbitrary steep map.
+                self.separated = True
+                warnings.warn(f"PlattRecalibration: p separates the classes on the {y.size} fitting rows; "
+                              "no logistic map exists, the identity is kept", RuntimeWarning, stacklevel=2)
         return self
 
     def __call__(self, p) -> np.ndarray:

@@ -150,3 +150,24 @@ def test_bootstrap_replicate_equals_weighted_metrics(sample):
     want = M.binary_metrics(y, pr, w)
     for k in M.BINARY_METRICS:
         assert got[k] == pytest.approx(want[k], rel=1e-6, abs=1e-9), k
+
+
+def test_logistic_fit_of_separated_classes_is_undefined_not_a_number_picked_by_the_iteration_cap():
+    # x separates y completely: the likelihood rises without bound as the slope grows, so no maximum exists
+    x = np.array([-2.0, -1.0, -0.5, 0.5, 1.0, 2.0])
+    y = np.array([0.0, 0.0, 0.0, 1.0, 1.0, 1.0])
+    assert np.isnan(M.fit_logistic(x, y)).all()
+    # overlapping classes have a maximum: the score equations hold there
+    y2 = np.array([0.0, 1.0, 0.0, 1.0, 0.0, 1.0])
+    a, b = M.fit_logistic(x, y2)
+    mu = 1 / (1 + np.exp(-(a + b * x)))
+    np.testing.assert_allclose([np.sum(y2 - mu), np.sum(x * (y2 - mu))], 0.0, atol=1e-9)
+
+
+def test_platt_keeps_the_identity_when_the_tuning_rows_are_separated():
+    p = np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
+    y = np.array([0.0, 0.0, 0.0, 1.0, 1.0, 1.0])
+    with pytest.warns(RuntimeWarning, match="separates the classes"):
+        recal = M.PlattRecalibration().fit(y, p)
+    assert recal.separated
+    np.testing.assert_allclose(recal(p), p, rtol=1e-12)
