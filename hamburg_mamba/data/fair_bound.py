@@ -23,22 +23,24 @@ How, per row (`course_bounds`):
         until the death would have happened, then the ICU decision (probability ICU_AFTER_AE).
     before the bed (EMS, ED, boarding)          Monte Carlo: SCENARIOS re-simulations of the patient's future
         from the state at t, each with its adverse-event integrals in closed form (Rao-Blackwellised); the
-        standard error of the mean over scenarios is reported.
+        standard error of the (likelihood-weighted) mean over scenarios is reported; see `_monte_carlo`.
     readmission_30d                             the logistic probability the generator draws from at discharge
         (exact: every input is known at discharge).
 
-What is not integrated out (documented in docs/data.md, "The fair bound"): the ED occupancy at arrival read by
-rows before the ambulance arrives (minutes ahead), and, for the boarding time and the ward's load at the bed,
-the city's realised path: a scenario borrows them from one of the NEIGHBOURS realised admissions of the same
-hospital and unit nearest its ready time (never the patient's own). Re-simulating the whole city from every
-prediction time would be exact and costs about 1,000 times the generation. The system-level tasks (staff,
-closures) have no fair bound for that reason: their labels depend on every patient's future.
+What is not integrated out (documented in docs/data.md, "The fair bound"): for the hours a patient boards and
+the ward's load at the bed, the city's realised path: a scenario borrows them from one of the NEIGHBOURS realised
+admissions of the same hospital and unit nearest its ready time (never the patient's own). Re-simulating the whole
+city from every prediction time would be exact and costs about 1,000 times the generation. The system-level tasks
+(staff, closures) have no fair bound for that reason: their labels depend on every patient's future. The ED
+occupancy the wait depends on is the census at the start of the hour the simulator processes the arrival in (the
+dispatch hour of an ambulance), so every row of the pathway may read it.
 
 Glossary: R prediction rows, K scenarios per row, M admitted scenarios (flat), B bins per integral.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -49,7 +51,7 @@ import pyarrow.parquet as pq
 
 from hamburg_mamba.data import synthetic as S
 
-SCENARIOS = 16  # Monte-Carlo scenarios per row before the bed (se = sd / 4, reported per row)
+SCENARIOS = 8  # Monte-Carlo scenarios per row before the bed (stratified draws; se reported per row)
 NEIGHBOURS = 8  # realised admissions (same hospital and unit, nearest ready time) a scenario borrows from
 BOARDING_TRIES = 8  # neighbours tried for a patient already boarding longer than a drawn neighbour did
 RESIDUAL_BOARDING_H = 0.5  # remaining boarding when no neighbour tried waited as long (counted in the docs)
@@ -244,10 +246,14 @@ def _plan_survival_tables(cfg) -> np.ndarray:
 def _icu_death_prob(h, cap):
     """E[1 - exp(-h min(L, cap))] over the log-normal ICU stay L: death in an ICU stay of hazard h (per hour),
     by Gauss-Hermite quadrature on a table of log h (interpolated)."""
+    return np.interp(np.log(np.maximum(h, 1e-300)), LOG_HAZARD_TABLE, _icu_death_table(cap))
+
+
+@functools.lru_cache(maxsize=4)
+def _icu_death_table(cap):
     z, w = np.polynomial.hermite_e.hermegauss(ICU_DEATH_NODES)
     stay = np.minimum(np.exp(ICU_LOS_MU + ICU_LOS_SIGMA * z), cap)  # (nodes,)
-    table = (-np.expm1(-np.exp(LOG_HAZARD_TABLE)[:, None] * stay[None, :]) * w).sum(1) / w.sum()
-    return np.interp(np.log(np.maximum(h, 1e-300)), LOG_HAZARD_TABLE, table)
+    return (-np.expm1(-np.exp(LOG_HAZARD_TABLE)[:, None] * stay[None, :]) * w).sum(1) / w.sum()
 
 
 def _lognormal_sf(x, mu, sigma):
@@ -459,20 +465,25 @@ def _scenario_outcomes(c: dict, cap: float) -> dict:
         s_bed = _severity(part, t_bed)
         survive = np.exp(-S._icu_death_hazard(s_bed) * (ward_start - np.maximum(t, t_bed)))
         survive = np.where(direct, survive, 1.0)
-        day = _first_event(part, ward_start, np.maximum(np.minimum(t + 24.0, end), ward_start), WINDOW_BINS, cap)
+        day = _first_event(part, ward_start, np.maximum(np.minimum(t + 24.0, end), ward_start), WINDOW_BINS, cap,
+                           ())
         out["adverse_event"][sl] = survive * day["any"]
-        icu_end = np.maximum(np.minimum(t + 24.0 - S.ICU_AFTER_AE_DELAY_H, end), t_bed)
-        ward_icu = _first_event(part, t_bed, icu_end, WINDOW_BINS, cap)
-        out["icu_transfer"][sl] = np.where(direct, (t_bed > t) & (t_bed <= t + 24.0),
-                                           S.ICU_AFTER_AE * (ward_icu["any"] - ward_icu["fatal"]))
+        out["icu_transfer"][sl] = (t_bed > t) & (t_bed <= t + 24.0)
+        ward = ~direct  # only a ward admission goes to the ICU after an adverse event
+        if ward.any():
+            icu_end = np.maximum(np.minimum(t + 24.0 - S.ICU_AFTER_AE_DELAY_H, end), t_bed)
+            ward_icu = _first_event({k: v[ward] for k, v in part.items()}, t_bed[ward], icu_end[ward], WINDOW_BINS,
+                                    cap, ("fatal",))
+            out["icu_transfer"][sl][ward] = S.ICU_AFTER_AE * (ward_icu["any"] - ward_icu["fatal"])
         settled = np.clip(part["t_phys"] + SETTLED_TAUS * part["tau"], ward_start, end)
-        early = _first_event(part, ward_start, settled, STAY_BINS, cap)
+        early = _first_event(part, ward_start, settled, STAY_BINS, cap,
+                             ("fatal", "icu_death") if ward.any() else ("fatal",))
         h_inf = np.exp(S.AE_INTERCEPT + S.AE_SEVERITY * part["s_inf"] + S.AE_STRAIN * part["strain"])
         q_inf = _fatal_prob(part["s_inf"], part["strain"])
         dies_inf = q_inf + (1.0 - q_inf) * S.ICU_AFTER_AE * ~direct * _icu_death_prob(
             S._icu_death_hazard(part["s_inf"]), cap)
         tail = np.exp(-early["hazard"]) * -np.expm1(-h_inf * (end - settled)) * dies_inf
-        ward_death = early["fatal"] + S.ICU_AFTER_AE * ~direct * early["icu_death"] + tail
+        ward_death = early["fatal"] + S.ICU_AFTER_AE * ward * early.get("icu_death", 0.0) + tail
         out["in_hospital_death"][sl] = 1.0 - survive + survive * ward_death
     return out
 
@@ -482,19 +493,23 @@ def _severity(c, x):
     return c["s_inf"] + (c["s_phys"] - c["s_inf"]) * np.exp(-np.maximum(x - c["t_phys"], 0.0) / c["tau"])
 
 
-def _first_event(c, a, b, n_bins, cap) -> dict:
-    """Over [a, b] (M,): P(first adverse event there) "any", and that it is fatal "fatal", or non-fatal and
-    followed by death in the ICU stay it leads to "icu_death" (ICU_AFTER_AE not applied), with the cumulative
-    hazard "hazard"; hazard exp(a + b s + c strain) held at each of n_bins midpoints."""
+def _first_event(c, a, b, n_bins, cap, also=("fatal", "icu_death")) -> dict:
+    """Over [a, b] (M,): P(first adverse event there) "any" and the cumulative hazard "hazard"; with `also`, that
+    it is fatal "fatal", or non-fatal and followed by death in the ICU stay it leads to "icu_death" (ICU_AFTER_AE
+    not applied); hazard exp(a + b s + c strain) held at each of n_bins midpoints."""
     width = np.maximum(b - a, 0.0) / n_bins  # (M,)
     mid = a[:, None] + width[:, None] * (np.arange(n_bins) + 0.5)  # (M, n_bins)
     s = _severity({k: v[:, None] for k, v in c.items() if k in ("s_inf", "s_phys", "t_phys", "tau")}, mid)
     step = np.exp(S.AE_INTERCEPT + S.AE_SEVERITY * s + S.AE_STRAIN * c["strain"][:, None]) * width[:, None]
     H = np.cumsum(step, axis=1)
     first = np.exp(-(H - step)) * -np.expm1(-step)
-    q = _fatal_prob(s, c["strain"][:, None])
-    return {"any": first.sum(1), "fatal": (first * q).sum(1), "hazard": H[:, -1],
-            "icu_death": (first * (1.0 - q) * _icu_death_prob(S._icu_death_hazard(s), cap)).sum(1)}
+    out = {"any": first.sum(1), "hazard": H[:, -1]}
+    if also:
+        q = _fatal_prob(s, c["strain"][:, None])
+        out["fatal"] = (first * q).sum(1)
+    if "icu_death" in also:
+        out["icu_death"] = (first * (1.0 - q) * _icu_death_prob(S._icu_death_hazard(s), cap)).sum(1)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------
