@@ -37,7 +37,7 @@ BUILD_CONFIG_STAMP := $(VENV)/.build-config
 TORCH_STAMP := $(VENV)/.torch
 INSTALL_STAMP := $(VENV)/.installed
 BUILD_CONFIG := HAMBURG_MAMBA_CUDA=$(HAMBURG_MAMBA_CUDA) TORCH_CUDA_ARCH_LIST=$(TORCH_CUDA_ARCH_LIST)
-EXT_SOURCES := $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh')
+EXT_SOURCES := $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.inc' -o -name '*.cu' -o -name '*.cuh')
 
 define record_value
 	@mkdir -p $(@D)
@@ -105,7 +105,7 @@ bench: build ctest
 # ---------------------------------------------------------------------------------------------------------
 # Checks only, never rewrites; every tool runs, and the target fails if any of them found something.
 # `ruff format .` and `clang-format -i` fix what they report.
-CPP_SOURCES = $(shell find csrc tests/cpp bench/cpp -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh')
+CPP_SOURCES = $(shell find csrc tests/cpp bench/cpp -name '*.cpp' -o -name '*.h' -o -name '*.inc' -o -name '*.cu' -o -name '*.cuh')
 lint: $(INSTALL_STAMP)
 	@status=0; \
 	$(VENV)/bin/ruff check . || status=1; \
