@@ -1,0 +1,62 @@
+"""The hospital risk series at the edges of the hourly grid, against a plain loop (mutation testing found these
+edges untested: docs/testing.md "Mutation testing").
+
+A pathway is present at hour h when its first row is at or before h and its last row at or after h; it then
+contributes its latest row at or before h; a hospital's value is the mean over present pathways, carried
+forward over hours with none, 0 before the first.
+"""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hamburg_mamba.eval import closures as C
+
+H0 = pd.Timestamp("2023-11-01 00:00")
+HOURS = 6
+# (hospital, pathway, hours since H0, risk). Pathway 10 ends before the grid and comes first in pathway order;
+# 12 ends exactly on hour 0 with a row exactly on it; 13 covers one hour only; 14 runs past the grid's end.
+ROWS = [
+    (2, 10, -3.5, 0.9), (2, 10, -1.2, 0.8),
+    (2, 12, -0.5, 0.7), (2, 12, 0.0, 0.3),
+    (2, 13, 1.5, 0.2), (2, 13, 2.5, 0.8),
+    (2, 14, 3.2, 0.6), (2, 14, 4.0, 0.1), (2, 14, 5.0, 0.35), (2, 14, 8.0, 0.4),
+    (3, 20, 0.5, 0.5), (3, 20, 4.0, 0.25),
+]
+
+
+def _plain_series(rows, hours):
+    out = {}
+    for hospital in sorted({r[0] for r in rows}):
+        mine = [r for r in rows if r[0] == hospital]
+        values, last = [], 0.0
+        for h in range(hours):
+            latest = []
+            for pathway in sorted({r[1] for r in mine}):
+                times = [(t, risk) for _, p, t, risk in mine if p == pathway]
+                if min(t for t, _ in times) <= h <= max(t for t, _ in times):
+                    latest.append(max((t, risk) for t, risk in times if t <= h)[1])
+            if latest:
+                last = sum(latest) / len(latest)
+            values.append(last)  # carried forward (0 before the first present pathway)
+        out[hospital] = values
+    return out
+
+
+@pytest.mark.parametrize("unit", ["us", "ns", "s"])
+def test_risk_series_edges_equal_a_plain_loop(unit):
+    """The grid may come in any datetime unit (pandas makes ns, s or us indexes): the hours are the same."""
+    hospital, pathway, hours, risk = (np.array(c) for c in zip(*ROWS))
+    time_us = (H0.to_datetime64().astype("datetime64[us]").astype(np.int64) + hours * 3.6e9).astype(np.int64)
+    grid = pd.date_range(H0, periods=HOURS, freq="h").as_unit(unit)
+    got = C.hospital_risk_series(time_us, hospital, pathway, risk, grid)
+    want = _plain_series(ROWS, HOURS)
+    assert sorted(got.columns) == sorted(want)
+    for h, values in want.items():
+        np.testing.assert_allclose(got[h].to_numpy(), values, rtol=0, atol=1e-15)
+    # by hand for hospital 2: hour 0 pathway 12 (0.3, its row on the hour); 1 none (carried); 2 pathway 13 (0.2);
+    # 3 none (14 starts at 3.2; carried); 4 and 5 pathway 14 (its rows at 4.0 and 5.0, the grid's last hour)
+    assert got[2].tolist() == [0.3, 0.3, 0.2, 0.2, 0.1, 0.35]
+    assert math.isclose(got[3].iloc[0], 0.0) and got[3].iloc[1] == 0.5
