@@ -66,6 +66,9 @@ class EncodedPathways:
     # and on static facts. There is no pathway-level hospital: the destination is known only from the departure
     # on, so one per pathway would hand every earlier event its future.
     event_hospital_id: np.ndarray
+    # (N,) object: that hospital's name as recorded, None where unknown; a hospital outside the training
+    # vocabulary (UNKNOWN_INDEX above) keeps its name, so hospital-level evaluation can score it as itself
+    event_hospital_name: np.ndarray
     subject_id: np.ndarray  # (P,) int64
     pathway_id: np.ndarray  # (P,) int64
     split: np.ndarray  # (P,) object
@@ -656,6 +659,7 @@ def _encode(ev, cols, pw, rows, owner, schema, labels, oracle, acc, status) -> E
         offsets=offsets.astype(np.int64), categorical=cat, numeric=num, numeric_missing=miss,
         time_since_prev_h=tsp, time_since_start_h=tss, hour_of_day=hod, day_of_week=dow,
         event_labels=ev_labels, pathway_labels=pw_labels, event_hospital_id=_event_hospital(cols, rows, schema),
+        event_hospital_name=_event_hospital_name(cols, rows),
         subject_id=pw["subject_id"].to_numpy(np.int64), pathway_id=pw["pathway_id"].to_numpy(np.int64),
         split=pw["split"].to_numpy(object))
 
@@ -667,6 +671,15 @@ def _event_hospital(cols: _EventColumns, rows: np.ndarray, schema: DatasetSchema
         return np.full(rows.size, UNKNOWN_INDEX, dtype=np.int64)
     lut = np.concatenate([[UNKNOWN_INDEX], _lookup(hosp[1], schema.categorical_vocab["hospital"])])  # lut[0]: none
     return lut[cols.known_hospital[rows] + 1].astype(np.int64)
+
+
+def _event_hospital_name(cols: _EventColumns, rows: np.ndarray) -> np.ndarray:
+    """(N,) object name of each laid-out event's known hospital (`EncodedPathways.event_hospital_name`)."""
+    hosp = cols.fields.get("hospital")
+    if hosp is None:
+        return np.full(rows.size, None, dtype=object)
+    c = cols.known_hospital[rows]
+    return np.where(c >= 0, hosp[1][np.maximum(c, 0)], None).astype(object)
 
 
 def _status_out_of_range(schema: DatasetSchema, status: np.ndarray, split: np.ndarray) -> pd.DataFrame:

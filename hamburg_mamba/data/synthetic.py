@@ -1298,6 +1298,8 @@ def _hourly_frame(cfg, city, sim) -> pd.DataFrame:
         "ems_diverted_away": sim["diverted_out"].ravel(),
         "closed_to_ems": sim["closed"].ravel(),
         "closure_start": sim["closure_start"].ravel(),
+        # a closure is running at the hour's start, so no new one can start in it (eval/closures.py's unit)
+        "closed_at_hour_start": ~sim["eligible"].ravel(),
         "closure_hazard": sim["hazard_open"].ravel().astype(np.float32),
     })
 

@@ -5,7 +5,7 @@
     predictions.parquet          held-out event rows: ids, time, hospital, subgroup columns, per task the label,
                                  its mask and per model the raw and recalibrated probability
     pathway_predictions.parquet  the same for pathway-level tasks (readmission), one row per pathway
-    closure_series.parquet       hourly closure risk per hospital and model, held-out period
+    closure_series.parquet       held-out hospital-hours (closures.hospital_hours) with every source's score
     timeline.parquet             hourly closure risk per hospital over the whole window (primary model, oracle)
     metrics.json                 everything numeric (see `run_comparison`)
 """
@@ -24,9 +24,15 @@ from hamburg_mamba.eval import metrics as M
 from hamburg_mamba.eval.baselines import NEWS2_TASKS, CatBoostSettings, News2Baseline, catboost_predict, fit_catboost
 from hamburg_mamba.eval.features import FeatureBuilder
 from hamburg_mamba.eval.predictions import model_predictions, pathway_rows, prediction_rows
+from hamburg_mamba.train.data_setup import event_times_us
 
-ALERT_SENSITIVITY = 0.8  # alert burden is reported at this sensitivity (threshold set on the held-out rows)
-CLOSURE_TASK = "closure_6h"  # drives the hospital warning (the monitor's default: the shortest horizon)
+ALERT_SENSITIVITY = 0.8  # alert threshold: this sensitivity on the tuning rows, then applied to held-out
+CLOSURE_TASK = f"closure_{C.ALARM_HORIZON_H}h"  # drives the hospital alarm (the monitor's default)
+FAIR_BOUND = "fair_bound"  # P(label | simulator state at t): the reachable reference (data/fair_bound.py)
+ORACLE = "oracle"  # the generator's clairvoyant probability: reads the future, not reachable
+# Bootstrap clusters follow the label's unit (TaskSpec.group): a patient's rows, a hospital's day (a closure
+# label is shared by every patient there), a unit's shift (the staffing label is the unit's next shift).
+CLUSTER_OF_GROUP = {"safety": "subject", "crisis": "hospital_day", "staff": "unit_shift"}
 AGE_BANDS = (0, 40, 65, 80, 200)
 AGE_LABELS = ("<40", "40-64", "65-79", "80+")
 SUBGROUPS = ("age_band", "sex", "triage_group", "arrival_mode", "hospital", "season")
@@ -108,17 +114,24 @@ def run_comparison(spec, runs: dict, out_dir: str | Path, baselines=("catboost",
                 preds["news2"][s][task] = nb.probability(task, scores[s])
         preds["news2"]["held_out"]["news2_score"] = scores["held_out"]
     if "oracle" in baselines:
-        preds["oracle"] = {s: {**rows[s].oracle, **prow[s].oracle} for s in ("tuning", "held_out")}
+        preds[ORACLE] = {s: {**rows[s].oracle, **prow[s].oracle} for s in ("tuning", "held_out")}
+        bound = _fair_bound_predictions(spec, data, rows, prow)
+        if bound is not None:
+            preds[FAIR_BOUND] = bound
+            _log(f"fair bound of {sorted(bound['held_out'])}", t0)
 
     model_names = list(preds)
     # --- recalibration on tuning, metrics on held-out ---
     H = rows["held_out"]
     HP = prow["held_out"]
-    subject = {"event": enc.subject_id[H.pathway], "pathway": enc.subject_id[HP.pathway]}
+    clusters = {"event": _row_clusters(data, H), "pathway": {"subject": enc.subject_id[HP.pathway]}}
     feats = fb.table(H.flat)
-    groups = _subgroups(data, feats, H)
+    groups, dropped = _subgroups(data, feats, H)
+    results_notes += [f"subgroup {g} dropped: one level ({level}) in the held-out rows" for g, level in dropped]
     patient_days = _patient_days(data, H)
-    results: dict = {"tasks": {}, "models": model_names, "n_boot": n_boot, "alert_sensitivity": ALERT_SENSITIVITY}
+    primary_name = primary if primary in preds else (next(iter(models)) if models else None)
+    results: dict = {"tasks": {}, "models": model_names, "n_boot": n_boot, "alert_sensitivity": ALERT_SENSITIVITY,
+                     "primary": primary_name, "clusters": CLUSTER_OF_GROUP}
     recal_cols = {}
     for task, spec_t in tasks.items():
         src = H if spec_t.level == "event" else HP
@@ -136,35 +149,41 @@ def run_comparison(spec, runs: dict, out_dir: str | Path, baselines=("catboost",
                 continue
             p = np.clip(p, 0.0, 1.0)
             pt = np.clip(np.asarray(preds[name]["tuning"][task], dtype=np.float64), 0.0, 1.0)[mt]
-            recal = M.PlattRecalibration().fit(yt, pt) if name not in ("oracle", "news2") and yt.size else None
+            recal = M.PlattRecalibration().fit(yt, pt) if name not in (ORACLE, FAIR_BOUND, "news2") and yt.size \
+                else None
             p_recal = recal(p) if recal is not None else p
             recal_cols[(name, task)] = (p, p_recal)
             if y.size == 0 or y.min() == y.max():
                 continue
-            est = M.bootstrap_binary(y, p[m], cluster=subject[spec_t.level][m], n_boot=n_boot)
+            cluster = clusters[spec_t.level][_cluster_kind(spec_t)][m]
+            est = M.bootstrap_binary(y, p[m], cluster=cluster, n_boot=n_boot)
             entry = {k: v.as_dict() for k, v in est.items()}
             entry["ece_recalibrated"] = M.ece(y, p_recal[m])
             entry["brier_recalibrated"] = M.brier(y, p_recal[m])
             if recal is not None:
                 entry["recalibration"] = {"intercept": recal.intercept, "slope": recal.slope}
             if spec_t.level == "event":
-                entry["alert_burden"] = alert_burden(y, p[m], src.pathway[m], src.time_us[m], ALERT_SENSITIVITY,
+                threshold = M.threshold_at_sensitivity(yt, pt, ALERT_SENSITIVITY) if yt.size else float("nan")
+                entry["alert_burden"] = alert_burden(y, p[m], src.pathway[m], src.time_us[m], threshold,
                                                      patient_days)
-                entry["subgroups"] = {g: _subgroup_auroc(y, p[m], groups[g][m]) for g in SUBGROUPS}
+                entry["subgroups"] = {g: _subgroup_auroc(y, p[m], groups[g][m], cluster, n_boot) for g in groups}
             task_res["models"][name] = entry
+        if spec_t.kind == "binary":
+            task_res["cluster"] = _cluster_kind(spec_t)
+            task_res["comparisons"] = _paired_comparisons(task, src, m, preds, primary_name, task_res["models"],
+                                                          clusters[spec_t.level][_cluster_kind(spec_t)][m], n_boot)
         results["tasks"][task] = task_res
         _log(f"metrics {task}", t0)
 
     # --- closures: hospital warnings ---
-    lookup = data.schema.lookup["hospital"]
-    closures = C.closure_starts_from_system(spec.root, lookup)
-    if closures is not None and CLOSURE_TASK in tasks:
-        results["closures"] = _closure_evaluation(data, rows, preds, closures, max_false_alarms_per_week, out_dir)
-        _log("closure warnings", t0)
+    hourly = C.read_hourly(spec.root)
+    if hourly is not None and CLOSURE_TASK in tasks:
+        results["closures"] = _closure_evaluation(spec, data, rows, preds, hourly, max_false_alarms_per_week,
+                                                  n_boot, primary_name, out_dir)
+        _log("closure warnings (hospital-hours)", t0)
         if timeline:
-            prim = primary or (next(iter(models)) if models else None)
-            _timeline(data, models.get(prim), prim, closures, out_dir, device)
-            _log(f"timeline ({prim})", t0)
+            _timeline(data, models.get(primary_name), primary_name, hourly, out_dir, device)
+            _log(f"timeline ({primary_name})", t0)
     results["notes"] = results_notes
     results["news2_missing_vitals"] = news2_missing
     results["data_report"] = data.report()
@@ -190,19 +209,21 @@ def _load_model(run):
     return HamburgHealthcareSafetyMamba.from_pretrained(run)
 
 
-def alert_burden(y, p, pathway, time_us, sensitivity: float, patient_days: float) -> dict:
-    """Threshold reaching `sensitivity` on these rows, and the alerts it raises per 100 patient-days.
+def alert_burden(y, p, pathway, time_us, threshold: float, patient_days: float) -> dict:
+    """The alerts a threshold (chosen on the tuning rows) raises on these rows per 100 patient-days, and the
+    sensitivity it reaches here.
 
     An alert is an onset: a row at or above the threshold whose pathway's previous row was below it (or the
     pathway's first row), which is what a ward would be paged for.
     """
-    t = M.threshold_at_sensitivity(y, p, sensitivity)
+    t = threshold
     order = np.lexsort((time_us, pathway))
     on = (p >= t)[order]
     pw = pathway[order]
     first = np.r_[True, pw[1:] != pw[:-1]]
     onset = on & (first | ~np.r_[False, on[:-1]])
-    return {"threshold": t, "alerts": int(onset.sum()), "alerting_rows": float(on.mean()),
+    return {"threshold": t, "sensitivity": float(np.mean(p[y == 1] >= t)) if (y == 1).any() else float("nan"),
+            "alerts": int(onset.sum()), "alerting_rows": float(on.mean()),
             "alerts_per_100_patient_days": float(onset.sum() / max(patient_days, 1e-9) * 100)}
 
 
@@ -211,17 +232,21 @@ def _patient_days(data, rows) -> float:
     return float(((pw["end"] - pw["start"]) / pd.Timedelta(days=1)).sum())
 
 
-def _subgroups(data, feats: pd.DataFrame, rows) -> dict[str, np.ndarray]:
+def _subgroups(data, feats: pd.DataFrame, rows) -> tuple[dict[str, np.ndarray], list[tuple[str, str]]]:
     """Subgroup label per prediction row (DOMAIN.md: age band, sex, triage group, arrival mode, hospital,
-    season); "unknown" where the data does not say."""
+    season); "unknown" where the data does not say. A subgroup with one level in these rows compares nothing
+    and is returned in the second list as (name, level), not in the first. The hospital is the one the row's
+    event knew, by name (a hospital outside the training vocabulary is itself)."""
     vocab = data.schema.categorical_vocab
     out = {"age_band": np.asarray(pd.cut(feats["age_years"], AGE_BANDS, labels=AGE_LABELS, right=False)
                                   .astype(object).fillna("unknown"), dtype=object)}
-    for g in ("triage_group", "arrival_mode", "hospital"):
+    for g in ("triage_group", "arrival_mode"):
         out[g] = np.asarray(vocab[g], dtype=object)[feats[g].to_numpy()]
+    out["hospital"] = pd.Series(data.encoded.event_hospital_name[rows.flat], dtype=object).fillna("unknown").to_numpy()
     out["sex"] = _pathway_sex(data)[rows.pathway]
     out["season"] = SEASONS[pd.to_datetime(rows.time_us, unit="us").month.to_numpy() - 1]
-    return {g: out[g] for g in SUBGROUPS}
+    one_level = [(g, str(out[g][0])) for g in SUBGROUPS if len(out[g]) and len(set(out[g].tolist())) == 1]
+    return {g: out[g] for g in SUBGROUPS if g not in dict(one_level)}, one_level
 
 
 def _pathway_sex(data) -> np.ndarray:
@@ -235,51 +260,211 @@ def _pathway_sex(data) -> np.ndarray:
     return out
 
 
-def _subgroup_auroc(y, p, group) -> dict:
+def _subgroup_auroc(y, p, group, cluster, n_boot: int) -> dict:
+    """Per level: rows, prevalence and AUROC with its cluster-bootstrap interval (clusters as the task's)."""
     res = {}
     for g in sorted(set(group.tolist()), key=str):
         s = group == g
-        res[str(g)] = {"n": int(s.sum()), "prevalence": float(y[s].mean()), "auroc": M.auroc(y[s], p[s])}
+        a = M.bootstrap_binary(y[s], p[s], cluster=cluster[s], n_boot=n_boot, metrics=("auroc",))["auroc"]
+        res[str(g)] = {"n": int(s.sum()), "prevalence": float(y[s].mean()), "auroc": a.value, "low": a.low,
+                       "high": a.high}
     return res
 
 
-def _closure_evaluation(data, rows, preds, closures, max_fa, out_dir) -> dict:
-    res = {"task": CLOSURE_TASK, "lookback_h": C.LOOKBACK_H, "max_false_alarms_per_week_on_tuning": max_fa,
-           "models": {}}
-    series_frames = []
+def _cluster_kind(spec_t) -> str:
+    return CLUSTER_OF_GROUP.get(spec_t.group, "subject")
+
+
+def _row_clusters(data, rows) -> dict[str, np.ndarray]:
+    """(R,) bootstrap cluster of each event row by kind: subject; hospital_day (the hospital the row knew, by
+    name, and its calendar day); unit_shift (that hospital, the event's unit and its shift: rows of one shift
+    share the label of the unit's next shift)."""
+    from hamburg_mamba.data.synthetic import DAY_SHIFT_START_H, NIGHT_SHIFT_START_H
+
+    enc = data.encoded
+    hospital = pd.Series(enc.event_hospital_name[rows.flat], dtype=object).fillna("unknown").astype(str)
+    t = pd.to_datetime(rows.time_us, unit="us")
+    shifted = t - pd.Timedelta(hours=DAY_SHIFT_START_H)  # a shift day runs from 06:00 to 06:00
+    night = shifted.hour >= NIGHT_SHIFT_START_H - DAY_SHIFT_START_H
+    unit_col = list(data.schema.categorical_vocab).index("unit")
+    unit = np.asarray(data.schema.categorical_vocab["unit"], dtype=object)[enc.categorical[rows.flat, unit_col]]
+    day = pd.Series(t.strftime("%Y-%m-%d"))
+    shift = pd.Series(shifted.strftime("%Y-%m-%d")) + np.where(night, "N", "D")
+    return {"subject": enc.subject_id[rows.pathway], "hospital_day": (hospital + "|" + day).to_numpy(),
+            "unit_shift": (hospital + "|" + pd.Series(unit).astype(str) + "|" + shift).to_numpy()}
+
+
+def _paired_comparisons(task, src, m, preds, primary, evaluated, cluster, n_boot) -> dict:
+    """The primary model minus every other model evaluated on the task: AUROC difference with its paired
+    cluster-bootstrap interval (the same resamples as every model's own interval)."""
+    if primary not in evaluated:
+        return {}
+    y = src.labels[task][m]
+    mine = np.clip(np.asarray(preds[primary]["held_out"][task], dtype=np.float64), 0, 1)[m]
+    out = {}
+    for other in evaluated:
+        if other != primary:
+            theirs = np.clip(np.asarray(preds[other]["held_out"][task], dtype=np.float64), 0, 1)[m]
+            out[other] = {"auroc_difference": M.paired_difference(y, mine, theirs, cluster, n_boot).as_dict()}
+    return out
+
+
+def _fair_bound_predictions(spec, data, rows, prow) -> dict | None:
+    """split -> task -> the fair bound at the split's rows, for the tasks the folder's bound/ covers; None
+    without one. The connector reads it as the oracle of a second connection (same split, same rows)."""
+    from hamburg_mamba.data.fair_bound import read_bound
+
+    if not (Path(spec.root) / "bound").is_dir():
+        return None
+    bound = read_bound(spec.root)
+    again = spec.connect(schema=data.schema, oracle=bound)
+    out = {}
+    for s in ("tuning", "held_out"):
+        r, p = prediction_rows(again, s), pathway_rows(again, s)
+        if not (np.array_equal(r.flat, rows[s].flat) and np.array_equal(p.pathway, prow[s].pathway)):
+            raise RuntimeError(f"fair bound: the second connection laid out other {s} rows than the first")
+        out[s] = {t: v for t, v in {**r.oracle, **p.oracle}.items() if t in bound}
+    return out
+
+
+def _closure_evaluation(spec, data, rows, preds, hourly, max_fa, n_boot, primary, out_dir) -> dict:
+    """Hospital-hour evaluation of the closure warnings (closures.py): per source (models pooled by
+    `closures.hospital_risk_series`, the comparators, the clairvoyant hazard) AUROC per horizon on the held-out
+    hours with hospital-day clusters and the paired difference to the primary model, and the alarm (threshold
+    from the tuning hours) with its uncapped lead times, alarm share and precision."""
+    table = C.hospital_hours(hourly)
+    period = _hour_periods(spec, rows, table)
+    in_split = {s: _in_hours(table, *period[s]) for s in period}
+    horizons = [k for k in C.HORIZONS_H if f"closure_{k}h" in data.schema.tasks]
+    sources = _closure_sources(spec, data, rows, preds, table, period, horizons)
+    held = in_split["held_out"]
+    res = {"alarm_task": CLOSURE_TASK, "horizons_h": horizons, "refire_h": C.REFIRE_H, "primary": primary,
+           "max_false_alarms_per_week_on_tuning": max_fa, "cluster": "hospital_day",
+           "periods": {s: [str(lo), str(hi)] for s, (lo, hi) in period.items()},
+           "hours": _hour_counts(table, held, horizons), "models": {}, "notes": []}
+    for k in horizons:
+        rows_k = held & C.scored(table, k) & C.in_period(table, *period["held_out"], k)
+        finite = np.all([np.isfinite(v[k][rows_k]) for v in sources.values()], axis=0)
+        if not finite.all():
+            res["notes"].append(f"{int((~finite).sum())} held-out hospital-hours at {k} h without any "
+                                f"prediction of their hospital, left out for every source")
+        rows_k[rows_k] = finite
+        y = table[f"y_{k}h"].to_numpy()[rows_k]
+        cluster = C.hospital_day(table)[rows_k]
+        for name, score in sources.items():
+            entry = res["models"].setdefault(name, {"auroc": {}, "vs_primary": {}})
+            if y.size and 0 < y.sum() < y.size:
+                est = M.bootstrap_binary(y, score[k][rows_k], cluster, n_boot, metrics=("auroc", "auprc"))
+                entry["auroc"][str(k)] = est["auroc"].as_dict()
+                entry["auprc"] = {**entry.get("auprc", {}), str(k): est["auprc"].as_dict()}
+                if primary in sources and name != primary:
+                    entry["vs_primary"][str(k)] = M.paired_difference(y, sources[primary][k][rows_k], score[k][rows_k],
+                                                                      cluster, n_boot).as_dict()
+    alarm_k = C.ALARM_HORIZON_H
+    tuning, held_table = table[in_split["tuning"]].reset_index(drop=True), table[held].reset_index(drop=True)
+    frames = []
+    for name, score in sources.items():
+        thr = C.choose_threshold(tuning, np.nan_to_num(score[alarm_k][in_split["tuning"]]), max_fa)
+        res["models"][name].update(C.warning_summary(held_table, np.nan_to_num(score[alarm_k][held]), thr, alarm_k))
+        frames.append(held_table[["hospital", "time"]].assign(model=name, risk=score[alarm_k][held]))
+    if frames:
+        pd.concat(frames).to_parquet(out_dir / "closure_series.parquet", index=False)
+    return res
+
+
+def _hour_periods(spec, rows, table) -> dict[str, tuple[pd.Timestamp, pd.Timestamp]]:
+    """[lo, hi) decision hours of each period: the temporal split's cutoffs; otherwise (subject or file splits
+    share the calendar) the span of the split's own prediction rows."""
+    end = pd.Timestamp(table["time"].max()) + pd.Timedelta(hours=1)
+    begin = pd.Timestamp(table["time"].min())
+    if spec.split == "temporal" and spec.temporal_cutoffs:
+        c0, c1 = (pd.Timestamp(c) for c in spec.temporal_cutoffs)
+        return {"train": (begin, c0), "tuning": (c0, c1), "held_out": (c1, end)}
+    out = {}
+    for s, r in rows.items():
+        if len(r):
+            lo = pd.Timestamp(np.datetime64(int(r.time_us.min()), "us")).ceil("h")
+            out[s] = (lo, pd.Timestamp(np.datetime64(int(r.time_us.max()), "us")).floor("h") + pd.Timedelta(hours=1))
+    return out
+
+
+def _in_hours(table, lo, hi) -> np.ndarray:
+    return ((table["time"] >= lo) & (table["time"] < hi)).to_numpy()
+
+
+def _hour_counts(table, held, horizons) -> dict:
+    """Held-out hospital-hours: open, and per horizon scored, by design (no start possible) and unlabelled."""
+    out = {"open": int(held.sum()), "closures": int(table["start"].to_numpy()[held].sum())}
+    for k in horizons:
+        lab = table[f"labelled_{k}h"].to_numpy() & held
+        design = table[f"by_design_{k}h"].to_numpy() & lab
+        out[str(k)] = {"scored": int((lab & ~design).sum()), "by_design": int(design.sum()),
+                       "unlabelled": int((held & ~lab).sum())}
+    return out
+
+
+def _closure_sources(spec, data, rows, preds, table, period, horizons) -> dict[str, dict[int, np.ndarray]]:
+    """source -> horizon -> (T,) score at every hospital-hour (NaN outside the tuning and held-out periods for
+    the models): the models pooled from their own period's prediction rows, then the comparators fitted on
+    the training period's hours, then the clairvoyant hazard."""
+    enc = data.encoded
+    end_us = event_times_us(data)[enc.offsets[1:] - 1]  # (P,) each pathway's last event
+    out: dict[str, dict[int, np.ndarray]] = {}
     for name in preds:
-        if CLOSURE_TASK not in preds[name].get("held_out", {}):
+        if name in (ORACLE, FAIR_BOUND) or CLOSURE_TASK not in preds[name].get("held_out", {}):
             continue
-        per_split = {}
+        out[name] = {k: np.full(len(table), np.nan) for k in horizons}
         for s in ("tuning", "held_out"):
-            r = rows[s]
-            hours = _hours(r.time_us)
-            per_split[s] = C.hospital_risk_series(r.time_us, r.hospital, r.pathway,
-                                                  np.asarray(preds[name][s][CLOSURE_TASK], dtype=np.float64), hours)
-        thr = C.choose_threshold(per_split["tuning"], _within(closures, per_split["tuning"].index), max_fa)
-        res["models"][name] = C.summarize(per_split["held_out"], _within(closures, per_split["held_out"].index), thr)
-        f = per_split["held_out"].stack().rename("risk").reset_index()
-        f.columns = ["time", "hospital_id", "risk"]
-        f["model"] = name
-        series_frames.append(f)
-    if series_frames:
-        pd.concat(series_frames).to_parquet(out_dir / "closure_series.parquet", index=False)
-    return res
+            r, (lo, hi) = rows[s], period[s]
+            hours = pd.date_range(lo, hi - pd.Timedelta(hours=1), freq="h")
+            mine = _in_hours(table, lo, hi)
+            for k in horizons:
+                series = C.hospital_risk_series(r.time_us, enc.event_hospital_name[r.flat], r.pathway,
+                                                np.asarray(preds[name][s][f"closure_{k}h"], np.float64), hours,
+                                                end_us[r.pathway])
+                out[name][k][mine] = C.score_rows(table[mine], series)
+    train = _in_hours(table, *period["train"]) if "train" in period else np.zeros(len(table), bool)
+    out["always_on"] = {k: np.ones(len(table)) for k in horizons}
+    hod = table["time"].dt.hour.to_numpy()
+    out["time_of_day"] = {k: C.hour_of_day_rate(table, train & C.scored(table, k) & C.in_period(
+        table, *period["train"], k), k)[hod] for k in horizons} if train.any() else {}
+    trend = _nedocs_trend(spec, data, table)
+    if trend is not None and train.any():
+        out["nedocs_trend"] = {}
+        for k in horizons:
+            fit = train & C.scored(table, k) & C.in_period(table, *period["train"], k) & np.isfinite(trend)
+            a, b = M.fit_logistic(trend[fit], table[f"y_{k}h"].to_numpy()[fit].astype(np.float64))
+            # a missing feed value (the first hour) is the hospital at its normal: trend 0
+            out["nedocs_trend"][k] = M.sigmoid(a + b * np.nan_to_num(trend, nan=0.0))
+    if not out["time_of_day"]:
+        del out["time_of_day"]
+    out["clairvoyant"] = {k: table[f"clairvoyant_{k}h"].to_numpy() for k in horizons}
+    return out
 
 
-def _hours(time_us) -> pd.DatetimeIndex:
-    lo = pd.Timestamp(np.datetime64(int(time_us.min()), "us")).ceil("h")
-    hi = pd.Timestamp(np.datetime64(int(time_us.max()), "us")).floor("h")
-    return pd.date_range(lo, hi, freq="h")
+def _nedocs_trend(spec, data, table) -> np.ndarray | None:
+    """(T,) NEDOCS minus its 4-week trailing mean as the connector attaches it (`trend:nedocs`, the feed's lag
+    and maximum age) at each hospital-hour; None when the model's schema reads no NEDOCS."""
+    from hamburg_mamba.data import system_state as SS
+    from hamburg_mamba.data.validate import Accounting
+
+    schema = data.schema
+    if "nedocs" not in (schema.status_columns or ()):
+        return None
+    feed = pd.read_parquet(Path(spec.root) / "system" / "hospital_hourly.parquet", columns=["hospital", "time",
+                                                                                            "nedocs"])
+    acc = Accounting()
+    checked = SS.check_status_table(feed, ["nedocs"], acc)
+    times = table["time"].to_numpy().astype("datetime64[us]").astype(np.int64)
+    values = SS.status_features(checked, ["nedocs"], table["hospital"].to_numpy(object), times,
+                                np.ones(len(table), bool), acc, lag_h=schema.status_lag_h,
+                                max_age_h=schema.status_max_age_h)
+    return values[:, 1]  # (T,) trend:nedocs (status columns first, then their trends)
 
 
-def _within(closures, hours) -> dict:
-    return {h: t[(t >= hours[0]) & (t <= hours[-1])] for h, t in closures.items()}
-
-
-def _timeline(data, model, name, closures, out_dir, device) -> None:
+def _timeline(data, model, name, hourly, out_dir, device) -> None:
     """Hourly closure risk per hospital over the whole window (every split; train/tuning are in-sample), for
-    the primary model and the oracle, plus the crisis drivers for shading."""
+    the primary model and the oracle, plus the closure starts for the plot."""
     from hamburg_mamba.eval.predictions import PredictionRows
 
     parts = [prediction_rows(data, s, tasks=[CLOSURE_TASK]) for s in ("train", "tuning", "held_out")]
@@ -289,24 +474,27 @@ def _timeline(data, model, name, closures, out_dir, device) -> None:
         masks={CLOSURE_TASK: np.concatenate([p.masks[CLOSURE_TASK] for p in parts])},
         oracle={CLOSURE_TASK: np.concatenate([p.oracle[CLOSURE_TASK] for p in parts])} if all(
             CLOSURE_TASK in p.oracle for p in parts) else {})
-    hours = _hours(allr.time_us)
+    enc = data.encoded
+    hours = pd.DatetimeIndex(sorted(hourly["time"].unique()))
+    end_us = event_times_us(data)[enc.offsets[1:] - 1]
     frames = []
     sources = {}
     if model is not None:
         ev, _ = model_predictions(model, data, allr, None, device=device)
         sources[name] = ev[CLOSURE_TASK]
     if CLOSURE_TASK in allr.oracle:
-        sources["oracle"] = allr.oracle[CLOSURE_TASK]
+        sources[ORACLE] = allr.oracle[CLOSURE_TASK]
     for src, risk in sources.items():
-        s = C.hospital_risk_series(allr.time_us, allr.hospital, allr.pathway, np.asarray(risk, np.float64), hours)
+        s = C.hospital_risk_series(allr.time_us, enc.event_hospital_name[allr.flat], allr.pathway,
+                                   np.asarray(risk, np.float64), hours, end_us[allr.pathway])
         f = s.stack().rename("risk").reset_index()
-        f.columns = ["time", "hospital_id", "risk"]
+        f.columns = ["time", "hospital", "risk"]
         f["model"] = src
         frames.append(f)
     if frames:
         pd.concat(frames).to_parquet(out_dir / "timeline.parquet", index=False)
-    starts = [(h, t) for h, ts in closures.items() for t in ts]
-    pd.DataFrame(starts, columns=["hospital_id", "time"]).to_parquet(out_dir / "closures.parquet", index=False)
+    starts = hourly.loc[hourly["closure_start"], ["hospital", "time"]].astype({"hospital": str})
+    starts.to_parquet(out_dir / "closures.parquet", index=False)
 
 
 def _periods(data, rows) -> dict:

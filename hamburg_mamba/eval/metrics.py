@@ -20,6 +20,7 @@ ECE_BINS = 10  # equal-mass bins: with a low prevalence equal-width bins leave a
 LOGIT_EPS = 1e-6  # probabilities are clipped to [eps, 1 - eps] before taking logits (calibration slope)
 NEWTON_STEPS = 200  # logistic fits; converge in a handful of steps, nearly separable bootstrap replicates take dozens
 BOOTSTRAP_ALPHA = 0.05  # 95 % intervals
+MIN_FINITE_DRAWS = 10  # fewer finite replicates give no interval (a 2.5 % quantile of 9 draws is the minimum)
 BOOTSTRAP_TOL = 1e-6  # Newton tolerance of the calibration fits inside bootstrap replicates
 DECISION_THRESHOLDS = np.round(np.arange(0.01, 0.51, 0.01), 2)  # net benefit over clinically sensible thresholds
 
@@ -278,33 +279,61 @@ def bootstrap_binary(y, p, cluster=None, n_boot: int = 200, seed: int = 0,
     """Point estimates and percentile 95 % intervals from a cluster bootstrap (clusters: e.g. subject ids;
     None = rows are independent). Returns metric -> Estimate, plus 'prevalence' and 'n'.
 
-    Each replicate is the weighted metric with weight = how often the row's cluster was drawn, computed on the
-    rows sorted once (`_SortedSample`); equal to `binary_metrics(y, p, weight)` (tests/eval/test_metrics.py).
+    Each replicate is the weighted metric with weight = how often the row's cluster was drawn (`cluster_draws`),
+    computed on the rows sorted once (`_SortedSample`); equal to `binary_metrics(y, p, weight)`
+    (tests/eval/test_metrics.py).
     """
     y, p, _ = _prep(y, p, None)
-    cluster = np.arange(y.size) if cluster is None else np.asarray(cluster).ravel()
-    _, inverse = np.unique(cluster, return_inverse=True)
-    n_clusters = int(inverse.max()) + 1 if y.size else 0
     sample = _SortedSample(y, p)
-    point = sample.metrics(np.ones_like(y))
-    rng = np.random.default_rng(seed)
-    inv_sorted = inverse[sample.order]
+    point = sample.metrics(np.ones_like(y), metrics)
     draws = {m: [] for m in metrics}
-    for _ in range(n_boot if n_clusters > 1 else 0):
-        counts = np.bincount(rng.integers(0, n_clusters, n_clusters), minlength=n_clusters)
-        rep = sample.metrics(counts[inv_sorted].astype(np.float64))
+    for counts in cluster_draws(cluster, y.size, n_boot, seed):
+        rep = sample.metrics(counts[sample.order], metrics)
         for m in metrics:
             draws[m].append(rep[m])
-    out = {}
-    for m in metrics:
-        d = np.asarray(draws[m], dtype=np.float64)
-        d = d[np.isfinite(d)]
-        lo, hi = (np.quantile(d, [BOOTSTRAP_ALPHA / 2, 1 - BOOTSTRAP_ALPHA / 2]) if d.size >= 10
-                  else (np.nan, np.nan))
-        out[m] = Estimate(point[m], float(lo), float(hi))
+    out = {m: Estimate(point[m], *percentile_interval(draws[m])) for m in metrics}
     out["prevalence"] = Estimate(float(y.mean()) if y.size else np.nan, np.nan, np.nan)
     out["n"] = Estimate(float(y.size), np.nan, np.nan)
     return out
+
+
+def cluster_draws(cluster, n_rows: int, n_boot: int, seed: int = 0):
+    """Yield n_boot (n_rows,) float64 weight vectors: how often each row's cluster was drawn when as many
+    clusters as there are are drawn with replacement. Replicate r is the same for every caller with the same
+    clusters and seed, so metrics of several models from these draws are paired. None = each row a cluster."""
+    cluster = np.arange(n_rows) if cluster is None else np.asarray(cluster).ravel()
+    if cluster.size != n_rows:
+        raise ValueError(f"cluster: expected {n_rows} entries (one per row), got {cluster.size}")
+    _, inverse = np.unique(cluster, return_inverse=True)
+    n_clusters = int(inverse.max()) + 1 if n_rows else 0
+    rng = np.random.default_rng(seed)
+    for _ in range(n_boot if n_clusters > 1 else 0):
+        counts = np.bincount(rng.integers(0, n_clusters, n_clusters), minlength=n_clusters)
+        yield counts[inverse].astype(np.float64)
+
+
+def percentile_interval(draws) -> tuple[float, float]:
+    """(low, high) percentile interval of the finite draws; NaN with fewer than MIN_FINITE_DRAWS of them."""
+    d = np.asarray(draws, dtype=np.float64)
+    d = d[np.isfinite(d)]
+    if d.size < MIN_FINITE_DRAWS:
+        return float("nan"), float("nan")
+    lo, hi = np.quantile(d, [BOOTSTRAP_ALPHA / 2, 1 - BOOTSTRAP_ALPHA / 2])
+    return float(lo), float(hi)
+
+
+def paired_difference(y, p_a, p_b, cluster=None, n_boot: int = 200, seed: int = 0,
+                      metric: str = "auroc") -> Estimate:
+    """metric(p_a) - metric(p_b) on the same rows, with the percentile interval of the difference over the
+    same cluster draws as `bootstrap_binary` (seed for seed): each replicate scores both on one resample, so
+    the interval carries the correlation of two models judged on the same patients."""
+    y, p_a, _ = _prep(y, p_a, None)
+    _, p_b, _ = _prep(y, p_b, None)
+    a, b = _SortedSample(y, p_a), _SortedSample(y, p_b)
+    point = a.metrics(np.ones_like(y), (metric,))[metric] - b.metrics(np.ones_like(y), (metric,))[metric]
+    diffs = [a.metrics(w[a.order], (metric,))[metric] - b.metrics(w[b.order], (metric,))[metric]
+             for w in cluster_draws(cluster, y.size, n_boot, seed)]
+    return Estimate(float(point), *percentile_interval(diffs))
 
 
 class _SortedSample:
@@ -316,14 +345,25 @@ class _SortedSample:
         self.groups = _tie_groups(self.p)
         self.lp = logit(self.p)
 
-    def metrics(self, w) -> dict[str, float]:
+    def metrics(self, w, which=BINARY_METRICS) -> dict[str, float]:
+        """The metrics named in `which` at weights w (in sorted order)."""
         y, p = self.y, self.p
-        out = {"auroc": _auroc_sorted(y, p, w, self.groups),
-               "auprc": _ap_sorted_desc(y[::-1], p[::-1], w[::-1]),
-               "brier": float(np.sum(w * (p - y) ** 2) / w.sum())}
-        out["ece"] = _ece_sorted(y, p, w)
-        # replicates stop Newton at 1e-6: far below the interval widths, and 3x faster than the point fit
-        out["calibration_slope"], out["calibration_intercept"] = _calibration_fit(self.lp, y, w, tol=BOOTSTRAP_TOL)
+        out = {}
+        if "auroc" in which:
+            out["auroc"] = _auroc_sorted(y, p, w, self.groups)
+        if "auprc" in which:
+            out["auprc"] = _ap_sorted_desc(y[::-1], p[::-1], w[::-1])
+        if "brier" in which:
+            out["brier"] = float(np.sum(w * (p - y) ** 2) / w.sum())
+        if "ece" in which:
+            out["ece"] = _ece_sorted(y, p, w)
+        if "calibration_slope" in which or "calibration_intercept" in which:
+            # replicates stop Newton at 1e-6: far below the interval widths, and 3x faster than the point fit
+            out["calibration_slope"], out["calibration_intercept"] = _calibration_fit(self.lp, y, w,
+                                                                                      tol=BOOTSTRAP_TOL)
+        unknown = set(which) - set(BINARY_METRICS)
+        if unknown:
+            raise ValueError(f"metrics: unknown {sorted(unknown)}; expected names from {BINARY_METRICS}")
         return out
 
 

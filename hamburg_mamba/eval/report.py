@@ -18,11 +18,16 @@ import pandas as pd
 
 from hamburg_mamba.eval import metrics as M
 
-SAFETY_GOAL_GAP = 0.02  # Mamba AUROC within this of the oracle (issue 5)
+SAFETY_GOAL_GAP = 0.02  # Mamba AUROC within this of the fair bound (the project's experiment goal)
 ECE_GOAL = 0.02
 LEAD_GOAL_H = 6.0
 FLU_WAVE_SHARE = 0.5  # the flu wave is shaded where the expected flu share is above half its peak
-MODEL_ORDER = ("mamba", "hybrid", "gru", "transformer", "catboost", "news2", "oracle")
+MODEL_ORDER = ("mamba", "hybrid", "gru", "transformer", "catboost", "news2", "fair_bound", "oracle")
+CLOSURE_ORDER = ("always_on", "time_of_day", "nedocs_trend", "clairvoyant")  # after the models
+# How a reference is named in the tables: the oracle reads the future, the fair bound does not.
+LABELS = {"oracle": "oracle (clairvoyant, not reachable)", "fair_bound": "fair bound",
+          "clairvoyant": "clairvoyant hazard (not reachable)", "always_on": "always on",
+          "time_of_day": "time of day (training rate)", "nedocs_trend": "NEDOCS trend alone"}
 
 
 def _ordered(models):
@@ -33,7 +38,7 @@ def _ordered(models):
 def summary_table(metrics: dict) -> str:
     """Markdown: held-out AUROC (95 % CI) per binary task and model, with prevalence; MAE for regression."""
     models = _ordered(metrics["models"])
-    head = "| task | prevalence | " + " | ".join(models) + " |"
+    head = "| task | prevalence | " + " | ".join(LABELS.get(m, m) for m in models) + " |"
     lines = [head, "|" + "---|" * (len(models) + 2)]
     for task, r in metrics["tasks"].items():
         cells = []
@@ -51,39 +56,63 @@ def summary_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def _verdict(diff: dict, margin: float = 0.0) -> str:
+    """Three-way verdict of a paired difference (model minus reference) against -margin: met when its whole
+    95 % interval lies above, NOT met when below, not shown when it straddles (or has no interval)."""
+    lo, hi = diff.get("low"), diff.get("high")
+    if lo is None or hi is None:
+        return "no interval"
+    return "met" if lo > -margin else "NOT met" if hi < -margin else "not shown (interval spans it)"
+
+
+def _fmt_diff(d: dict) -> str:
+    iv = "" if d.get("low") is None or d.get("high") is None else f" ({d['low']:+.3f} to {d['high']:+.3f})"
+    return f"{d['value']:+.3f}{iv}"
+
+
 def goal_check(metrics: dict, model: str = "mamba") -> list[str]:
-    """The issue's experiment goal, measured: one line per criterion with the numbers and a verdict."""
+    """The experiment goal, measured: per safety task one line with the paired AUROC differences (model minus
+    reference, 95 % cluster-bootstrap interval of the difference) and a verdict read from the interval."""
     out = []
     tasks = metrics["tasks"]
     safety = [t for t, r in tasks.items() if r["group"] == "safety" and r["kind"] == "binary"]
-
-    def auc(t, m):
-        e = tasks[t]["models"].get(m)
-        return None if e is None or e["auroc"]["value"] is None else e["auroc"]["value"]
-
     for t in safety:
-        a, o, c, n = auc(t, model), auc(t, "oracle"), auc(t, "catboost"), auc(t, "news2")
-        if a is None:
+        e = tasks[t]["models"].get(model)
+        comp = tasks[t].get("comparisons", {})
+        if e is None or e["auroc"]["value"] is None:
             continue
         parts = []
-        if o is not None:
-            parts.append(f"oracle gap {o - a:+.3f} ({'met' if o - a <= SAFETY_GOAL_GAP else 'NOT met'})")
-        if c is not None:
-            parts.append(f"vs CatBoost {a - c:+.3f} ({'met' if a >= c else 'NOT met'})")
-        if n is not None:
-            parts.append(f"vs NEWS2 {a - n:+.3f} ({'met' if a > n else 'NOT met'})")
-        e = tasks[t]["models"][model]
+        if "fair_bound" in comp:
+            d = comp["fair_bound"]["auroc_difference"]
+            parts.append(f"vs fair bound {_fmt_diff(d)} (within {SAFETY_GOAL_GAP}: {_verdict(d, SAFETY_GOAL_GAP)})")
+        if "oracle" in comp:
+            parts.append(f"vs clairvoyant oracle {_fmt_diff(comp['oracle']['auroc_difference'])} (not reachable, "
+                         f"no goal)")
+        if "catboost" in comp:
+            d = comp["catboost"]["auroc_difference"]
+            parts.append(f"vs CatBoost {_fmt_diff(d)} (above: {_verdict(d)})")
+        if "news2" in comp:
+            d = comp["news2"]["auroc_difference"]
+            parts.append(f"vs NEWS2 {_fmt_diff(d)} (clearly above: {_verdict(d)})")
+        for other in ("hybrid", "gru", "transformer", "mamba"):
+            if other in comp:
+                parts.append(f"vs {other} {_fmt_diff(comp[other]['auroc_difference'])}")
         parts.append(f"ECE after tuning recalibration {e['ece_recalibrated']:.4f} "
                      f"({'met' if e['ece_recalibrated'] <= ECE_GOAL else 'NOT met'})")
-        out.append(f"- {t}: AUROC {a:.3f}; " + "; ".join(parts))
+        out.append(f"- {t}: AUROC {e['auroc']['value']:.3f}; " + "; ".join(parts))
     cl = metrics.get("closures", {}).get("models", {}).get(model)
     if cl:
         lead = cl["median_lead_h"]
         verdict = "met" if lead is not None and lead >= LEAD_GOAL_H else "NOT met"
-        out.append(f"- closures: median lead time {lead} h over {cl['closures']} held-out closures, "
-                   f"{100 * (cl['warned_6h_share'] or 0):.0f} % warned >= 6 h ahead, "
-                   f"{cl['false_alarms_per_week']:.2f} false alarms per hospital-week (goal >= 6 h: {verdict})")
+        out.append(f"- closures (hospital-hours): median lead {lead} h (no cap; missed = 0 h) over {cl['closures']} "
+                   f"held-out closures, {100 * (cl['warned_6h_share'] or 0):.0f} % warned >= 6 h ahead, with the "
+                   f"alarm on in {100 * (cl['alarm_share'] or 0):.0f} % of hospital-hours at precision "
+                   f"{_pct(cl['alarm_precision'])} (goal >= 6 h: {verdict}; read it beside the alarm share)")
     return out
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.0f} %"
 
 
 def _task_table(r: dict) -> str:
@@ -95,15 +124,17 @@ def _task_table(r: dict) -> str:
             lines.append(f"| {m} | {e['mae']:.3f} | {e['rmse']:.3f} | {e['r2']:.3f} |")
         return "\n".join(lines)
     lines = ["| model | AUROC | AUPRC | Brier | cal. slope | cal. intercept | ECE | ECE recal. | "
-             "alerts / 100 patient-days at 80 % sens. |", "|---|---|---|---|---|---|---|---|---|"]
+             "alerts / 100 patient-days (threshold: 80 % sens. on tuning) | held-out sens. |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for m in models:
         e = r["models"][m]
         f = lambda k, d=3: M.Estimate(*(np.nan if e[k][x] is None else e[k][x] for x in ("value", "low", "high"))
                                       ).fmt(d)
         ab = e.get("alert_burden", {}).get("alerts_per_100_patient_days")
-        lines.append(f"| {m} | {f('auroc')} | {f('auprc')} | {f('brier', 4)} | {f('calibration_slope', 2)} | "
+        sens = e.get("alert_burden", {}).get("sensitivity")
+        lines.append(f"| {LABELS.get(m, m)} | {f('auroc')} | {f('auprc')} | {f('brier', 4)} | {f('calibration_slope', 2)} | "
                      f"{f('calibration_intercept', 2)} | {f('ece', 4)} | {e['ece_recalibrated']:.4f} | "
-                     f"{'-' if ab is None else f'{ab:.1f}'} |")
+                     f"{'-' if ab is None else f'{ab:.1f}'} | {_pct(sens)} |")
     return "\n".join(lines)
 
 
@@ -123,7 +154,8 @@ def write_report(eval_dir: str | Path, out_dir: str | Path, data_root: str | Pat
                                         if k != "hospitals"), ""]
     if command:
         md += ["Reproduce:", "", "```", command, "```", ""]
-    md += ["## Summary: held-out AUROC (95 % cluster-bootstrap CI by subject)", "", summary_table(metrics), ""]
+    md += ["## Summary: held-out AUROC (95 % cluster-bootstrap CI: subjects for patient tasks, hospital-days "
+           "for closure tasks, unit-shifts for staff tasks)", "", summary_table(metrics), ""]
     md += [f"## Goal check ({primary})", ""] + (goal_check(metrics, primary) or ["- no safety task evaluated"]) + [""]
     for task, r in metrics["tasks"].items():
         if not r["models"]:
@@ -131,20 +163,7 @@ def write_report(eval_dir: str | Path, out_dir: str | Path, data_root: str | Pat
         md += [f"### {task} ({r['group']}, {r['level']}-level, n = {r['n']}"
                + (f", prevalence {r['prevalence']:.4f}" if r.get("prevalence") is not None else "") + ")", "",
                _task_table(r), ""]
-    cl = metrics.get("closures")
-    if cl:
-        md += [f"## Closure warnings ({cl['task']}, hospital level)", "",
-               f"Hourly hospital risk = mean latest prediction of the pathways present; threshold = lowest with "
-               f"<= {cl['max_false_alarms_per_week_on_tuning']} false alarms per hospital-week on the tuning "
-               f"period; a warning counts up to {cl['lookback_h']} h ahead; missed closures count as 0 h lead.", "",
-               "| model | threshold | closures | median lead (h) | warned >= 6 h | warned at all | "
-               "false alarms / hospital-week |", "|---|---|---|---|---|---|---|"]
-        for m in _ordered(cl["models"]):
-            e = cl["models"][m]
-            md.append(f"| {m} | {e['threshold']:.2f} | {e['closures']} | {e['median_lead_h']} | "
-                      f"{100 * (e['warned_6h_share'] or 0):.0f} % | {100 * (e['warned_share'] or 0):.0f} % | "
-                      f"{e['false_alarms_per_week']:.2f} |")
-        md.append("")
+    md += closure_section(metrics.get("closures"))
     md += _subgroup_section(metrics, primary)
     md += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
     md += ["## Notes", ""] + [f"- {n}" for n in metrics.get("notes", [])]
@@ -152,13 +171,63 @@ def write_report(eval_dir: str | Path, out_dir: str | Path, data_root: str | Pat
     if miss:
         md.append(f"- NEWS2: rows without any earlier measurement of a parameter score 0 for it "
                   f"(held-out rows missing each parameter: {miss})")
-    md += ["- Oracle: the generator's true probability, conditional on the realised system path (bed times, "
-           "planned stay, strain), which includes information no model has at prediction time; it is an upper "
-           "bound, not a reachable target.", "",
+    md += ["- Oracle (clairvoyant, not reachable): the generator's probability conditional on the realised system "
+           "path (bed times, planned stay, strain), information no model has at prediction time. The goals are "
+           "measured against the fair bound (P(label | simulator state at t), data/fair_bound.py) where the task "
+           "has one; closures and staffing have none.",
+           "- Thresholds (alert burden, closure alarm) are chosen on the tuning period and applied to held-out.", "",
            "## Data accounting", "", "```", metrics.get("data_report", ""), "```", ""]
     path = out_dir / "README.md"
     path.write_text("\n".join(md))
     return path
+
+
+def closure_section(cl: dict | None) -> list[str]:
+    """Markdown: the hospital-hour closure table (closures.py) with its unit, counts and rules."""
+    if not cl:
+        return []
+    h = cl["hours"]
+    ks = [str(k) for k in cl["horizons_h"]]
+    counts = "; ".join(f"{k} h: {h[k]['scored']} scored, {h[k]['by_design']} by design (no start possible), "
+                       f"{h[k]['unlabelled']} unlabelled (window past the data)" for k in ks)
+    md = [f"## Closure warnings (hospital-hours, alarm from {cl['alarm_task']})", "",
+          f"Unit: one row per hospital and hour while the hospital is open ({h['open']} held-out hospital-hours, "
+          f"{h['closures']} closure starts); label: a new closure starts within k h. {counts}. Model score: mean of "
+          f"the latest predictions of the pathways at the hospital by that hour (closures.hospital_risk_series). "
+          f"AUROC with 95 % intervals from hospital-day blocks; 'minus' = {cl['primary']} minus this source, "
+          f"paired over the same resamples. Alarm threshold: lowest with <= "
+          f"{cl['max_false_alarms_per_week_on_tuning']} false firings per hospital-week on the tuning hours "
+          f"(a standing alarm re-fires every {cl['refire_h']} h). Lead: hours the alarm had stood when the closure "
+          f"started, no cap (missed = 0 h in the median); precision and alarm share at "
+          f"{cl['models'][next(iter(cl['models']))]['horizon_h'] if cl['models'] else '-'} h on the scored hours.",
+          ""]
+    head = ["source"] + [f"AUROC {k} h" for k in ks] + [f"{cl['primary']} minus, {ks[0]} h", "threshold",
+                                                        "alarm share", "precision", "prevalence", "warned",
+                                                        "warned >= 6 h", "median lead (h)", "max lead (h)",
+                                                        "alarm share by design", "false firings / hospital-week"]
+    md += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    models = _ordered([m for m in cl["models"] if m not in CLOSURE_ORDER]) + [m for m in CLOSURE_ORDER
+                                                                                if m in cl["models"]]
+    for m in models:
+        e = cl["models"][m]
+        aucs = [_est(e["auroc"].get(k)) for k in ks]
+        diff = e.get("vs_primary", {}).get(ks[0])
+        md.append("| " + " | ".join([LABELS.get(m, m), *aucs, "-" if diff is None else _fmt_diff(diff),
+                                     f"{e['threshold']:.2f}", _pct(e["alarm_share"]), _pct(e["alarm_precision"]),
+                                     _pct(e["prevalence"]), _pct(e["warned_share"]), _pct(e["warned_6h_share"]),
+                                     _num(e["median_lead_h"]), _num(e["max_lead_h"]),
+                                     _pct(e["alarm_share_by_design"]), f"{e['false_alarms_per_week']:.2f}"]) + " |")
+    return md + [""] + [f"- {n}" for n in cl.get("notes", [])] + [""]
+
+
+def _est(d: dict | None, digits: int = 3) -> str:
+    if d is None:
+        return "n/a"
+    return M.Estimate(*(np.nan if d[x] is None else d[x] for x in ("value", "low", "high"))).fmt(digits)
+
+
+def _num(x) -> str:
+    return "n/a" if x is None else f"{x:.1f}"
 
 
 def _subgroup_section(metrics, primary) -> list[str]:
@@ -168,14 +237,14 @@ def _subgroup_section(metrics, primary) -> list[str]:
         if not r or primary not in r["models"] or "subgroups" not in r["models"][primary]:
             continue
         models = [m for m in _ordered(r["models"]) if "subgroups" in r["models"][m]]
-        out += [f"### Subgroups: {task} AUROC", "", "| subgroup | n | prevalence | " + " | ".join(models) + " |",
+        out += [f"### Subgroups: {task} AUROC (95 % intervals, clusters as the task's)", "", "| subgroup | n | prevalence | " + " | ".join(models) + " |",
                 "|" + "---|" * (len(models) + 3)]
         for g, vals in r["models"][primary]["subgroups"].items():
             for level, v in vals.items():
                 cells = []
                 for m in models:
-                    a = r["models"][m]["subgroups"][g][level]["auroc"]
-                    cells.append("n/a" if a is None else f"{a:.3f}")
+                    a = r["models"][m]["subgroups"][g][level]
+                    cells.append(_est({"value": a["auroc"], "low": a.get("low"), "high": a.get("high")}))
                 out.append(f"| {g} = {level} | {v['n']} | {v['prevalence']:.3f} | " + " | ".join(cells) + " |")
         out.append("")
     return out
@@ -272,23 +341,22 @@ def _timeline_plot(metrics, tl, closures, out_dir, data_root) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = metrics["periods"]["hospitals"]
-    hospitals = sorted(tl["hospital_id"].unique())
+    hospitals = sorted(tl["hospital"].unique())
     fig, axes = plt.subplots(len(hospitals), 1, figsize=(14, 1.9 * len(hospitals) + 0.6), sharex=True,
                              squeeze=False)
     shades = _crisis_windows(data_root)
     held = metrics["periods"].get("held_out")
     for ax, h in zip(axes[:, 0], hospitals):
-        for model, g in tl[tl["hospital_id"] == h].groupby("model"):
+        for model, g in tl[tl["hospital"] == h].groupby("model"):
             ax.plot(g["time"], g["risk"], lw=0.7, label=model, color="k" if model == "oracle" else None,
                     alpha=0.6 if model == "oracle" else 0.9)
-        for t in closures.loc[closures["hospital_id"] == h, "time"]:
+        for t in closures.loc[closures["hospital"] == h, "time"]:
             ax.axvline(t, color="red", lw=0.6, alpha=0.7)
         for (a, b, label, color) in shades:
             ax.axvspan(a, b, color=color, alpha=0.25, label=label, lw=0)
         if held:
             ax.axvline(pd.Timestamp(held[0]), color="k", ls="--", lw=0.8)
-        ax.set_ylabel(names.get(str(h), str(h)).replace("Asklepios ", "A. "), fontsize=8)
+        ax.set_ylabel(str(h).replace("Asklepios ", "A. "), fontsize=8)
         ax.set_ylim(0, 1)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     uniq = dict(zip(labels, handles))

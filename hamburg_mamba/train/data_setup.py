@@ -45,10 +45,12 @@ class DataSpec:
     holdout_window: tuple[str, str] | None = None
     seed: int = 0
 
-    def connect(self, schema=None):
+    def connect(self, schema=None, oracle=None):
+        """The connected data; `oracle` (task -> label table) replaces the folder's oracle for those tasks
+        (the fair bound: `connect(oracle=fair_bound.read_bound(root))`)."""
         from hamburg_mamba.data import connect_hamburg_data
 
-        kwargs = dict(split=self.split, seed=self.seed, schema=schema)
+        kwargs = dict(split=self.split, seed=self.seed, schema=schema, oracle=oracle)
         if self.split == "temporal":
             kwargs["temporal_cutoffs"] = tuple(self.temporal_cutoffs)
         if self.split == "crisis":
