@@ -108,11 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-steps", type=POSITIVE_INT, default=None)
     t.add_argument("--batch-size", type=POSITIVE_INT, default=32, help="pathways per step over all processes")
     t.add_argument("--lr", type=POSITIVE, default=2e-3)
+    t.add_argument("--weight-decay", type=_number(float, 0), default=0.01,
+                   help="AdamW weight decay on weight matrices (default 0.01)")
     t.add_argument("--warmup-steps", type=COUNT, default=50)
     t.add_argument("--eval-every", type=POSITIVE_INT, default=None,
                    help="steps between tuning evaluations (default: epoch)")
     t.add_argument("--eval-max-pathways", type=POSITIVE_INT, default=None,
-                   help="tuning pathways used for early stopping")
+                   help="tuning pathways used for early stopping and the kept checkpoint: a fixed subset drawn "
+                        "with --seed (default: the whole tuning split)")
     t.add_argument("--patience", type=POSITIVE_INT, default=3)
     t.add_argument("--seed", type=COUNT, default=0)
     t.add_argument("--threads", type=POSITIVE_INT, default=None, help="torch CPU threads")
@@ -301,7 +304,7 @@ def cmd_train(args) -> int:
     except ValueError as e:
         args.parser.error(f"--preset/--set: {e}")
     tc = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
-                     warmup_steps=args.warmup_steps, eval_every=args.eval_every,
+                     weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, eval_every=args.eval_every,
                      eval_max_pathways=args.eval_max_pathways, patience=args.patience, seed=args.seed,
                      progress=not args.no_progress, num_threads=args.threads, task_weighting=args.task_weighting)
     trainer = Trainer(build_model(config, seed=args.seed), data, tc, args.out, device=device,

@@ -310,37 +310,92 @@ class Trainer:
         valid = batch.label_mask[task]
         return (valid & batch.mask).sum() if valid.dim() == 2 else valid.sum()
 
-    @torch.no_grad()
     def tuning_loss(self, batch_size: int | None = None) -> dict[str, float]:
-        """Per-task mean loss over the (sub-sampled) tuning split, summed over ranks; 'loss' = mean over tasks."""
+        """Per-task mean label loss over the tuning pathways (`tune_idx`), summed over ranks; 'loss' = the
+        selection objective (`selection_loss`: the training objective's per-task weighting), 'unweighted' = the
+        plain mean over tasks (reported, not used)."""
+        sums, counts = self.tuning_pathway_losses(batch_size)
+        totals = torch.tensor(np.stack([sums.sum(axis=0), counts.sum(axis=0)]), dtype=torch.float64)  # (2, T)
+        if self.world > 1:
+            dist.all_reduce(totals)
+        tasks = sorted(self.module.config.tasks)
+        per_task = {t: float(totals[0, i] / totals[1, i]) for i, t in enumerate(tasks) if totals[1, i] > 0}
+        return {**per_task, "loss": self.selection_loss(per_task),
+                "unweighted": float(np.mean(list(per_task.values()))) if per_task else float("nan")}
+
+    def selection_loss(self, per_task: dict[str, float]) -> float:
+        """The training objective at these per-task mean label losses: the mean over tasks of loss / task scale.
+
+        `_step_loss` divides each task's label-loss sum by its labels per batch and its scale, so its mean over
+        an epoch is exactly this on the training labels; early stopping and the kept checkpoint use it so that
+        they select what training optimises. The unweighted mean selected for the closure and regression
+        tasks, whose losses are 5-20x a rare outcome's: a checkpoint whose ICU-transfer loss doubled still won
+        when the closure losses fell a little."""
+        if not per_task:
+            return float("nan")
+        return float(np.mean([loss / self.task_scale.get(t, 1.0) for t, loss in per_task.items()]))
+
+    @torch.no_grad()
+    def tuning_pathway_losses(self, batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """This rank's share of the tuning pathways: (P, T) sum of each pathway's label losses per task and
+        (P, T) its number of labels, tasks in sorted order. Per pathway, so that the selection loss's sampling
+        error can be measured (`selection_standard_error`)."""
         self.module.eval()
-        sums: dict[str, float] = {}
-        counts: dict[str, float] = {}
+        tasks = sorted(self.module.config.tasks)
         mine = self.tune_idx[self.rank::self.world]
         order = mine[np.argsort(self.data.encoded.lengths[mine], kind="stable")]
+        sums = np.zeros((order.size, len(tasks)))  # (P, T)
+        counts = np.zeros((order.size, len(tasks)))  # (P, T)
         bs = batch_size or self.config.batch_size
         for s in range(0, order.size, bs):
             batch = self.data.batch(order[s:s + bs]).to(self.device)
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
                 out = self.module(batch)
-            for task, value in out.task_losses.items():
-                n = float(self._label_count(batch, task))
-                sums[task] = sums.get(task, 0.0) + float(value) * n
-                counts[task] = counts.get(task, 0.0) + n
+            for j, task in enumerate(tasks):
+                if task in out.task_losses:
+                    sums[s:s + bs, j], counts[s:s + bs, j] = self._pathway_label_losses(batch, out, task)
+        return sums, counts
+
+    def _pathway_label_losses(self, batch, out, task: str) -> tuple[np.ndarray, np.ndarray]:
+        """(B,) sum of the task's label losses per pathway and (B,) its number of labels, by the model's own
+        `task_loss` on one pathway at a time (its mean times its count is the pathway's sum)."""
+        from hamburg_mamba.nn.heads import task_loss
+
+        spec = self.module.config.tasks[task]
+        valid = batch.label_mask[task]
+        if spec["level"] == "event":
+            prediction, valid = out.step_logits[task], valid & batch.mask
+        else:
+            prediction = out.pathway_logits[task]
+        stats = self.module.config.target_stats.get(task)
+        n = valid.reshape(valid.shape[0], -1).sum(dim=1).double()  # (B,)
+        mean = torch.stack([task_loss(spec["kind"], prediction[b].float(), batch.labels[task][b], valid[b], stats)
+                            for b in range(valid.shape[0])]).double()  # (B,)
+        return (mean * n).cpu().numpy(), n.cpu().numpy()
+
+    def selection_standard_error(self, n_pathways: int, draws: int = 200, seed: int = 0) -> dict[str, float]:
+        """Sampling error of the selection loss when early stopping reads `n_pathways` tuning pathways drawn at
+        random instead of the whole tuning split (single process): the spread of the selection loss over
+        `draws` random subsets, against the whole split's value. Used to size `eval_max_pathways`."""
+        sums, counts = self.tuning_pathway_losses()
         tasks = sorted(self.module.config.tasks)
-        vec = torch.tensor([[sums.get(t, 0.0) for t in tasks], [counts.get(t, 0.0) for t in tasks]],
-                           dtype=torch.float64)
-        if self.world > 1:
-            dist.all_reduce(vec)
-        per_task = {t: float(vec[0, i] / vec[1, i]) for i, t in enumerate(tasks) if vec[1, i] > 0}
-        per_task["loss"] = float(np.mean(list(per_task.values()))) if per_task else float("nan")
-        return per_task
+        rng = np.random.default_rng(seed)
+
+        def loss_of(rows) -> float:
+            s, c = sums[rows].sum(axis=0), counts[rows].sum(axis=0)
+            return self.selection_loss({t: s[j] / c[j] for j, t in enumerate(tasks) if c[j] > 0})
+
+        n = min(n_pathways, sums.shape[0])
+        values = [loss_of(rng.choice(sums.shape[0], n, replace=False)) for _ in range(draws)]
+        return {"n_pathways": n, "tuning_pathways": int(sums.shape[0]), "whole_split": loss_of(slice(None)),
+                "standard_error": float(np.std(values, ddof=1))}
 
     def _evaluate(self, train_loss: float, events_per_s: float) -> None:
-        tl = self.tuning_loss() if self.tune_idx.size else {"loss": train_loss}
+        tl = self.tuning_loss() if self.tune_idx.size else {"loss": train_loss, "unweighted": train_loss}
         row = {"step": self.step, "epoch": self.epoch, "train_loss": train_loss, "tuning_loss": tl["loss"],
-               "lr": self.optimizer.param_groups[0]["lr"], "events_per_s": events_per_s,
-               "tuning_task_loss": {k: v for k, v in tl.items() if k != "loss"}}
+               "tuning_loss_unweighted": tl["unweighted"], "lr": self.optimizer.param_groups[0]["lr"],
+               "events_per_s": events_per_s,
+               "tuning_task_loss": {k: v for k, v in tl.items() if k not in ("loss", "unweighted")}}
         self.history.append(row)
         if tl["loss"] < self.best_loss - 1e-6:
             self.best_loss, self.best_step, self.bad_evals = tl["loss"], self.step, 0
