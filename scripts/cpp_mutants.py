@@ -138,7 +138,7 @@ class Workspace:
     def kernel_tests(self) -> tuple[str, str]:
         status, tail = run(["cmake", "--build", str(self.build), "-j", "2"], self.root, 4 * self.timeout)
         if status != "ok":
-            return "build failed", tail
+            return ("build failed" if status == "failed" else status), tail
         # The best ISA level only (the isa_* entries rerun the same tests at lower levels).
         return run(["ctest", "--test-dir", str(self.build), "-LE", "isa", "--stop-on-failure",
                     "--timeout", str(int(self.timeout))], self.root, 2 * self.timeout)
@@ -149,7 +149,7 @@ class Workspace:
         status, tail = run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], self.root,
                            10 * self.timeout, env)
         if status != "ok":
-            return "build failed", tail
+            return ("build failed" if status == "failed" else status), tail
         return run([sys.executable, "-m", "pytest", *PYTEST_HOST], self.root, 4 * self.timeout)
 
     def tests_for(self, m: Mutant) -> tuple[str, str]:
