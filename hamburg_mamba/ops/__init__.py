@@ -1,6 +1,6 @@
 """Selective-scan ops: compiled kernels (torch.ops.hamburg_mamba) and their pure-PyTorch references."""
 
-from hamburg_mamba.ops.reference import selective_scan_ref, selective_state_update_ref
+from hamburg_mamba.ops.reference import mamba_block_step_ref, selective_scan_ref, selective_state_update_ref
 from hamburg_mamba.ops.selective_scan import (
     CHECKPOINT_INTERVAL,
     cpu_isa,
@@ -13,6 +13,7 @@ __all__ = [
     "CHECKPOINT_INTERVAL",
     "cpu_isa",
     "mamba_block_step",
+    "mamba_block_step_ref",
     "selective_scan_fn",
     "selective_scan_ref",
     "selective_state_update",

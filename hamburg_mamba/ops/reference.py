@@ -159,3 +159,64 @@ def selective_state_update_ref(
     if z is not None:
         y = y * F.silu(z.to(cdt))
     return y.to(x.dtype)
+
+
+def mamba_block_step_ref(
+    x: torch.Tensor,
+    norm_weight: torch.Tensor,
+    norm_eps: float,
+    in_proj_weight: torch.Tensor,
+    conv_state: torch.Tensor,
+    conv_weight: torch.Tensor,
+    conv_bias: torch.Tensor | None,
+    x_proj_weight: torch.Tensor,
+    dt_proj_weight: torch.Tensor,
+    dt_proj_bias: torch.Tensor,
+    A: torch.Tensor,
+    D: torch.Tensor,
+    ssm_state: torch.Tensor,
+    dt_scale: torch.Tensor | None,
+    out_proj_weight: torch.Tensor,
+) -> torch.Tensor:
+    r"""One event of a pre-norm residual Mamba block (the fused op `mamba_block_step`); updates `conv_state`
+    and `ssm_state` in place.
+
+    Glossary: M d_model, E d_inner, K d_conv, R dt_rank. Arguments:
+        x:               (B, M) the event's input.
+        norm_weight:     (M,) RMSNorm weight; norm_eps its epsilon.
+        in_proj_weight:  (2E, M) -> (xi, z).
+        conv_state:      (B, E, K) the last K conv inputs, oldest first.
+        conv_weight:     (E, K); conv_bias: (E,) optional.
+        x_proj_weight:   (R + 2N, E) -> (dt_r, B, C).
+        dt_proj_weight:  (E, R); dt_proj_bias: (E,).
+        A:               (E, N); D: (E,).
+        ssm_state:       (B, E, N).
+        dt_scale:        (B,) optional step multiplier.
+        out_proj_weight: (M, E).
+
+    Math (weights read in the dtype of x):
+
+        h     = x / sqrt(mean(x^2) + eps) * norm_weight
+        xi, z = split(in_proj h)
+        window = (conv_state[..., 1:], xi);  xc = silu(sum_k window_k conv_weight_k + conv_bias)
+        dt_r, B, C = split(x_proj xc);  dt = dt_proj dt_r
+        y     = selective_state_update_ref(ssm_state, xc, dt, A, B, C, D, z, dt_proj_bias, softplus, dt_scale)
+        out   = x + out_proj y
+    """
+    cdt = x.dtype
+    dstate = A.shape[1]
+    rank = x_proj_weight.shape[0] - 2 * dstate
+    normed = x * torch.rsqrt(x.square().mean(-1, keepdim=True) + norm_eps) * norm_weight  # (B, M)
+    xz = normed @ in_proj_weight.to(cdt).T  # (B, 2E)
+    xi, z = xz.chunk(2, dim=-1)  # (B, E) each
+    window = torch.cat([conv_state[..., 1:], xi[..., None]], dim=-1)  # (B, E, K)
+    conv_state.copy_(window)
+    xc = (window * conv_weight).sum(-1)  # (B, E)
+    if conv_bias is not None:
+        xc = xc + conv_bias
+    xc = F.silu(xc)
+    dt_r, B, C = torch.split(xc @ x_proj_weight.to(cdt).T, [rank, dstate, dstate], dim=-1)  # (B, R), (B, N) x2
+    dt = dt_r @ dt_proj_weight.to(cdt).T  # (B, E)
+    y = selective_state_update_ref(ssm_state, xc, dt, A, B, C, D=D, z=z, dt_bias=dt_proj_bias, dt_softplus=True,
+                                   dt_scale=dt_scale)  # (B, E)
+    return x + y @ out_proj_weight.to(cdt).T

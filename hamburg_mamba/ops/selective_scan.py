@@ -139,11 +139,30 @@ def cpu_isa() -> str:
 
 # --------------------------------------------------------------------------------------------------
 # Fake kernels: output shapes and dtypes for torch.compile and meta tensors.
+#
+# The dispatcher sends a call to the Meta kernel (these functions) as soon as one argument is on the meta
+# device, whatever the device of the others, so each fake kernel checks devices itself, with the message of
+# the compiled kernels' host check (selective_scan_host.cpp); otherwise a meta tensor among CPU tensors
+# would return uninitialised CPU memory.
+
+
+def _check_one_device(op: str, reference: str, tensors: dict[str, torch.Tensor | None]) -> None:
+    """Raises ValueError naming the first tensor not on the device of `tensors[reference]`."""
+    device = tensors[reference].device
+    for name, t in tensors.items():
+        if t is not None and t.device != device:
+            raise ValueError(
+                f"hamburg_mamba.{op}: argument '{name}' is on {t.device} but '{reference}' is on {device}; "
+                "all tensors must be on the same device"
+            )
 
 
 @torch.library.register_fake("hamburg_mamba::selective_scan_fwd")
 def _selective_scan_fwd_fake(u, delta, A, B, C, D, z, delta_bias, initial_state, dt_scale, delta_softplus,
                              save_checkpoints):
+    _check_one_device("selective_scan_fwd", "u", dict(
+        u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias, initial_state=initial_state,
+        dt_scale=dt_scale))
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     cdt = _compute_dtype(u.dtype)
@@ -157,6 +176,9 @@ def _selective_scan_fwd_fake(u, delta, A, B, C, D, z, delta_bias, initial_state,
 @torch.library.register_fake("hamburg_mamba::selective_scan_bwd")
 def _selective_scan_bwd_fake(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, initial_state, dt_scale,
                              checkpoints, delta_softplus):
+    _check_one_device("selective_scan_bwd", "u", dict(
+        dout=dout, dlast_state=dlast_state, u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias,
+        initial_state=initial_state, dt_scale=dt_scale, checkpoints=checkpoints))
     cdt = _compute_dtype(u.dtype)
 
     def like(t):
@@ -167,12 +189,18 @@ def _selective_scan_bwd_fake(dout, dlast_state, u, delta, A, B, C, D, z, delta_b
 
 @torch.library.register_fake("hamburg_mamba::selective_state_update")
 def _selective_state_update_fake(state, x, dt, A, B, C, D, z, dt_bias, dt_scale, dt_softplus):
+    _check_one_device("selective_state_update", "x", dict(
+        state=state, x=x, dt=dt, A=A, B=B, C=C, D=D, z=z, dt_bias=dt_bias, dt_scale=dt_scale))
     return x.new_empty(x.shape)
 
 
 @torch.library.register_fake("hamburg_mamba::mamba_block_step")
 def _mamba_block_step_fake(x, norm_weight, norm_eps, in_proj_weight, conv_state, conv_weight, conv_bias,
                            x_proj_weight, dt_proj_weight, dt_proj_bias, A, D, ssm_state, dt_scale, out_proj_weight):
+    _check_one_device("mamba_block_step", "x", dict(
+        x=x, norm_weight=norm_weight, in_proj_weight=in_proj_weight, conv_state=conv_state, conv_weight=conv_weight,
+        conv_bias=conv_bias, x_proj_weight=x_proj_weight, dt_proj_weight=dt_proj_weight, dt_proj_bias=dt_proj_bias,
+        A=A, D=D, ssm_state=ssm_state, dt_scale=dt_scale, out_proj_weight=out_proj_weight))
     return x.new_empty(x.shape)
 
 

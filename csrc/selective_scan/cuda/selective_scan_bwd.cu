@@ -178,7 +178,9 @@ __global__ void __launch_bounds__(kNThreads, kMinBlocksBwd) selective_scan_bwd_k
       float dx = scale ? dsi * (valid ? scale[t0 + i] : 0.f) : dsi;
       if (p.delta_softplus) {
         const float xi = x[i] + bias;
-        if (xi <= kSoftplusThresholdF) dx *= sigmoid(xi);
+        // The forward's branch (step_size): identity above the threshold, else softplus' = sigmoid, which
+        // also carries a NaN x into dx.
+        if (!(xi > kSoftplusThresholdF)) dx *= sigmoid(xi);
       }
       if (valid) {
         dD_acc = fmaf(dy[i], uv[i], dD_acc);

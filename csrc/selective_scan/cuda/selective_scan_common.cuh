@@ -77,7 +77,8 @@ __device__ __forceinline__ float exp_decay(float x) {
 
 __device__ __forceinline__ float sigmoid(float x) { return 1.f / (1.f + expf(-x)); }
 
-// step = softplus?(delta + bias) * scale (scale 1 without dt_scale), as reference.effective_step.
+// step = softplus?(delta + bias) * scale (scale 1 without dt_scale), as reference.effective_step. A NaN x
+// fails the threshold comparison and takes log1pf(expf(NaN)) = NaN, as torch's softplus; +-inf give inf and 0.
 __device__ __forceinline__ float step_size(float x, bool softplus, float scale) {
   const float s = softplus ? (x > kSoftplusThresholdF ? x : log1pf(expf(x))) : x;
   return s * scale;

@@ -5,13 +5,18 @@ Glossary: B batch, D channels, L steps, N state size, G groups.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
-
 import pytest
 import torch
+from scan_cases import (
+    GRAD_NAMES,
+    LOWER_ISA_LEVELS,
+    OPTIONAL,
+    as_float64,
+    check_against_reference,
+    make_inputs,
+    rel_l2,
+    run_under_isa,
+)
 
 import hamburg_mamba
 from hamburg_mamba.ops import (
@@ -21,90 +26,6 @@ from hamburg_mamba.ops import (
     selective_state_update,
     selective_state_update_ref,
 )
-
-OPTIONAL = ("D", "z", "delta_bias", "initial_state", "dt_scale")
-GRAD_NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state")
-
-# (output, gradients) relative L2 tolerances against the float64 reference on the same rounded inputs.
-TOLERANCE = {
-    torch.float64: (1e-12, 1e-11),
-    torch.float32: (1e-5, 1e-4),
-    torch.float16: (2e-3, 5e-3),
-    torch.bfloat16: (1e-2, 2e-2),
-}
-
-
-def make_inputs(batch=2, dim=20, seqlen=33, dstate=8, groups=2, dtype=torch.float64, optional=OPTIONAL,
-                softplus=True, seed=0, requires_grad=False):
-    """Random inputs in the ranges a trained Mamba sees (A < 0, steps of order 0.01-1)."""
-    g = torch.Generator().manual_seed(seed)
-    pdt = torch.float64 if dtype == torch.float64 else torch.float32
-
-    def rnd(*shape, scale=1.0, dt=dtype):
-        return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dt)
-
-    bc_shape = (batch, dstate, seqlen) if groups is None else (batch, groups, dstate, seqlen)
-    args = {
-        "u": rnd(batch, dim, seqlen),
-        "delta": rnd(batch, dim, seqlen, scale=0.5) - (1.0 if softplus else -1.5),
-        "A": -torch.rand(dim, dstate, generator=g, dtype=torch.float64).mul(3).add(0.05).to(pdt),
-        "B": rnd(*bc_shape),
-        "C": rnd(*bc_shape),
-    }
-    if not softplus:
-        args["delta"] = args["delta"].abs()
-    extra = {
-        "D": rnd(dim, dt=pdt),
-        "z": rnd(batch, dim, seqlen),
-        "delta_bias": rnd(dim, scale=0.2, dt=pdt),
-        "initial_state": rnd(batch, dim, dstate, dt=pdt),
-        "dt_scale": torch.rand(batch, seqlen, generator=g, dtype=torch.float64).mul(2).to(pdt),
-    }
-    args.update({k: v for k, v in extra.items() if k in optional})
-    if requires_grad:
-        for k, v in args.items():
-            if k != "dt_scale":
-                v.requires_grad_(True)
-    return args
-
-
-def as_float64(args):
-    return {k: v.detach().double().requires_grad_(v.requires_grad) for k, v in args.items()}
-
-
-def rel_l2(x, ref):
-    x, ref = x.double(), ref.double()
-    return ((x - ref).norm() / ref.norm().clamp_min(1e-30)).item()
-
-
-def run_with_grads(fn, args, softplus, dout, dlast):
-    out, last = fn(**args, delta_softplus=softplus, return_last_state=True)
-    loss = (out.double() * dout).sum() + (last.double() * dlast).sum()
-    names = [k for k in GRAD_NAMES if k in args]
-    grads = torch.autograd.grad(loss, [args[k] for k in names])
-    return out, last, dict(zip(names, grads))
-
-
-def check_against_reference(args, softplus=True):
-    """Compares out, last_state and every gradient with the float64 reference on the same inputs."""
-    dtype = args["u"].dtype
-    tol_out, tol_grad = TOLERANCE[dtype]
-    ref_args = as_float64(args)
-    g = torch.Generator().manual_seed(1)
-    dout = torch.randn(args["u"].shape, generator=g, dtype=torch.float64)
-    dlast = torch.randn(args["u"].shape[0], args["u"].shape[1], args["A"].shape[1], generator=g,
-                        dtype=torch.float64)
-    out, last, grads = run_with_grads(selective_scan_fn, args, softplus, dout, dlast)
-    rout, rlast, rgrads = run_with_grads(selective_scan_ref, ref_args, softplus, dout, dlast)
-    assert out.dtype == dtype and out.shape == args["u"].shape
-    assert last.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
-    assert rel_l2(out, rout) < tol_out, f"out: {rel_l2(out, rout):.2e}"
-    assert rel_l2(last, rlast) < tol_out, f"last_state: {rel_l2(last, rlast):.2e}"
-    for name, grad in grads.items():
-        assert grad.dtype == args[name].dtype and grad.shape == args[name].shape, name
-        err = rel_l2(grad, rgrads[name])
-        assert err < tol_grad, f"d{name}: {err:.2e}"
-
 
 # --------------------------------------------------------------------------------------------------
 # Agreement with the reference.
@@ -295,25 +216,15 @@ def test_bitwise_deterministic_across_runs_and_thread_counts():
             assert torch.equal(x, y)
 
 
-@pytest.mark.parametrize("isa", ["avx2", "baseline"])
+def check_every_dtype_at_this_isa_level():
+    for dtype in (torch.float32, torch.float64, torch.bfloat16):
+        check_against_reference(make_inputs(dim=20, seqlen=100, dstate=17, dtype=dtype, requires_grad=True))
+
+
+@pytest.mark.parametrize("isa", LOWER_ISA_LEVELS)
 def test_lower_isa_levels_match_reference(isa):
     """Each compiled ISA variant (picked at run time) is correct; the cap is read once per process."""
-    code = textwrap.dedent(
-        f"""
-        import sys
-        sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
-        import hamburg_mamba, torch
-        from test_selective_scan import check_against_reference, make_inputs
-        assert hamburg_mamba.cpu_isa() in ({isa!r}, "baseline"), hamburg_mamba.cpu_isa()
-        for dtype in (torch.float32, torch.float64, torch.bfloat16):
-            check_against_reference(make_inputs(dim=20, seqlen=100, dstate=17, dtype=dtype, requires_grad=True))
-        print("ok", hamburg_mamba.cpu_isa())
-        """
-    )
-    env = dict(os.environ, HAMBURG_MAMBA_CPU_ISA=isa)
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.startswith("ok")
+    run_under_isa(isa, __file__, ["check_every_dtype_at_this_isa_level"])
 
 
 # --------------------------------------------------------------------------------------------------
