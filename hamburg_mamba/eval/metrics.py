@@ -174,6 +174,10 @@ def calibration_slope_intercept(y, p, weight=None) -> tuple[float, float]:
 
 
 def _calibration_fit(lp, y, w, tol: float = 1e-10) -> tuple[float, float]:
+    if not (0 < np.sum(w * y) < np.sum(w)):
+        # one class only (a resample of a few hospital-days can draw no closure): no maximum exists, and the
+        # intercept's Newton steps would walk off to wherever the iteration cap leaves them
+        return float("nan"), float("nan")
     _, slope = fit_logistic(lp, y, w, tol=tol)
     # calibration-in-the-large: intercept with the slope fixed at 1, one-dimensional Newton on the offset model
     a = 0.0

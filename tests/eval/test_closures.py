@@ -23,24 +23,29 @@ def test_hospital_risk_is_the_mean_latest_prediction_of_present_pathways():
     np.testing.assert_allclose(series[2].to_numpy(), [0.0, 0.3, 0.3, 0.4, 0.4])
 
 
-def test_lead_time_and_false_alarms():
-    hours = pd.date_range(H0, periods=48, freq="h")
-    risk = np.zeros(48)
-    risk[10:20] = 0.5  # alarm from hour 10; closure at hour 18 -> lead 8 h
-    risk[21:23] = 0.5  # alarm at 21 with no closure start in [21, 45] -> a false alarm
-    # the second closure (47 h) has no alarm in [23, 47): missed, lead 0
-    closures = pd.DatetimeIndex([H0 + pd.Timedelta(hours=18), H0 + pd.Timedelta(hours=47)])
-    st = C.warning_stats(pd.Series(risk, index=hours), closures, threshold=0.4)
-    assert st["lead_h"] == [8.0, 0.0]
-    assert st["false_alarms"] == 1 and st["alarms"] == 2
-    summary = C.summarize(pd.DataFrame({2: risk}, index=hours), {2: closures}, 0.4)
-    assert summary["median_lead_h"] == 4.0 and summary["warned_6h_share"] == 0.5
-    assert summary["false_alarms_per_week"] == 1 / (48 / 168)
+def _table(hours, starts):
+    """Open hospital-hours of one hospital (none closed), closure starts at the given hour indexes."""
+    hourly = pd.DataFrame({"hospital": "A", "time": pd.date_range(H0, periods=hours, freq="h"),
+                           "closure_start": np.isin(np.arange(hours), starts), "closed_at_hour_start": False,
+                           "closure_hazard": np.float32(0.01)})
+    return C.hospital_hours(hourly, horizons=(6,))
+
+
+def test_standing_alarm_refires_daily_and_false_firings():
     # a standing alarm re-fires every 24 h: on for all 48 h = 2 firings; the first (0 h) has the closure at 18 h
-    # within a day, the second (24 h) has the one at 47 h: no false alarm, closures warned 18 / 24 h ahead
-    always = C.warning_stats(pd.Series(np.ones(48), index=hours), closures, threshold=0.4)
-    assert always["alarms"] == 2 and always["false_alarms"] == 0 and always["lead_h"] == [18.0, 24.0]
-    no_closures = C.warning_stats(pd.Series(np.ones(48), index=hours), pd.DatetimeIndex([]), threshold=0.4)
-    assert no_closures["false_alarms"] == 2
-    # a threshold above every risk raises no alarm: nothing warned, no false alarms
-    assert C.choose_threshold(pd.DataFrame({2: risk}, index=hours), {2: closures}, 0.0) == 0.52
+    # within a day, the second (24 h) has the one at 47 h: no false firing; leads 18 and 47 h (no cap)
+    table = _table(48, [18, 47])
+    always = C.warning_summary(table, np.ones(48), 0.4)
+    assert always["firings"] == 2 and always["false_alarms"] == 0 and always["max_lead_h"] == 47.0
+    assert always["median_lead_h"] == (18 + 47) / 2
+    no_closures = C.warning_summary(_table(48, []), np.ones(48), 0.4)
+    assert no_closures["false_alarms"] == 2 and no_closures["closures"] == 0
+    # alarm 10..19 and 21..22; closure at 18 (lead 8 h) and at 47 (missed: alarm off at 47)
+    risk = np.zeros(48)
+    risk[10:20] = 0.5
+    risk[21:23] = 0.5
+    st = C.warning_summary(table, risk, 0.4)
+    assert st["warned_share"] == 0.5 and st["median_lead_h"] == 4.0 and st["median_lead_warned_h"] == 8.0
+    assert st["firings"] == 2 and st["false_alarms"] == 1  # the firing at 21 has no start in 21..44
+    # a threshold above every risk raises no alarm; with no false firing allowed the lowest such is 0.52
+    assert C.choose_threshold(table, risk, 0.0) == 0.52

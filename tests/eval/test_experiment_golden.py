@@ -16,7 +16,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from hamburg_mamba.eval import closures as C
-from hamburg_mamba.eval.experiment import ALERT_SENSITIVITY, CLOSURE_TASK, _hours, _within, run_comparison
+from hamburg_mamba.eval.experiment import ALERT_SENSITIVITY, CLOSURE_TASK, _hour_periods, run_comparison
 from hamburg_mamba.eval.predictions import prediction_rows
 
 N_BOOT = 40  # enough replicates that the 2.5 % and 5 % quantiles are different order statistics
@@ -124,13 +124,16 @@ def _ece_by_hand(y, p, bins=10):
 
 
 def _calibration_in_the_large(y, p):
+    if not 0 < y.sum() < y.size:
+        return float("nan")  # one class: the likelihood has no maximum
     lp = _logit(p)
     return brentq(lambda a: np.sum(y - _sigmoid(a + lp)), -30, 30, xtol=1e-14)
 
 
 REFERENCE = {
     "auroc": roc_auc_score,
-    "auprc": average_precision_score,
+    # undefined without a positive (scikit-learn says 0 and warns); hospital-day resamples can draw none
+    "auprc": lambda y, p: average_precision_score(y, p) if y.sum() > 0 else float("nan"),
     "brier": lambda y, p: float(np.mean((p - y) ** 2)),
     "ece": _ece_by_hand,
     "calibration_slope": lambda y, p: _newton_slope(_logit(p), y),
@@ -167,7 +170,11 @@ def test_bootstrap_interval_equals_a_plain_cluster_bootstrap(evaluation, metric)
     m = pred[f"{TASK}|mask"].to_numpy()
     y = pred[f"{TASK}|label"].to_numpy()[m].astype(np.float64)
     p = pred[f"{TASK}|{MODEL}"].to_numpy()[m]
-    cluster = pred["subject_id"].to_numpy()[m]
+    # a closure label is shared by the hospital's patients: clusters are hospital-days (the hospital the row
+    # knew, by name, and the row's calendar day), not subjects
+    cluster = (pred["hospital"].astype(str) + "|" + pd.to_datetime(pred["time"]).dt.strftime("%Y-%m-%d")
+               ).to_numpy()[m]
+    subjects = pred["subject_id"].to_numpy()[m]
     ref = REFERENCE[metric]
     tol = TOLERANCE.get(metric, 1e-12)
     assert got["value"] == pytest.approx(ref(y, p), rel=tol, abs=tol)
@@ -176,8 +183,10 @@ def test_bootstrap_interval_equals_a_plain_cluster_bootstrap(evaluation, metric)
     # the test tells a 95 % interval from a 90 % one, and clusters (subjects) from rows
     lo90, hi90 = _plain_cluster_bootstrap(y, p, cluster, ref, N_BOOT, SEED, alpha=0.10)
     rows_lo, rows_hi = _plain_cluster_bootstrap(y, p, np.arange(y.size), ref, N_BOOT, SEED, alpha=0.05)
+    subj_lo, subj_hi = _plain_cluster_bootstrap(y, p, subjects, ref, N_BOOT, SEED, alpha=0.05)
     assert abs(lo90 - lo) > 100 * tol or abs(hi90 - hi) > 100 * tol
     assert abs(rows_lo - lo) > 100 * tol or abs(rows_hi - hi) > 100 * tol
+    assert abs(subj_lo - lo) > 100 * tol or abs(subj_hi - hi) > 100 * tol
 
 
 # --- alert burden ---
@@ -189,8 +198,12 @@ def test_alert_burden_counted_pathway_by_pathway(evaluation, tiny_data):
     m = pred[f"{TASK}|mask"].to_numpy()
     rows = pred[m]
     y, p = rows[f"{TASK}|label"].to_numpy(), rows[f"{TASK}|{MODEL}"].to_numpy()
-    # highest threshold that still flags ALERT_SENSITIVITY of the positives
-    threshold = max(t for t in np.unique(p[y == 1]) if np.mean(p[y == 1] >= t) >= ALERT_SENSITIVITY)
+    # highest threshold that still flags ALERT_SENSITIVITY of the tuning positives (the tuning rows only)
+    y_t, p_t = _known_predictions(tiny_data, "tuning", TASK)
+    threshold = max(t for t in np.unique(p_t[y_t == 1]) if np.mean(p_t[y_t == 1] >= t) >= ALERT_SENSITIVITY)
+    held_out_choice = max(t for t in np.unique(p[y == 1]) if np.mean(p[y == 1] >= t) >= ALERT_SENSITIVITY)
+    assert threshold != held_out_choice  # the test can tell the two periods apart
+    assert got["sensitivity"] == pytest.approx(np.mean(p[y == 1] >= threshold), rel=1e-12)
     alerts = 0
     for _, g in rows.assign(p=p).groupby("pathway_id"):
         above = g.sort_values("time")["p"].to_numpy() >= threshold
@@ -203,19 +216,29 @@ def test_alert_burden_counted_pathway_by_pathway(evaluation, tiny_data):
     assert got["alerts_per_100_patient_days"] == pytest.approx(alerts / patient_days * 100, rel=1e-12)
 
 
-def test_closure_alarm_threshold_is_chosen_on_the_tuning_period(evaluation, tiny_data, tiny_root):
+def test_closure_alarm_threshold_is_chosen_on_the_tuning_period(evaluation, tiny_data, tiny_root, tiny_spec):
+    """The known model's pooled score on the tuning hospital-hours picks the threshold; the held-out hours
+    would pick another."""
+    from hamburg_mamba.train.data_setup import event_times_us
+
     metrics, _ = evaluation
-    lookup = tiny_data.schema.lookup["hospital"]
-    closures = C.closure_starts_from_system(tiny_root, lookup)
+    table = C.hospital_hours(C.read_hourly(tiny_root))
+    enc = tiny_data.encoded
+    end_us = event_times_us(tiny_data)[enc.offsets[1:] - 1]
+    splits = {s: prediction_rows(tiny_data, s) for s in ("train", "tuning", "held_out")}
+    period = _hour_periods(tiny_spec, splits, table)
     thresholds = {}
     for split in ("tuning", "held_out"):
-        rows = prediction_rows(tiny_data, split)
+        rows, (lo, hi) = splits[split], period[split]
         p = rows.oracle[TASK].astype(np.float64)
         if split == "tuning":
             p = _sigmoid(-1.0 + 2.0 * _logit(p))
-        series = C.hospital_risk_series(rows.time_us, rows.hospital, rows.pathway, p.astype(np.float32)
-                                        .astype(np.float64), _hours(rows.time_us))
-        thresholds[split] = C.choose_threshold(series, _within(closures, series.index), ALARM_BUDGET)
+        hours = pd.date_range(lo, hi - pd.Timedelta(hours=1), freq="h")
+        series = C.hospital_risk_series(rows.time_us, enc.event_hospital_name[rows.flat], rows.pathway,
+                                        p.astype(np.float32).astype(np.float64), hours, end_us[rows.pathway])
+        mine = ((table["time"] >= lo) & (table["time"] < hi)).to_numpy()
+        part = table[mine].reset_index(drop=True)
+        thresholds[split] = C.choose_threshold(part, C.score_rows(part, series), ALARM_BUDGET)
     assert metrics["closures"]["models"][MODEL]["threshold"] == thresholds["tuning"]
     assert thresholds["tuning"] != thresholds["held_out"]  # the test can tell the two periods apart
 
@@ -224,6 +247,7 @@ def test_alert_onsets_on_a_hand_built_timeline():
     """Two pathways, rows given out of time order. Positives score 0.9, 0.7, 0.6, 0.3: at 75 % sensitivity
     the threshold is 0.6. Pathway 1 by time: 0.2, 0.7 (onset), 0.9, 0.1, 0.6 (onset); pathway 2: 0.6 (onset at
     its first row), 0.3, 0.65 (onset). 4 onsets over 2 patient-days = 200 per 100 patient-days."""
+    from hamburg_mamba.eval import metrics as M
     from hamburg_mamba.eval.experiment import alert_burden
 
     hour = 3_600_000_000
@@ -231,8 +255,8 @@ def test_alert_onsets_on_a_hand_built_timeline():
     time_us = np.array([3, 0, 1, 4, 2, 5, 6, 7]) * hour
     p = np.array([0.1, 0.2, 0.7, 0.6, 0.9, 0.6, 0.3, 0.65])
     y = np.array([0, 0, 1, 0, 1, 1, 1, 0])
-    got = alert_burden(y, p, pathway, time_us, sensitivity=0.75, patient_days=2.0)
-    assert got["threshold"] == 0.6
+    got = alert_burden(y, p, pathway, time_us, threshold=M.threshold_at_sensitivity(y, p, 0.75), patient_days=2.0)
+    assert got["threshold"] == 0.6 and got["sensitivity"] == 0.75
     assert got["alerts"] == 4
     assert got["alerting_rows"] == 5 / 8
     assert got["alerts_per_100_patient_days"] == pytest.approx(200.0, rel=1e-12)
