@@ -82,13 +82,16 @@ ctest: system-deps
 
 # The C++ unit tests once more under AddressSanitizer and UndefinedBehaviorSanitizer (any report fails the
 # test: -fno-sanitize-recover=all; options in CMakeLists.txt, HAMBURG_MAMBA_SANITIZE). No benches, no CUDA.
+# Measured (2026-12-01, 2-core machine, no ccache): 6.7 CPU-minutes to build (about 4 minutes on two idle cores;
+# most of it the instrumented test file) and 18 CPU-seconds to run the 64 tests. OpenMP (libgomp) needs no
+# ASAN_OPTIONS: no leak or sanitizer report came from it; UBSan runs with its defaults, nothing suppressed.
 ctest-asan: system-deps
 	cmake -S . -B $(ASAN_BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHAMBURG_MAMBA_SANITIZE=ON \
 	  -DHAMBURG_MAMBA_BUILD_BENCHES=OFF -DHAMBURG_MAMBA_BUILD_CUDA=OFF
 	cmake --build $(ASAN_BUILD_DIR) -j $(MAX_JOBS)
 	ctest --test-dir $(ASAN_BUILD_DIR) --output-on-failure
 
-test: pytest ctest
+test: pytest ctest ctest-asan
 
 # The main job: synthetic Hamburg -> train Mamba, hybrid, GRU, Transformer -> CatBoost, NEWS2, oracle ->
 # metrics and report (runs/demo/report/README.md). The demo runs on the CPU, so its build skips the CUDA
