@@ -24,6 +24,7 @@ from hamburg_mamba.eval import metrics as M
 from hamburg_mamba.eval.baselines import NEWS2_TASKS, CatBoostSettings, News2Baseline, catboost_predict, fit_catboost
 from hamburg_mamba.eval.features import FeatureBuilder
 from hamburg_mamba.eval.predictions import model_predictions, pathway_rows, prediction_rows
+from hamburg_mamba.eval.robustness import shift_robustness
 from hamburg_mamba.train.data_setup import event_times_us
 
 ALERT_SENSITIVITY = 0.8  # alert threshold: this sensitivity on the tuning rows, then applied to held-out
@@ -174,6 +175,11 @@ def run_comparison(spec, runs: dict, out_dir: str | Path, baselines=("catboost",
                                                           clusters[spec_t.level][_cluster_kind(spec_t)][m], n_boot)
         results["tasks"][task] = task_res
         _log(f"metrics {task}", t0)
+
+    # --- robustness: held-out rows whose system state lies beyond the training range ---
+    task_clusters = {t: clusters[s.level][_cluster_kind(s)] for t, s in tasks.items() if s.kind == "binary"}
+    results["robustness"] = shift_robustness(data, H, HP, preds, tasks, task_clusters, n_boot)
+    _log("robustness (shifted rows)", t0)
 
     # --- closures: hospital warnings ---
     hourly = C.read_hourly(spec.root)

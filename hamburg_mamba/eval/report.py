@@ -1,6 +1,6 @@
 """Report folder from an evaluation folder (experiment.py): README.md with the tables and PNG plots.
 
-    report/README.md                summary, goal check, per-task tables, closures, subgroups, notes
+    report/README.md                summary, goal check, per-task tables, closures, subgroups, robustness, notes
     report/roc.png                  ROC curves, one panel per binary task, every model
     report/calibration.png          reliability diagrams (raw probabilities; recalibrated ECE in the tables)
     report/decision_curves.png      net benefit vs treat-all / treat-none
@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from hamburg_mamba.eval import metrics as M
+from hamburg_mamba.eval import robustness
 
 SAFETY_GOAL_GAP = 0.02  # Mamba AUROC within this of the fair bound (the project's experiment goal)
 ECE_GOAL = 0.02
@@ -165,6 +166,7 @@ def write_report(eval_dir: str | Path, out_dir: str | Path, data_root: str | Pat
                _task_table(r), ""]
     md += closure_section(metrics.get("closures"))
     md += _subgroup_section(metrics, primary)
+    md += robustness.report_section(metrics)
     md += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
     md += ["## Notes", ""] + [f"- {n}" for n in metrics.get("notes", [])]
     miss = metrics.get("news2_missing_vitals", {}).get("held_out")

@@ -1,0 +1,195 @@
+"""Do the warnings hold up in a crisis? Every model's discrimination and calibration on the held-out rows whose
+system state lies beyond the training range, next to the other held-out rows, and its saturation on rare tasks.
+
+Glossary: R held-out prediction rows of one task (event rows, or one row per pathway for pathway tasks), F the
+status features (`DatasetSchema.numeric_features` after NUMERIC_FEATURES).
+
+Shifted rows. The connector turns each raw status value into a bounded rank (`schema.BoundedRank`): the
+training split's CDF, 0 at its minimum and 1 at its maximum, plus an excess term that is non-zero exactly
+outside the training range. A row is *shifted* when any of its status inputs lies outside [0, 1], that is when
+the hospital's state at the row (its level or its 4-week trend) was beyond anything the training period showed.
+The rest are the held-out rows within the training range (or without a status feed).
+
+A model's calibration *breaks* under the shift when, on the shifted rows, both
+  - the 95 % cluster-bootstrap interval of the calibration slope excludes 1 (the spread of its risks is wrong,
+    beyond sampling noise), and
+  - the ECE is more than ECE_BREAK_RATIO times its ECE on the rest (the error is the shift's, not the model's
+    everyday miscalibration, which the main tables show).
+Either alone is common and uninformative: a slope interval excludes 1 for most models on 30 k rows, and the
+ECE of a few hundred rows is inflated by binning noise.
+
+Saturation. On a task with prevalence below RARE_PREVALENCE, a model whose predictions are calibrated can put
+at most prevalence / SATURATION_P of the rows above SATURATION_P (at least SATURATION_P of those rows would have
+to be positive). A larger share is a miscalibration no recalibration on normal times reveals: the model
+saturates. It is reported for every rare task and model, and warned about beyond that bound.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hamburg_mamba.data.schema import NUMERIC_FEATURES
+from hamburg_mamba.eval import metrics as M
+
+SATURATION_P = 0.9  # a "certain" warning: above this on a rare outcome
+RARE_PREVALENCE = 0.05  # tasks rarer than this are checked for saturation
+ECE_BREAK_RATIO = 2.0  # shifted-row ECE above this multiple of the rest's (with the slope test) = breaks
+METRICS = ("auroc", "ece", "calibration_slope", "calibration_intercept")
+
+
+def shifted_rows(data, flat: np.ndarray) -> np.ndarray:
+    """(R,) bool: the event at each flat index has a status input outside the training range, i.e. a bounded
+    rank outside [0, 1] (missing inputs are not shifted)."""
+    enc = data.encoded
+    first = len(NUMERIC_FEATURES)
+    x = enc.numeric[flat, first:]  # (R, F)
+    present = ~enc.numeric_missing[flat, first:]  # (R, F)
+    return (((x < 0) | (x > 1)) & present).any(axis=1)
+
+
+def shift_robustness(data, rows, prows, preds: dict, tasks: dict, clusters: dict, n_boot: int,
+                     seed: int = 0) -> dict:
+    """Every binary task and model on the held-out rows: shifted rows against the rest (`compare_parts`) and
+    the saturation shares (`saturation`). rows / prows: the held-out PredictionRows / PathwayRows; preds: model ->
+    split -> task -> (R,) probabilities; clusters: task -> (R,) bootstrap cluster of each row (the main tables'
+    clusters)."""
+    shifted = {"event": shifted_rows(data, rows.flat), "pathway": shifted_rows(data, prows.flat)}
+    out = {"shifted_rows": {level: {"n": int(s.sum()), "share": float(s.mean()) if s.size else None}
+                            for level, s in shifted.items()},
+           "ece_break_ratio": ECE_BREAK_RATIO, "saturation_p": SATURATION_P, "rare_prevalence": RARE_PREVALENCE,
+           "tasks": {}}
+    for task, spec in tasks.items():
+        if spec.kind != "binary" or task not in clusters:
+            continue
+        src = rows if spec.level == "event" else prows
+        m = src.masks[task]
+        y, part = src.labels[task][m].astype(np.float64), shifted[spec.level][m]
+        if y.size == 0:
+            continue
+        entry = {"prevalence": float(y.mean()), "models": {}}
+        for name, by_split in preds.items():
+            if task not in by_split.get("held_out", {}):
+                continue
+            p = np.clip(np.asarray(by_split["held_out"][task], dtype=np.float64)[m], 0.0, 1.0)
+            result = compare_parts(y, p, part, clusters[task][m], n_boot, seed)
+            if entry["prevalence"] < RARE_PREVALENCE:
+                result["saturation"] = saturation(y, p, part)
+            entry["models"][name] = result
+        out["tasks"][task] = entry
+    return out
+
+
+def compare_parts(y, p, shifted, cluster, n_boot: int, seed: int = 0) -> dict:
+    """Metrics of p on the shifted rows (with cluster-bootstrap intervals) and on the rest (point estimates),
+    and whether the calibration breaks (`calibration_breaks`). y, p, shifted, cluster: (R,)."""
+    shifted = np.asarray(shifted, dtype=bool)
+    out = {"shifted": _part_metrics(y[shifted], p[shifted], cluster[shifted], n_boot, seed),
+           "rest": _part_metrics(y[~shifted], p[~shifted], None, 0, seed)}
+    out["breaks"] = calibration_breaks(out["shifted"], out["rest"])
+    return out
+
+
+def _part_metrics(y, p, cluster, n_boot: int, seed: int) -> dict:
+    """n, positives, mean prediction, and METRICS as {value, low, high} (intervals only with n_boot > 0);
+    metrics are absent where one class is missing (AUROC and the calibration fit are undefined)."""
+    out = {"n": int(y.size), "positives": int(y.sum()), "mean_p": float(p.mean()) if y.size else None}
+    if y.size == 0 or y.min() == y.max():
+        return out
+    if n_boot > 0:
+        est = M.bootstrap_binary(y, p, cluster=cluster, n_boot=n_boot, seed=seed)
+        out.update({k: est[k].as_dict() for k in METRICS})
+    else:
+        point = M.binary_metrics(y, p)
+        out.update({k: {"value": point[k], "low": None, "high": None} for k in METRICS})
+    return out
+
+
+def calibration_breaks(shifted: dict, rest: dict) -> bool:
+    """The shifted part's calibration slope interval excludes 1 and its ECE exceeds ECE_BREAK_RATIO times the
+    rest's (module docstring); False where either part lacks the metrics or the interval is undefined."""
+    if "ece" not in shifted or "ece" not in rest:
+        return False
+    low, high = (_number(shifted["calibration_slope"][k]) for k in ("low", "high"))
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return False
+    excludes_one = not (low <= 1.0 <= high)
+    return bool(excludes_one and _number(shifted["ece"]["value"]) > ECE_BREAK_RATIO * _number(rest["ece"]["value"]))
+
+
+def saturation(y, p, shifted) -> dict:
+    """Share of rows with p > SATURATION_P, on all rows, the shifted ones and the rest; and the most a calibrated
+    model could have (prevalence / SATURATION_P, on all rows)."""
+    shifted = np.asarray(shifted, dtype=bool)
+    above = p > SATURATION_P
+
+    def share(rows) -> float | None:
+        return float(above[rows].mean()) if rows.any() else None
+
+    everything = np.ones(y.size, dtype=bool)
+    return {"all": share(everything), "shifted": share(shifted), "rest": share(~shifted),
+            "calibrated_max": float(y.mean()) / SATURATION_P}
+
+
+def warning_lines(robustness: dict) -> list[str]:
+    """One line per model and task whose calibration breaks on the shifted rows, or which saturates."""
+    lines = []
+    for task, entry in robustness.get("tasks", {}).items():
+        for name, r in entry["models"].items():
+            if r.get("breaks"):
+                s, rest = r["shifted"], r["rest"]
+                slope = s["calibration_slope"]
+                lines.append(f"WARNING {name} on {task}: calibration breaks on the {s['n']} shifted rows (slope "
+                             f"{slope['value']:.2f}, 95 % interval {slope['low']:.2f}-{slope['high']:.2f}; ECE "
+                             f"{s['ece']['value']:.4f} vs {rest['ece']['value']:.4f} on the rest)")
+            sat = r.get("saturation")
+            if sat and sat["all"] is not None and sat["all"] > sat["calibrated_max"]:
+                lines.append(f"WARNING {name} on {task}: {100 * sat['all']:.1f} % of held-out predictions above "
+                             f"{SATURATION_P:g} at prevalence {entry['prevalence']:.4f} (a calibrated model: at most "
+                             f"{100 * sat['calibrated_max']:.1f} %); saturated")
+    return lines
+
+
+def report_section(metrics: dict) -> list[str]:
+    """Markdown lines for the report: the shifted rows, one table row per task and model, the warnings."""
+    rob = metrics.get("robustness")
+    if not rob:
+        return []
+    share = rob["shifted_rows"]["event"]
+    out = ["## Robustness: held-out rows beyond the training range", "",
+           f"Shifted rows: a status input (hospital state or its trend) outside the training range: "
+           f"{share['n']} event rows ({100 * (share['share'] or 0):.1f} %). Calibration breaks where the shifted "
+           f"rows' calibration slope interval excludes 1 and their ECE exceeds {rob['ece_break_ratio']:g}x the "
+           f"rest's; saturation: share of predictions above {rob['saturation_p']:g} on tasks with prevalence "
+           f"< {100 * rob['rare_prevalence']:g} % (calibrated: at most prevalence / {rob['saturation_p']:g}). "
+           "Raw (not recalibrated) probabilities.", "",
+           "| task | model | n shifted / rest | AUROC shifted / rest | ECE shifted / rest | cal. slope shifted "
+           "(95 % CI) / rest | > 0.9 share (max calibrated) | breaks |", "|---|---|---|---|---|---|---|---|"]
+    for task, entry in rob["tasks"].items():
+        for name, r in entry["models"].items():
+            s, rest, sat = r["shifted"], r["rest"], r.get("saturation")
+            sat_cell = "-" if not sat else f"{_pct(sat['all'])} ({_pct(sat['calibrated_max'])})"
+            out.append(f"| {task} | {name} | {s['n']} / {rest['n']} | {_value(s, 'auroc')} / {_value(rest, 'auroc')} "
+                       f"| {_value(s, 'ece', 4)} / {_value(rest, 'ece', 4)} | {_interval(s, 'calibration_slope')} / "
+                       f"{_value(rest, 'calibration_slope', 2)} | {sat_cell} | {'yes' if r['breaks'] else 'no'} |")
+    warnings = warning_lines(rob)
+    out += [""] + ([f"- {w}" for w in warnings] or ["- no model's calibration breaks or saturates here"]) + [""]
+    return out
+
+
+def _number(x) -> float:
+    """A metric read back from JSON: None (NaN written by the evaluation) as NaN."""
+    return float("nan") if x is None else float(x)
+
+
+def _value(part: dict, key: str, digits: int = 3) -> str:
+    return "n/a" if key not in part else M.Estimate(_number(part[key]["value"]), np.nan, np.nan).fmt(digits)
+
+
+def _interval(part: dict, key: str, digits: int = 2) -> str:
+    if key not in part:
+        return "n/a"
+    return M.Estimate(*(_number(part[key][k]) for k in ("value", "low", "high"))).fmt(digits)
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f} %"
