@@ -12,9 +12,9 @@ import pandas as pd
 from hamburg_mamba.data.synthetic import (
     CLOSURE_ALLOWED_FROM_H,
     CLOSURE_ALLOWED_UNTIL_H,
-    ED_VISITS_2016,
     EMS_SHARE,
     HEAT_WAVE_UPLIFT,
+    HOSPITALS,
     UNIT_LOS_DAYS,
     SyntheticData,
 )
@@ -64,7 +64,7 @@ def calibration_table(data: SyntheticData) -> pd.DataFrame:
         rows.append({"figure": figure, "source": source, "target": float(target), "generated": float(generated),
                      "tolerance": tol_s, "ok": bool(ok)})
 
-    vol = sum(ED_VISITS_2016[h] for h in cfg.hospitals) * cfg.scale / 365.0
+    vol = sum(HOSPITALS[h].ed_visits_per_year for h in cfg.hospitals) * cfg.scale / 365.0
     add("ED arrivals per day (quiet days)", "Drs. 21/8379 2016 volumes x scale", vol,
         len(base) / len(quiet), 0.06, "rel")
     add("EMS share of ED arrivals", "279,471 EMS missions/yr x 70 % transport / 600 k ED visits (derived)",

@@ -19,7 +19,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from hamburg_mamba.data import system_state
+from hamburg_mamba.data import hospitals, system_state
 from hamburg_mamba.data.schema import (
     CATEGORICAL_FIELDS,
     NUMERIC_FEATURES,
@@ -87,15 +87,16 @@ class HamburgData:
     splits: pd.DataFrame  # subject_id, split
     accounting: Accounting
     pathways: pd.DataFrame  # one row per pathway: ids, split, start, end, n_events
-    # status feature x split -> share of the split's events with that feature present whose raw value lies
-    # outside the training range (the schema's `BoundedRank`), NaN where the split has none present
+    # status feature or hospital descriptor x split -> share of the split's events with that feature present whose
+    # raw value lies outside the training range (the schema's `BoundedRank`), NaN where the split has none present
     status_out_of_range: pd.DataFrame = field(default_factory=pd.DataFrame)
     extra: dict = field(default_factory=dict)
 
     def report(self) -> str:
         lines = [self.accounting.report()]
         if not self.status_out_of_range.empty:
-            lines.append("status features outside the training range (share of events with the feature present):")
+            lines.append("status features and hospital descriptors outside the training range (share of events with "
+                         "the feature present):")
             lines += ["  " + line for line in self.status_out_of_range.to_string(float_format="{:.4f}".format)
                       .splitlines()]
         return "\n".join(lines)
@@ -141,6 +142,8 @@ def connect_hamburg_data(
     status_columns: Sequence[str] | None = None,
     status_lag_h: float = system_state.DEFAULT_LAG_H,
     status_max_age_h: float = system_state.DEFAULT_MAX_AGE_H,
+    hospital_table: pd.DataFrame | None = None,
+    hospital_columns: Sequence[str] | None = None,
     time_unit: Literal["s", "ms", "us", "ns"] | None = None,
 ) -> HamburgData:
     """Connect a MEDS dataset folder or a pandas event table.
@@ -163,6 +166,11 @@ def connect_hamburg_data(
         (`hamburg_mamba.data.system_state`): status_columns picks the columns (None: the synthetic Hamburg's
         observable ones; () switches the feed off), available status_lag_h after their `time`, unused when
         older than status_max_age_h. With a fitted `schema`, its columns, lag and age are used.
+    hospital_table: one row per hospital (column hospital and numeric descriptor columns; a MEDS folder's
+        metadata/hospitals.parquet when None), attached to every event as the descriptors of the hospital known
+        at it (`hamburg_mamba.data.hospitals`): hospital_columns picks the columns (None: ed_visits_per_year,
+        beds, care_level where present; () switches them off). With a fitted `schema`, its columns are used and
+        the table may hold other hospitals: an unseen hospital gets its own descriptors.
     time_unit: what numeric time columns (events' `time`, labels' `prediction_time`, the status feed's `time`)
         count since 1970-01-01 UTC; None (default) refuses numeric times, which would otherwise be read as
         nanoseconds. Time-zone-aware times are converted to naive UTC; mixed UTC offsets are refused.
@@ -183,6 +191,8 @@ def connect_hamburg_data(
         oracle = {**blob["oracle"], **(oracle or {})}
         if hospital_status is None:
             hospital_status = blob["system"].get("hospital_hourly")
+        if hospital_table is None:
+            hospital_table = blob["hospitals"]
     labels = _label_tables(labels or {}, "labels", time_unit)
     oracle = _label_tables(oracle or {}, "oracle", time_unit)
     if splits is not None:
@@ -217,14 +227,23 @@ def connect_hamburg_data(
         schema = _fit_schema(ev, cols, pw, rows, owner, present, missing, acc)
         schema.max_len = max_len
         _fit_status(schema, columns, status, pw, owner, status_lag_h, status_max_age_h, acc)
+        described = () if hospital_table is None or (hospital_columns is not None and not len(hospital_columns)) \
+            else hospitals.resolve_columns(hospital_table, hospital_columns)
+        descriptors = _hospital_descriptors(hospital_table, described, cols, rows, acc)
+        _fit_hospitals(schema, described, descriptors, pw, owner, acc)
     else:
         if schema.status_columns and hospital_status is None:
             acc.notes.append(f"the schema expects hospital status columns {list(schema.status_columns)} but the "
                              f"data has no status table: every system-state feature is missing")
+        if schema.hospital_columns and hospital_table is None:
+            acc.notes.append(f"the schema expects hospital descriptors {list(schema.hospital_columns)} but the "
+                             f"data has no hospital table: every descriptor is missing")
         status = _status_features(hospital_status, schema.status_columns, cols, rows, schema.status_lag_h,
                                   schema.status_max_age_h, acc, time_unit)
-    encoded = _encode(ev, cols, pw, rows, owner, schema, labels, oracle, acc, status)
-    out_of_range = _status_out_of_range(schema, status, pw["split"].to_numpy()[owner])
+        descriptors = _hospital_descriptors(hospital_table, schema.hospital_columns, cols, rows, acc)
+    context = np.concatenate([status, descriptors], axis=1)  # (N, F - 2) raw inputs after NUMERIC_FEATURES
+    encoded = _encode(ev, cols, pw, rows, owner, schema, labels, oracle, acc, context)
+    out_of_range = _status_out_of_range(schema, context, pw["split"].to_numpy()[owner])
     # Static facts of subjects without any timed event reach no pathway: counted, not silently lost.
     laid = np.zeros(ev.shape[0], bool)
     laid[rows] = True
@@ -532,14 +551,33 @@ def _status_features(table, columns, cols, rows, lag_h, max_age_h, acc, time_uni
     if table is None:
         return np.full((rows.size, 2 * len(columns)), np.nan)
     table = system_state.check_status_table(table, columns, acc, time_unit)
-    hosp = cols.fields.get("hospital")
-    if hosp is None:
-        names = np.full(rows.size, None, dtype=object)
-    else:
-        c = cols.known_hospital[rows]  # the hospital as known at the event: none in the ambulance before departure
-        names = np.where(c >= 0, hosp[1][np.maximum(c, 0)], None)
+    names = _event_hospital_name(cols, rows)  # the hospital as known at the event: none before the departure
     return system_state.status_features(table, columns, names, cols.time_us[rows], ~cols.static[rows], acc,
                                         lag_h=lag_h, max_age_h=max_age_h)
+
+
+def _hospital_descriptors(table, columns, cols, rows, acc) -> np.ndarray:
+    """(N, K) raw descriptors of the hospital known at each laid-out row (NaN = missing); (N, 0) without any;
+    all NaN when the schema names columns but the data has no hospital table."""
+    if not columns:
+        return np.zeros((rows.size, 0))
+    if table is None:
+        return np.full((rows.size, len(columns)), np.nan)
+    table = hospitals.check_hospital_table(table, columns, acc)
+    return hospitals.descriptor_features(table, _event_hospital_name(cols, rows), ~cols.static[rows], acc)
+
+
+def _fit_hospitals(schema, columns, descriptors, pw, owner, acc) -> None:
+    """Descriptor columns and the training split's bounded rank transform of each (`BoundedRank`, as for the
+    status feed: monotone, and bounded for hospitals beyond the training range), into the schema."""
+    names = hospitals.feature_names(columns)
+    train = descriptors[pw["split"].to_numpy()[owner] == "train"]
+    transforms = {name: BoundedRank.fit(train[:, j]) for j, name in enumerate(names)}
+    unfitted = [name for name, t in transforms.items() if not t.count]
+    if unfitted:
+        acc.notes.append(f"hospital descriptors without any training value, missing everywhere: {unfitted}")
+    schema.hospital_columns, schema.hospital_transforms = tuple(columns), transforms
+    schema.numeric_features = schema.numeric_features + names
 
 
 def _fit_status(schema, columns, status, pw, owner, lag_h, max_age_h, acc) -> None:
@@ -562,7 +600,8 @@ def _pathway_age(ev, pw) -> np.ndarray:
     return ((pw["start"].to_numpy() - b.to_numpy()) / np.timedelta64(1, "D") / DAYS_PER_YEAR).astype(float)
 
 
-def _encode(ev, cols, pw, rows, owner, schema, labels, oracle, acc, status) -> EncodedPathways:
+def _encode(ev, cols, pw, rows, owner, schema, labels, oracle, acc, context) -> EncodedPathways:
+    """context: (N, F - len(NUMERIC_FEATURES)) raw status features and hospital descriptors, NaN = missing."""
     N, P = rows.size, len(pw)
     per_event = np.empty((cols.static.size, len(schema.categorical_vocab)), dtype=np.int32)  # (N_ev, C)
     for j, (f, toks) in enumerate(schema.categorical_vocab.items()):
@@ -597,8 +636,8 @@ def _encode(ev, cols, pw, rows, owner, schema, labels, oracle, acc, status) -> E
     ok = ~np.isnan(age)
     num[ok, 1] = ((age[ok] - schema.age_stats.mean) / schema.age_stats.std).astype(np.float32)
     miss[:, 1] = ~ok
-    for j, name in enumerate(schema.numeric_features[len(NUMERIC_FEATURES):]):
-        x = schema.status_transforms[name](status[:, j])
+    for j, (name, transform) in enumerate(schema.context_transforms.items()):
+        x = transform(context[:, j])
         ok = ~np.isnan(x)
         num[ok, len(NUMERIC_FEATURES) + j] = x[ok].astype(np.float32)
         miss[:, len(NUMERIC_FEATURES) + j] = ~ok
@@ -682,13 +721,14 @@ def _event_hospital_name(cols: _EventColumns, rows: np.ndarray) -> np.ndarray:
     return np.where(c >= 0, hosp[1][np.maximum(c, 0)], None).astype(object)
 
 
-def _status_out_of_range(schema: DatasetSchema, status: np.ndarray, split: np.ndarray) -> pd.DataFrame:
-    """Feature x split: share of events with the feature present whose raw value is outside the training range."""
-    names = schema.numeric_features[len(NUMERIC_FEATURES):]
-    out = pd.DataFrame(np.nan, index=pd.Index(names, name="feature"), columns=list(SPLITS))
-    for j, name in enumerate(names):
-        present = ~np.isnan(status[:, j])
-        outside = schema.status_transforms[name].outside(status[:, j])
+def _status_out_of_range(schema: DatasetSchema, context: np.ndarray, split: np.ndarray) -> pd.DataFrame:
+    """Feature x split: share of events with the feature present whose raw value is outside the training range
+    (status features and hospital descriptors)."""
+    transforms = schema.context_transforms
+    out = pd.DataFrame(np.nan, index=pd.Index(list(transforms), name="feature"), columns=list(SPLITS))
+    for j, (name, transform) in enumerate(transforms.items()):
+        present = ~np.isnan(context[:, j])
+        outside = transform.outside(context[:, j])
         for s in SPLITS:
             n = int((present & (split == s)).sum())
             if n:

@@ -9,6 +9,8 @@ Layout under a dataset root (MEDS names where MEDS has one):
     metadata/codes.parquet            CodeMetadataSchema
     metadata/dataset.json             DatasetMetadataSchema
     metadata/subject_splits.parquet   SubjectSplitSchema
+    metadata/hospitals.parquet        one row per hospital: name and what a model may know of it (size, level of
+                                      care; hamburg_mamba.data.hospitals); not a MEDS file, MEDS has none
     system/hospital_hourly.parquet    per-hospital hourly status; system/staff_shifts.parquet; system/pathways.parquet
 """
 
@@ -41,6 +43,7 @@ CODE_DESCRIPTIONS = {
     "ADVERSE_EVENT": "cardiac arrest or rapid-response call", "VITAL//O2": "supplemental oxygen (0 air, 1 oxygen)",
     "VITAL//ACVPU": "consciousness 0 alert .. 4 unresponsive",
 }
+HOSPITALS_FILE = Path("metadata") / "hospitals.parquet"
 PARQUET_OPTIONS = dict(compression="zstd", use_dictionary=True, write_statistics=True)
 # What the meds schemas raise for a table that breaks them (flexible_schema's errors are no ValueError).
 SCHEMA_ERRORS = (SchemaValidationError, TableValidationError)
@@ -97,7 +100,8 @@ def write_meds(root: str | Path, events: pd.DataFrame, *, labels: dict[str, pd.D
                oracle: dict[str, pd.DataFrame] | None = None, splits: pd.DataFrame | None = None,
                subjects_per_shard: int = 50_000, dataset_name: str = "hamburg-synthetic",
                dataset_version: str = "0", system_tables: dict[str, pd.DataFrame] | None = None,
-               seed: int = 0, label_sets: dict[str, dict[str, pd.DataFrame]] | None = None) -> Path:
+               seed: int = 0, label_sets: dict[str, dict[str, pd.DataFrame]] | None = None,
+               hospitals: pd.DataFrame | None = None) -> Path:
     """Write a MEDS dataset; every table is validated against its `meds` schema before it is written.
 
     Deterministic: same inputs give the same bytes (no creation time is stamped into dataset.json).
@@ -145,6 +149,8 @@ def write_meds(root: str | Path, events: pd.DataFrame, *, labels: dict[str, pd.D
     }
     meds.DatasetMetadataSchema.validate(meta)
     (root / meds.dataset_metadata_filepath).write_text(json.dumps(meta, indent=1, sort_keys=True))
+    if hospitals is not None:
+        pq.write_table(pa.Table.from_pandas(hospitals, preserve_index=False), root / HOSPITALS_FILE, **PARQUET_OPTIONS)
 
     for folder, sets in (("labels", labels or {}), ("oracle", oracle or {}), *(label_sets or {}).items()):
         for task, frame in sets.items():
@@ -166,11 +172,13 @@ def write_synthetic(root: str | Path, data, subjects_per_shard: int = 50_000) ->
     return write_meds(root, data.events, labels=data.labels, oracle=data.oracle, seed=data.config.seed,
                       subjects_per_shard=subjects_per_shard, label_sets=bound_label_sets(data.bound or {}),
                       system_tables={"hospital_hourly": data.hospital_hourly, "staff_shifts": data.staff_shifts,
-                                     "pathways": data.pathways, "drivers": data.drivers})
+                                     "pathways": data.pathways, "drivers": data.drivers},
+                      hospitals=data.hospitals)
 
 
 def read_meds(root: str | Path) -> dict:
-    """Read a MEDS dataset folder: events (with a `split` column from the folder), labels, oracle, metadata.
+    """Read a MEDS dataset folder: events (with a `split` column from the folder), labels, oracle, metadata,
+    the hospital table (None without metadata/hospitals.parquet).
 
     Validates every shard against meds.DataSchema; shards are read in split then numeric shard order.
     """
@@ -219,8 +227,14 @@ def read_meds(root: str | Path) -> dict:
         codes = t.to_pandas()
     system = {p.stem: pq.read_table(p).to_pandas() for p in sorted((root / "system").glob("*.parquet"))} \
         if (root / "system").is_dir() else {}
+    hospitals = None
+    if (root / HOSPITALS_FILE).exists():
+        try:
+            hospitals = pq.read_table(root / HOSPITALS_FILE).to_pandas()
+        except (pa.ArrowInvalid, OSError) as e:
+            raise MedsFormatError(root, root / HOSPITALS_FILE, f"not a readable parquet file ({e})") from None
     return {"events": events, "labels": read_sets("labels"), "oracle": read_sets("oracle"), "splits": splits,
-            "metadata": meta, "codes": codes, "system": system}
+            "metadata": meta, "codes": codes, "system": system, "hospitals": hospitals}
 
 
 def _read_checked(root: Path, path: Path, schema) -> pa.Table:

@@ -179,11 +179,16 @@ class DatasetSchema:
     code_stats: code -> NumericStats of its numeric_value (codes without numeric values are absent).
     age_stats: NumericStats of age at pathway start (years).
     tasks: the TaskSpecs whose labels this dataset provides; `missing_tasks` lists the declared heads it lacks.
-    numeric_features: "value", "age_years", then the system-state features (`system_state.feature_names`).
+    numeric_features: "value", "age_years", then the system-state features (`system_state.feature_names`), then
+        the hospital descriptors (`hospitals.feature_names`).
     status_columns: hospital status columns attached to every event (empty: no status feed);
         status_transforms: feature name -> the `BoundedRank` that turns its raw values into model inputs;
         status_lag_h / status_max_age_h: when a status row becomes available and how old it may be (see
         `hamburg_mamba.data.system_state`).
+    hospital_columns: hospital table columns attached to every event as descriptors (empty: none);
+        hospital_transforms: feature name -> its `BoundedRank`, fitted on the training split's events like the
+        status features, so a hospital larger than any seen in training gets a bounded input beyond 1
+        (`hamburg_mamba.data.hospitals`).
     """
 
     categorical_vocab: dict[str, list[str]]
@@ -197,6 +202,8 @@ class DatasetSchema:
     status_transforms: dict[str, BoundedRank] = field(default_factory=dict)
     status_lag_h: float = 1.0
     status_max_age_h: float = 6.0
+    hospital_columns: tuple[str, ...] = ()
+    hospital_transforms: dict[str, BoundedRank] = field(default_factory=dict)
     lookup: dict[str, dict[str, int]] = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self):
@@ -213,6 +220,13 @@ class DatasetSchema:
     @property
     def num_numeric(self) -> int:
         return len(self.numeric_features)
+
+    @property
+    def context_transforms(self) -> dict[str, BoundedRank]:
+        """The numeric features after NUMERIC_FEATURES (status, then hospital descriptors), in input order, each
+        with the `BoundedRank` that turns its raw value into a model input."""
+        both = {**self.status_transforms, **self.hospital_transforms}
+        return {name: both[name] for name in self.numeric_features[len(NUMERIC_FEATURES):]}
 
     def task_declarations(self) -> dict[str, dict]:
         """name -> {"kind", "level", "horizon_h"}: what a model config needs to build its heads."""
@@ -231,6 +245,8 @@ class DatasetSchema:
             "status_transforms": {f: asdict(t) for f, t in self.status_transforms.items()},
             "status_lag_h": self.status_lag_h,
             "status_max_age_h": self.status_max_age_h,
+            "hospital_columns": list(self.hospital_columns),
+            "hospital_transforms": {f: asdict(t) for f, t in self.hospital_transforms.items()},
         }
         return json.dumps(blob, indent=1, sort_keys=True)
 
@@ -253,6 +269,9 @@ class DatasetSchema:
             status_transforms={f: BoundedRank(**t) for f, t in blob.get("status_transforms", {}).items()},
             status_lag_h=float(blob.get("status_lag_h", 1.0)),
             status_max_age_h=float(blob.get("status_max_age_h", 6.0)),
+            # schemas written before hospital descriptors existed have none
+            hospital_columns=tuple(blob.get("hospital_columns", ())),
+            hospital_transforms={f: BoundedRank(**t) for f, t in blob.get("hospital_transforms", {}).items()},
         )
 
     def save(self, path: str | Path) -> None:

@@ -36,27 +36,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from hamburg_mamba.data.cities import EXTERNAL_HOSPITALS, HAMBURG_HOSPITALS, HOSPITALS, check_hospital_set
 from hamburg_mamba.data.schema import TASKS
 
 # ----------------------------------------------------------------------------------------------------------
 # Published figures (DOMAIN.md) and the generator's own assumptions, each named once.
 
-# ED visits 2016 by hospital (Hamburg parliament Drs. 21/8379).
-ED_VISITS_2016 = {
-    "Asklepios Harburg": 64092, "Asklepios Nord": 56908, "Asklepios Barmbek": 52424,
-    "Asklepios Altona": 45524, "Albertinen": 38611, "Asklepios St. Georg": 37426,
-    "Asklepios Wandsbek": 31908, "Amalie Sieveking": 27622, "Altonaer Kinderkrankenhaus": 26521,
-    "Bundeswehrkrankenhaus": 26519, "Bethesda Bergedorf": 24550, "BG Klinikum": 20341,
-    "Diakonieklinikum": 17345, "Asklepios West": 17245,
-}
-# Approximate positions (km east, km north of the city centre); only their distances matter (routing).
-HOSPITAL_XY_KM = {
-    "Asklepios Harburg": (1.0, -9.0), "Asklepios Nord": (1.5, 10.0), "Asklepios Barmbek": (3.5, 3.5),
-    "Asklepios Altona": (-5.0, 1.0), "Albertinen": (-4.5, 7.5), "Asklepios St. Georg": (0.8, 0.4),
-    "Asklepios Wandsbek": (6.5, 3.0), "Amalie Sieveking": (10.0, 10.0), "Altonaer Kinderkrankenhaus": (-5.5, 2.0),
-    "Bundeswehrkrankenhaus": (6.0, 4.5), "Bethesda Bergedorf": (15.0, -5.0), "BG Klinikum": (12.0, -2.0),
-    "Diakonieklinikum": (-2.5, 3.0), "Asklepios West": (-13.0, 2.0),
-}
+# Hamburg's EDs (visits 2016, Drs. 21/8379; positions) and the second city's live in cities.py.
+ED_VISITS_2016 = {h.name: h.ed_visits_per_year for h in HAMBURG_HOSPITALS}
 DEFAULT_HOSPITALS = ("Asklepios Harburg", "Asklepios Nord", "Asklepios Barmbek", "Asklepios Altona",
                      "Albertinen", "Asklepios St. Georg")
 
@@ -129,7 +116,7 @@ class SyntheticConfig:
     seed: int = 0  # all randomness flows from this through numpy SeedSequence.spawn
     start: str = "2023-08-01"  # about four months: a summer heat wave and the start of the flu season
     days: int = 122
-    hospitals: tuple[str, ...] = DEFAULT_HOSPITALS  # names from ED_VISITS_2016
+    hospitals: tuple[str, ...] = DEFAULT_HOSPITALS  # names of one city of cities.HOSPITALS
     scale: float = 0.08  # fraction of the 2016 ED volume simulated (demo cohort: about 8.5 k pathways)
     heat_wave_start: str = "2023-08-14"
     heat_wave_days: int = 9
@@ -149,21 +136,62 @@ class SyntheticConfig:
     max_los_days: float = 60.0  # planned stays are capped here so the hazard grid stays bounded
 
     def __post_init__(self):
-        unknown = [h for h in self.hospitals if h not in ED_VISITS_2016]
-        if unknown:
-            raise ValueError(f"SyntheticConfig.hospitals: unknown {unknown}; choose from {list(ED_VISITS_2016)}")
+        self.hospitals = check_hospital_set(self.hospitals, "SyntheticConfig.hospitals")
         if self.heat_wave_level not in HEAT_WAVE_UPLIFT:
             raise ValueError(f"SyntheticConfig.heat_wave_level: expected one of {list(HEAT_WAVE_UPLIFT)}")
         if self.days < 2 or self.scale <= 0:
             raise ValueError("SyntheticConfig: days must be >= 2 and scale > 0")
-        self.hospitals = tuple(self.hospitals)
+        for name in ("start", *CRISIS_DATES):
+            try:
+                pd.Timestamp(getattr(self, name))
+            except (ValueError, TypeError):
+                raise ValueError(f"SyntheticConfig.{name}: expected a date such as 2023-08-14 or "
+                                 f"\"2023-09-21 15:00\", got {getattr(self, name)!r}") from None
+        for name, low in (("seed", 0), ("heat_wave_days", 0), ("mci_casualties", 0)):
+            if not isinstance(getattr(self, name), (int, np.integer)) or getattr(self, name) < low:
+                raise ValueError(f"SyntheticConfig.{name}: expected an int >= {low}, got {getattr(self, name)!r}")
+        if not 0.0 <= self.flu_peak_share < 1.0:
+            raise ValueError(f"SyntheticConfig.flu_peak_share: expected a share in [0, 1), got {self.flu_peak_share!r}")
+        if not self.flu_width_days > 0:
+            raise ValueError(f"SyntheticConfig.flu_width_days: expected > 0, got {self.flu_width_days!r}")
+
+    @classmethod
+    def external(cls, **changes) -> SyntheticConfig:
+        """The second city for external validation (cities.EXTERNAL_HOSPITALS, all figures synthetic) in another
+        season: spring 2024 with a late influenza wave, an incident in April and an early-summer heat wave.
+        `changes` override any field (e.g. scale=0.01 for a test)."""
+        return cls(**{**EXTERNAL_PRESET, **changes})
 
     @property
     def hours(self) -> int:
         return self.days * 24
 
+    @property
+    def end(self) -> pd.Timestamp:
+        """The first instant after the simulated window [start, end)."""
+        return pd.Timestamp(self.start) + pd.Timedelta(days=self.days)
+
+    def outside_window(self) -> list[str]:
+        """The crisis date fields (CRISIS_DATES) that lie outside [start, end): such a crisis is not simulated,
+        or only its tail (a flu wave whose peak lies after the window)."""
+        return [name for name in CRISIS_DATES
+                if not pd.Timestamp(self.start) <= pd.Timestamp(getattr(self, name)) < self.end]
+
     def hours_since_start(self, when: str) -> float:
         return (pd.Timestamp(when) - pd.Timestamp(self.start)) / pd.Timedelta(hours=1)
+
+
+# Fields of SyntheticConfig that date a crisis: the heat wave's first day, the flu wave's peak, the incident.
+CRISIS_DATES = ("heat_wave_start", "flu_peak", "mci_time")
+# The external city: another hospital set (cities.py), another season and crisis timing. Spring: influenza
+# waves in Germany peak between January and March (RKI seasonal reports), so a late wave peaks in early March;
+# the early-summer heat wave is shorter and one level milder than Hamburg's August one (assumptions).
+EXTERNAL_PRESET = dict(
+    start="2024-02-15", days=122, hospitals=tuple(h.name for h in EXTERNAL_HOSPITALS),
+    heat_wave_start="2024-06-03", heat_wave_days=6, heat_wave_level="severe",
+    flu_peak="2024-03-05", flu_peak_share=0.05, flu_width_days=12.0,
+    mci_time="2024-04-26 08:30", mci_casualties=30,
+)
 
 
 @dataclass
@@ -183,6 +211,9 @@ class SyntheticData:
     # task -> fair bound (subject_id, prediction_time, value, se): P(label | simulator state at the prediction
     # time), the label table's rows; the course tasks and readmission_30d (hamburg_mamba.data.fair_bound)
     bound: dict[str, pd.DataFrame] = field(default=None)
+    # one row per hospital: what a model may know of it (hamburg_mamba.data.hospitals): name, ED visits per
+    # year as simulated, beds by unit as sized, level of care; written as metadata/hospitals.parquet
+    hospitals: pd.DataFrame = field(default=None)
 
 
 # Behavioural constants of the mechanisms (assumptions; calibrated where docs/data.md says so).
@@ -257,6 +288,7 @@ def generate_synthetic(config: SyntheticConfig | None = None) -> SyntheticData:
         config=cfg,
         drivers=drivers["frame"],
         bound=bound,
+        hospitals=_hospital_frame(cfg, city, sim),
     )
 
 
@@ -265,8 +297,8 @@ def generate_synthetic(config: SyntheticConfig | None = None) -> SyntheticData:
 
 
 def _city(cfg: SyntheticConfig) -> dict:
-    vol = np.array([ED_VISITS_2016[h] for h in cfg.hospitals], dtype=SIM_DTYPE) * cfg.scale  # per year
-    xy = np.array([HOSPITAL_XY_KM[h] for h in cfg.hospitals])
+    vol = np.array([HOSPITALS[h].ed_visits_per_year for h in cfg.hospitals], dtype=SIM_DTYPE) * cfg.scale  # per year
+    xy = np.array([HOSPITALS[h].xy_km for h in cfg.hospitals])
     dist = np.sqrt(((xy[:, None, :] - xy[None, :, :]) ** 2).sum(-1))  # (n, n) km
     per_hour = vol / (365.0 * 24.0)
     # ED beds: mean census (arrivals/h x mean stay) with a margin; crowding happens at the midday peak.
@@ -1301,6 +1333,21 @@ def _hourly_frame(cfg, city, sim) -> pd.DataFrame:
         # a closure is running at the hour's start, so no new one can start in it (eval/closures.py's unit)
         "closed_at_hour_start": ~sim["eligible"].ravel(),
         "closure_hazard": sim["hazard_open"].ravel().astype(np.float32),
+    })
+
+
+def _hospital_frame(cfg, city, sim) -> pd.DataFrame:
+    """One row per hospital of the simulated city, as a hospital would describe itself: the simulated volume
+    (scale x the catalogue's visits), the sized beds, the level of care (cities.py)."""
+    beds = sim["beds"]["beds"]  # (n, units)
+    return pd.DataFrame({
+        "hospital": list(cfg.hospitals),
+        "ed_visits_per_year": np.round(city["vol"]).astype(np.int64),
+        "beds": beds[:, 1:].sum(1),  # inpatient: ICU and wards
+        "icu_beds": beds[:, U_ICU],
+        "ward_beds": beds[:, 2:].sum(1),
+        "ed_beds": beds[:, U_ED],
+        "care_level": np.array([HOSPITALS[h].care_level for h in cfg.hospitals], dtype=np.int64),
     })
 
 

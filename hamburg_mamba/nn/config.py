@@ -41,6 +41,10 @@ class HamburgMambaConfig:
     numeric_embed_dim: int = 16  # per numeric feature: value * w + b when present, a learned vector when missing
     numeric_clip: float = 8.0  # z-scores beyond this are unit errors or outliers; clipping keeps one value from
     # saturating the state
+    # embed the hospital's name (the `hospital` field) as well as its descriptors (numeric `hospital:<column>`)?
+    # Off: a hospital is what its descriptors say, so one never seen in training is not the one "unknown" vector
+    # (docs/model.md, "Hospitals the model never saw"); configs saved before the option existed load as on.
+    hospital_identity: bool = False
     time_unit_h: float = 1.0  # the SSM clock: dt_scale = 1 + log1p(elapsed_h / time_unit_h) (see SelectiveSSMLayer)
 
     # --- backbone ---
@@ -168,7 +172,8 @@ class HamburgMambaConfig:
 
     @classmethod
     def from_json(cls, text: str, trust_key_order: bool = False) -> HamburgMambaConfig:
-        """Inverse of `to_json`. Every field must be present; unknown fields are refused.
+        """Inverse of `to_json`. Every field must be present, but those added after the file was written
+        (LEGACY_VALUES) take the value its weights were trained with; unknown fields are refused.
 
         trust_key_order: accept `vocab_sizes` and `tasks` written as JSON objects (configs saved before they
         became lists of pairs) and take their keys' order as written. Only for a file known never to have been
@@ -184,6 +189,7 @@ class HamburgMambaConfig:
         unknown = sorted(set(blob) - set(names))
         if unknown:
             raise ValueError(f"HamburgMambaConfig.from_json: unknown fields {unknown}")
+        blob = {**LEGACY_VALUES, **blob}
         missing = [n for n in names if n not in blob]
         if missing:
             raise ValueError(f"HamburgMambaConfig.from_json: missing fields {missing} (every field is saved; a "
@@ -206,6 +212,9 @@ class HamburgMambaConfig:
 # ----------------------------------------------------------------------------------------------------------
 # Field checks
 
+# Fields added after configs were first saved -> the behaviour of the configs saved before them: the encoder
+# embedded every categorical field, the hospital's name included.
+LEGACY_VALUES = {"hospital_identity": True}
 # Fields whose order is meaning (encoder input layout, head output columns); saved as [name, value] pairs.
 ORDERED_FIELDS = ("vocab_sizes", "tasks")
 
@@ -279,6 +288,7 @@ SCALAR_RULES = {
     "norm_eps": _Range(float, 0, low_open=True),
     "head_hidden": _Range(int, 0),
     "use_reference_scan": _Range(bool),
+    "hospital_identity": _Range(bool),
 }
 
 

@@ -18,14 +18,16 @@ from hamburg_mamba.nn.config import HamburgMambaConfig
 
 HOURS_PER_DAY = 24.0
 DAYS_PER_WEEK = 7.0
+# The categorical field naming the hospital: embedded only with `HamburgMambaConfig.hospital_identity`.
+HOSPITAL_FIELD = "hospital"
 # log1p(time since previous event), log1p(time since pathway start), sin/cos hour of day, sin/cos day of week.
 NUM_TIME_FEATURES = 6
 
 
 class HamburgClinicalEncoder(nn.Module):
     """Concatenates, per event:
-    - an embedding per categorical field (code, care stage, hospital, unit, triage group, arrival mode, and
-      whatever else the schema declares), index 0 = padding;
+    - an embedding per categorical field (code, care stage, unit, triage group, arrival mode, and whatever else
+      the schema declares; the hospital's name only with `config.hospital_identity`), index 0 = padding;
     - per numeric feature, `value * w_f + b_f` when present and a learned "missing" vector m_f when absent
       (missingness is information, never a silent 0). Values arrive z-scored with the training split's
       statistics per event code (`DatasetSchema.code_stats`, applied by the connector) and are clipped here.
@@ -35,7 +37,8 @@ class HamburgClinicalEncoder(nn.Module):
       on most demo tasks);
     - time: log1p of the hours since the previous event and since the pathway start, and cyclic hour of day
       and day of week;
-    then projects to d_model (the Hamburg schema gives 6 x 64 + 2 x 16 + 6 = 422 -> 512 at the seed size).
+    then projects to d_model. The hospital enters through its numeric descriptors and status feed
+    (`hospital:<column>`, `status:<column>`), which a hospital never seen in training has too.
     """
 
     def __init__(self, config: HamburgMambaConfig):
@@ -43,12 +46,12 @@ class HamburgClinicalEncoder(nn.Module):
         if not config.vocab_sizes:
             raise ValueError("HamburgClinicalEncoder: config.vocab_sizes is empty; build the config with "
                              "HamburgMambaConfig.from_schema(schema)")
-        self.fields = list(config.vocab_sizes)
+        self.fields = [f for f in config.vocab_sizes if config.hospital_identity or f != HOSPITAL_FIELD]
         self.vocab_sizes = dict(config.vocab_sizes)
         self.num_numeric = config.num_numeric
         self.numeric_clip = config.numeric_clip
         self.embeddings = nn.ModuleDict({
-            name: nn.Embedding(size, config.cat_embed_dim, padding_idx=0) for name, size in self.vocab_sizes.items()
+            name: nn.Embedding(self.vocab_sizes[name], config.cat_embed_dim, padding_idx=0) for name in self.fields
         })
         F, En = config.num_numeric, config.numeric_embed_dim
         self.numeric_weight = nn.Parameter(torch.randn(F, En))
