@@ -7,6 +7,7 @@
     hamburg-mamba evaluate --runs mamba=runs/mamba gru=runs/gru --out runs/eval
     hamburg-mamba report --eval runs/eval --out runs/report
     hamburg-mamba monitor --run runs/mamba --start "2023-11-20 06:00" --hours 24
+    hamburg-mamba replicate --out runs/replicate     every model over 3 training x 3 generator seeds (hours)
 
 See docs/experiments.md.
 """
@@ -171,6 +172,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="regenerate the data and retrain every run when the folder holds a demo with other settings")
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=cmd_demo, check=_check_demo_args, parser=d)
+
+    rp = sub.add_parser("replicate", help="the demo's models over training seeds x generator seeds: mean, spread "
+                                          "and paired differences of held-out AUROC (hours; --tiny: minutes)")
+    rp.add_argument("--out", default="runs/replicate", help="folder for the cities, runs, evaluations and summary")
+    rp.add_argument("--generator-seeds", type=COUNT, nargs="+", default=[0, 1, 2], metavar="SEED")
+    rp.add_argument("--training-seeds", type=COUNT, nargs="+", default=[0, 1, 2], metavar="SEED")
+    rp.add_argument("--backbones", default=",".join(DEMO_BACKBONES), help="comma-separated backbones to train")
+    rp.add_argument("--primary", default="mamba", help="model whose paired differences are reported")
+    rp.add_argument("--jobs", type=POSITIVE_INT, default=None,
+                    help="trainings at once, one process each (default: CPU cores); results do not change")
+    rp.add_argument("--tiny", action="store_true", help="the two-week test city and the tiny demo's settings")
+    rp.set_defaults(func=cmd_replicate, check=None, parser=rp)
     return p
 
 
@@ -527,6 +540,34 @@ def _train_in_parallel(commands: dict[str, list[str]], jobs: int, log_dir: Path,
     with ThreadPoolExecutor(jobs) as pool:
         for future in [pool.submit(run, bb, command) for bb, command in commands.items()]:
             future.result()
+
+
+def cmd_replicate(args) -> int:
+    from hamburg_mamba.eval.replicate import ReplicateConfig, run_replicates
+
+    try:
+        config = ReplicateConfig(out=Path(args.out), recipe=replicate_recipe(args.tiny),
+                                 generator_seeds=tuple(args.generator_seeds), training_seeds=tuple(args.training_seeds),
+                                 backbones=tuple(b for b in args.backbones.split(",") if b), tiny=args.tiny,
+                                 jobs=args.jobs or os.cpu_count() or 1, primary=args.primary)
+    except ValueError as e:
+        field, _, message = str(e).partition(":")  # ReplicateConfig names its field first
+        args.parser.error(f"--{field.replace('_', '-')}:{message}")
+    result = run_replicates(config)
+    print((Path(args.out) / "README.md").read_text())
+    print(f"[replicate] {len(result['replicates'])} replicates in {result['seconds'] / 60:.1f} min; "
+          f"{Path(args.out) / 'replicates.json'}")
+    return 0
+
+
+def replicate_recipe(tiny: bool):
+    """The demo's training and evaluation settings (DEMO_*, TINY_STEPS), for every replicate."""
+    from hamburg_mamba.eval.replicate import Recipe
+
+    steps = TINY_STEPS if tiny else max(DEMO_STEPS.values())  # one cap for all: every backbone's is 2000 today
+    return Recipe(preset="tiny" if tiny else "demo", epochs=1 if tiny else DEMO_EPOCHS, max_steps=steps,
+                  batch_size=DEMO_BATCH, lr=DEMO_LR, warmup_steps=max(steps // 10, 1), eval_every=max(steps // 3, 1),
+                  eval_max_pathways=300, catboost_iterations=30 if tiny else DEMO_CATBOOST_ITERATIONS)
 
 
 def _tiny_cutoffs():

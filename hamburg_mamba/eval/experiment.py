@@ -23,6 +23,7 @@ from hamburg_mamba.eval import closures as C
 from hamburg_mamba.eval import metrics as M
 from hamburg_mamba.eval.baselines import NEWS2_TASKS, CatBoostSettings, News2Baseline, catboost_predict, fit_catboost
 from hamburg_mamba.eval.features import FeatureBuilder
+from hamburg_mamba.eval.participants import study_record
 from hamburg_mamba.eval.predictions import model_predictions, pathway_rows, prediction_rows
 from hamburg_mamba.eval.robustness import shift_robustness
 from hamburg_mamba.train.data_setup import event_times_us
@@ -196,6 +197,7 @@ def run_comparison(spec, runs: dict, out_dir: str | Path, baselines=("catboost",
     results["split"] = spec.as_dict()
     results["periods"] = _periods(data, rows)
     results["events_held_out"] = int(enc.lengths[np.unique(H.pathway)].sum())
+    results.update(study_record(data, rows, prow, _pathway_sex(data), runs, catboost or CatBoostSettings()))
     _write_predictions(out_dir, data, H, HP, recal_cols, tasks, groups, preds)
     (out_dir / "metrics.json").write_text(json.dumps(_clean(results), indent=1))
     results["seconds"] = time.perf_counter() - t0

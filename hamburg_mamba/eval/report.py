@@ -1,9 +1,14 @@
 """Report folder from an evaluation folder (experiment.py): README.md with the tables and PNG plots.
 
-    report/README.md                summary, goal check, per-task tables, closures, subgroups, robustness, notes
+    report/README.md                summary, goal check, TRIPOD+AI sections (tripod.py), per-task tables,
+                                    closures, subgroups, robustness, notes
+    report/report.html              the same with every figure embedded: one file that opens offline
     report/roc.png                  ROC curves, one panel per binary task, every model
-    report/calibration.png          reliability diagrams (raw probabilities; recalibrated ECE in the tables)
-    report/decision_curves.png      net benefit vs treat-all / treat-none
+    report/calibration.png          reliability of the recalibrated probabilities, zoomed to their range, with
+                                    each model's risk histogram
+    report/decision_curves.png      net benefit vs alerting on everyone / no one, 0.5-20 % for rare outcomes
+
+Every figure draws a model in its one colour (MODEL_COLORS).
     report/closure_timeline.png     per hospital: predicted closure risk over the whole window, closure starts,
                                     heat wave / flu wave / mass-casualty incident shaded, held-out period marked
 """
@@ -18,17 +23,41 @@ import pandas as pd
 
 from hamburg_mamba.eval import metrics as M
 from hamburg_mamba.eval import robustness
+from hamburg_mamba.eval import tripod
+from hamburg_mamba.eval.report_html import write_html
 
 SAFETY_GOAL_GAP = 0.02  # Mamba AUROC within this of the fair bound (the project's experiment goal)
 ECE_GOAL = 0.02
 LEAD_GOAL_H = 6.0
 FLU_WAVE_SHARE = 0.5  # the flu wave is shaded where the expected flu share is above half its peak
+# One colour per model in every figure (Okabe M, Ito K. Color Universal Design, 2008: distinguishable with the
+# common colour-vision deficiencies); the generator's references are dashed and grey or black.
+MODEL_COLORS = {"mamba": "#D55E00", "hybrid": "#CC79A7", "gru": "#009E73", "transformer": "#56B4E9",
+                "catboost": "#0072B2", "news2": "#E69F00", "fair_bound": "#000000", "oracle": "#888888",
+                "always_on": "#BBBBBB", "time_of_day": "#F0E442", "nedocs_trend": "#8C564B", "clairvoyant": "#888888"}
+OTHER_COLOR = "#555555"
+REFERENCES = ("fair_bound", "oracle", "clairvoyant")
+CALIBRATION_MIN_RANGE = 0.05  # reliability axes never narrower than 0-5 %
+CALIBRATION_MARGIN = 1.15  # reliability axes reach this far beyond the highest bin
+CALIBRATION_HIST_BINS = 40
+RARE_PREVALENCE = 0.05  # below it a decision curve spans RARE_THRESHOLDS
+RARE_THRESHOLDS = np.round(np.arange(0.005, 0.2001, 0.005), 3)  # 0.5-20 %
 MODEL_ORDER = ("mamba", "hybrid", "gru", "transformer", "catboost", "news2", "fair_bound", "oracle")
 CLOSURE_ORDER = ("always_on", "time_of_day", "nedocs_trend", "clairvoyant")  # after the models
 # How a reference is named in the tables: the oracle reads the future, the fair bound does not.
 LABELS = {"oracle": "oracle (clairvoyant, not reachable)", "fair_bound": "fair bound",
           "clairvoyant": "clairvoyant hazard (not reachable)", "always_on": "always on",
           "time_of_day": "time of day (training rate)", "nedocs_trend": "NEDOCS trend alone"}
+
+
+def model_color(name: str) -> str:
+    """The model's colour in every figure; a name outside the palette gets a grey."""
+    return MODEL_COLORS.get(name, OTHER_COLOR)
+
+
+def model_style(name: str) -> dict:
+    """matplotlib line keywords: the model's colour, dashed for the generator's references."""
+    return {"color": model_color(name), "ls": "--" if name in REFERENCES else "-"}
 
 
 def _ordered(models):
@@ -155,6 +184,10 @@ def write_report(eval_dir: str | Path, out_dir: str | Path, data_root: str | Pat
                                         if k != "hospitals"), ""]
     if command:
         md += ["Reproduce:", "", "```", command, "```", ""]
+    md += [f"**One seed.** Every model here was trained once (one training seed) on one generated city; the intervals "
+           f"cover held-out patients, not retraining. The spread over seeds and cities: `{tripod.REPLICATE_HINT}` "
+           f"(docs/experiments.md, Replication).", ""]
+    md += tripod.sections(metrics, primary)
     md += ["## Summary: held-out AUROC (95 % cluster-bootstrap CI: subjects for patient tasks, hospital-days "
            "for closure tasks, unit-shifts for staff tasks)", "", summary_table(metrics), ""]
     md += [f"## Goal check ({primary})", ""] + (goal_check(metrics, primary) or ["- no safety task evaluated"]) + [""]
@@ -181,6 +214,7 @@ def write_report(eval_dir: str | Path, out_dir: str | Path, data_root: str | Pat
            "## Data accounting", "", "```", metrics.get("data_report", ""), "```", ""]
     path = out_dir / "README.md"
     path.write_text("\n".join(md))
+    write_html("\n".join(md), out_dir, out_dir / "report.html", title=md[0].lstrip("# "))
     return path
 
 
@@ -274,13 +308,17 @@ def _grid(n):
     return plt, fig, axes.ravel()
 
 
-def _task_data(task, metrics, pred, ppred):
+def _task_data(task, metrics, pred, ppred, recalibrated: bool = False):
+    """Held-out labels of a task and each model's probabilities (the recalibrated ones where asked and the
+    model has them; the references and NEWS2 are used as they are)."""
     frame = pred if metrics["tasks"][task]["level"] == "event" else ppred
     m = frame[f"{task}|mask"].to_numpy()
     y = frame[f"{task}|label"].to_numpy()[m]
     out = {}
     for model in _ordered(metrics["tasks"][task]["models"]):
         col = f"{task}|{model}"
+        if recalibrated and f"{col}|recal" in frame:
+            col = f"{col}|recal"
         if col in frame:
             out[model] = np.clip(frame[col].to_numpy()[m], 0, 1)
     return y, out
@@ -290,51 +328,113 @@ def _plots(metrics, pred, ppred, eval_dir, out_dir, data_root) -> list[Path]:
     tasks = _binary_tasks(metrics)
     paths = []
     if tasks:
-        for kind in ("roc", "calibration", "decision_curves"):
-            plt, fig, axes = _grid(len(tasks))
-            for ax, task in zip(axes, tasks):
-                y, models = _task_data(task, metrics, pred, ppred)
-                if y.size == 0 or y.min() == y.max():
-                    ax.set_title(f"{task}: one class only")
-                    continue
-                for name, p in models.items():
-                    if kind == "roc":
-                        fpr, tpr = M.roc_points(y, p)
-                        ax.plot(fpr, tpr, label=f"{name} {M.auroc(y, p):.3f}", lw=1.2)
-                    elif kind == "calibration":
-                        mp, obs = M.calibration_curve(y, p)
-                        ax.plot(mp, obs, marker="o", ms=3, label=name, lw=1.0)
-                    else:
-                        nb = M.net_benefit(y, p)
-                        ax.plot(nb["threshold"], nb["model"], label=name, lw=1.2)
-                if kind == "roc":
-                    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-                    ax.set_xlabel("false positive rate")
-                    ax.set_ylabel("sensitivity")
-                elif kind == "calibration":
-                    hi = max(0.05, float(max(M.calibration_curve(y, p)[0].max() for p in models.values())))
-                    ax.plot([0, hi], [0, hi], "k:", lw=0.8)
-                    ax.set_xlabel("predicted risk")
-                    ax.set_ylabel("observed rate")
-                else:
-                    nb = M.net_benefit(y, next(iter(models.values())))
-                    ax.plot(nb["threshold"], nb["treat_all"], "k--", lw=0.8, label="treat all")
-                    ax.axhline(0, color="k", lw=0.8, label="treat none")
-                    ax.set_ylim(-0.05 * max(y.mean(), 0.01), max(y.mean(), 0.01) * 1.1)
-                    ax.set_xlabel("threshold probability")
-                    ax.set_ylabel("net benefit")
-                ax.set_title(f"{task} (prevalence {y.mean():.3f})")
-                ax.legend(fontsize=7)
-            fig.tight_layout()
-            path = out_dir / f"{kind}.png"
-            fig.savefig(path, dpi=90)
-            plt.close(fig)
-            paths.append(path)
+        paths += [plot(metrics, tasks, pred, ppred, out_dir) for plot in (_roc_plot, _calibration_plot, _decision_plot)]
     tl = eval_dir / "timeline.parquet"
     if tl.exists():
         paths.append(_timeline_plot(metrics, pd.read_parquet(tl), pd.read_parquet(eval_dir / "closures.parquet"),
                                     out_dir, data_root))
     return paths
+
+
+def _one_class(ax, task, y) -> bool:
+    if y.size == 0 or y.min() == y.max():
+        ax.set_title(f"{task}: one class only")
+        ax.axis("off")
+        return True
+    return False
+
+
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _roc_plot(metrics, tasks, pred, ppred, out_dir) -> Path:
+    plt, fig, axes = _grid(len(tasks))
+    for ax, task in zip(axes, tasks):
+        y, models = _task_data(task, metrics, pred, ppred)
+        if _one_class(ax, task, y):
+            continue
+        for name, p in models.items():
+            fpr, tpr = M.roc_points(y, p)
+            ax.plot(fpr, tpr, label=f"{LABELS.get(name, name)} {M.auroc(y, p):.3f}", lw=1.2, **model_style(name))
+        ax.plot([0, 1], [0, 1], ":", color="0.5", lw=0.8)
+        ax.set(xlabel="false positive rate (1 - specificity)", ylabel="sensitivity",
+               title=f"{task} (prevalence {y.mean():.3f})")
+        ax.legend(fontsize=7, title="AUROC", title_fontsize=7)
+    return _save(plt, fig, out_dir / "roc.png")
+
+
+def _calibration_plot(metrics, tasks, pred, ppred, out_dir) -> Path:
+    """Reliability of the recalibrated probabilities (what an alert would read), the axes zoomed to the range
+    the predictions occupy, with each model's risk histogram below its panel."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(3, len(tasks))
+    rows = int(np.ceil(len(tasks) / cols))
+    fig = plt.figure(figsize=(5 * cols, 5.4 * rows))
+    grid = fig.add_gridspec(2 * rows, cols, height_ratios=[3, 1] * rows)
+    for k, task in enumerate(tasks):
+        top = fig.add_subplot(grid[2 * (k // cols), k % cols])
+        bottom = fig.add_subplot(grid[2 * (k // cols) + 1, k % cols], sharex=top)
+        y, models = _task_data(task, metrics, pred, ppred, recalibrated=True)
+        if _one_class(top, task, y):
+            bottom.axis("off")
+            continue
+        hi = calibration_zoom(y, models)
+        for name, p in models.items():
+            mp, obs = M.calibration_curve(y, p)
+            top.plot(mp, obs, marker="o", ms=3, lw=1.0, label=LABELS.get(name, name), **model_style(name))
+            bottom.hist(np.clip(p, 0, hi), bins=CALIBRATION_HIST_BINS, range=(0, hi), histtype="step",
+                        color=model_color(name), lw=1.0)
+        top.plot([0, hi], [0, hi], ":", color="0.5", lw=0.8)
+        top.set(xlim=(0, hi), ylim=(0, hi), ylabel="observed rate",
+                title=f"{task} (prevalence {y.mean():.3f}), recalibrated")
+        top.legend(fontsize=7)
+        bottom.set(xlabel=f"predicted risk (beyond {hi:.2f} counted in the last bar)", ylabel="rows")
+        bottom.set_yscale("log")
+    return _save(plt, fig, out_dir / "calibration.png")
+
+
+def calibration_zoom(y, models: dict[str, np.ndarray]) -> float:
+    """Upper end of a reliability plot's axes: the largest mean prediction or observed rate of any model's
+    equal-mass bins, with a margin, at least CALIBRATION_MIN_RANGE (a 1 % outcome's bins lie below 0.1, and
+    a 0-1 axis would press them into a corner). The generator's references do not widen it: the clairvoyant
+    oracle's top bins reach near 1 where no model goes."""
+    fitted = {n: p for n, p in models.items() if n not in REFERENCES} or models
+    top = max(max(np.max(c) for c in M.calibration_curve(y, p)) for p in fitted.values())
+    return float(min(1.0, max(CALIBRATION_MIN_RANGE, CALIBRATION_MARGIN * top)))
+
+
+def decision_thresholds(prevalence: float) -> np.ndarray:
+    """Threshold probabilities of a decision curve: 0.5-20 % for a rare outcome (a clinician would act on a
+    2-10 % risk of ICU transfer, not on 40 %), 1-50 % otherwise."""
+    return RARE_THRESHOLDS if prevalence < RARE_PREVALENCE else M.DECISION_THRESHOLDS
+
+
+def _decision_plot(metrics, tasks, pred, ppred, out_dir) -> Path:
+    plt, fig, axes = _grid(len(tasks))
+    for ax, task in zip(axes, tasks):
+        y, models = _task_data(task, metrics, pred, ppred, recalibrated=True)
+        if _one_class(ax, task, y):
+            continue
+        t = decision_thresholds(y.mean())
+        for name, p in models.items():
+            ax.plot(100 * t, M.net_benefit(y, p, t)["model"], lw=1.2, label=LABELS.get(name, name),
+                    **model_style(name))
+        nb = M.net_benefit(y, y, t)
+        ax.plot(100 * t, nb["treat_all"], "--", color="0.4", lw=0.8, label="alert on everyone")
+        ax.axhline(0, color="0.2", lw=0.8, label="alert on no one")
+        ax.set_ylim(-0.2 * y.mean(), 1.1 * y.mean())
+        ax.set(xlabel="risk at which one would act (threshold, %)", ylabel="net benefit (true alerts per row)",
+               title=f"{task} (prevalence {y.mean():.3f}), recalibrated")
+        ax.legend(fontsize=7)
+    return _save(plt, fig, out_dir / "decision_curves.png")
 
 
 def _timeline_plot(metrics, tl, closures, out_dir, data_root) -> Path:
@@ -350,8 +450,7 @@ def _timeline_plot(metrics, tl, closures, out_dir, data_root) -> Path:
     held = metrics["periods"].get("held_out")
     for ax, h in zip(axes[:, 0], hospitals):
         for model, g in tl[tl["hospital"] == h].groupby("model"):
-            ax.plot(g["time"], g["risk"], lw=0.7, label=model, color="k" if model == "oracle" else None,
-                    alpha=0.6 if model == "oracle" else 0.9)
+            ax.plot(g["time"], g["risk"], lw=0.7, label=LABELS.get(model, model), alpha=0.9, **model_style(model))
         for t in closures.loc[closures["hospital"] == h, "time"]:
             ax.axvline(t, color="red", lw=0.6, alpha=0.7)
         for (a, b, label, color) in shades:
