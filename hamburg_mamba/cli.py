@@ -33,7 +33,8 @@ DEMO_BACKBONES = ("mamba", "hybrid", "gru", "transformer")
 # intra-op threads made short batches 40x slower (OpenMP threads waiting on each other under load), one thread
 # trains at 10-16 k events/s for every backbone (measured, docs/experiments.md).
 DEMO_EPOCHS = 4
-DEMO_LR = 5e-3
+DEMO_LR = {"mamba": 5e-3, "hybrid": 5e-3, "gru": 5e-3, "transformer": 5e-3}  # per backbone (docs/model.md, sweep)
+DEMO_WEIGHT_DECAY = 0.01
 DEMO_STEPS = {"mamba": 2000, "hybrid": 2000, "gru": 2000, "transformer": 2000}
 DEMO_BATCH = 16
 DEMO_BOOT = 100
@@ -41,6 +42,13 @@ DEMO_CATBOOST_ITERATIONS = 300
 TINY_STEPS = 6
 BASELINES = ("catboost", "news2", "oracle")
 DEMO_DATA_FILE = "demo_data.json"  # which city the demo generated into its data folder
+GENERATE_PRESETS = ("hamburg", "tiny", "external")
+HEAT_WAVE_LEVELS = ("low", "severe", "extreme")  # hamburg_mamba.data.synthetic.HEAT_WAVE_UPLIFT
+# `generate` option -> the SyntheticConfig field it sets (the dates among them are checked against the window).
+GENERATE_FIELDS = {"--seed": "seed", "--hospitals": "hospitals", "--scale": "scale", "--start": "start",
+                   "--days": "days", "--heat-wave-start": "heat_wave_start", "--heat-wave-days": "heat_wave_days",
+                   "--heat-wave-level": "heat_wave_level", "--flu-peak": "flu_peak", "--mci-time": "mci_time",
+                   "--mci-casualties": "mci_casualties"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,13 +94,28 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     sub = p.add_subparsers(title="commands")
 
-    g = sub.add_parser("generate", help="write the synthetic Hamburg as a MEDS folder")
+    g = sub.add_parser("generate", help="write a synthetic city (Hamburg, or another) as a MEDS folder",
+                       description="Write a synthetic city as a MEDS folder. A preset gives every setting; the "
+                                   "options below replace single ones. Crisis dates given must lie in the simulated "
+                                   "window; with --start, every crisis date must (another season needs its own).")
     g.add_argument("--out", required=True, help="MEDS root folder to write")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--days", type=POSITIVE_INT, default=None, help="simulated days (default: the demo's 122)")
-    g.add_argument("--scale", type=POSITIVE, default=None, help="fraction of the 2016 ED volume (default 0.1)")
-    g.add_argument("--tiny", action="store_true", help="the two-week, three-hospital test city (seconds)")
-    g.set_defaults(func=cmd_generate, check=None, parser=g)
+    g.add_argument("--preset", choices=GENERATE_PRESETS, default="hamburg",
+                   help="hamburg: the demo city (6 EDs, Aug-Nov 2023); tiny: its two-week, three-hospital test city; "
+                        "external: Emscherstadt, another city for external validation (6 other EDs, spring 2024)")
+    g.add_argument("--tiny", action="store_true", help="the same as --preset tiny")
+    g.add_argument("--seed", type=COUNT, default=None, help="random seed (default 0)")
+    g.add_argument("--hospitals", nargs="+", default=None, metavar="NAME",
+                   help="the EDs, all of one city of hamburg_mamba.data.cities (quote names with spaces)")
+    g.add_argument("--scale", type=POSITIVE, default=None, help="fraction of the hospitals' annual ED visits")
+    g.add_argument("--start", default=None, help="first simulated day: the season (e.g. 2024-02-15)")
+    g.add_argument("--days", type=_number(int, 2), default=None, help="simulated days")
+    g.add_argument("--heat-wave-start", default=None, help="first day of the heat wave")
+    g.add_argument("--heat-wave-days", type=COUNT, default=None, help="heat-wave length in days (0: none)")
+    g.add_argument("--heat-wave-level", choices=HEAT_WAVE_LEVELS, default=None, help="heat-wave level")
+    g.add_argument("--flu-peak", default=None, help="day the influenza wave peaks")
+    g.add_argument("--mci-time", default=None, help="time of the mass-casualty incident, e.g. \"2024-04-26 08:30\"")
+    g.add_argument("--mci-casualties", type=COUNT, default=None, help="casualties of the incident (0: none)")
+    g.set_defaults(func=cmd_generate, check=_check_generate_args, parser=g)
 
     t = sub.add_parser("train", help="train one model (resumes the run folder's run if its settings are these)")
     t.add_argument("--data", required=True, help="MEDS root folder")
@@ -231,6 +254,49 @@ def _timestamp(parser, name: str, text: str):
         parser.error(f"{name}: expected a date such as 2023-11-20 or \"2023-11-20 06:00\", got {text!r}")
 
 
+def _check_generate_args(args, parser) -> None:
+    """Build the city's SyntheticConfig into args.config; every failure names the option."""
+    if args.tiny and args.preset not in ("hamburg", "tiny"):
+        parser.error(f"--tiny: the same as --preset tiny, which --preset {args.preset} contradicts")
+    given = {option: getattr(args, field) for option, field in GENERATE_FIELDS.items()
+             if getattr(args, field) is not None}
+    option_of = {field: option for option, field in GENERATE_FIELDS.items()}
+    for option in ("--start", "--heat-wave-start", "--flu-peak", "--mci-time"):
+        if option in given:
+            _timestamp(parser, option, given[option])
+    preset = "tiny" if args.tiny else args.preset
+    try:
+        config = dataclasses.replace(_preset_config(preset), **{GENERATE_FIELDS[o]: v for o, v in given.items()})
+    except ValueError as e:
+        text = str(e)
+        field = text.split(":")[0].removeprefix("SyntheticConfig.")
+        parser.error(f"{option_of[field]}:{text.split(':', 1)[1]}" if field in option_of else text)
+    for field in config.outside_window():
+        if _crisis_is_off(config, field):
+            continue
+        option, when = option_of[field], getattr(config, field)
+        window = f"the simulated window [{config.start}, {config.end.date()})"
+        if option in given:
+            parser.error(f"{option}: {when} lies outside {window}")
+        if "--start" in given:
+            parser.error(f"{option}: the {preset} preset's {when} lies outside {window}; a city in another season "
+                         f"needs its own crisis dates: give {option} inside it")
+    args.config = config
+
+
+def _preset_config(preset: str):
+    from hamburg_mamba.data import SyntheticConfig
+    from hamburg_mamba.train.data_setup import tiny_synthetic_config
+
+    return {"hamburg": SyntheticConfig, "tiny": tiny_synthetic_config, "external": SyntheticConfig.external}[preset]()
+
+
+def _crisis_is_off(config, field: str) -> bool:
+    """A crisis of no size has no date to check."""
+    return (field == "heat_wave_start" and config.heat_wave_days == 0) or \
+        (field == "mci_time" and config.mci_casualties == 0) or (field == "flu_peak" and config.flu_peak_share == 0)
+
+
 def _check_train_args(args, parser) -> None:
     _check_split_args(args, parser)
     try:
@@ -275,15 +341,14 @@ def _check_demo_args(args, parser) -> None:
 
 
 def cmd_generate(args) -> int:
-    from hamburg_mamba.data import SyntheticConfig, generate_synthetic, write_synthetic
-    from hamburg_mamba.train.data_setup import tiny_synthetic_config
+    from hamburg_mamba.data import generate_synthetic, write_synthetic
 
     t0 = time.perf_counter()
-    cfg = tiny_synthetic_config(args.seed) if args.tiny else SyntheticConfig(seed=args.seed)
-    if args.days is not None:
-        cfg.days = args.days
-    if args.scale is not None:
-        cfg.scale = args.scale
+    cfg = args.config  # built and checked by _check_generate_args
+    for field in cfg.outside_window():
+        if not _crisis_is_off(cfg, field):
+            print(f"note: {field} {getattr(cfg, field)} lies outside [{cfg.start}, {cfg.end.date()}): that crisis "
+                  f"is not simulated (of a flu wave, only the part inside the window)")
     data = generate_synthetic(cfg)
     root = write_synthetic(args.out, data)
     print(f"wrote {root}: {len(data.events):,} events, {len(data.pathways):,} pathways, "
@@ -459,10 +524,10 @@ def cmd_demo(args) -> int:
         commands[bb] = ["train", "--data", str(data_root), "--out", str(out / "runs" / bb), "--backbone", bb,
                         "--preset", "tiny" if args.tiny else "demo", "--max-steps", str(steps), "--epochs",
                         "1" if args.tiny else str(DEMO_EPOCHS),
-                        "--batch-size", str(DEMO_BATCH), "--lr", str(DEMO_LR),
-                        "--warmup-steps", str(max(steps // 10, 1)),
-                        "--eval-every", str(max(steps // 3, 1)), "--eval-max-pathways", "300", "--threads",
-                        str(args.threads), "--device", "cpu", *split] + (["--overwrite"] if args.overwrite else [])
+                        "--batch-size", str(DEMO_BATCH), "--lr", str(DEMO_LR.get(bb, 5e-3)),
+                        "--weight-decay", str(DEMO_WEIGHT_DECAY), "--warmup-steps", str(max(steps // 10, 1)),
+                        "--threads", str(args.threads), "--device", "cpu", *split] + (
+                            ["--overwrite"] if args.overwrite else [])
     jobs = args.jobs or max(1, (os.cpu_count() or 1) // max(args.threads, 1))
     t_train = time.perf_counter()
     if jobs == 1 or len(commands) == 1:
