@@ -629,10 +629,11 @@ def replicate_recipe(tiny: bool):
     """The demo's training and evaluation settings (DEMO_*, TINY_STEPS), for every replicate."""
     from hamburg_mamba.eval.replicate import Recipe
 
-    steps = TINY_STEPS if tiny else max(DEMO_STEPS.values())  # one cap for all: every backbone's is 2000 today
+    steps = {bb: TINY_STEPS if tiny else DEMO_STEPS[bb] for bb in DEMO_BACKBONES}
     return Recipe(preset="tiny" if tiny else "demo", epochs=1 if tiny else DEMO_EPOCHS, max_steps=steps,
-                  batch_size=DEMO_BATCH, lr=DEMO_LR, warmup_steps=max(steps // 10, 1), eval_every=max(steps // 3, 1),
-                  eval_max_pathways=300, catboost_iterations=30 if tiny else DEMO_CATBOOST_ITERATIONS)
+                  lr=dict(DEMO_LR), warmup_steps={bb: max(n // 10, 1) for bb, n in steps.items()},
+                  batch_size=DEMO_BATCH, weight_decay=DEMO_WEIGHT_DECAY,
+                  catboost_iterations=30 if tiny else DEMO_CATBOOST_ITERATIONS)
 
 
 def _tiny_cutoffs():

@@ -45,13 +45,14 @@ class Recipe:
 
     preset: str  # model size (train.PRESETS)
     epochs: int
-    max_steps: int  # optimizer steps per backbone (a cap; early stopping may end a run sooner)
+    max_steps: dict[str, int]  # backbone -> optimizer steps (a cap; early stopping may end a run sooner)
+    lr: dict[str, float]  # backbone -> peak learning rate
+    warmup_steps: dict[str, int]  # backbone -> warmup steps
     batch_size: int
-    lr: float
-    warmup_steps: int
-    eval_every: int  # steps between tuning evaluations (early stopping)
-    eval_max_pathways: int | None  # tuning pathways read by early stopping
+    weight_decay: float
     catboost_iterations: int
+    eval_every: int | None = None  # steps between tuning evaluations (None: once per epoch)
+    eval_max_pathways: int | None = None  # tuning pathways read by early stopping (None: all)
     threads: int = 1  # torch threads per training process
 
 
@@ -79,6 +80,10 @@ class ReplicateConfig:
             raise ValueError(f"backbones: expected some of {BACKBONES}, got {list(self.backbones)}")
         if self.jobs < 1:
             raise ValueError(f"jobs: expected >= 1, got {self.jobs}")
+        missing = sorted(b for b in self.backbones for d in (self.recipe.max_steps, self.recipe.lr,
+                                                             self.recipe.warmup_steps) if b not in d)
+        if missing:
+            raise ValueError(f"recipe: no steps, learning rate or warmup for the backbones {sorted(set(missing))}")
         if self.primary not in (*self.backbones, *self.baselines):
             raise ValueError(f"primary: expected one of the models {[*self.backbones, *self.baselines]}, "
                              f"got {self.primary!r}")
@@ -183,9 +188,10 @@ def train(job: TrainJob) -> dict:
     data = spec.connect()
     r = job.recipe
     config = build_model_config(data, backbone=job.backbone, preset=r.preset)
-    tc = TrainConfig(epochs=r.epochs, max_steps=r.max_steps, batch_size=r.batch_size, lr=r.lr,
-                     warmup_steps=r.warmup_steps, eval_every=r.eval_every, eval_max_pathways=r.eval_max_pathways,
-                     seed=job.seed, progress=False, num_threads=r.threads)
+    bb = job.backbone
+    tc = TrainConfig(epochs=r.epochs, max_steps=r.max_steps[bb], batch_size=r.batch_size, lr=r.lr[bb],
+                     weight_decay=r.weight_decay, warmup_steps=r.warmup_steps[bb], eval_every=r.eval_every,
+                     eval_max_pathways=r.eval_max_pathways, seed=job.seed, progress=False, num_threads=r.threads)
     trainer = Trainer(build_model(config, seed=job.seed), data, tc, job.run_dir, device="cpu",
                       data_spec=spec.as_dict())
     return trainer.fit()
