@@ -241,7 +241,7 @@ def _patient_days(data, rows) -> float:
 
 
 def _subgroups(data, feats: pd.DataFrame, rows) -> tuple[dict[str, np.ndarray], list[tuple[str, str]]]:
-    """Subgroup label per prediction row (DOMAIN.md: age band, sex, triage group, arrival mode, hospital,
+    """Subgroup label per prediction row (docs/domain.md: age band, sex, triage group, arrival mode, hospital,
     season); "unknown" where the data does not say. A subgroup with one level in these rows compares nothing
     and is returned in the second list as (name, level), not in the first. The hospital is the one the row's
     event knew, by name (a hospital outside the training vocabulary is itself)."""
