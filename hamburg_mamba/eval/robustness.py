@@ -35,6 +35,10 @@ SATURATION_P = 0.9  # a "certain" warning: above this on a rare outcome
 RARE_PREVALENCE = 0.05  # tasks rarer than this are checked for saturation
 ECE_BREAK_RATIO = 2.0  # shifted-row ECE above this multiple of the rest's (with the slope test) = breaks
 METRICS = ("auroc", "ece", "calibration_slope", "calibration_intercept")
+# The stress city's crisis, as SyntheticConfig changes: a heat wave twice the default's nine days, and a flu wave
+# twice the severe-week share (DOMAIN.md's 8 % of ED visits) and half again as wide, so the held-out state runs
+# further beyond the training range than the demo city's.
+STRESS_CHANGES = {"heat_wave_days": 18, "flu_peak_share": 0.16, "flu_width_days": 21.0}
 
 
 def shifted_rows(data, flat: np.ndarray) -> np.ndarray:
@@ -149,21 +153,60 @@ def warning_lines(robustness: dict) -> list[str]:
     return lines
 
 
-def report_section(metrics: dict) -> list[str]:
-    """Markdown lines for the report: the shifted rows, one table row per task and model, the warnings."""
-    rob = metrics.get("robustness")
+def stress_test(runs: dict, root, base=None, changes: dict | None = None, spec=None, n_boot: int = 100,
+                device: str = "cpu") -> dict:
+    """The trained runs on a stress city: `base` (a SyntheticConfig; default the demo city's) with a stronger crisis
+    (`changes`, default STRESS_CHANGES), generated into `root`, connected with the first run's schema and split
+    (or `spec`'s), every run predicting the held-out rows; returns `shift_robustness` of them with the oracle
+    beside the models, plus the generator changes used. runs: name -> run folder. The report renders the result
+    with `report_section(result, title=...)`."""
+    import dataclasses
+
+    from hamburg_mamba.data import DatasetSchema, SyntheticConfig, generate_synthetic, write_synthetic
+    from hamburg_mamba.eval.experiment import _cluster_kind, _load_model, _row_clusters
+    from hamburg_mamba.eval.predictions import model_predictions, pathway_rows, prediction_rows
+    from hamburg_mamba.train.data_setup import DataSpec
+
+    if not runs:
+        raise ValueError("stress_test: runs: expected at least one NAME -> run folder")
+    changes = dict(STRESS_CHANGES if changes is None else changes)
+    config = dataclasses.replace(base or SyntheticConfig(), **changes)
+    write_synthetic(root, generate_synthetic(config))
+    first = next(iter(runs.values()))
+    spec = dataclasses.replace(spec or DataSpec.load(first), root=str(root))
+    data = spec.connect(schema=DatasetSchema.load(f"{first}/schema.json"))
+    rows, prows = prediction_rows(data, "held_out"), pathway_rows(data, "held_out")
+    preds = {}
+    for name, run in runs.items():
+        events, pathways = model_predictions(_load_model(run), data, rows, prows, device=device)
+        preds[name] = {"held_out": {**events, **pathways}}
+    preds["oracle"] = {"held_out": {**rows.oracle, **prows.oracle}}
+    tasks = data.schema.tasks
+    clusters = {"event": _row_clusters(data, rows), "pathway": {"subject": data.encoded.subject_id[prows.pathway]}}
+    task_clusters = {t: clusters[s.level][_cluster_kind(s)] for t, s in tasks.items() if s.kind == "binary"}
+    result = shift_robustness(data, rows, prows, preds, tasks, task_clusters, n_boot)
+    return {**result, "changes": changes}
+
+
+def report_section(metrics: dict, title: str = "Robustness: held-out rows beyond the training range",
+                   key: str = "robustness") -> list[str]:
+    """Markdown lines for the report: the shifted rows, one table row per task and model, the warnings.
+    metrics[key] is a `shift_robustness` (or `stress_test`) result."""
+    rob = metrics.get(key)
     if not rob:
         return []
     share = rob["shifted_rows"]["event"]
-    out = ["## Robustness: held-out rows beyond the training range", "",
-           f"Shifted rows: a status input (hospital state or its trend) outside the training range: "
-           f"{share['n']} event rows ({100 * (share['share'] or 0):.1f} %). Calibration breaks where the shifted "
-           f"rows' calibration slope interval excludes 1 and their ECE exceeds {rob['ece_break_ratio']:g}x the "
-           f"rest's; saturation: share of predictions above {rob['saturation_p']:g} on tasks with prevalence "
-           f"< {100 * rob['rare_prevalence']:g} % (calibrated: at most prevalence / {rob['saturation_p']:g}). "
-           "Raw (not recalibrated) probabilities.", "",
-           "| task | model | n shifted / rest | AUROC shifted / rest | ECE shifted / rest | cal. slope shifted "
-           "(95 % CI) / rest | > 0.9 share (max calibrated) | breaks |", "|---|---|---|---|---|---|---|---|"]
+    out = [f"## {title}", ""]
+    if rob.get("changes"):
+        out += [f"Stress city: the generator's crisis changed by {rob['changes']}.", ""]
+    out += [f"Shifted rows: a status input (hospital state or its trend) outside the training range: "
+            f"{share['n']} event rows ({100 * (share['share'] or 0):.1f} %). Calibration breaks where the shifted "
+            f"rows' calibration slope interval excludes 1 and their ECE exceeds {rob['ece_break_ratio']:g}x the "
+            f"rest's; saturation: share of predictions above {rob['saturation_p']:g} on tasks with prevalence "
+            f"< {100 * rob['rare_prevalence']:g} % (calibrated: at most prevalence / {rob['saturation_p']:g}). "
+            "Raw (not recalibrated) probabilities.", "",
+            "| task | model | n shifted / rest | AUROC shifted / rest | ECE shifted / rest | cal. slope shifted "
+            "(95 % CI) / rest | > 0.9 share (max calibrated) | breaks |", "|---|---|---|---|---|---|---|---|"]
     for task, entry in rob["tasks"].items():
         for name, r in entry["models"].items():
             s, rest, sat = r["shifted"], r["rest"], r.get("saturation")

@@ -143,3 +143,26 @@ def test_table_from_rows_models_and_tasks_and_the_report_section():
     assert "| rare | m | 200 / 200 |" in section
     assert "WARNING m on rare: 50.0 % of held-out predictions above 0.9" in section
     assert R.report_section({}) == []
+
+
+def test_stress_city_shifts_more_rows_and_every_model_is_tabled(tiny_data, tiny_spec, tmp_path):
+    """A tiny run on the tiny city and on the same city with a twice as severe, wider flu wave (whose peak lies
+    in the held-out days): the stronger crisis puts more held-out rows beyond the training range."""
+    from hamburg_mamba.train import TrainConfig, Trainer, build_model, build_model_config
+    from hamburg_mamba.train.data_setup import tiny_synthetic_config
+
+    config = build_model_config(tiny_data, backbone="gru", preset="tiny")
+    tc = TrainConfig(epochs=1, max_steps=4, batch_size=16, warmup_steps=1, progress=False, num_threads=1)
+    Trainer(build_model(config, seed=0), tiny_data, tc, tmp_path / "run", data_spec=tiny_spec.as_dict()).fit()
+    runs = {"gru": tmp_path / "run"}
+    same = R.stress_test(runs, tmp_path / "same", base=tiny_synthetic_config(), changes={}, n_boot=10)
+    stress = R.stress_test(runs, tmp_path / "stress", base=tiny_synthetic_config(),
+                           changes={"flu_peak_share": 0.3, "flu_width_days": 10.0}, n_boot=10)
+    assert stress["changes"] == {"flu_peak_share": 0.3, "flu_width_days": 10.0}
+    assert stress["shifted_rows"]["event"]["share"] > same["shifted_rows"]["event"]["share"]
+    for result in (same, stress):
+        assert all(set(e["models"]) == {"gru", "oracle"} for e in result["tasks"].values())
+    section = "\n".join(R.report_section({"stress": stress}, title="Stress city", key="stress"))
+    assert section.startswith("## Stress city") and "'flu_peak_share': 0.3" in section
+    with pytest.raises(ValueError, match="runs"):
+        R.stress_test({}, tmp_path / "none")
