@@ -74,9 +74,16 @@ class TrainConfig:
     # training labels (the entropy of a binary task's prevalence; 1 for standardised regression), so a 1 %
     # outcome's loss is not 6x smaller than a 10 % one's in the shared objective; "none" weighs losses as they are.
     task_weighting: str = "baseline"
+    # What early stopping and the kept checkpoint minimise on the tuning split: "objective" = the training
+    # objective (task losses weighted as task_weighting weighs them, `Trainer.selection_loss`); "unweighted" =
+    # the plain mean of the task losses, which earlier runs used (a run folder written before this field existed
+    # differs in it, so it is not resumed under the other rule).
+    selection: str = "objective"
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
+        if self.selection not in ("objective", "unweighted"):
+            raise ValueError(f"TrainConfig.selection: expected 'objective' or 'unweighted', got {self.selection!r}")
         if self.batch_size < 1 or self.epochs < 1:
             raise ValueError(f"TrainConfig: batch_size and epochs must be >= 1, got {self.batch_size}, {self.epochs}")
         if self.task_weighting not in ("baseline", "none"):
@@ -404,8 +411,9 @@ class Trainer:
                "events_per_s": events_per_s,
                "tuning_task_loss": {k: v for k, v in tl.items() if k not in ("loss", "unweighted")}}
         self.history.append(row)
-        if tl["loss"] < self.best_loss - 1e-6:
-            self.best_loss, self.best_step, self.bad_evals = tl["loss"], self.step, 0
+        selected = tl["loss"] if self.config.selection == "objective" else tl["unweighted"]
+        if selected < self.best_loss - 1e-6:
+            self.best_loss, self.best_step, self.bad_evals = selected, self.step, 0
             if self.rank == 0:
                 save_model(self.run_dir, self.module, self.data.schema)
         else:

@@ -90,12 +90,15 @@ def test_selection_loss_is_the_training_objective_on_the_whole_tuning_split(tiny
     assert abs(got["loss"] - got["unweighted"]) > 0.1 * got["unweighted"]  # the two objectives differ here
 
 
-def test_trainer_keeps_the_weighted_best_where_the_unweighted_mean_disagrees(tiny_data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("selection, kept_step", [("objective", 2), ("unweighted", 4)])
+def test_trainer_keeps_the_weighted_best_where_the_unweighted_mean_disagrees(tiny_data, tmp_path, monkeypatch,
+                                                                             selection, kept_step):
     """Three evaluations with hand-set tuning losses. At the first every task sits at its best constant
     prediction's loss; at the second the rare task's loss doubles and the common one's falls by a fifth, which
     lowers the plain mean of task losses (the common task's loss is several times the rare one's) but raises the
-    training objective; the third equals the second. The trainer must keep the first evaluation's weights."""
-    tr = _trainer(tiny_data, tmp_path / "run", max_steps=6, eval_every=2, patience=5)
+    training objective; the third equals the second. The trainer must keep the first evaluation's weights (the
+    earlier rule, selection="unweighted", kept the second's)."""
+    tr = _trainer(tiny_data, tmp_path / "run", max_steps=6, eval_every=2, patience=5, selection=selection)
     tasks = sorted(tr.module.config.tasks)
     scale = {t: tr.task_scale.get(t, 1.0) for t in tasks}
     factors = [{}, {RARE: 2.0, COMMON: 0.8}, {RARE: 2.0, COMMON: 0.8}]
@@ -121,15 +124,32 @@ def test_trainer_keeps_the_weighted_best_where_the_unweighted_mean_disagrees(tin
     monkeypatch.setattr(tr, "_evaluate", snapshot_then_evaluate)
     summary = tr.fit()
     assert sorted(snapshots) == [2, 4, 6]
-    assert summary["best_step"] == 2
-    assert summary["best_tuning_loss"] == pytest.approx(weighted[0])
+    assert summary["best_step"] == kept_step
+    assert summary["best_tuning_loss"] == pytest.approx(weighted[0] if selection == "objective" else plain[1])
     assert [h["tuning_loss"] for h in tr.history] == pytest.approx(weighted)
     assert [h["tuning_loss_unweighted"] for h in tr.history] == pytest.approx(plain)
     saved = HamburgHealthcareSafetyMamba.from_pretrained(tmp_path / "run").state_dict()
-    for name, want in snapshots[2].items():
+    for name, want in snapshots[kept_step].items():
         assert torch.equal(tr.module.state_dict()[name], want), name
         assert torch.equal(saved[name], want), name
     assert any(not torch.equal(snapshots[6][k], v) for k, v in snapshots[2].items())  # training did move
+
+
+def test_a_run_folder_selected_under_the_earlier_rule_is_not_resumed(tiny_data, tmp_path):
+    """A run folder written before `selection` existed holds its best loss on the plain mean; resuming it under
+    the training objective would compare two scales, so it is refused, naming the field."""
+    import json
+
+    from hamburg_mamba.train.checkpoint import RunSettingsMismatch
+
+    first = _trainer(tiny_data, tmp_path / "run", max_steps=4, eval_every=2)
+    assert first.fit(stop_after=2) == {"interrupted_at": 2}
+    path = tmp_path / "run" / "train_config.json"
+    saved = json.loads(path.read_text())
+    del saved["selection"]  # as the earlier code wrote it
+    path.write_text(json.dumps(saved))
+    with pytest.raises(RunSettingsMismatch, match="selection"):
+        _trainer(tiny_data, tmp_path / "run", max_steps=4, eval_every=2).fit()
 
 
 def test_kept_weights_equal_those_at_the_best_evaluation(tiny_data, tmp_path, monkeypatch):
