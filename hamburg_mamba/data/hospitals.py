@@ -72,8 +72,8 @@ def check_hospital_table(table: pd.DataFrame, columns: Sequence[str], acc: Accou
         out[col] = s.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
         bad = np.isinf(out[col].to_numpy()) | (out[col].to_numpy() < 0)
         if bad.any():
-            raise DataValidationError(col, "hospital_table: expected finite values >= 0", table[[NAME_COLUMN, col]][bad],
-                                      int(bad.sum()))
+            raise DataValidationError(col, "hospital_table: expected finite values >= 0",
+                                      table[[NAME_COLUMN, col]][bad], int(bad.sum()))
     unnamed = table[NAME_COLUMN].isna().to_numpy()
     if unnamed.any():
         acc.notes.append(f"hospital_table: {int(unnamed.sum())} rows without a hospital name ignored")
