@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from scan_cases import GRAD_NAMES, OPTIONAL, make_inputs
 
@@ -26,7 +26,7 @@ PROFILE = "hamburg_mamba_ops"
 settings.register_profile(
     PROFILE,
     derandomize=True,
-    max_examples=50,
+    max_examples=200,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -37,8 +37,8 @@ DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 LAYOUTS = ("contiguous", "padded_rows", "strided", "expanded")
 # Relative L2 error (over the finite entries) allowed against the float64 reference on the same rounded inputs,
 # (outputs, gradients), with dout exact in the dtype. Measured over this file's examples, at most: float64
-# 3e-15 / 5e-14; float32 6e-7 / 3e-6; float16 4e-4 / 5e-4; bfloat16 3e-3 / 4e-3 (rounding of the stored half
-# outputs, unit roundoff 2^-11 and 2^-8). Bounds 3x or more above, all below 1 %.
+# 3.4e-16 / 4.7e-15; float32 1.6e-7 / 6.1e-6; float16 3.1e-4 / 4.3e-4; bfloat16 2.9e-3 / 3.6e-3 (rounding of
+# the stored half outputs, unit roundoff 2^-11 and 2^-8). Bounds 2x or more above, all below 1 %.
 TOLERANCE = {
     torch.float64: (1e-12, 1e-12),
     torch.float32: (1e-5, 3e-5),
@@ -152,11 +152,18 @@ def check(case: Case) -> None:
     for name, got in grads.items():
         want = rgrads[name]
         assert got.dtype == values[name].dtype and got.shape == values[name].shape, name
-        # Gradients: non-finite exactly where the reference's are (NaN and inf may trade places once a step
-        # is infinite; see test_softplus_edges.assert_same_nonfinite).
-        assert torch.equal(got.isfinite(), want.isfinite()), f"d{name}: non-finite pattern differs"
-        if not any(math.isinf(value) for _, _, value in case.specials):
+        # Gradients: with NaN inputs only, NaN exactly where the reference has NaN. An infinity makes products
+        # inf * 0 whose result depends on the order of the factors (the kernels factor the step out of sums
+        # over the state, the reference multiplies per state index), so NaN and inf may trade places; an
+        # infinite step (delta, delta_bias, dt_scale) may even meet inf * 0 in one and not the other, so then
+        # only the entries finite in both are compared.
+        infinities = [arg for arg, _, value in case.specials if math.isinf(value)]
+        if not infinities:
             assert torch.equal(got.isnan(), want.isnan()), f"d{name}: NaN pattern differs"
+        if not set(infinities) & {"delta", "delta_bias", "dt_scale"}:
+            assert torch.equal(got.isfinite(), want.isfinite()), f"d{name}: non-finite pattern differs"
+        both = got.isfinite() & want.isfinite()
+        got, want = got[both], want[both]
         assert finite_rel_l2(got, want) < tol_grad, f"d{name}: {finite_rel_l2(got, want):.2e}"
 
 
@@ -166,7 +173,13 @@ def test_matches_reference_on_random_shapes_options_dtypes_and_layouts(case):
     check(case)
 
 
-@settings(PROPERTIES, max_examples=40)
+# Found by this test: without D the kernels added 0 * u, which made an infinite u NaN.
+INFINITE_U_WITHOUT_D = Case(batch=1, dim=1, seqlen=1, dstate=1, groups=None, dtype=torch.float32, optional=(),
+                            softplus=False, return_last_state=False, layouts={}, seed=0, specials=[("u", 0, math.inf)])
+
+
+@settings(PROPERTIES, max_examples=150)
 @given(cases(specials=True))
+@example(INFINITE_U_WITHOUT_D)
 def test_nan_and_inf_inputs_propagate_like_the_reference(case):
     check(case)

@@ -174,7 +174,7 @@ __global__ void __launch_bounds__(kNThreads, kMinBlocksBwd) selective_scan_bwd_k
     for (int i = 0; i < K; ++i) {
       const bool valid = t0 + i < L;
       const float dsi = fmaf(uv[i], dsu[i], ds[i]);
-      const float du_i = fmaf(Dv, dy[i], s[i] * dsu[i]);
+      const float du_i = p.Dvec ? fmaf(Dv, dy[i], s[i] * dsu[i]) : s[i] * dsu[i];
       float dx = scale ? dsi * (valid ? scale[t0 + i] : 0.f) : dsi;
       if (p.delta_softplus) {
         const float xi = x[i] + bias;
@@ -188,7 +188,7 @@ __global__ void __launch_bounds__(kNThreads, kMinBlocksBwd) selective_scan_bwd_k
       }
       if (z) {
         const float sig = sigmoid(zv[i]);
-        const float yi = fmaf(Dv, uv[i], y[i]);
+        const float yi = p.Dvec ? fmaf(Dv, uv[i], y[i]) : y[i];
         zv[i] = go[i] * yi * sig * (1.f + zv[i] * (1.f - sig));
       }
       uv[i] = du_i;

@@ -116,7 +116,8 @@ __global__ void __launch_bounds__(kNThreads, kMinBlocksFwd) selective_scan_fwd_k
     if (z) load_items<K>(z, t0, L, zv);
 #pragma unroll
     for (int i = 0; i < K; ++i) {
-      float o = fmaf(Dv, uv[i], y[i]);
+      // Without D there is no D u term: 0 * u would turn an infinite u into NaN (the reference adds none).
+      float o = p.Dvec ? fmaf(Dv, uv[i], y[i]) : y[i];
       if (z) o *= zv[i] * sigmoid(zv[i]);
       y[i] = o;
     }
