@@ -6,8 +6,8 @@ from hamburg_mamba.ops.selective_scan import (
     cpu_isa,
     mamba_block_step,
     selective_scan_fn,
-    selective_state_update,
 )
+from hamburg_mamba.ops.state_update import selective_state_update
 
 __all__ = [
     "CHECKPOINT_INTERVAL",

@@ -19,12 +19,25 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _expand_groups(M: torch.Tensor, dim: int) -> torch.Tensor:
-    """(B, N, L) or (B, G, N, L) -> (B, D, N, L), channel d reading group d // (D // G)."""
+def _expand_groups(M: torch.Tensor, batch: int, dim: int, seqlen: int) -> torch.Tensor:
+    """(D, N), (B, N, L) or (B, G, N, L) -> (B, D, N, L): a (D, N) matrix is channel d's own row at every
+    batch and step (mamba_ssm's input-independent B and C); channel d reads group d // (D // G)."""
+    if M.dim() == 2:
+        return M[None, :, :, None].expand(batch, dim, M.shape[1], seqlen)  # (B, D, N, L)
     if M.dim() == 3:
         M = M.unsqueeze(1)  # (B, 1, N, L)
     groups = M.shape[1]
     return M.repeat_interleave(dim // groups, dim=1)  # (B, D, N, L)
+
+
+def refuse_complex(fn: str, **tensors: torch.Tensor) -> None:
+    """Raises ValueError when A, B or C is complex: mamba_ssm's complex S4D variant has no kernel here."""
+    for name, t in tensors.items():
+        if t.is_complex():
+            raise ValueError(
+                f"{fn}: argument '{name}' is complex ({t.dtype}); complex A (and complex B, C) is not "
+                "supported, only the real (S6 / Mamba) parametrisation"
+            )
 
 
 def effective_step(
@@ -66,8 +79,9 @@ def selective_scan_ref(
         u:             (B, D, L) input.
         delta:         (B, D, L) raw step sizes.
         A:             (D, N) real state matrix (diagonal per channel), usually negative.
-        B:             (B, N, L) or (B, G, N, L) input projection; channel d uses group d // (D // G).
-        C:             same shape as B, output projection.
+        B:             (B, N, L) or (B, G, N, L) input projection, channel d using group d // (D // G);
+                       or (D, N), input-independent: channel d's row at every batch and step (as mamba_ssm).
+        C:             output projection, the same choices as B (each chosen on its own).
         D:             (D,) optional skip connection.
         z:             (B, D, L) optional gate.
         delta_bias:    (D,) optional bias added to delta.
@@ -88,13 +102,14 @@ def selective_scan_ref(
     Arithmetic is in float32 (float64 for float64 inputs); `out` has the dtype of u, the last state
     (B, D, N) is float32 (float64 for float64 inputs). Returns `out` or `(out, last_state)`.
     """
+    refuse_complex("selective_scan_ref", A=A, B=B, C=C)
     cdt = _compute_dtype(u.dtype)
-    batch, dim, _ = u.shape
+    batch, dim, seqlen = u.shape
     step = effective_step(delta, delta_bias, delta_softplus, dt_scale)  # (B, D, L)
     uc = u.to(cdt)
     Af = A.to(cdt)  # (D, N)
-    Bf = _expand_groups(B, dim).to(cdt)  # (B, D, N, L)
-    Cf = _expand_groups(C, dim).to(cdt)  # (B, D, N, L)
+    Bf = _expand_groups(B, batch, dim, seqlen).to(cdt)  # (B, D, N, L)
+    Cf = _expand_groups(C, batch, dim, seqlen).to(cdt)  # (B, D, N, L)
     dA = torch.exp(step.unsqueeze(2) * Af[None, :, :, None])  # (B, D, N, L)
     dBu = step.unsqueeze(2) * Bf * uc.unsqueeze(2)  # (B, D, N, L)
 
@@ -127,38 +142,77 @@ def selective_state_update_ref(
     z: torch.Tensor | None = None,
     dt_bias: torch.Tensor | None = None,
     dt_softplus: bool = False,
+    state_batch_indices: torch.Tensor | None = None,
     dt_scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    r"""One step of `selective_scan_ref` for streaming inference; updates `state` in place.
+    r"""One step of `selective_scan_ref` for streaming inference (mamba_ssm's `selective_state_update_ref`,
+    plus `state_batch_indices` and `dt_scale`); updates `state` in place.
 
-    Arguments:
-        state:    (B, D, N) float32 (float64 for float64 inputs), updated in place.
-        x, dt:    (B, D) input and raw step size of the new step.
-        A:        (D, N).
-        B, C:     (B, N) or (B, G, N).
-        D:        (D,) optional; z: (B, D) optional gate; dt_bias: (D,) optional.
+    Glossary: H heads, P channels per head, S rows of the state cache. Arguments, without or with a heads axis:
+        state:    (B, D, N) or (B, H, P, N); with state_batch_indices (S, D, N) or (S, H, P, N), S >= B.
+        x, dt, z: (B, D) or (B, H, P) input, raw step size and optional gate of the new step.
+        A:        (D, N) or (H, P, N).
+        B, C:     (B, N) or (B, G, N); group g serves heads g * H/G .. (g+1) * H/G - 1, or without a heads
+                  axis channels g * D/G .. (g+1) * D/G - 1.
+        D, dt_bias: (D,) or (H, P), optional.
+        state_batch_indices: (B,) optional; row b of the batch reads and updates state[state_batch_indices[b]]
+                  (a negative index is a padding slot: output 0, no state touched, as mamba_ssm).
         dt_scale: (B,) optional per-step multiplier of the step size (0 leaves the state unchanged).
 
-    Returns the step's output (B, D) in the dtype of x; equals one step of the scan with
-    initial_state=state.
+    Math per (b, channel, n), in float32 (float64 when state or x is float64):
+        s = softplus?(dt + dt_bias) * dt_scale;  state = exp(s A) state + s B x   (rounded to state's dtype)
+        y = sum_n state C + D x;  out = y * silu(z)
+    Returns the step's output in the dtype of x, shaped like x.
     """
-    cdt = state.dtype
-    dim = x.shape[1]
-    step = effective_step(dt, dt_bias, dt_softplus, dt_scale)  # (B, D)
+    if state_batch_indices is not None:
+        return _update_cache_rows(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus, state_batch_indices, dt_scale)
+    refuse_complex("selective_state_update_ref", A=A, B=B, C=C)
+    if state.dim() == 3:
+        # Without a heads axis each channel is a head of one: (B, D, N) -> (B, D, 1, N), so channel groups
+        # are head groups and one formula serves both layouts.
+        out = selective_state_update_ref(
+            state.unsqueeze(2), x.unsqueeze(-1), dt.unsqueeze(-1), A.unsqueeze(1), B, C,
+            None if D is None else D.unsqueeze(-1), None if z is None else z.unsqueeze(-1),
+            None if dt_bias is None else dt_bias.unsqueeze(-1), dt_softplus, None, dt_scale)
+        return out.squeeze(-1)
+    cdt = torch.float64 if torch.float64 in (state.dtype, x.dtype) else torch.float32
+    heads = state.shape[1]
+    step = dt.to(cdt)  # (B, H, P)
+    if dt_bias is not None:
+        step = step + dt_bias.to(cdt)
+    if dt_softplus:
+        step = F.softplus(step, threshold=SOFTPLUS_THRESHOLD)
+    if dt_scale is not None:
+        step = step * dt_scale.to(cdt)[:, None, None]
     if B.dim() == 2:
         B, C = B.unsqueeze(1), C.unsqueeze(1)  # (B, 1, N)
-    reps = dim // B.shape[1]
-    Bf = B.to(cdt).repeat_interleave(reps, dim=1)  # (B, D, N)
-    Cf = C.to(cdt).repeat_interleave(reps, dim=1)  # (B, D, N)
-    dA = torch.exp(step.unsqueeze(-1) * A.to(cdt))  # (B, D, N)
-    new_state = dA * state + step.unsqueeze(-1) * Bf * x.to(cdt).unsqueeze(-1)
-    state.copy_(new_state)
-    y = (new_state * Cf).sum(-1)  # (B, D)
+    reps = heads // B.shape[1]
+    Bh = B.to(cdt).repeat_interleave(reps, dim=1)  # (B, H, N)
+    Ch = C.to(cdt).repeat_interleave(reps, dim=1)  # (B, H, N)
+    xc = x.to(cdt)  # (B, H, P)
+    dA = torch.exp(step[..., None] * A.to(cdt))  # (B, H, P, N)
+    dB = step[..., None] * Bh[:, :, None, :]  # (B, H, P, N)
+    state.copy_(state.to(cdt) * dA + dB * xc[..., None])
+    # As mamba_ssm's reference: the output reads the state as stored (rounded to its dtype).
+    y = torch.einsum("bhpn,bhn->bhp", state.to(cdt), Ch)  # (B, H, P)
     if D is not None:
-        y = y + D.to(cdt) * x.to(cdt)
+        y = y + D.to(cdt) * xc
     if z is not None:
         y = y * F.silu(z.to(cdt))
     return y.to(x.dtype)
+
+
+def _update_cache_rows(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus, state_batch_indices, dt_scale):
+    """selective_state_update_ref on the rows state[state_batch_indices] of a state cache."""
+    keep = state_batch_indices >= 0  # (B,) negative: padding slot
+    rows_idx = state_batch_indices[keep]
+    rows = state[rows_idx]  # (B', ...) a copy
+    out = torch.zeros_like(x)
+    out[keep] = selective_state_update_ref(
+        rows, x[keep], dt[keep], A, B[keep], C[keep], D, None if z is None else z[keep], dt_bias, dt_softplus,
+        None, None if dt_scale is None else dt_scale[keep])
+    state[rows_idx] = rows
+    return out
 
 
 def mamba_block_step_ref(

@@ -9,6 +9,7 @@ The ops themselves live in `torch.ops.hamburg_mamba` (C++/CUDA, registered by `h
                        dt_scale?, checkpoints, delta_softplus)
         -> (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dinitial_state)
     selective_state_update(state!, x, dt, A, B, C, D?, z?, dt_bias?, dt_scale?, dt_softplus) -> out
+                       (public wrapper with mamba_ssm's layouts: hamburg_mamba.ops.state_update)
     mamba_block_step(x, norm_weight, norm_eps, in_proj_weight, conv_state!, conv_weight, conv_bias?,
                      x_proj_weight, dt_proj_weight, dt_proj_bias, A, D, ssm_state!, dt_scale?, out_proj_weight)
         -> out    (CPU only)
@@ -20,6 +21,7 @@ from __future__ import annotations
 import torch
 
 from hamburg_mamba import _C  # noqa: F401  (loading the library runs the op registrations)
+from hamburg_mamba.ops.reference import refuse_complex
 
 # Steps between the states the forward saves for the backward (kCheckpointInterval in selective_scan.h).
 CHECKPOINT_INTERVAL = 64
@@ -47,8 +49,10 @@ def selective_scan_fn(
 ):
     """Selective scan (Mamba S6) with the compiled CPU/CUDA kernels; drop-in for mamba_ssm's function.
 
-    Shapes: u, delta, z (B, D, L); A (D, N); B, C (B, N, L) or (B, G, N, L); D, delta_bias (D,);
-    initial_state (B, D, N); dt_scale (B, L). Returns `out` (B, D, L), or `(out, last_state)` with
+    Shapes: u, delta, z (B, D, L); A (D, N), real (complex A, mamba_ssm's S4D variant, is refused);
+    B, C (B, N, L) or (B, G, N, L), or (D, N) input-independent (channel d's row at every batch and step, as
+    mamba_ssm; see `_variable_layout` for its cost); D, delta_bias (D,); initial_state (B, D, N);
+    dt_scale (B, L). Returns `out` (B, D, L), or `(out, last_state)` with
     last_state (B, D, N) in float32 (float64 for float64 inputs). See `selective_scan_ref` for the math.
 
     Differentiable in every tensor argument but `dt_scale`, which is data (elapsed time between events,
@@ -59,42 +63,15 @@ def selective_scan_fn(
             "selective_scan_fn: argument 'dt_scale' is data (elapsed time per step) and is not "
             "differentiable; pass dt_scale.detach()"
         )
+    refuse_complex("selective_scan_fn", A=A, B=B, C=C)
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias, initial_state)
     )
+    B, C = _variable_layout(u, A, B, C)
     out, last_state, _ = _ops.selective_scan_fwd(
         u, delta, A, B, C, D, z, delta_bias, initial_state, dt_scale, delta_softplus, needs_grad
     )
     return (out, last_state) if return_last_state else out
-
-
-def selective_state_update(
-    state: torch.Tensor,
-    x: torch.Tensor,
-    dt: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    C: torch.Tensor,
-    D: torch.Tensor | None = None,
-    z: torch.Tensor | None = None,
-    dt_bias: torch.Tensor | None = None,
-    dt_softplus: bool = False,
-    dt_scale: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """One step of the scan for streaming inference; updates `state` (B, D, N) in place.
-
-    Shapes: x, dt, z (B, D); A (D, N); B, C (B, N) or (B, G, N); D, dt_bias (D,); dt_scale (B,).
-    Returns the step's output (B, D). Equals one step of `selective_scan_fn` with initial_state=state.
-    Inference only: it has no autograd formula (train with selective_scan_fn).
-    """
-    if torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (state, x, dt, A, B, C, D, z, dt_bias, dt_scale)
-    ):
-        raise RuntimeError(
-            "selective_state_update is an inference op without gradients; call it under torch.no_grad() "
-            "or torch.inference_mode(), and train with selective_scan_fn"
-        )
-    return _ops.selective_state_update(state, x, dt, A, B, C, D, z, dt_bias, dt_scale, dt_softplus)
 
 
 def mamba_block_step(
@@ -130,6 +107,39 @@ def mamba_block_step(
     return _ops.mamba_block_step(x, norm_weight, norm_eps, in_proj_weight, conv_state, conv_weight, conv_bias,
                                  x_proj_weight, dt_proj_weight, dt_proj_bias, A, D, ssm_state, dt_scale,
                                  out_proj_weight)
+
+
+def _variable_layout(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor):
+    """B, C in the kernels' (B, G, N, L) layout when either is an input-independent (D, N) matrix.
+
+    A (D, N) matrix is per channel, so it becomes G = D groups: converted to u's dtype, materialised once over
+    L as (D, N, L) (the kernels read steps contiguously) and broadcast over the batch with stride 0; autograd
+    sums its gradient over batch and steps. The other of B, C, when input-dependent, is copied out to the same
+    D groups (B * D * N * L elements). Cost, measured on the CPU kernels (B, D, L, N) = (4, 256, 512, 16):
+    a scan with D groups of one channel fills one SIMD lane where G = 1 fills all of them, 8.6x the forward
+    time and 6x forward + backward; the backward also holds dB, dC as (B, D, N, L) in float32.
+    """
+    if B.dim() != 2 and C.dim() != 2:
+        return B, C
+    if u.dim() != 3:
+        raise ValueError(f"selective_scan_fn: argument 'u' must have shape (B, D, L), got {tuple(u.shape)}")
+    batch, dim, seqlen = u.shape
+    dstate = A.shape[-1] if A.dim() == 2 else -1
+
+    def per_channel(name: str, M: torch.Tensor) -> torch.Tensor:
+        if M.dim() == 2:
+            if tuple(M.shape) != (dim, dstate):
+                raise ValueError(f"selective_scan_fn: argument '{name}' must have shape (B, N, L), (B, G, N, L) "
+                                 f"or (D, N) = ({dim}, {dstate}), got {tuple(M.shape)}")
+            rows = M.to(u.dtype)[:, :, None].expand(dim, dstate, seqlen).contiguous()  # (D, N, L)
+            return rows[None].expand(batch, dim, dstate, seqlen)  # (B, D, N, L), stride 0 over B
+        grouped = M.unsqueeze(1) if M.dim() == 3 else M  # (B, G, N, L)
+        if grouped.dim() != 4 or dim % grouped.shape[1] != 0:
+            raise ValueError(f"selective_scan_fn: argument '{name}' must have shape (B, N, L), (B, G, N, L) "
+                             f"with G dividing D = {dim}, or (D, N), got {tuple(M.shape)}")
+        return grouped.repeat_interleave(dim // grouped.shape[1], dim=1)  # (B, D, N, L)
+
+    return per_channel("B", B), per_channel("C", C)
 
 
 def cpu_isa() -> str:
