@@ -130,3 +130,17 @@ def test_every_label_weighs_the_same_whatever_its_batch(tiny_data, tmp_path):
     want = sum(sums[t] / counts[t] / scale[t] for t in sums if counts[t]) / len(sums)
     assert sum(steps) / len(steps) == pytest.approx(want, rel=1e-5)
     assert abs(sum(per_batch_means) / len(per_batch_means) - want) > 1e-3 * want  # the biased objective differs
+
+
+def test_weight_decay_reaches_matrices_only(tiny_data, tmp_path):
+    """The demo's regularisation setting (train --weight-decay) decays weight matrices, never norms, biases or
+    embeddings (parameter_groups)."""
+    from hamburg_mamba.cli import build_parser
+
+    args = build_parser().parse_args(["train", "--data", "d", "--out", "o", "--weight-decay", "0.1"])
+    tr = _trainer(tiny_data, tmp_path / "run", weight_decay=args.weight_decay)
+    decayed, kept = tr.optimizer.param_groups
+    assert (decayed["weight_decay"], kept["weight_decay"]) == (0.1, 0.0)
+    names = {id(p): n for n, p in tr.module.named_parameters()}
+    assert all(p.ndim >= 2 and "embed" not in names[id(p)] for p in decayed["params"])
+    assert any("embed" in names[id(p)] for p in kept["params"])
