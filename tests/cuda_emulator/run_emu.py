@@ -1,15 +1,18 @@
-"""Runs the emulated CUDA kernels (build_emu.py) against the float64 reference; one line per case."""
-import os, sys, time, importlib.util, itertools
+"""Runs the emulated CUDA kernels (build_emu.py) against the float64 reference; one line per case.
+
+Builds the emulator first (EMU_THREADS, EMU_ARCH, EMU_FAST_EXP, EMU_BIAS, EMU_OUT as in build_emu.py; an
+unchanged build is reused). Usage: EMU_THREADS=64 python tests/cuda_emulator/run_emu.py multi
+"""
+import os, sys, time, itertools
+from pathlib import Path
 import torch
-ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../../.."))
-sys.path.insert(0, ROOT)
-OUT = os.environ.get("EMU_OUT", "/tmp/hm_emu")
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))
+sys.path.insert(0, str(HERE))
+from build_emu import EmulatorConfig, build
 from hamburg_mamba.ops.reference import selective_scan_ref, selective_state_update_ref
 
-threads = int(os.environ.get("EMU_THREADS", "128")); arch = os.environ.get("EMU_ARCH", "900")
-name = f"hm_emu_t{threads}_a{arch}" + ("_bias" if os.environ.get("EMU_BIAS") else "")
-spec = importlib.util.spec_from_file_location(name, f"{OUT}/{name}/{name}.so")
-emu = importlib.util.module_from_spec(spec); spec.loader.exec_module(emu)
+emu = build(EmulatorConfig.from_env(), Path(os.environ.get("EMU_OUT", "/tmp/hm_emu")))
 
 def rel(a, b):
     a = a.double(); b = b.double()

@@ -1,0 +1,179 @@
+"""CPU emulation of the CUDA kernels (no GPU needed; slow, for correctness only).
+
+Builds the real kernels of csrc/selective_scan/cuda (the .cu files, unchanged but for the launch syntax) as
+CPU code through cuda_shim.h, together with the real host checks and packing (selective_scan_host.cpp), into
+a torch library with three ops in the namespace `emulator_namespace(config)`:
+    fwd(u, delta, A, B, C, D?, z?, delta_bias?, initial_state?, dt_scale?, softplus, save) -> (out, last, chk)
+    bwd(dout, dlast?, u, delta, A, B, C, D?, z?, delta_bias?, initial_state?, dt_scale?, chk, softplus)
+        -> (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dinitial_state)
+    update(state, x, dt, A, B, C, D?, z?, dt_bias?, dt_scale?, softplus) -> out   (state updated in place)
+with the argument order of the hamburg_mamba ops. tests/ops/test_cuda_emulator.py runs it in the default
+test command; run_emu.py holds longer manual sweeps.
+
+Manual use, from the repository root:
+  EMU_THREADS=64 EMU_ARCH=900 python tests/cuda_emulator/build_emu.py
+  EMU_THREADS=64 python tests/cuda_emulator/run_emu.py multi   # quick|n|opts|multi|half|nbig|claims|grid|long|memory
+EMU_THREADS (default 128, the kernels' own) shrinks the block so that short sequences span several chunks;
+EMU_ARCH=800 takes the scalar-atomic path of the backward; EMU_FAST_EXP=1 compiles the exp2f decay
+(HAMBURG_MAMBA_CUDA_FAST_EXP), and EMU_BIAS=<rel> then multiplies every decay exp by (1 + rel), to study
+how an exp bias grows with the sequence length. EMU_OUT (default /tmp/hm_emu) is the build folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from pathlib import Path
+
+import torch
+from torch.utils.cpp_extension import load
+
+REPO = Path(__file__).resolve().parents[2]
+SRC = REPO / "csrc" / "selective_scan"
+SHIM = Path(__file__).resolve().parent / "cuda_shim.h"
+# The CUDA headers the kernels include; each becomes a one-line forward to the shim.
+CUDA_HEADERS = ("cuda_runtime.h", "cuda_runtime_api.h", "cuda_fp16.h", "cuda_bf16.h")
+HOST_FILES = ("selective_scan.h", "selective_scan_host.h", "selective_scan_host.cpp")
+# kernel<<<grid, block, smem, stream>>>(args); -> ::shim::launch(kernel, grid, block, smem, stream, args);
+LAUNCH_RE = re.compile(r"([\w:]+(?:<[^<>]*>)?)<<<(.*?)>>>\((.*?)\);")
+KERNEL_THREADS_RE = re.compile(r"constexpr int kNThreads = \d+;")
+FAST_EXP_RETURN = "return exp2f("
+# -O1: the kernels' inner loops at -O0 make the emulation several times slower; -O2 adds compile time only.
+CFLAGS = ["-O1", "-std=c++20", "-fno-strict-aliasing", "-Wall", "-Wno-unknown-pragmas"]
+
+
+@dataclasses.dataclass(frozen=True)
+class EmulatorConfig:
+    threads: int = 128  # kNThreads, the block size; 64 gives 256-step and 1024-step chunks (two warps)
+    arch: int = 900  # __CUDA_ARCH__ the kernels see: 900 takes the float4 atomics, 800 the scalar ones
+    fast_exp: bool = False  # compile the exp2f decay (HAMBURG_MAMBA_CUDA_FAST_EXP) instead of the Cephes one
+    exp_bias: str | None = None  # with fast_exp: every decay exp times (1 + exp_bias), a C float literal
+
+    @classmethod
+    def from_env(cls) -> EmulatorConfig:
+        bias = os.environ.get("EMU_BIAS")
+        return cls(threads=int(os.environ.get("EMU_THREADS", "128")), arch=int(os.environ.get("EMU_ARCH", "900")),
+                   fast_exp=bool(bias) or os.environ.get("EMU_FAST_EXP") == "1", exp_bias=bias)
+
+    @property
+    def name(self) -> str:
+        suffix = ("_fastexp" if self.fast_exp else "") + ("_bias" if self.exp_bias else "")
+        return f"hm_emu_t{self.threads}_a{self.arch}{suffix}"
+
+
+def emulator_namespace(config: EmulatorConfig) -> str:
+    """The torch.ops namespace of a build: one per configuration, so several builds can share a process."""
+    return config.name
+
+
+BINDING = r"""
+// The emulator's ops: the real host packing, then the CUDA launchers compiled for the CPU (stream nullptr).
+#include <torch/library.h>
+
+#include "selective_scan_host.h"
+#include "cuda/selective_scan_cuda.h"
+
+namespace hamburg_mamba {
+namespace {
+
+void check_status(cudaError_t err, const char* op) { TORCH_CHECK(err == cudaSuccess, op, ": emulated launch failed"); }
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> emu_fwd(const at::Tensor& u, const at::Tensor& delta,
+    const at::Tensor& A, const at::Tensor& B, const at::Tensor& C, const OptTensor& D, const OptTensor& z,
+    const OptTensor& bias, const OptTensor& init, const OptTensor& scale, bool softplus, bool save) {
+  FwdPrepared prep = prepare_fwd(u, delta, A, B, C, D, z, bias, init, scale, softplus, save);
+  check_status(gpu::selective_scan_fwd_cuda(prep.params, nullptr), "fwd");
+  return {prep.out, prep.last_state, prep.checkpoints};
+}
+
+BwdResult emu_bwd(const at::Tensor& dout, const OptTensor& dlast, const at::Tensor& u, const at::Tensor& delta,
+    const at::Tensor& A, const at::Tensor& B, const at::Tensor& C, const OptTensor& D, const OptTensor& z,
+    const OptTensor& bias, const OptTensor& init, const OptTensor& scale, const at::Tensor& chk, bool softplus) {
+  BwdPrepared prep = prepare_bwd(dout, dlast, u, delta, A, B, C, D, z, bias, init, scale, chk, softplus);
+  check_status(gpu::selective_scan_bwd_cuda(prep.params, nullptr), "bwd");
+  return finalize_bwd(prep);
+}
+
+at::Tensor emu_update(const at::Tensor& state, const at::Tensor& x, const at::Tensor& dt, const at::Tensor& A,
+    const at::Tensor& B, const at::Tensor& C, const OptTensor& D, const OptTensor& z, const OptTensor& bias,
+    const OptTensor& scale, bool softplus) {
+  StateUpdatePrepared prep = prepare_state_update(state, x, dt, A, B, C, D, z, bias, scale, softplus);
+  check_status(gpu::selective_state_update_cuda(prep.params, nullptr), "update");
+  finalize_state_update(state, prep);
+  return prep.out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(EMU_NAMESPACE, m) {
+  m.def("fwd(Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D, Tensor? z, Tensor? delta_bias, "
+        "Tensor? initial_state, Tensor? dt_scale, bool softplus, bool save) -> (Tensor, Tensor, Tensor)", &emu_fwd);
+  m.def("bwd(Tensor dout, Tensor? dlast, Tensor u, Tensor delta, Tensor A, Tensor B, Tensor C, Tensor? D, "
+        "Tensor? z, Tensor? delta_bias, Tensor? initial_state, Tensor? dt_scale, Tensor chk, bool softplus) -> "
+        "(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)", &emu_bwd);
+  m.def("update(Tensor(a!) state, Tensor x, Tensor dt, Tensor A, Tensor B, Tensor C, Tensor? D, Tensor? z, "
+        "Tensor? dt_bias, Tensor? dt_scale, bool softplus) -> Tensor", &emu_update);
+}
+
+}  // namespace hamburg_mamba
+"""
+
+
+def build(config: EmulatorConfig, out_dir: Path, verbose: bool = False):
+    """Compiles the emulator for `config` under out_dir (g++ via torch's ninja build) and loads it.
+
+    Files are rewritten only when their text changed, so a second build in the same folder recompiles only
+    what changed (ninja compares times). Returns the ops namespace (torch.ops.<emulator_namespace(config)>).
+    """
+    root = Path(out_dir) / config.name
+    dst = root / "csrc" / "selective_scan"
+    (dst / "cuda").mkdir(parents=True, exist_ok=True)
+    shim_dir = root / "shim"
+    _write_if_changed(shim_dir / SHIM.name, SHIM.read_text())
+    for header in CUDA_HEADERS:
+        _write_if_changed(shim_dir / header, '#pragma once\n#include "cuda_shim.h"\n')
+    for name in HOST_FILES:
+        _write_if_changed(dst / name, (SRC / name).read_text())
+    kernel_sources = [_write_kernel_file(path, dst / "cuda", config) for path in sorted((SRC / "cuda").iterdir())]
+    _write_if_changed(dst / "emu_binding.cpp", BINDING.replace("EMU_NAMESPACE", emulator_namespace(config)))
+    sources = [dst / "emu_binding.cpp", dst / "selective_scan_host.cpp"] + [s for s in kernel_sources if s]
+    defines = ["-DHAMBURG_MAMBA_CUDA_FAST_EXP"] if config.fast_exp else []
+    load(name=config.name, sources=[str(s) for s in sources], build_directory=str(root),
+         extra_include_paths=[str(shim_dir), str(dst)], extra_cflags=CFLAGS + defines,
+         is_python_module=False, verbose=verbose)
+    return getattr(torch.ops, emulator_namespace(config))
+
+
+def _write_kernel_file(path: Path, dst: Path, config: EmulatorConfig) -> Path | None:
+    """Copies one file of csrc/selective_scan/cuda as CPU code; returns it when it is a translation unit."""
+    if path.suffix not in (".cu", ".cuh", ".h"):
+        return None  # the real binding (.cpp) needs c10/cuda
+    text = LAUNCH_RE.sub(r"::shim::launch(\1, \2, \3);", path.read_text())
+    if config.threads != 128:
+        text = KERNEL_THREADS_RE.sub(f"constexpr int kNThreads = {config.threads};", text)
+    if config.exp_bias and path.suffix == ".cuh":
+        if FAST_EXP_RETURN not in text:
+            raise RuntimeError(f"{path.name}: exp_bias needs the fast exp's '{FAST_EXP_RETURN}'; the source changed")
+        bias_fn = f"inline float emu_exp2f(float x) {{ return ::exp2f(x) * (1.0f + {config.exp_bias}f); }}\n"
+        text = text.replace("namespace hamburg_mamba::gpu {", "namespace hamburg_mamba::gpu {\n" + bias_fn, 1)
+        text = text.replace(FAST_EXP_RETURN, "return emu_exp2f(")
+    if path.suffix != ".cu":
+        _write_if_changed(dst / path.name, text)
+        return None
+    unit = dst / (path.stem + "_emu.cpp")
+    _write_if_changed(unit, f"#define __CUDA_ARCH__ {config.arch}\n" + text)
+    return unit
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    if path.exists() and path.read_text() == text:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+if __name__ == "__main__":
+    cfg = EmulatorConfig.from_env()
+    ops = build(cfg, Path(os.environ.get("EMU_OUT", "/tmp/hm_emu")), verbose=True)
+    print("built", cfg.name, "as torch.ops." + emulator_namespace(cfg))

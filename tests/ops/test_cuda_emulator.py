@@ -1,0 +1,229 @@
+"""The CUDA kernels (csrc/selective_scan/cuda/*.cu) run in a CPU emulation against the float64 reference.
+
+Glossary: B batch, D channels, L steps, N state size, G groups sharing (B, C).
+
+No GPU is needed: tests/cuda_emulator/build_emu.py compiles the real .cu sources with g++ through
+cuda_shim.h (threads of a block as std::threads, __syncthreads as a barrier, warp shuffles through shared
+slots) together with the real host checks and packing, once per session. The block is shrunk to 64 threads
+(two warps) so that L = 1100 and L = 2500 span two and three chunks of the long kernel (16 steps a thread)
+and L <= 256 takes the short kernel (4 steps a thread). References run in float64 on the same rounded inputs
+(hamburg_mamba.ops.reference), so the tolerances measure the kernels' float32 arithmetic and the rounding of
+their input-dtype outputs only. The emulation checks the kernels' logic (indexing, chunk carries,
+checkpoints, block scans, atomics, dtype handling), not a GPU's timing or its hardware exp.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from hamburg_mamba.ops.reference import selective_scan_ref, selective_state_update_ref
+
+EMULATOR_DIR = Path(__file__).resolve().parents[1] / "cuda_emulator"
+EMULATOR_THREADS = 64
+GRAD_NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state")
+OPTIONAL = ("D", "z", "delta_bias", "initial_state", "dt_scale")
+
+# Relative L2 tolerances (||got - want|| / ||want||), from the largest errors measured over this file's cases
+# (2026-12-01). float32: at most 6.6e-7 (dA at L = 2500, a sum over every step), so 5e-6 leaves a factor of 7.
+# Outputs returned in a half dtype (out, du, ddelta, dz, dB, dC) are dominated by that rounding (unit
+# roundoff 2^-9 = 2e-3 for bfloat16, 2^-11 = 4.9e-4 for float16): measured at most 1.9e-3 and 2.2e-4, so
+# 5e-3 and 1e-3. What stays float32 in every dtype (last state, dA, dD, ddelta_bias, dinitial_state; at most
+# 2.6e-7 with half inputs) keeps the float32 tolerance.
+TOLERANCE = {torch.float32: 5e-6, torch.float16: 1e-3, torch.bfloat16: 5e-3}
+FLOAT32_RESULTS = ("last_state", "dA", "dD", "ddelta_bias", "dinitial_state", "state")
+
+
+def tolerance(name: str, dtype: torch.dtype) -> float:
+    return TOLERANCE[torch.float32] if name in FLOAT32_RESULTS else TOLERANCE[dtype]
+
+
+# (B, D, L, N, G, dtype, softplus, optional inputs); G = 0 means B, C of shape (B, N, L).
+SCAN_CASES = [
+    pytest.param(1, 2, 7, 4, 0, torch.float32, True, OPTIONAL, id="tiny-ungrouped"),
+    pytest.param(2, 4, 64, 5, 2, torch.float32, True, OPTIONAL, id="one-checkpoint-interval"),
+    pytest.param(2, 4, 256, 3, 4, torch.float32, False, OPTIONAL, id="short-kernel-full-chunk"),
+    pytest.param(2, 4, 2500, 3, 2, torch.float32, True, OPTIONAL, id="three-long-chunks"),
+    pytest.param(1, 4, 1100, 2, 1, torch.float32, False, OPTIONAL, id="two-long-chunks-no-softplus"),
+    pytest.param(1, 2, 37, 3, 1, torch.float32, True, (), id="no-optional-inputs"),
+    pytest.param(1, 2, 37, 3, 2, torch.float32, False, ("D", "dt_scale"), id="D-and-dt-scale-only"),
+    pytest.param(2, 4, 300, 4, 2, torch.bfloat16, True, OPTIONAL, id="bf16-long-one-chunk"),
+    pytest.param(1, 2, 1100, 3, 0, torch.bfloat16, False, OPTIONAL, id="bf16-two-chunks-ungrouped"),
+    pytest.param(1, 2, 200, 4, 2, torch.float16, True, OPTIONAL, id="fp16-short"),
+]
+
+# (B, D, N, G, dtype, softplus, optional inputs); D = 5 rows leave the last block with one idle warp, N = 40
+# makes the lanes loop over the state twice. G = 0 means B, C of shape (B, N).
+UPDATE_CASES = [
+    pytest.param(1, 5, 40, 0, torch.float32, True, OPTIONAL, id="f32-ungrouped"),
+    pytest.param(2, 4, 16, 2, torch.float32, False, ("D", "dt_scale"), id="f32-grouped-no-softplus"),
+    pytest.param(2, 6, 8, 3, torch.bfloat16, True, OPTIONAL, id="bf16-grouped"),
+    pytest.param(1, 3, 4, 1, torch.float32, True, (), id="no-optional-inputs"),
+]
+
+
+def _load_build_module():
+    spec = importlib.util.spec_from_file_location("cuda_emulator_build", EMULATOR_DIR / "build_emu.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve the module's annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def emu(tmp_path_factory):
+    """The emulated kernels' ops (fwd, bwd, update), compiled once per session with g++."""
+    gxx = shutil.which("g++")
+    if gxx is None:
+        pytest.skip("g++ not found: the CUDA emulator compiles the .cu sources as C++20 with g++")
+    build_emu = _load_build_module()
+    config = build_emu.EmulatorConfig(threads=EMULATOR_THREADS, arch=900)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CXX", gxx)  # torch's build uses $CXX, else `c++` (which may be clang)
+        return build_emu.build(config, tmp_path_factory.mktemp("cuda_emulator"))
+
+
+def rel_l2(got: torch.Tensor, want: torch.Tensor) -> float:
+    got, want = got.detach().double(), want.detach().double()
+    return ((got - want).norm() / want.norm().clamp_min(1e-30)).item()
+
+
+def make_scan_inputs(batch, dim, seqlen, dstate, groups, dtype, softplus, optional, seed=0):
+    """Inputs in a trained Mamba's ranges (A < 0, steps 0.01-1); sequences in `dtype`, parameters float32."""
+    g = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape, scale=1.0, dt=dtype):
+        return (torch.randn(*shape, generator=g) * scale).to(dt)
+
+    bc_shape = (batch, dstate, seqlen) if groups == 0 else (batch, groups, dstate, seqlen)
+    delta = rnd(batch, dim, seqlen, scale=0.5, dt=torch.float32) - 1.0 if softplus else None
+    if delta is None:
+        delta = torch.rand(batch, dim, seqlen, generator=g) * 0.3 + 0.01
+    args = {
+        "u": rnd(batch, dim, seqlen),
+        "delta": delta.to(dtype),
+        "A": -(torch.rand(dim, dstate, generator=g) * 2 + 0.1),
+        "B": rnd(*bc_shape),
+        "C": rnd(*bc_shape),
+        "D": rnd(dim, dt=torch.float32),
+        "z": rnd(batch, dim, seqlen),
+        # Without softplus the step is delta + delta_bias itself: keep it positive (a negative step grows h).
+        "delta_bias": rnd(dim, scale=0.3, dt=torch.float32) if softplus else torch.rand(dim, generator=g) * 0.3,
+        "initial_state": rnd(batch, dim, dstate, dt=torch.float32),
+        "dt_scale": torch.rand(batch, seqlen, generator=g) * 2,
+    }
+    for name in OPTIONAL:
+        if name not in optional:
+            args[name] = None
+    return args
+
+
+def reference_scan(args, softplus, dout, dlast):
+    """float64 reference outputs and gradients of every given input except dt_scale (not differentiable)."""
+    ref = {k: None if v is None else v.detach().double().requires_grad_(k != "dt_scale") for k, v in args.items()}
+    out, last = selective_scan_ref(**ref, delta_softplus=softplus, return_last_state=True)
+    loss = (out * dout.double()).sum()
+    if dlast is not None:
+        loss = loss + (last * dlast.double()).sum()
+    names = [n for n in GRAD_NAMES if ref[n] is not None]
+    grads = dict(zip(names, torch.autograd.grad(loss, [ref[n] for n in names])))
+    return out, last, grads
+
+
+def scan_errors(emu, args, softplus, dlast_given):
+    """Relative L2 errors of the emulated forward and backward against the float64 reference."""
+    pos = [args[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state", "dt_scale")]
+    out, last, checkpoints = emu.fwd(*pos, softplus, True)
+    g = torch.Generator().manual_seed(1)
+    dout = torch.randn(out.shape, generator=g).to(out.dtype)
+    dlast = torch.randn(last.shape, generator=g) if dlast_given else None
+    grads = emu.bwd(dout, dlast, *pos, checkpoints, softplus)
+    want_out, want_last, want_grads = reference_scan(args, softplus, dout, dlast)
+    errors = {"out": rel_l2(out, want_out), "last_state": rel_l2(last, want_last)}
+    for name, got in zip(GRAD_NAMES, grads):
+        if name in want_grads:
+            errors["d" + name] = rel_l2(got, want_grads[name])
+    return errors
+
+
+@pytest.mark.parametrize("batch, dim, seqlen, dstate, groups, dtype, softplus, optional", SCAN_CASES)
+def test_scan_forward_backward_match_float64_reference(emu, batch, dim, seqlen, dstate, groups, dtype, softplus,
+                                                        optional):
+    args = make_scan_inputs(batch, dim, seqlen, dstate, groups, dtype, softplus, optional)
+    # dlast_state with an initial state, as a chunked caller passes both; without, the gradient flows from out.
+    errors = scan_errors(emu, args, softplus, dlast_given="initial_state" in optional)
+    bad = {k: v for k, v in errors.items() if not v <= tolerance(k, dtype)}
+    assert not bad, f"relative L2 errors above tolerance: {bad} (all: {errors})"
+
+
+def test_scan_gradients_cover_every_input(emu):
+    """A backward that left a gradient buffer untouched (all zeros) would fail the error check; check the
+    emulator returns one gradient per input, shaped like it, so the comparisons above compare something."""
+    args = make_scan_inputs(1, 2, 70, 3, 1, torch.float32, True, OPTIONAL)
+    pos = [args[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state", "dt_scale")]
+    out, last, checkpoints = emu.fwd(*pos, True, True)
+    assert checkpoints.shape == (1, 2, 2, 3)  # ceil(70 / 64) checkpoints of (B, D, N)
+    grads = emu.bwd(torch.ones_like(out), torch.ones_like(last), *pos, checkpoints, True)
+    for name, grad in zip(GRAD_NAMES, grads):
+        assert grad.shape == args[name].shape, name
+        assert grad.abs().sum() > 0, name
+
+
+def make_update_inputs(batch, dim, dstate, groups, dtype, softplus, optional, seed=0):
+    g = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape, scale=1.0, dt=dtype):
+        return (torch.randn(*shape, generator=g) * scale).to(dt)
+
+    bc_shape = (batch, dstate) if groups == 0 else (batch, groups, dstate)
+    dt = rnd(batch, dim, scale=0.5) - 1.0 if softplus else (torch.rand(batch, dim, generator=g) * 0.3).to(dtype)
+    args = {
+        "state": rnd(batch, dim, dstate, dt=torch.float32),
+        "x": rnd(batch, dim),
+        "dt": dt,
+        "A": -(torch.rand(dim, dstate, generator=g) * 2 + 0.1),
+        "B": rnd(*bc_shape),
+        "C": rnd(*bc_shape),
+        "D": rnd(dim, dt=torch.float32),
+        "z": rnd(batch, dim),
+        "dt_bias": rnd(dim, scale=0.3, dt=torch.float32) if softplus else torch.rand(dim, generator=g) * 0.3,
+        "dt_scale": torch.rand(batch, generator=g) * 2,
+    }
+    renamed = {"delta_bias": "dt_bias"}
+    for name in OPTIONAL:
+        if name not in optional and name != "initial_state":
+            args[renamed.get(name, name)] = None
+    return args
+
+
+@pytest.mark.parametrize("batch, dim, dstate, groups, dtype, softplus, optional", UPDATE_CASES)
+def test_state_update_matches_float64_reference(emu, batch, dim, dstate, groups, dtype, softplus, optional):
+    args = make_update_inputs(batch, dim, dstate, groups, dtype, softplus, optional)
+    ref = {k: None if v is None else v.double() for k, v in args.items()}
+    want_out = selective_state_update_ref(**ref, dt_softplus=softplus)  # updates ref["state"]
+    state = args["state"].clone()
+    order = ("x", "dt", "A", "B", "C", "D", "z", "dt_bias", "dt_scale")
+    out = emu.update(state, *[args[k] for k in order], softplus)
+    errors = {"out": rel_l2(out, want_out), "state": rel_l2(state, ref["state"])}
+    bad = {k: v for k, v in errors.items() if not v <= tolerance(k, dtype)}
+    assert not bad, f"relative L2 errors above tolerance: {bad} (all: {errors})"
+
+
+def test_state_update_steps_reproduce_the_scan(emu):
+    """L single steps of the update kernel equal one emulated scan of L steps (same arithmetic per step)."""
+    args = make_scan_inputs(2, 4, 12, 16, 2, torch.float32, True, OPTIONAL, seed=2)
+    pos = [args[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state", "dt_scale")]
+    out, last, _ = emu.fwd(*pos, True, False)
+    state = args["initial_state"].clone()
+    steps = []
+    for t in range(12):
+        steps.append(emu.update(state, args["u"][..., t], args["delta"][..., t], args["A"], args["B"][..., t],
+                                args["C"][..., t], args["D"], args["z"][..., t], args["delta_bias"],
+                                args["dt_scale"][:, t], True))
+    assert rel_l2(torch.stack(steps, -1), out) <= TOLERANCE[torch.float32]
+    assert rel_l2(state, last) <= TOLERANCE[torch.float32]
