@@ -53,8 +53,12 @@ class EmulatorConfig:
     @classmethod
     def from_env(cls) -> EmulatorConfig:
         bias = os.environ.get("EMU_BIAS")
-        return cls(threads=int(os.environ.get("EMU_THREADS", "128")), arch=int(os.environ.get("EMU_ARCH", "900")),
-                   fast_exp=bool(bias) or os.environ.get("EMU_FAST_EXP") == "1", exp_bias=bias)
+        return cls(
+            threads=int(os.environ.get("EMU_THREADS", "128")),
+            arch=int(os.environ.get("EMU_ARCH", "900")),
+            fast_exp=bool(bias) or os.environ.get("EMU_FAST_EXP") == "1",
+            exp_bias=bias,
+        )
 
     @property
     def name(self) -> str:
@@ -139,9 +143,15 @@ def build(config: EmulatorConfig, out_dir: Path, verbose: bool = False):
     _write_if_changed(dst / "emu_binding.cpp", BINDING.replace("EMU_NAMESPACE", emulator_namespace(config)))
     sources = [dst / "emu_binding.cpp", dst / "selective_scan_host.cpp"] + [s for s in kernel_sources if s]
     defines = ["-DHAMBURG_MAMBA_CUDA_FAST_EXP"] if config.fast_exp else []
-    load(name=config.name, sources=[str(s) for s in sources], build_directory=str(root),
-         extra_include_paths=[str(shim_dir), str(dst)], extra_cflags=CFLAGS + defines,
-         is_python_module=False, verbose=verbose)
+    load(
+        name=config.name,
+        sources=[str(s) for s in sources],
+        build_directory=str(root),
+        extra_include_paths=[str(shim_dir), str(dst)],
+        extra_cflags=CFLAGS + defines,
+        is_python_module=False,
+        verbose=verbose,
+    )
     return getattr(torch.ops, emulator_namespace(config))
 
 

@@ -131,7 +131,7 @@ def reference_scan(args, softplus, dout, dlast):
     if dlast is not None:
         loss = loss + (last * dlast.double()).sum()
     names = [n for n in GRAD_NAMES if ref[n] is not None]
-    grads = dict(zip(names, torch.autograd.grad(loss, [ref[n] for n in names])))
+    grads = dict(zip(names, torch.autograd.grad(loss, [ref[n] for n in names]), strict=True))
     return out, last, grads
 
 
@@ -145,15 +145,16 @@ def scan_errors(emu, args, softplus, dlast_given):
     grads = emu.bwd(dout, dlast, *pos, checkpoints, softplus)
     want_out, want_last, want_grads = reference_scan(args, softplus, dout, dlast)
     errors = {"out": rel_l2(out, want_out), "last_state": rel_l2(last, want_last)}
-    for name, got in zip(GRAD_NAMES, grads):
+    for name, got in zip(GRAD_NAMES, grads, strict=True):
         if name in want_grads:
             errors["d" + name] = rel_l2(got, want_grads[name])
     return errors
 
 
 @pytest.mark.parametrize("batch, dim, seqlen, dstate, groups, dtype, softplus, optional", SCAN_CASES)
-def test_scan_forward_backward_match_float64_reference(emu, batch, dim, seqlen, dstate, groups, dtype, softplus,
-                                                        optional):
+def test_scan_forward_backward_match_float64_reference(
+    emu, batch, dim, seqlen, dstate, groups, dtype, softplus, optional
+):
     args = make_scan_inputs(batch, dim, seqlen, dstate, groups, dtype, softplus, optional)
     # dlast_state with an initial state, as a chunked caller passes both; without, the gradient flows from out.
     errors = scan_errors(emu, args, softplus, dlast_given="initial_state" in optional)
@@ -169,7 +170,7 @@ def test_scan_gradients_cover_every_input(emu):
     out, last, checkpoints = emu.fwd(*pos, True, True)
     assert checkpoints.shape == (1, 2, 2, 3)  # ceil(70 / 64) checkpoints of (B, D, N)
     grads = emu.bwd(torch.ones_like(out), torch.ones_like(last), *pos, checkpoints, True)
-    for name, grad in zip(GRAD_NAMES, grads):
+    for name, grad in zip(GRAD_NAMES, grads, strict=True):
         assert grad.shape == args[name].shape, name
         assert grad.abs().sum() > 0, name
 
@@ -222,8 +223,20 @@ def test_state_update_steps_reproduce_the_scan(emu):
     state = args["initial_state"].clone()
     steps = []
     for t in range(12):
-        steps.append(emu.update(state, args["u"][..., t], args["delta"][..., t], args["A"], args["B"][..., t],
-                                args["C"][..., t], args["D"], args["z"][..., t], args["delta_bias"],
-                                args["dt_scale"][:, t], True))
+        steps.append(
+            emu.update(
+                state,
+                args["u"][..., t],
+                args["delta"][..., t],
+                args["A"],
+                args["B"][..., t],
+                args["C"][..., t],
+                args["D"],
+                args["z"][..., t],
+                args["delta_bias"],
+                args["dt_scale"][:, t],
+                True,
+            )
+        )
     assert rel_l2(torch.stack(steps, -1), out) <= TOLERANCE[torch.float32]
     assert rel_l2(state, last) <= TOLERANCE[torch.float32]
