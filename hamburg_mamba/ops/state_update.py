@@ -124,9 +124,9 @@ def _check_heads_shapes(state, x, dt, A, B, C, D, z, dt_bias) -> None:
         if t is not None and tuple(t.shape) != shape:
             raise ValueError(f"{_OP}: argument '{name}' must have shape {shape} for state of shape "
                              f"{tuple(state.shape)} (B, H, P, N), got {tuple(t.shape)}")
-    if B.dim() != 3 or heads % B.shape[1] != 0:
-        raise ValueError(f"{_OP}: argument 'B' must have shape (B, G, N) with G dividing H = {heads} heads, "
-                         f"got {tuple(B.shape)}")
+    if B.dim() not in (2, 3) or (B.dim() == 3 and heads % B.shape[1] != 0):
+        raise ValueError(f"{_OP}: argument 'B' must have shape (B, N) or (B, G, N) with G dividing H = {heads} "
+                         f"heads, got {tuple(B.shape)}")
 
 
 def _update_cache_rows(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus, state_batch_indices, dt_scale):

@@ -207,6 +207,12 @@ def test_scalar_per_head_a_and_dt_broadcast_as_mamba2():
     check_step(torch.randn(batch, heads, per_head, dstate, generator=g), args)
 
 
+def test_b_and_c_without_a_groups_axis_serve_every_head():
+    args = step_args(batch=2, groups=1)
+    args["B"], args["C"] = args["B"][:, 0], args["C"][:, 0]  # (B, N)
+    check_step(torch.randn(2, 4, 5, 6), args)
+
+
 def test_positional_arguments_follow_mamba_ssm():
     # mamba_ssm: (state, x, dt, A, B, C, D, z, dt_bias, dt_softplus, state_batch_indices); dt_scale after.
     args = step_args(batch=2, optional=True)
