@@ -15,6 +15,7 @@ checkpoints, block scans, atomics, dtype handling), not a GPU's timing or its ha
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -85,6 +86,8 @@ def emu(tmp_path_factory):
     config = build_emu.EmulatorConfig(threads=EMULATOR_THREADS, arch=900)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CXX", gxx)  # torch's build uses $CXX, else `c++` (which may be clang)
+        # torch's build runs `ninja` from PATH; the venv's ninja (a build requirement) is beside the interpreter.
+        mp.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
         return build_emu.build(config, tmp_path_factory.mktemp("cuda_emulator"))
 
 
@@ -163,8 +166,8 @@ def test_scan_forward_backward_match_float64_reference(
 
 
 def test_scan_gradients_cover_every_input(emu):
-    """A backward that left a gradient buffer untouched (all zeros) would fail the error check; check the
-    emulator returns one gradient per input, shaped like it, so the comparisons above compare something."""
+    """Shapes the host packing promises: a checkpoint every 64 steps (ceil(70 / 64) = 2 of (B, D, N)), and one
+    non-zero gradient per input, shaped like it."""
     args = make_scan_inputs(1, 2, 70, 3, 1, torch.float32, True, OPTIONAL)
     pos = [args[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state", "dt_scale")]
     out, last, checkpoints = emu.fwd(*pos, True, True)
