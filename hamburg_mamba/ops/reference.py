@@ -119,7 +119,7 @@ def selective_scan_ref(
         h = initial_state.to(cdt)
     ys = []
     # unbind (not dA[..., t]) keeps autograd linear in L: one stack in the backward, not L full-size adds.
-    for dA_t, dBu_t, C_t in zip(dA.unbind(-1), dBu.unbind(-1), Cf.unbind(-1)):
+    for dA_t, dBu_t, C_t in zip(dA.unbind(-1), dBu.unbind(-1), Cf.unbind(-1), strict=True):
         h = dA_t * h + dBu_t  # (B, D, N)
         ys.append((h * C_t).sum(-1))  # (B, D)
     y = torch.stack(ys, dim=-1)  # (B, D, L)

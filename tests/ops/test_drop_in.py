@@ -11,10 +11,10 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from scan_cases import TOLERANCE, check_against_reference, make_inputs, rel_l2
 
 import hamburg_mamba.ops.selective_scan as front
 from hamburg_mamba import selective_scan_fn, selective_scan_ref, selective_state_update, selective_state_update_ref
-from scan_cases import TOLERANCE, check_against_reference, make_inputs, rel_l2
 
 # ------------------------------------------------------------------------------------------------------------
 # selective_scan_fn with (D, N) B and C
