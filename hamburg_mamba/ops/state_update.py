@@ -72,7 +72,7 @@ def selective_state_update(
 
 
 def _update_channels(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus, dt_scale):
-    """The op's own layout: state (B, D, N), x (B, D); state in any float dtype, inputs in mixed dtypes."""
+    """The op's own layout: state (B, D, N), x (B, D); a float16/bfloat16 state through a copy, mixed input dtypes."""
     compute = torch.float64 if x.dtype == torch.float64 else torch.float32
     out_dtype = x.dtype
     inputs = (x, dt, B, C) + ((z,) if z is not None else ())
