@@ -2,7 +2,7 @@
 //
 // Glossary: B batch, D channels, L steps, N state size, G groups sharing (B, C), Dg = D / G.
 // This header is torch-free on purpose: the CPU kernels, the CUDA kernels, the C++ tests and the
-// C++ benches all include it without paying for torch's headers (see BUILD_NOTES.md).
+// C++ benches all include it without paying for torch's headers.
 //
 // Layouts (element strides; the step dimension L is always contiguous, stride 1):
 //   u, delta, z, out, dout, du, ddelta, dz : (B, D, L)    input dtype T

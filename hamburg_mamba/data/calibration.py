@@ -1,4 +1,4 @@
-"""Calibration of the synthetic city against published aggregates (DOMAIN.md): target vs generated.
+"""Calibration of the synthetic city against published aggregates (docs/domain.md): target vs generated.
 
 Each row names the figure, its source, the target, the generated value, the tolerance and whether it holds.
 Tolerances are stated per row: relative (x/÷ factor or ± %) or absolute (± points).
@@ -81,10 +81,10 @@ def calibration_table(data: SyntheticData) -> pd.DataFrame:
     old_hw = (ems[ems["day"].isin(heat_days)]["age"] >= 85).mean()
     old_ref = (ems[ems["day"].isin(quiet)]["age"] >= 85).mean()
     add("85+ share of EMS arrivals, heat wave minus quiet days (0 to 0.10: excess in the elderly)",
-        "DOMAIN.md heat effects (direction only)", 0.05, old_hw - old_ref, 0.05, "abs")
+        "docs/domain.md heat effects (direction only)", 0.05, old_hw - old_ref, 0.05, "abs")
     peak = (pd.Timestamp(cfg.flu_peak) - pd.Timestamp(cfg.start)).days
     wk = first[(first["day"] >= peak - 3) & (first["day"] <= peak + 3)]
-    add("flu share of ED visits in the peak week", "DOMAIN.md (severe week about 8 %)", cfg.flu_peak_share,
+    add("flu share of ED visits in the peak week", "docs/domain.md (severe week about 8 %)", cfg.flu_peak_share,
         (wk["icd_chapter"] == "J09-J18").mean(), 0.015, "abs")
     mci = pw[pw["arrival_kind"] == "mci"]
     for k, share in enumerate((0.4, 0.2, 0.4)):

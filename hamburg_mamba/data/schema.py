@@ -1,6 +1,6 @@
 """What the model may know about a dataset: vocabularies, numeric features, task declarations.
 
-The model never sees pandas (STYLE.md, "Data and model stay apart"): `DatasetSchema` is the only object that
+The model never sees pandas (data and model stay apart): `DatasetSchema` is the only object that
 crosses from `hamburg_mamba.data` to the model config. It is fitted on the training split only and saved as
 JSON beside the model weights, so inference re-uses the training vocabularies and normalisation.
 

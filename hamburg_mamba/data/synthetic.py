@@ -40,7 +40,7 @@ from hamburg_mamba.data.cities import EXTERNAL_HOSPITALS, HAMBURG_HOSPITALS, HOS
 from hamburg_mamba.data.schema import TASKS
 
 # ----------------------------------------------------------------------------------------------------------
-# Published figures (DOMAIN.md) and the generator's own assumptions, each named once.
+# Published figures (docs/domain.md) and the generator's own assumptions, each named once.
 
 # Hamburg's EDs (visits 2016, Drs. 21/8379; positions) and the second city's live in cities.py.
 ED_VISITS_2016 = {h.name: h.ed_visits_per_year for h in HAMBURG_HOSPITALS}
@@ -50,7 +50,7 @@ DEFAULT_HOSPITALS = ("Asklepios Harburg", "Asklepios Nord", "Asklepios Barmbek",
 # Share of ED arrivals by ambulance, derived (uncertain): 279,471 EMS missions/yr (Feuerwehr Hamburg 2023)
 # x an assumed 70 % transport rate / about 600 k ED visits per year (Hamburger Abendblatt) = 0.33.
 EMS_SHARE = 0.33
-# Heat-wave excess in EMS dispatches by heat-wave level (meta-analysis of 48 studies, DOMAIN.md).
+# Heat-wave excess in EMS dispatches by heat-wave level (meta-analysis of 48 studies, docs/domain.md).
 HEAT_WAVE_UPLIFT = {"low": 0.06, "severe": 0.07, "extreme": 0.18}
 # Manchester Triage System: max wait to first physician, minutes, groups 1..5.
 MTS_TARGET_MIN = np.array([0.0, 10.0, 30.0, 90.0, 120.0])
@@ -98,7 +98,7 @@ ICD_CHAPTERS = ("A00-B99", "E00-E90", "F00-F99", "G00-G99", "I00-I99", "J00-J99"
 ICD_BASE_WEIGHT = np.array([0.05, 0.03, 0.05, 0.05, 0.14, 0.10, 0.10, 0.05, 0.18, 0.25, 0.0])
 ICD_FLU = ICD_CHAPTERS.index("J09-J18")
 ICD_INJURY = ICD_CHAPTERS.index("S00-T98")
-# Heat excess causes: dehydration (E86), renal (N), respiratory (J), DOMAIN.md.
+# Heat excess causes: dehydration (E86), renal (N), respiratory (J), docs/domain.md.
 ICD_HEAT_WEIGHT = np.array([0, 0.45, 0, 0, 0.05, 0.25, 0, 0.25, 0, 0, 0], dtype=float)
 # Ward unit by chapter (non-geriatric patients); age >= GERIATRIC_AGE on a medical unit goes to GER.
 ICD_WARD_UNIT = ("IM", "IM", "IM", "NEURO", "IM", "IM", "SURG", "IM", "IM", "SURG", "IM")
@@ -122,7 +122,7 @@ class SyntheticConfig:
     heat_wave_days: int = 9
     heat_wave_level: str = "extreme"  # key of HEAT_WAVE_UPLIFT
     flu_peak: str = "2023-11-24"
-    flu_peak_share: float = 0.08  # flu share of ED visits in a severe week (DOMAIN.md)
+    flu_peak_share: float = 0.08  # flu share of ED visits in a severe week (docs/domain.md)
     flu_width_days: float = 14.0  # Gaussian sd of the wave around its peak
     mci_time: str = "2023-09-21 15:00"  # mass-casualty incident
     mci_casualties: int = 40  # SK I/II/III split 40-20-40
@@ -356,7 +356,7 @@ def _draw_arrivals(cfg: SyntheticConfig, city: dict, drv: dict, rng: np.random.G
     t = hh + rng.random(hh.size)
     m = t.size
     ems = (kind == 1) | (kind == 2) | ((kind == 3) & (rng.random(m) < 0.45))
-    # Age: walk-ins younger; EMS older; heat excess concentrated in the elderly (85+), DOMAIN.md.
+    # Age: walk-ins younger; EMS older; heat excess concentrated in the elderly (85+), docs/domain.md.
     age = np.where(ems, rng.normal(66, 20, m), rng.normal(43, 20, m))
     age = np.where(kind == 2, rng.normal(84, 7, m), age)
     age = np.clip(age, 0.5, 102.0)

@@ -15,7 +15,7 @@ import numpy as np
 from hamburg_mamba.eval.metrics import fit_logistic, sigmoid
 from hamburg_mamba.eval.news2 import news2_score
 
-# Deterioration tasks NEWS2 is meant for (DOMAIN.md, "Early-warning baselines").
+# Deterioration tasks NEWS2 is meant for (docs/domain.md, "Early-warning baselines").
 NEWS2_TASKS = ("adverse_event", "icu_transfer", "in_hospital_death")
 
 

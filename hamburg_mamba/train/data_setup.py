@@ -1,6 +1,6 @@
 """Which data and which split a run uses, written beside the model so evaluation reconnects identically.
 
-The demo holds out time, not random subjects (DOMAIN.md, TRIPOD+AI): train before the tuning cut-off,
+The demo holds out time, not random subjects (docs/domain.md, TRIPOD+AI): train before the tuning cut-off,
 tune between the cut-offs, evaluate after the second cut-off, which on the default synthetic Hamburg
 (2023-08-01 .. 2023-12-01) is the whole rise of the influenza wave (peak 2023-11-24); the heat wave
 (14-23 August) and the mass-casualty incident (21 September) fall in the training period.
