@@ -16,7 +16,9 @@ A model's calibration *breaks* under the shift when, on the shifted rows, both
   - the ECE is more than ECE_BREAK_RATIO times its ECE on the rest (the error is the shift's, not the model's
     everyday miscalibration, which the main tables show).
 Either alone is common and uninformative: a slope interval excludes 1 for most models on 30 k rows, and the
-ECE of a few hundred rows is inflated by binning noise.
+ECE of a few hundred rows is inflated by binning noise. No verdict is given on fewer than MIN_CLUSTERS bootstrap
+clusters among the shifted rows: resampling two or three clusters (the 36 shifted rows of the demo's closure
+task fell on a few hospital-days) gives intervals far narrower than the truth.
 
 Saturation. On a task with prevalence below RARE_PREVALENCE, a model whose predictions are calibrated can put
 at most prevalence / SATURATION_P of the rows above SATURATION_P (at least SATURATION_P of those rows would have
@@ -34,6 +36,7 @@ from hamburg_mamba.eval import metrics as M
 SATURATION_P = 0.9  # a "certain" warning: above this on a rare outcome
 RARE_PREVALENCE = 0.05  # tasks rarer than this are checked for saturation
 ECE_BREAK_RATIO = 2.0  # shifted-row ECE above this multiple of the rest's (with the slope test) = breaks
+MIN_CLUSTERS = 10  # fewest bootstrap clusters among the shifted rows for a verdict
 METRICS = ("auroc", "ece", "calibration_slope", "calibration_intercept")
 # The stress city's crisis, as SyntheticConfig changes: a heat wave twice the default's nine days, and a flu wave
 # twice the severe-week share (DOMAIN.md's 8 % of ED visits) and half again as wide, so the held-out state runs
@@ -89,6 +92,7 @@ def compare_parts(y, p, shifted, cluster, n_boot: int, seed: int = 0) -> dict:
     shifted = np.asarray(shifted, dtype=bool)
     out = {"shifted": _part_metrics(y[shifted], p[shifted], cluster[shifted], n_boot, seed),
            "rest": _part_metrics(y[~shifted], p[~shifted], None, 0, seed)}
+    out["shifted"]["clusters"] = int(np.unique(cluster[shifted]).size)
     out["breaks"] = calibration_breaks(out["shifted"], out["rest"])
     return out
 
@@ -110,8 +114,9 @@ def _part_metrics(y, p, cluster, n_boot: int, seed: int) -> dict:
 
 def calibration_breaks(shifted: dict, rest: dict) -> bool:
     """The shifted part's calibration slope interval excludes 1 and its ECE exceeds ECE_BREAK_RATIO times the
-    rest's (module docstring); False where either part lacks the metrics or the interval is undefined."""
-    if "ece" not in shifted or "ece" not in rest:
+    rest's (module docstring); False where either part lacks the metrics, the interval is undefined, or the
+    shifted rows hold fewer than MIN_CLUSTERS clusters."""
+    if "ece" not in shifted or "ece" not in rest or shifted.get("clusters", 0) < MIN_CLUSTERS:
         return False
     low, high = (_number(shifted["calibration_slope"][k]) for k in ("low", "high"))
     if not (np.isfinite(low) and np.isfinite(high)):
@@ -205,13 +210,13 @@ def report_section(metrics: dict, title: str = "Robustness: held-out rows beyond
             f"rest's; saturation: share of predictions above {rob['saturation_p']:g} on tasks with prevalence "
             f"< {100 * rob['rare_prevalence']:g} % (calibrated: at most prevalence / {rob['saturation_p']:g}). "
             "Raw (not recalibrated) probabilities.", "",
-            "| task | model | n shifted / rest | AUROC shifted / rest | ECE shifted / rest | cal. slope shifted "
+            "| task | model | n shifted (clusters) / rest | AUROC shifted / rest | ECE shifted / rest | cal. slope shifted "
             "(95 % CI) / rest | > 0.9 share (max calibrated) | breaks |", "|---|---|---|---|---|---|---|---|"]
     for task, entry in rob["tasks"].items():
         for name, r in entry["models"].items():
             s, rest, sat = r["shifted"], r["rest"], r.get("saturation")
             sat_cell = "-" if not sat else f"{_pct(sat['all'])} ({_pct(sat['calibrated_max'])})"
-            out.append(f"| {task} | {name} | {s['n']} / {rest['n']} | {_value(s, 'auroc')} / {_value(rest, 'auroc')} "
+            out.append(f"| {task} | {name} | {s['n']} ({s.get('clusters', 0)} clusters) / {rest['n']} | {_value(s, 'auroc')} / {_value(rest, 'auroc')} "
                        f"| {_value(s, 'ece', 4)} / {_value(rest, 'ece', 4)} | {_interval(s, 'calibration_slope')} / "
                        f"{_value(rest, 'calibration_slope', 2)} | {sat_cell} | {'yes' if r['breaks'] else 'no'} |")
     warnings = warning_lines(rob)

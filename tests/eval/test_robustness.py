@@ -45,7 +45,7 @@ def test_metrics_of_each_part_equal_hand_values_and_an_overconfident_shift_break
     y, p, shifted, cluster = _scenario(_predictions(0.02, 0.98))  # over-confident on the shifted rows
     r = R.compare_parts(y, p, shifted, cluster, n_boot=200)
     s, rest = r["shifted"], r["rest"]
-    assert (s["n"], rest["n"], s["positives"]) == (400, 400, 160)
+    assert (s["n"], rest["n"], s["positives"], s["clusters"]) == (400, 400, 160, 400)
     # AUROC of two tied groups: (pos in the high group x neg in the low) + half the within-group pairs
     pos, neg = (40, 120), (160, 80)
     want_auc = (pos[1] * neg[0] + 0.5 * (pos[0] * neg[0] + pos[1] * neg[1])) / (sum(pos) * sum(neg))
@@ -64,6 +64,15 @@ def test_metrics_of_each_part_equal_hand_values_and_an_overconfident_shift_break
     assert len(lines) == 1 and lines[0].startswith("WARNING hybrid on icu_transfer: calibration breaks")
 
 
+def test_an_overconfident_shift_on_a_few_clusters_gets_no_verdict():
+    """The breaking scenario above, its shifted rows in three clusters (three hospital-days): the bootstrap
+    interval of three resampled clusters is no evidence, so no warning."""
+    y, p, shifted, cluster = _scenario(_predictions(0.02, 0.98))
+    cluster = np.where(shifted, np.arange(y.size) % 3, 1000 + np.arange(y.size))
+    r = R.compare_parts(y, p, shifted, cluster, n_boot=200)
+    assert r["shifted"]["clusters"] == 3 and r["breaks"] is False
+
+
 def test_a_shift_that_keeps_the_calibration_does_not_warn():
     y, p, shifted, cluster = _scenario(_predictions(0.25, 0.55))  # the same predictions as the rest
     r = R.compare_parts(y, p, shifted, cluster, n_boot=200)
@@ -80,10 +89,13 @@ def test_a_shift_that_keeps_the_calibration_does_not_warn():
     (None, None, 0.030, False),  # interval undefined (a replicate fit failed everywhere)
 ])
 def test_breaks_needs_both_the_slope_interval_and_the_ece_ratio(low, high, ece_shifted, expected):
-    shifted = {"ece": {"value": ece_shifted}, "calibration_slope": {"value": 0.7, "low": low, "high": high}}
+    shifted = {"ece": {"value": ece_shifted}, "calibration_slope": {"value": 0.7, "low": low, "high": high},
+               "clusters": R.MIN_CLUSTERS}
     rest = {"ece": {"value": 0.010}, "calibration_slope": {"value": 1.0, "low": None, "high": None}}
     assert R.calibration_breaks(shifted, rest) is expected
     assert R.calibration_breaks({"n": 3}, rest) is False  # one class only: no metrics, no verdict
+    few = {**shifted, "clusters": R.MIN_CLUSTERS - 1}
+    assert R.calibration_breaks(few, rest) is False  # too few clusters for a verdict
 
 
 def test_saturation_share_and_its_calibrated_bound():
@@ -140,7 +152,7 @@ def test_table_from_rows_models_and_tasks_and_the_report_section():
     assert sat == pytest.approx({"all": 0.5, "shifted": 1.0, "rest": 0.0, "calibrated_max": 0.02 / 0.9})
     metrics = json.loads(json.dumps(_clean({"robustness": rob})))  # as the report reads it back
     section = "\n".join(R.report_section(metrics))
-    assert "| rare | m | 200 / 200 |" in section
+    assert "| rare | m | 200 (200 clusters) / 200 |" in section
     assert "WARNING m on rare: 50.0 % of held-out predictions above 0.9" in section
     assert R.report_section({}) == []
 
