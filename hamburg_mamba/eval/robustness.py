@@ -11,8 +11,11 @@ the hospital's state at the row (its level or its 4-week trend) was beyond anyth
 The rest are the held-out rows within the training range (or without a status feed).
 
 A model's calibration *breaks* under the shift when, on the shifted rows, both
-  - the 95 % cluster-bootstrap interval of the calibration slope excludes 1 (the spread of its risks is wrong,
-    beyond sampling noise), and
+  - the 95 % cluster-bootstrap interval of the calibration slope excludes 1 (the spread of its risks is wrong)
+    or that of the calibration intercept (calibration-in-the-large) excludes 0 (its level is wrong), beyond
+    sampling noise; a shift typically moves the level first (more closures in a stronger crisis: the demo's
+    models trained on the demo city under-predicted closure_6h on the stress city's shifted rows, mean 0.12
+    against a rate of 0.18, intercept 0.53 (0.04-1.04), slope interval holding 1), and
   - the ECE is more than ECE_BREAK_RATIO times its ECE on the rest (the error is the shift's, not the model's
     everyday miscalibration, which the main tables show).
 Either alone is common and uninformative: a slope interval excludes 1 for most models on 30 k rows, and the
@@ -54,17 +57,21 @@ def shifted_rows(data, flat: np.ndarray) -> np.ndarray:
     return (((x < 0) | (x > 1)) & present).any(axis=1)
 
 
-def shift_robustness(data, rows, prows, preds: dict, tasks: dict, clusters: dict, n_boot: int,
-                     seed: int = 0) -> dict:
+def shift_robustness(data, rows, prows, preds: dict, tasks: dict, clusters: dict, n_boot: int, seed: int = 0) -> dict:
     """Every binary task and model on the held-out rows: shifted rows against the rest (`compare_parts`) and
     the saturation shares (`saturation`). rows / prows: the held-out PredictionRows / PathwayRows; preds: model ->
     split -> task -> (R,) probabilities; clusters: task -> (R,) bootstrap cluster of each row (the main tables'
     clusters)."""
     shifted = {"event": shifted_rows(data, rows.flat), "pathway": shifted_rows(data, prows.flat)}
-    out = {"shifted_rows": {level: {"n": int(s.sum()), "share": float(s.mean()) if s.size else None}
-                            for level, s in shifted.items()},
-           "ece_break_ratio": ECE_BREAK_RATIO, "saturation_p": SATURATION_P, "rare_prevalence": RARE_PREVALENCE,
-           "tasks": {}}
+    out = {
+        "shifted_rows": {
+            level: {"n": int(s.sum()), "share": float(s.mean()) if s.size else None} for level, s in shifted.items()
+        },
+        "ece_break_ratio": ECE_BREAK_RATIO,
+        "saturation_p": SATURATION_P,
+        "rare_prevalence": RARE_PREVALENCE,
+        "tasks": {},
+    }
     for task, spec in tasks.items():
         if spec.kind != "binary" or task not in clusters:
             continue
@@ -90,8 +97,10 @@ def compare_parts(y, p, shifted, cluster, n_boot: int, seed: int = 0) -> dict:
     """Metrics of p on the shifted rows (with cluster-bootstrap intervals) and on the rest (point estimates),
     and whether the calibration breaks (`calibration_breaks`). y, p, shifted, cluster: (R,)."""
     shifted = np.asarray(shifted, dtype=bool)
-    out = {"shifted": _part_metrics(y[shifted], p[shifted], cluster[shifted], n_boot, seed),
-           "rest": _part_metrics(y[~shifted], p[~shifted], None, 0, seed)}
+    out = {
+        "shifted": _part_metrics(y[shifted], p[shifted], cluster[shifted], n_boot, seed),
+        "rest": _part_metrics(y[~shifted], p[~shifted], None, 0, seed),
+    }
     out["shifted"]["clusters"] = int(np.unique(cluster[shifted]).size)
     out["breaks"] = calibration_breaks(out["shifted"], out["rest"])
     return out
@@ -113,16 +122,22 @@ def _part_metrics(y, p, cluster, n_boot: int, seed: int) -> dict:
 
 
 def calibration_breaks(shifted: dict, rest: dict) -> bool:
-    """The shifted part's calibration slope interval excludes 1 and its ECE exceeds ECE_BREAK_RATIO times the
-    rest's (module docstring); False where either part lacks the metrics, the interval is undefined, or the
-    shifted rows hold fewer than MIN_CLUSTERS clusters."""
+    """On the shifted part the calibration slope interval excludes 1 or the intercept interval excludes 0, and the
+    ECE exceeds ECE_BREAK_RATIO times the rest's (module docstring); False where either part lacks the metrics,
+    the shifted rows hold fewer than MIN_CLUSTERS clusters, or neither interval is defined."""
     if "ece" not in shifted or "ece" not in rest or shifted.get("clusters", 0) < MIN_CLUSTERS:
         return False
-    low, high = (_number(shifted["calibration_slope"][k]) for k in ("low", "high"))
-    if not (np.isfinite(low) and np.isfinite(high)):
+    off = [_interval_excludes(shifted.get(key), ideal)
+           for key, ideal in (("calibration_slope", 1.0), ("calibration_intercept", 0.0))]
+    return bool(any(off) and _number(shifted["ece"]["value"]) > ECE_BREAK_RATIO * _number(rest["ece"]["value"]))
+
+
+def _interval_excludes(estimate: dict | None, ideal: float) -> bool:
+    """The estimate's bootstrap interval is defined and does not hold `ideal`."""
+    if not estimate:
         return False
-    excludes_one = not (low <= 1.0 <= high)
-    return bool(excludes_one and _number(shifted["ece"]["value"]) > ECE_BREAK_RATIO * _number(rest["ece"]["value"]))
+    low, high = _number(estimate.get("low")), _number(estimate.get("high"))
+    return bool(np.isfinite(low) and np.isfinite(high) and not low <= ideal <= high)
 
 
 def saturation(y, p, shifted) -> dict:
@@ -135,8 +150,12 @@ def saturation(y, p, shifted) -> dict:
         return float(above[rows].mean()) if rows.any() else None
 
     everything = np.ones(y.size, dtype=bool)
-    return {"all": share(everything), "shifted": share(shifted), "rest": share(~shifted),
-            "calibrated_max": float(y.mean()) / SATURATION_P}
+    return {
+        "all": share(everything),
+        "shifted": share(shifted),
+        "rest": share(~shifted),
+        "calibrated_max": float(y.mean()) / SATURATION_P,
+    }
 
 
 def warning_lines(robustness: dict) -> list[str]:
@@ -146,20 +165,25 @@ def warning_lines(robustness: dict) -> list[str]:
         for name, r in entry["models"].items():
             if r.get("breaks"):
                 s, rest = r["shifted"], r["rest"]
-                slope = s["calibration_slope"]
-                lines.append(f"WARNING {name} on {task}: calibration breaks on the {s['n']} shifted rows (slope "
-                             f"{slope['value']:.2f}, 95 % interval {slope['low']:.2f}-{slope['high']:.2f}; ECE "
-                             f"{s['ece']['value']:.4f} vs {rest['ece']['value']:.4f} on the rest)")
+                lines.append(
+                    f"WARNING {name} on {task}: calibration breaks on the {s['n']} shifted rows (slope "
+                    f"{_interval(s, 'calibration_slope')}, intercept {_interval(s, 'calibration_intercept')}; mean "
+                    f"prediction {s['mean_p']:.3f} vs rate {s['positives'] / s['n']:.3f}; ECE "
+                    f"{s['ece']['value']:.4f} vs {rest['ece']['value']:.4f} on the rest)"
+                )
             sat = r.get("saturation")
             if sat and sat["all"] is not None and sat["all"] > sat["calibrated_max"]:
-                lines.append(f"WARNING {name} on {task}: {100 * sat['all']:.1f} % of held-out predictions above "
-                             f"{SATURATION_P:g} at prevalence {entry['prevalence']:.4f} (a calibrated model: at most "
-                             f"{100 * sat['calibrated_max']:.1f} %); saturated")
+                lines.append(
+                    f"WARNING {name} on {task}: {100 * sat['all']:.1f} % of held-out predictions above "
+                    f"{SATURATION_P:g} at prevalence {entry['prevalence']:.4f} (a calibrated model: at most "
+                    f"{100 * sat['calibrated_max']:.1f} %); saturated"
+                )
     return lines
 
 
-def stress_test(runs: dict, root, base=None, changes: dict | None = None, spec=None, n_boot: int = 100,
-                device: str = "cpu") -> dict:
+def stress_test(
+    runs: dict, root, base=None, changes: dict | None = None, spec=None, n_boot: int = 100, device: str = "cpu"
+) -> dict:
     """The trained runs on a stress city: `base` (a SyntheticConfig; default the demo city's) with a stronger crisis
     (`changes`, default STRESS_CHANGES), generated into `root`, connected with the first run's schema and split
     (or `spec`'s), every run predicting the held-out rows; returns `shift_robustness` of them with the oracle
@@ -193,8 +217,9 @@ def stress_test(runs: dict, root, base=None, changes: dict | None = None, spec=N
     return {**result, "changes": changes}
 
 
-def report_section(metrics: dict, title: str = "Robustness: held-out rows beyond the training range",
-                   key: str = "robustness") -> list[str]:
+def report_section(
+    metrics: dict, title: str = "Robustness: held-out rows beyond the training range", key: str = "robustness"
+) -> list[str]:
     """Markdown lines for the report: the shifted rows, one table row per task and model, the warnings.
     metrics[key] is a `shift_robustness` (or `stress_test`) result."""
     rob = metrics.get(key)
@@ -204,21 +229,28 @@ def report_section(metrics: dict, title: str = "Robustness: held-out rows beyond
     out = [f"## {title}", ""]
     if rob.get("changes"):
         out += [f"Stress city: the generator's crisis changed by {rob['changes']}.", ""]
-    out += [f"Shifted rows: a status input (hospital state or its trend) outside the training range: "
-            f"{share['n']} event rows ({100 * (share['share'] or 0):.1f} %). Calibration breaks where the shifted "
-            f"rows' calibration slope interval excludes 1 and their ECE exceeds {rob['ece_break_ratio']:g}x the "
-            f"rest's; saturation: share of predictions above {rob['saturation_p']:g} on tasks with prevalence "
-            f"< {100 * rob['rare_prevalence']:g} % (calibrated: at most prevalence / {rob['saturation_p']:g}). "
-            "Raw (not recalibrated) probabilities.", "",
-            "| task | model | n shifted (clusters) / rest | AUROC shifted / rest | ECE shifted / rest | cal. slope shifted "
-            "(95 % CI) / rest | > 0.9 share (max calibrated) | breaks |", "|---|---|---|---|---|---|---|---|"]
+    out += [
+        f"Shifted rows: a status input (hospital state or its trend) outside the training range: "
+        f"{share['n']} event rows ({100 * (share['share'] or 0):.1f} %). Calibration breaks where the shifted "
+        f"rows' calibration slope interval excludes 1 or their intercept interval excludes 0, and their ECE "
+        f"exceeds {rob['ece_break_ratio']:g}x the rest's (at least {MIN_CLUSTERS} bootstrap clusters); saturation: share of predictions above {rob['saturation_p']:g} on tasks with prevalence "
+        f"< {100 * rob['rare_prevalence']:g} % (calibrated: at most prevalence / {rob['saturation_p']:g}). "
+        "Raw (not recalibrated) probabilities.",
+        "",
+        "| task | model | n shifted (clusters) / rest | AUROC shifted / rest | ECE shifted / rest | cal. slope shifted "
+        "(95 % CI) / rest | > 0.9 share (max calibrated) | breaks |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for task, entry in rob["tasks"].items():
         for name, r in entry["models"].items():
             s, rest, sat = r["shifted"], r["rest"], r.get("saturation")
             sat_cell = "-" if not sat else f"{_pct(sat['all'])} ({_pct(sat['calibrated_max'])})"
-            out.append(f"| {task} | {name} | {s['n']} ({s.get('clusters', 0)} clusters) / {rest['n']} | {_value(s, 'auroc')} / {_value(rest, 'auroc')} "
-                       f"| {_value(s, 'ece', 4)} / {_value(rest, 'ece', 4)} | {_interval(s, 'calibration_slope')} / "
-                       f"{_value(rest, 'calibration_slope', 2)} | {sat_cell} | {'yes' if r['breaks'] else 'no'} |")
+            out.append(
+                f"| {task} | {name} | {s['n']} ({s.get('clusters', 0)} clusters) / {rest['n']} | "
+                f"{_value(s, 'auroc')} / {_value(rest, 'auroc')} "
+                f"| {_value(s, 'ece', 4)} / {_value(rest, 'ece', 4)} | {_interval(s, 'calibration_slope')} / "
+                f"{_value(rest, 'calibration_slope', 2)} | {sat_cell} | {'yes' if r['breaks'] else 'no'} |"
+            )
     warnings = warning_lines(rob)
     out += [""] + ([f"- {w}" for w in warnings] or ["- no model's calibration breaks or saturates here"]) + [""]
     return out

@@ -58,7 +58,8 @@ def test_metrics_of_each_part_equal_hand_values_and_an_overconfident_shift_break
     assert s["calibration_slope"]["value"] == pytest.approx(want_slope, rel=1e-6)
     assert s["calibration_slope"]["high"] < 1.0
     assert rest["calibration_slope"]["value"] == pytest.approx(
-        (_logit(0.6) - _logit(0.2)) / (_logit(0.55) - _logit(0.25)), rel=1e-6)
+        (_logit(0.6) - _logit(0.2)) / (_logit(0.55) - _logit(0.25)), rel=1e-6
+    )
     assert r["breaks"] is True
     lines = R.warning_lines({"tasks": {"icu_transfer": {"prevalence": 0.4, "models": {"hybrid": r}}}})
     assert len(lines) == 1 and lines[0].startswith("WARNING hybrid on icu_transfer: calibration breaks")
@@ -81,16 +82,25 @@ def test_a_shift_that_keeps_the_calibration_does_not_warn():
     assert R.warning_lines({"tasks": {"t": {"prevalence": 0.4, "models": {"m": r}}}}) == []
 
 
-@pytest.mark.parametrize("low, high, ece_shifted, expected", [
-    (0.5, 0.9, 0.030, True),     # interval excludes 1, ECE tripled
-    (0.5, 0.9, 0.015, False),    # interval excludes 1, ECE x 1.5 only
-    (0.8, 1.2, 0.030, False),    # ECE tripled, interval holds 1
-    (1.1, 1.6, 0.0201, True),    # too steep counts as well; just over twice
-    (None, None, 0.030, False),  # interval undefined (a replicate fit failed everywhere)
-])
-def test_breaks_needs_both_the_slope_interval_and_the_ece_ratio(low, high, ece_shifted, expected):
-    shifted = {"ece": {"value": ece_shifted}, "calibration_slope": {"value": 0.7, "low": low, "high": high},
-               "clusters": R.MIN_CLUSTERS}
+@pytest.mark.parametrize(
+    "slope, intercept, ece_shifted, expected",
+    [
+        ((0.5, 0.9), (-0.2, 0.2), 0.030, True),  # slope interval excludes 1, ECE tripled
+        ((0.5, 0.9), (-0.2, 0.2), 0.015, False),  # slope interval excludes 1, ECE x 1.5 only
+        ((0.8, 1.2), (-0.2, 0.2), 0.030, False),  # ECE tripled, both intervals hold the ideal
+        ((1.1, 1.6), (-0.2, 0.2), 0.0201, True),  # too steep counts as well; just over twice
+        ((0.8, 1.2), (0.1, 0.9), 0.030, True),  # level off (under-prediction), slope fine, ECE tripled
+        ((0.8, 1.2), (-0.9, -0.1), 0.015, False),  # level off, ECE x 1.5 only
+        ((None, None), (None, None), 0.030, False),  # intervals undefined (every replicate fit failed)
+    ],
+)
+def test_breaks_needs_an_interval_off_its_ideal_and_the_ece_ratio(slope, intercept, ece_shifted, expected):
+    shifted = {
+        "ece": {"value": ece_shifted},
+        "calibration_slope": {"value": 1.0, "low": slope[0], "high": slope[1]},
+        "calibration_intercept": {"value": 0.0, "low": intercept[0], "high": intercept[1]},
+        "clusters": R.MIN_CLUSTERS,
+    }
     rest = {"ece": {"value": 0.010}, "calibration_slope": {"value": 1.0, "low": None, "high": None}}
     assert R.calibration_breaks(shifted, rest) is expected
     assert R.calibration_breaks({"n": 3}, rest) is False  # one class only: no metrics, no verdict
@@ -116,10 +126,15 @@ def test_saturation_share_and_its_calibrated_bound():
 
 def _fake_data():
     """Four events; numeric = [value, age, status a, status b] with ranks as the connector writes them."""
-    numeric = np.array([[0.3, 0.1, 0.5, 1.0],     # in range (1.0 is the training maximum)
-                        [0.0, 0.0, 1.2, 0.3],     # status a beyond the maximum
-                        [0.0, 0.0, -0.1, 0.4],    # below the minimum, but missing: not shifted
-                        [9.0, -9.0, 0.0, 0.0]], dtype=np.float32)  # value and age do not count
+    numeric = np.array(
+        [
+            [0.3, 0.1, 0.5, 1.0],  # in range (1.0 is the training maximum)
+            [0.0, 0.0, 1.2, 0.3],  # status a beyond the maximum
+            [0.0, 0.0, -0.1, 0.4],  # below the minimum, but missing: not shifted
+            [9.0, -9.0, 0.0, 0.0],
+        ],
+        dtype=np.float32,
+    )  # value and age do not count
     missing = np.zeros_like(numeric, dtype=bool)
     missing[2, 2] = True
     return SimpleNamespace(encoded=SimpleNamespace(numeric=numeric, numeric_missing=missing))
@@ -135,14 +150,19 @@ def test_table_from_rows_models_and_tasks_and_the_report_section():
     flat = np.tile([0, 1], n // 2)  # alternate in-range and shifted events
     y = np.zeros(n)
     y[::50] = 1  # prevalence 0.02
-    rows = SimpleNamespace(flat=flat, labels={"rare": y, "common": (np.arange(n) % 3 == 0).astype(float)},
-                           masks={"rare": np.ones(n, bool), "common": np.ones(n, bool)})
+    rows = SimpleNamespace(
+        flat=flat,
+        labels={"rare": y, "common": (np.arange(n) % 3 == 0).astype(float)},
+        masks={"rare": np.ones(n, bool), "common": np.ones(n, bool)},
+    )
     prows = SimpleNamespace(flat=np.array([1, 0]), labels={}, masks={})
     rare_p = np.where(flat == 1, 0.95, 0.01)  # saturated on every shifted row
     preds = {"m": {"held_out": {"rare": rare_p, "common": np.full(n, 0.3)}}}
-    tasks = {"rare": SimpleNamespace(kind="binary", level="event"),
-             "common": SimpleNamespace(kind="binary", level="event"),
-             "size": SimpleNamespace(kind="regression", level="event")}
+    tasks = {
+        "rare": SimpleNamespace(kind="binary", level="event"),
+        "common": SimpleNamespace(kind="binary", level="event"),
+        "size": SimpleNamespace(kind="regression", level="event"),
+    }
     clusters = {"rare": np.arange(n), "common": np.arange(n)}
     rob = R.shift_robustness(data, rows, prows, preds, tasks, clusters, n_boot=20)
     assert rob["shifted_rows"]["event"] == {"n": n // 2, "share": 0.5}
@@ -168,8 +188,13 @@ def test_stress_city_shifts_more_rows_and_every_model_is_tabled(tiny_data, tiny_
     Trainer(build_model(config, seed=0), tiny_data, tc, tmp_path / "run", data_spec=tiny_spec.as_dict()).fit()
     runs = {"gru": tmp_path / "run"}
     same = R.stress_test(runs, tmp_path / "same", base=tiny_synthetic_config(), changes={}, n_boot=10)
-    stress = R.stress_test(runs, tmp_path / "stress", base=tiny_synthetic_config(),
-                           changes={"flu_peak_share": 0.3, "flu_width_days": 10.0}, n_boot=10)
+    stress = R.stress_test(
+        runs,
+        tmp_path / "stress",
+        base=tiny_synthetic_config(),
+        changes={"flu_peak_share": 0.3, "flu_width_days": 10.0},
+        n_boot=10,
+    )
     assert stress["changes"] == {"flu_peak_share": 0.3, "flu_width_days": 10.0}
     assert stress["shifted_rows"]["event"]["share"] > same["shifted_rows"]["event"]["share"]
     for result in (same, stress):
