@@ -1,11 +1,11 @@
 # hamburg-mamba: every command sets itself up on a fresh machine (virtualenv at .venv, dependencies,
 # compiled extension). `make test` is what CI runs (.ci/run).
 #
-#   make test      build everything (CUDA kernels too when nvcc + a CUDA torch exist) and run pytest, ctest
-#                  and the C++ tests again under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make test      lint, build everything (CUDA kernels too when nvcc + a CUDA torch exist) and run pytest,
+#                  ctest and the C++ tests again under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make demo      the main job: see README "Quick start"
 #   make bench     CPU benchmarks of the op and the C++ kernels (results go to bench/RESULTS.md by hand)
-#   make lint      ruff (lint + format check) and clang-format (check only); not yet part of `make test`
+#   make lint      ruff (lint + format check) and clang-format (check only); the first step of `make test`
 #   make mutants   mutation testing of the modules whose numbers users act on (on demand, never in CI)
 #
 # Variables: TORCH_SPEC (default torch==2.14.1, the CUDA build; torch==2.13.0 is a fast CPU-only build),
@@ -91,7 +91,7 @@ ctest-asan: system-deps
 	cmake --build $(ASAN_BUILD_DIR) -j $(MAX_JOBS)
 	ctest --test-dir $(ASAN_BUILD_DIR) --output-on-failure
 
-test: pytest ctest ctest-asan
+test: lint pytest ctest ctest-asan
 
 # The main job: synthetic Hamburg -> train Mamba, hybrid, GRU, Transformer -> CatBoost, NEWS2, oracle ->
 # metrics and report (runs/demo/report/README.md). The demo runs on the CPU, so its build skips the CUDA
@@ -108,7 +108,7 @@ bench: build ctest
 # ---------------------------------------------------------------------------------------------------------
 # Checks only, never rewrites; every tool runs, and the target fails if any of them found something.
 # `ruff format .` and `clang-format -i` fix what they report.
-CPP_SOURCES = $(shell find csrc tests/cpp bench/cpp -name '*.cpp' -o -name '*.h' -o -name '*.inc' -o -name '*.cu' -o -name '*.cuh')
+CPP_SOURCES = $(shell find csrc tests/cpp tests/cuda_emulator bench/cpp -name '*.cpp' -o -name '*.h' -o -name '*.inc' -o -name '*.cu' -o -name '*.cuh')
 lint: $(INSTALL_STAMP)
 	@status=0; \
 	$(VENV)/bin/ruff check . || status=1; \

@@ -33,8 +33,10 @@ def want_cuda() -> bool:
     mode = os.environ.get("HAMBURG_MAMBA_CUDA", "auto").lower()
     if mode not in {"auto", "0", "1"}:
         raise SystemExit(f"HAMBURG_MAMBA_CUDA must be auto, 0 or 1, got {mode!r}")
-    available = torch.version.cuda is not None and CUDA_HOME is not None and (
-        os.path.exists(os.path.join(CUDA_HOME, "bin", "nvcc")) or shutil.which("nvcc") is not None
+    available = (
+        torch.version.cuda is not None
+        and CUDA_HOME is not None
+        and (os.path.exists(os.path.join(CUDA_HOME, "bin", "nvcc")) or shutil.which("nvcc") is not None)
     )
     if mode == "1" and not available:
         raise SystemExit(
@@ -58,9 +60,19 @@ def sources(with_cuda: bool) -> list[str]:
 
 def extension():
     with_cuda = want_cuda()
-    # C++20: torch >= 2.13 headers need it. -ffp-contract=fast lets the vector code use FMA where the ISA has it; no -ffast-math (NaN/inf
-    # semantics must hold). -fopenmp in compile and link flags: at::parallel_for is OpenMP inline code.
-    cxx = ["-O3", "-std=c++20", "-ffp-contract=fast", "-fopenmp", "-fvisibility=hidden", "-Wall", "-Wno-unknown-pragmas", "-Wno-psabi"]
+    # C++20: torch >= 2.13 headers need it. -ffp-contract=fast lets the vector code use FMA where the ISA has
+    # it; no -ffast-math (NaN/inf semantics must hold). -fopenmp in compile and link flags: at::parallel_for
+    # is OpenMP inline code.
+    cxx = [
+        "-O3",
+        "-std=c++20",
+        "-ffp-contract=fast",
+        "-fopenmp",
+        "-fvisibility=hidden",
+        "-Wall",
+        "-Wno-unknown-pragmas",
+        "-Wno-psabi",
+    ]
     kwargs = dict(
         name="hamburg_mamba._C",
         sources=sources(with_cuda),
@@ -70,9 +82,7 @@ def extension():
     )
     if with_cuda:
         nvcc = ["-O3", "-std=c++20", "--expt-relaxed-constexpr", "-lineinfo", "-DHAMBURG_MAMBA_WITH_CUDA"]
-        return CUDAExtension(
-            extra_compile_args={"cxx": cxx + ["-DHAMBURG_MAMBA_WITH_CUDA"], "nvcc": nvcc}, **kwargs
-        )
+        return CUDAExtension(extra_compile_args={"cxx": cxx + ["-DHAMBURG_MAMBA_WITH_CUDA"], "nvcc": nvcc}, **kwargs)
     return CppExtension(extra_compile_args={"cxx": cxx}, **kwargs)
 
 

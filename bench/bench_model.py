@@ -55,8 +55,9 @@ STREAM_MODES = {"exact": None, "float16": torch.float16, "bfloat16": torch.bfloa
 def model_config(size: str, **changes) -> HamburgMambaConfig:
     """The seed size (the prototype's defaults) or the small preset, with the data sizes above; no dropout
     (the peer has none)."""
-    tasks = {n: {"kind": t.kind, "level": t.level, "horizon_h": t.horizon_h, "group": t.group}
-             for n, t in TASKS.items()}
+    tasks = {
+        n: {"kind": t.kind, "level": t.level, "horizon_h": t.horizon_h, "group": t.group} for n, t in TASKS.items()
+    }
     data = dict(vocab_sizes=dict(VOCAB_SIZES), num_numeric=len(NUMERIC), tasks=tasks, dropout=0.0, **changes)
     config = HamburgMambaConfig(**data) if size == "seed" else HamburgMambaConfig.small(**data)
     assert {k: getattr(config, k) for k in SIZES[size]} == SIZES[size]
@@ -77,11 +78,19 @@ def random_batch(batch: int, length: int, seed: int = 0) -> PathwayBatch:
         label_mask[name] = torch.ones(shape, dtype=torch.bool)
     return PathwayBatch(
         categorical={f: torch.randint(2, VOCAB_SIZES[f], (batch, length), generator=g) for f in CATEGORICAL_FIELDS},
-        numeric=torch.randn(batch, length, F, generator=g).masked_fill(missing, 0.0), numeric_missing=missing,
-        time_since_prev_h=gaps, time_since_start_h=gaps.cumsum(1), hour_of_day=torch.rand(batch, length) * 24,
-        day_of_week=torch.randint(0, 7, (batch, length), generator=g), mask=mask,
-        lengths=torch.full((batch,), length, dtype=torch.int64), labels=labels, label_mask=label_mask,
-        event_hospital_id=torch.full((batch, length), 2), subject_id=torch.arange(batch), pathway_id=torch.arange(batch),
+        numeric=torch.randn(batch, length, F, generator=g).masked_fill(missing, 0.0),
+        numeric_missing=missing,
+        time_since_prev_h=gaps,
+        time_since_start_h=gaps.cumsum(1),
+        hour_of_day=torch.rand(batch, length) * 24,
+        day_of_week=torch.randint(0, 7, (batch, length), generator=g),
+        mask=mask,
+        lengths=torch.full((batch,), length, dtype=torch.int64),
+        labels=labels,
+        label_mask=label_mask,
+        event_hospital_id=torch.full((batch, length), 2),
+        subject_id=torch.arange(batch),
+        pathway_id=torch.arange(batch),
     )
 
 
@@ -118,9 +127,16 @@ def peer_train_step(size: str, batch_size: int, length: int, use_mambapy: bool):
     from transformers import MambaConfig, MambaModel
 
     s = SIZES[size]
-    config = MambaConfig(vocab_size=VOCAB_SIZES["code"], hidden_size=s["d_model"], num_hidden_layers=s["n_layers"],
-                         state_size=s["d_state"], conv_kernel=s["d_conv"], expand=s["expand"],
-                         time_step_rank=-(-s["d_model"] // 16), use_mambapy=use_mambapy)
+    config = MambaConfig(
+        vocab_size=VOCAB_SIZES["code"],
+        hidden_size=s["d_model"],
+        num_hidden_layers=s["n_layers"],
+        state_size=s["d_state"],
+        conv_kernel=s["d_conv"],
+        expand=s["expand"],
+        time_step_rank=-(-s["d_model"] // 16),
+        use_mambapy=use_mambapy,
+    )
     torch.manual_seed(0)
     model = MambaModel(config).train()
     inputs = torch.randn(batch_size, length, s["d_model"])
@@ -137,18 +153,32 @@ def bench_training(sizes, batch_size: int, length: int, repeats: int, skip_peer:
     batch = random_batch(batch_size, length)
     events = batch_size * length
     for size in sizes:
-        methods = [("ours, compiled scan", lambda: ours_train_step(size, batch, reference=False)),
-                   ("ours, compiled scan, bf16 autocast", lambda: ours_train_step(size, batch, False, bf16=True)),
-                   ("ours, reference scan", lambda: ours_train_step(size, batch, reference=True))]
+        methods = [
+            ("ours, compiled scan", lambda: ours_train_step(size, batch, reference=False)),
+            ("ours, compiled scan, bf16 autocast", lambda: ours_train_step(size, batch, False, bf16=True)),
+            ("ours, reference scan", lambda: ours_train_step(size, batch, reference=True)),
+        ]
         if not skip_peer:
-            methods += [("transformers MambaModel, plain", lambda: peer_train_step(size, batch_size, length, False)),
-                        ("transformers MambaModel, mambapy", lambda: peer_train_step(size, batch_size, length, True))]
+            methods += [
+                ("transformers MambaModel, plain", lambda: peer_train_step(size, batch_size, length, False)),
+                ("transformers MambaModel, mambapy", lambda: peer_train_step(size, batch_size, length, True)),
+            ]
         for name, make in methods:
             seconds = timed(make(), repeats)
-            rows.append({"size": size, "method": name, "batch": batch_size, "events": length,
-                         "seconds_per_step": seconds, "events_per_s": events / seconds})
-            print(f"  train {size:5s} {name:34s} {seconds * 1e3:10.1f} ms/step {events / seconds:10.1f} events/s",
-                  flush=True)
+            rows.append(
+                {
+                    "size": size,
+                    "method": name,
+                    "batch": batch_size,
+                    "events": length,
+                    "seconds_per_step": seconds,
+                    "events_per_s": events / seconds,
+                }
+            )
+            print(
+                f"  train {size:5s} {name:34s} {seconds * 1e3:10.1f} ms/step {events / seconds:10.1f} events/s",
+                flush=True,
+            )
     return rows
 
 
@@ -166,17 +196,27 @@ def bench_streaming(sizes, length: int, pathways: int, repeats: int) -> list[dic
             cache = [{k: v.expand(n, *v.shape[1:]).contiguous() for k, v in layer.items()} for layer in state]
             with torch.no_grad():
                 full = timed(lambda: model(history), repeats)
-            row = {"size": size, "pathways": n, "events": length, "threads": torch.get_num_threads(),
-                   "full_recompute_s": full}
+            row = {
+                "size": size,
+                "pathways": n,
+                "events": length,
+                "threads": torch.get_num_threads(),
+                "full_recompute_s": full,
+            }
             for mode, dtype in STREAM_MODES.items():
                 # Events L + 1, L + 2, ... of the same pathways: a Mamba step costs the same at every position.
                 live = [{k: v.clone() for k, v in layer.items()} for layer in cache]
                 step = timed(lambda: model.step(event, live, weights_dtype=dtype), STEP_REPEATS)
                 row[f"step_{mode}_s"], row[f"ratio_{mode}"] = step, full / step
             rows.append(row)
-            steps = " | ".join(f"{m} {row[f'step_{m}_s'] * 1e3:.3f} ms ({row[f'ratio_{m}']:.0f}x)" for m in STREAM_MODES)
-            print(f"  stream {size:5s} pathways={n:4d} L={length} threads={row['threads']}: "
-                  f"full recompute {full * 1e3:.1f} ms | {steps}", flush=True)
+            steps = " | ".join(
+                f"{m} {row[f'step_{m}_s'] * 1e3:.3f} ms ({row[f'ratio_{m}']:.0f}x)" for m in STREAM_MODES
+            )
+            print(
+                f"  stream {size:5s} pathways={n:4d} L={length} threads={row['threads']}: "
+                f"full recompute {full * 1e3:.1f} ms | {steps}",
+                flush=True,
+            )
     return rows
 
 
@@ -184,9 +224,17 @@ def machine() -> dict:
     lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     model = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")), "")
     from hamburg_mamba.ops import cpu_isa
-    return {"cpu": model, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "isa": cpu_isa(),
-            "torch": torch.__version__, "python": platform.python_version(), "load_avg_start": os.getloadavg()[0],
-            "date": datetime.datetime.now().isoformat(timespec="seconds")}
+
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "isa": cpu_isa(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "load_avg_start": os.getloadavg()[0],
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
 
 
 def main() -> None:
@@ -225,8 +273,11 @@ def main() -> None:
             ratio = f"{r['events_per_s'] / best:.1f}x" if best else "-"
             print(f"| {size} | {r['method']} | {r['events_per_s']:.1f} | {ratio} |")
     if streaming:
-        print(f"\n| size | pathways | threads | full recompute (L={args.stream_events}) | "
-              + " | ".join(f"step, {m}" for m in STREAM_MODES) + " |")
+        print(
+            f"\n| size | pathways | threads | full recompute (L={args.stream_events}) | "
+            + " | ".join(f"step, {m}" for m in STREAM_MODES)
+            + " |"
+        )
         print("|---|---|---|---|" + "---|" * len(STREAM_MODES))
     for r in streaming:
         steps = " | ".join(f"{r[f'step_{m}_s'] * 1e3:.2f} ms ({r[f'ratio_{m}']:.0f}x)" for m in STREAM_MODES)

@@ -7,7 +7,7 @@ speedup of the op over the best peer measured in the same run. Peers:
   hf_loop     the sequential scan of transformers' MambaMixer.slow_forward ((B, D, L, N) layout)
   mambapy     mambapy.pscan.pscan, a Blelloch parallel scan in PyTorch over (B, L, D, N)
 
-    .venv/bin/python bench/bench_scan.py            # the issue's three sizes
+    .venv/bin/python bench/bench_scan.py            # the project's three sizes
     .venv/bin/python bench/bench_scan.py --quick    # one small size, for a smoke run
 """
 
@@ -109,8 +109,10 @@ def main():
     args = parser.parse_args()
     sizes = [(2, 256, 256, 16)] if args.quick else SIZES
 
-    print(f"# bench_scan: {datetime.date.today()}, {platform.processor() or platform.machine()}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU kernels: {hamburg_mamba.cpu_isa()}")
+    print(
+        f"# bench_scan: {datetime.date.today()}, {platform.processor() or platform.machine()}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU kernels: {hamburg_mamba.cpu_isa()}"
+    )
     print("G state-updates/s (B*D*L*N / s), float32, D + z + delta_bias + softplus; best of reps\n")
     print("| B, D, L, N | pass | op | reference | hf_loop | mambapy | op / best peer |")
     print("|---|---|---|---|---|---|---|")

@@ -13,7 +13,7 @@ Triton micro-kernel when Triton is importable, else from the hardware figure of 
 (CUDA C++ Programming Guide, arithmetic instruction throughput, compute capability 8.x/9.0) times the SM
 count and the maximum SM clock reported by nvidia-smi. The script says which it used.
 
-The issue's target: forward and backward at bf16 (8, 2048, 2048, 16) within 3x of their floor.
+The project's target: forward and backward at bf16 (8, 2048, 2048, 16) within 3x of their floor.
 Run: python bench/bench_scan_gpu.py [--reps 20]. Exits 0 with a message when no GPU is present.
 """
 
@@ -29,7 +29,7 @@ import sys
 
 import torch
 
-# (B, D, L, N): the issue's GPU target first, then its CPU benchmark sizes.
+# (B, D, L, N): the project's GPU target first, then its CPU benchmark sizes.
 SIZES = [(8, 2048, 2048, 16), (2, 1024, 512, 16), (2, 1024, 512, 64), (1, 2048, 4096, 16)]
 DTYPES = [torch.bfloat16, torch.float32]
 CHECKPOINT_INTERVAL = 64
@@ -156,32 +156,38 @@ def main() -> int:
     props = torch.cuda.get_device_properties(0)
     bandwidth = copy_bandwidth()
     exp_rate, exp_source = exp2_throughput()
-    print(f"# {props.name}, {props.multi_processor_count} SMs, torch {torch.__version__}, "
-          f"{datetime.date.today().isoformat()}, python {platform.python_version()}")
+    print(
+        f"# {props.name}, {props.multi_processor_count} SMs, torch {torch.__version__}, "
+        f"{datetime.date.today().isoformat()}, python {platform.python_version()}"
+    )
     print(f"# command: {' '.join([sys.executable, *sys.argv])}")
-    print(f"# copy bandwidth {bandwidth / 1e9:.0f} GB/s (1 GiB device copy); exp2 {exp_rate / 1e12:.2f} T/s, {exp_source}")
-    print(f"{'B':>2} {'D':>5} {'L':>5} {'N':>3} {'dtype':>8} {'op':>8} {'ms':>8} {'mem ms':>8} {'exp ms':>8} "
-          f"{'ratio':>6} {'G upd/s':>8}")
+    print(
+        f"# copy bandwidth {bandwidth / 1e9:.0f} GB/s (1 GiB device copy); exp2 {exp_rate / 1e12:.2f} T/s, {exp_source}"
+    )
+    print(
+        f"{'B':>2} {'D':>5} {'L':>5} {'N':>3} {'dtype':>8} {'op':>8} {'ms':>8} {'mem ms':>8} {'exp ms':>8} "
+        f"{'ratio':>6} {'G upd/s':>8}"
+    )
     for (batch, dim, seqlen, dstate), dtype in [(s, d) for s in SIZES for d in DTYPES]:
         u, delta, A, Bm, Cm, D, z, bias = make_inputs(batch, dim, seqlen, dstate, dtype)
         fwd_args = (u, delta, A, Bm, Cm, D, z, bias, None, None, True)
         _, _, chk = ops.selective_scan_fwd(*fwd_args, True)
         dout = torch.randn_like(u)
+        bwd_args = (dout, None, u, delta, A, Bm, Cm, D, z, bias, None, None, chk, True)
         timings = {
             "fwd": time_ms(lambda: ops.selective_scan_fwd(*fwd_args, False), args.reps),
             "fwd+chk": time_ms(lambda: ops.selective_scan_fwd(*fwd_args, True), args.reps),
-            "bwd": time_ms(
-                lambda: ops.selective_scan_bwd(dout, None, u, delta, A, Bm, Cm, D, z, bias, None, None, chk, True),
-                args.reps,
-            ),
+            "bwd": time_ms(lambda: ops.selective_scan_bwd(*bwd_args), args.reps),
         }
         fl = floors(batch, dim, seqlen, dstate, dtype, bandwidth, exp_rate)
         updates = batch * dim * seqlen * dstate
         for op, ms in timings.items():
             mem_ms, exp_ms = fl[op]
             ratio = ms / max(mem_ms, exp_ms)
-            print(f"{batch:>2} {dim:>5} {seqlen:>5} {dstate:>3} {str(dtype)[6:]:>8} {op:>8} {ms:>8.3f} "
-                  f"{mem_ms:>8.3f} {exp_ms:>8.3f} {ratio:>6.2f} {updates / (ms * 1e-3) / 1e9:>8.1f}")
+            print(
+                f"{batch:>2} {dim:>5} {seqlen:>5} {dstate:>3} {str(dtype)[6:]:>8} {op:>8} {ms:>8.3f} "
+                f"{mem_ms:>8.3f} {exp_ms:>8.3f} {ratio:>6.2f} {updates / (ms * 1e-3) / 1e9:>8.1f}"
+            )
         del u, delta, A, Bm, Cm, D, z, bias, chk, dout
         torch.cuda.empty_cache()
     return 0

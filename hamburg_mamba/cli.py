@@ -45,10 +45,19 @@ DEMO_DATA_FILE = "demo_data.json"  # which city the demo generated into its data
 GENERATE_PRESETS = ("hamburg", "tiny", "external")
 HEAT_WAVE_LEVELS = ("low", "severe", "extreme")  # hamburg_mamba.data.synthetic.HEAT_WAVE_UPLIFT
 # `generate` option -> the SyntheticConfig field it sets (the dates among them are checked against the window).
-GENERATE_FIELDS = {"--seed": "seed", "--hospitals": "hospitals", "--scale": "scale", "--start": "start",
-                   "--days": "days", "--heat-wave-start": "heat_wave_start", "--heat-wave-days": "heat_wave_days",
-                   "--heat-wave-level": "heat_wave_level", "--flu-peak": "flu_peak", "--mci-time": "mci_time",
-                   "--mci-casualties": "mci_casualties"}
+GENERATE_FIELDS = {
+    "--seed": "seed",
+    "--hospitals": "hospitals",
+    "--scale": "scale",
+    "--start": "start",
+    "--days": "days",
+    "--heat-wave-start": "heat_wave_start",
+    "--heat-wave-days": "heat_wave_days",
+    "--heat-wave-level": "heat_wave_level",
+    "--flu-peak": "flu_peak",
+    "--mci-time": "mci_time",
+    "--mci-casualties": "mci_casualties",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,22 +99,38 @@ POSITIVE = _number(float, 0, low_open=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hamburg-mamba", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p = argparse.ArgumentParser(
+        prog="hamburg-mamba",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
     sub = p.add_subparsers(title="commands")
 
-    g = sub.add_parser("generate", help="write a synthetic city (Hamburg, or another) as a MEDS folder",
-                       description="Write a synthetic city as a MEDS folder. A preset gives every setting; the "
-                                   "options below replace single ones. Crisis dates given must lie in the simulated "
-                                   "window; with --start, every crisis date must (another season needs its own).")
+    g = sub.add_parser(
+        "generate",
+        help="write a synthetic city (Hamburg, or another) as a MEDS folder",
+        description="Write a synthetic city as a MEDS folder. A preset gives every setting; the "
+        "options below replace single ones. Crisis dates given must lie in the simulated "
+        "window; with --start, every crisis date must (another season needs its own).",
+    )
     g.add_argument("--out", required=True, help="MEDS root folder to write")
-    g.add_argument("--preset", choices=GENERATE_PRESETS, default="hamburg",
-                   help="hamburg: the demo city (6 EDs, Aug-Nov 2023); tiny: its two-week, three-hospital test city; "
-                        "external: Emscherstadt, another city for external validation (6 other EDs, spring 2024)")
+    g.add_argument(
+        "--preset",
+        choices=GENERATE_PRESETS,
+        default="hamburg",
+        help="hamburg: the demo city (6 EDs, Aug-Nov 2023); tiny: its two-week, three-hospital test city; "
+        "external: Emscherstadt, another city for external validation (6 other EDs, spring 2024)",
+    )
     g.add_argument("--tiny", action="store_true", help="the same as --preset tiny")
     g.add_argument("--seed", type=COUNT, default=None, help="random seed (default 0)")
-    g.add_argument("--hospitals", nargs="+", default=None, metavar="NAME",
-                   help="the EDs, all of one city of hamburg_mamba.data.cities (quote names with spaces)")
+    g.add_argument(
+        "--hospitals",
+        nargs="+",
+        default=None,
+        metavar="NAME",
+        help="the EDs, all of one city of hamburg_mamba.data.cities (quote names with spaces)",
+    )
     g.add_argument("--scale", type=POSITIVE, default=None, help="fraction of the hospitals' annual ED visits")
     g.add_argument("--start", default=None, help="first simulated day: the season (e.g. 2024-02-15)")
     g.add_argument("--days", type=_number(int, 2), default=None, help="simulated days")
@@ -113,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--heat-wave-days", type=COUNT, default=None, help="heat-wave length in days (0: none)")
     g.add_argument("--heat-wave-level", choices=HEAT_WAVE_LEVELS, default=None, help="heat-wave level")
     g.add_argument("--flu-peak", default=None, help="day the influenza wave peaks")
-    g.add_argument("--mci-time", default=None, help="time of the mass-casualty incident, e.g. \"2024-04-26 08:30\"")
+    g.add_argument("--mci-time", default=None, help='time of the mass-casualty incident, e.g. "2024-04-26 08:30"')
     g.add_argument("--mci-casualties", type=COUNT, default=None, help="casualties of the incident (0: none)")
     g.set_defaults(func=cmd_generate, check=_check_generate_args, parser=g)
 
@@ -122,31 +147,53 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="run folder (weights, config, schema, checkpoints)")
     t.add_argument("--backbone", choices=BACKBONES, default="mamba")
     t.add_argument("--preset", default="small", help="model size: tiny, small, demo, base (hamburg_mamba.train)")
-    t.add_argument("--task-weighting", choices=("baseline", "none"), default="baseline",
-                   help="per-task loss scale: divide by the best constant prediction's loss (default) or none")
-    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override a HamburgMambaConfig field of the preset, e.g. --set d_model=96 --set n_layers=4 "
-                        "(VALUE parsed as JSON, else a string); repeatable")
+    t.add_argument(
+        "--task-weighting",
+        choices=("baseline", "none"),
+        default="baseline",
+        help="per-task loss scale: divide by the best constant prediction's loss (default) or none",
+    )
+    t.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a HamburgMambaConfig field of the preset, e.g. --set d_model=96 --set n_layers=4 "
+        "(VALUE parsed as JSON, else a string); repeatable",
+    )
     _split_args(t)
     t.add_argument("--epochs", type=POSITIVE_INT, default=5)
     t.add_argument("--max-steps", type=POSITIVE_INT, default=None)
     t.add_argument("--batch-size", type=POSITIVE_INT, default=32, help="pathways per step over all processes")
     t.add_argument("--lr", type=POSITIVE, default=2e-3)
-    t.add_argument("--weight-decay", type=_number(float, 0), default=0.01,
-                   help="AdamW weight decay on weight matrices (default 0.01)")
+    t.add_argument(
+        "--weight-decay",
+        type=_number(float, 0),
+        default=0.01,
+        help="AdamW weight decay on weight matrices (default 0.01)",
+    )
     t.add_argument("--warmup-steps", type=COUNT, default=50)
-    t.add_argument("--eval-every", type=POSITIVE_INT, default=None,
-                   help="steps between tuning evaluations (default: epoch)")
-    t.add_argument("--eval-max-pathways", type=POSITIVE_INT, default=None,
-                   help="tuning pathways used for early stopping and the kept checkpoint: a fixed subset drawn "
-                        "with --seed (default: the whole tuning split)")
+    t.add_argument(
+        "--eval-every", type=POSITIVE_INT, default=None, help="steps between tuning evaluations (default: epoch)"
+    )
+    t.add_argument(
+        "--eval-max-pathways",
+        type=POSITIVE_INT,
+        default=None,
+        help="tuning pathways used for early stopping and the kept checkpoint: a fixed subset drawn "
+        "with --seed (default: the whole tuning split)",
+    )
     t.add_argument("--patience", type=POSITIVE_INT, default=3)
     t.add_argument("--seed", type=COUNT, default=0)
     t.add_argument("--threads", type=POSITIVE_INT, default=None, help="torch CPU threads")
     t.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    t.add_argument("--overwrite", action="store_true",
-                   help="discard the run folder's earlier run and train afresh; without it, a folder holding a run "
-                        "with other settings (a finished run asked for more steps included) is refused")
+    t.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="discard the run folder's earlier run and train afresh; without it, a folder holding a run "
+        "with other settings (a finished run asked for more steps included) is refused",
+    )
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_train, check=_check_train_args, parser=t)
 
@@ -182,48 +229,74 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="generate, train every backbone, evaluate, report; prints the summary table")
     d.add_argument("--out", default="runs/demo", help="folder for data, runs, evaluation and report")
     d.add_argument("--backbones", default=",".join(DEMO_BACKBONES), help="comma-separated backbones to train")
-    d.add_argument("--steps", type=POSITIVE_INT, default=None,
-                   help="optimizer steps per backbone (default: DEMO_STEPS)")
+    d.add_argument(
+        "--steps", type=POSITIVE_INT, default=None, help="optimizer steps per backbone (default: DEMO_STEPS)"
+    )
     d.add_argument("--n-boot", type=POSITIVE_INT, default=DEMO_BOOT)
-    d.add_argument("--threads", type=POSITIVE_INT, default=1,
-                   help="torch intra-op threads (CatBoost always uses 2)")
-    d.add_argument("--jobs", type=POSITIVE_INT, default=None,
-                   help="backbones trained at once, each in its own process with --threads threads (default: CPU "
-                        "cores // threads); every run is seeded and single-process, so the results do not change")
+    d.add_argument("--threads", type=POSITIVE_INT, default=1, help="torch intra-op threads (CatBoost always uses 2)")
+    d.add_argument(
+        "--jobs",
+        type=POSITIVE_INT,
+        default=None,
+        help="backbones trained at once, each in its own process with --threads threads (default: CPU "
+        "cores // threads); every run is seeded and single-process, so the results do not change",
+    )
     d.add_argument("--tiny", action="store_true", help="the two-week test city and a few steps (about a minute)")
-    d.add_argument("--overwrite", action="store_true",
-                   help="regenerate the data and retrain every run when the folder holds a demo with other settings")
+    d.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="regenerate the data and retrain every run when the folder holds a demo with other settings",
+    )
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=cmd_demo, check=_check_demo_args, parser=d)
 
-    rp = sub.add_parser("replicate", help="the demo's models over training seeds x generator seeds: mean, spread "
-                                          "and paired differences of held-out AUROC (hours; --tiny: minutes)")
+    rp = sub.add_parser(
+        "replicate",
+        help="the demo's models over training seeds x generator seeds: mean, spread "
+        "and paired differences of held-out AUROC (hours; --tiny: minutes)",
+    )
     rp.add_argument("--out", default="runs/replicate", help="folder for the cities, runs, evaluations and summary")
     rp.add_argument("--generator-seeds", type=COUNT, nargs="+", default=[0, 1, 2], metavar="SEED")
     rp.add_argument("--training-seeds", type=COUNT, nargs="+", default=[0, 1, 2], metavar="SEED")
     rp.add_argument("--backbones", default=",".join(DEMO_BACKBONES), help="comma-separated backbones to train")
     rp.add_argument("--primary", default="mamba", help="model whose paired differences are reported")
-    rp.add_argument("--jobs", type=POSITIVE_INT, default=None,
-                    help="trainings at once, one process each (default: CPU cores); results do not change")
+    rp.add_argument(
+        "--jobs",
+        type=POSITIVE_INT,
+        default=None,
+        help="trainings at once, one process each (default: CPU cores); results do not change",
+    )
     rp.add_argument("--tiny", action="store_true", help="the two-week test city and the tiny demo's settings")
     rp.set_defaults(func=cmd_replicate, check=None, parser=rp)
     return p
 
 
 def _split_args(p, defaults="temporal"):
-    p.add_argument("--split", choices=("temporal", "file", "subject", "crisis"), default=defaults,
-                   help="how subjects are split (default: temporal, flu wave held out)")
-    p.add_argument("--cutoffs", nargs=2, default=None, metavar=("TUNING_FROM", "HELD_OUT_FROM"),
-                   help="temporal split cut-offs (default 2023-10-20 2023-11-06)")
+    p.add_argument(
+        "--split",
+        choices=("temporal", "file", "subject", "crisis"),
+        default=defaults,
+        help="how subjects are split (default: temporal, flu wave held out)",
+    )
+    p.add_argument(
+        "--cutoffs",
+        nargs=2,
+        default=None,
+        metavar=("TUNING_FROM", "HELD_OUT_FROM"),
+        help="temporal split cut-offs (default 2023-10-20 2023-11-06)",
+    )
     p.add_argument("--holdout-window", nargs=2, default=None, metavar=("FROM", "TO"), help="crisis split window")
 
 
 def _spec_from_args(args, root):
     from hamburg_mamba.train.data_setup import DEMO_CUTOFFS, DataSpec
 
-    return DataSpec(root=str(Path(root).resolve()), split=args.split or "temporal",
-                    temporal_cutoffs=tuple(args.cutoffs) if args.cutoffs else DEMO_CUTOFFS,
-                    holdout_window=tuple(args.holdout_window) if args.holdout_window else None)
+    return DataSpec(
+        root=str(Path(root).resolve()),
+        split=args.split or "temporal",
+        temporal_cutoffs=tuple(args.cutoffs) if args.cutoffs else DEMO_CUTOFFS,
+        holdout_window=tuple(args.holdout_window) if args.holdout_window else None,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -241,8 +314,10 @@ def _check_split_args(args, parser) -> None:
         if pair:
             first, second = (_timestamp(parser, name, text) for text in pair)
             if not first < second:
-                parser.error(f"{name}: expected the first date before the second, got {pair[0]} {pair[1]}"
-                             + (" (the tuning period would be empty)" if name == "--cutoffs" else ""))
+                parser.error(
+                    f"{name}: expected the first date before the second, got {pair[0]} {pair[1]}"
+                    + (" (the tuning period would be empty)" if name == "--cutoffs" else "")
+                )
 
 
 def _timestamp(parser, name: str, text: str):
@@ -251,15 +326,16 @@ def _timestamp(parser, name: str, text: str):
     try:
         return pd.Timestamp(text)
     except ValueError:
-        parser.error(f"{name}: expected a date such as 2023-11-20 or \"2023-11-20 06:00\", got {text!r}")
+        parser.error(f'{name}: expected a date such as 2023-11-20 or "2023-11-20 06:00", got {text!r}')
 
 
 def _check_generate_args(args, parser) -> None:
     """Build the city's SyntheticConfig into args.config; every failure names the option."""
     if args.tiny and args.preset not in ("hamburg", "tiny"):
         parser.error(f"--tiny: the same as --preset tiny, which --preset {args.preset} contradicts")
-    given = {option: getattr(args, field) for option, field in GENERATE_FIELDS.items()
-             if getattr(args, field) is not None}
+    given = {
+        option: getattr(args, field) for option, field in GENERATE_FIELDS.items() if getattr(args, field) is not None
+    }
     option_of = {field: option for option, field in GENERATE_FIELDS.items()}
     for option in ("--start", "--heat-wave-start", "--flu-peak", "--mci-time"):
         if option in given:
@@ -279,8 +355,10 @@ def _check_generate_args(args, parser) -> None:
         if option in given:
             parser.error(f"{option}: {when} lies outside {window}")
         if "--start" in given:
-            parser.error(f"{option}: the {preset} preset's {when} lies outside {window}; a city in another season "
-                         f"needs its own crisis dates: give {option} inside it")
+            parser.error(
+                f"{option}: the {preset} preset's {when} lies outside {window}; a city in another season "
+                f"needs its own crisis dates: give {option} inside it"
+            )
     args.config = config
 
 
@@ -293,8 +371,11 @@ def _preset_config(preset: str):
 
 def _crisis_is_off(config, field: str) -> bool:
     """A crisis of no size has no date to check."""
-    return (field == "heat_wave_start" and config.heat_wave_days == 0) or \
-        (field == "mci_time" and config.mci_casualties == 0) or (field == "flu_peak" and config.flu_peak_share == 0)
+    return (
+        (field == "heat_wave_start" and config.heat_wave_days == 0)
+        or (field == "mci_time" and config.mci_casualties == 0)
+        or (field == "flu_peak" and config.flu_peak_share == 0)
+    )
 
 
 def _check_train_args(args, parser) -> None:
@@ -347,12 +428,16 @@ def cmd_generate(args) -> int:
     cfg = args.config  # built and checked by _check_generate_args
     for field in cfg.outside_window():
         if not _crisis_is_off(cfg, field):
-            print(f"note: {field} {getattr(cfg, field)} lies outside [{cfg.start}, {cfg.end.date()}): that crisis "
-                  f"is not simulated (of a flu wave, only the part inside the window)")
+            print(
+                f"note: {field} {getattr(cfg, field)} lies outside [{cfg.start}, {cfg.end.date()}): that crisis "
+                f"is not simulated (of a flu wave, only the part inside the window)"
+            )
     data = generate_synthetic(cfg)
     root = write_synthetic(args.out, data)
-    print(f"wrote {root}: {len(data.events):,} events, {len(data.pathways):,} pathways, "
-          f"{int(data.hospital_hourly['closure_start'].sum())} closures ({time.perf_counter() - t0:.1f} s)")
+    print(
+        f"wrote {root}: {len(data.events):,} events, {len(data.pathways):,} pathways, "
+        f"{int(data.hospital_hourly['closure_start'].sum())} closures ({time.perf_counter() - t0:.1f} s)"
+    )
     return 0
 
 
@@ -381,12 +466,22 @@ def cmd_train(args) -> int:
         config = build_model_config(data, backbone=args.backbone, preset=args.preset, **args.overrides)
     except ValueError as e:
         args.parser.error(f"--preset/--set: {e}")
-    tc = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
-                     weight_decay=args.weight_decay, warmup_steps=args.warmup_steps, eval_every=args.eval_every,
-                     eval_max_pathways=args.eval_max_pathways, patience=args.patience, seed=args.seed,
-                     progress=not args.no_progress, num_threads=args.threads, task_weighting=args.task_weighting)
-    trainer = Trainer(build_model(config, seed=args.seed), data, tc, args.out, device=device,
-                      data_spec=spec.as_dict())
+    tc = TrainConfig(
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        warmup_steps=args.warmup_steps,
+        eval_every=args.eval_every,
+        eval_max_pathways=args.eval_max_pathways,
+        patience=args.patience,
+        seed=args.seed,
+        progress=not args.no_progress,
+        num_threads=args.threads,
+        task_weighting=args.task_weighting,
+    )
+    trainer = Trainer(build_model(config, seed=args.seed), data, tc, args.out, device=device, data_spec=spec.as_dict())
     try:
         summary = trainer.fit(overwrite=args.overwrite)
     except RunSettingsMismatch as e:
@@ -424,6 +519,7 @@ def _overrides(items: list[str]) -> dict:
 def cmd_evaluate(args) -> int:
     from hamburg_mamba.eval.baselines import CatBoostSettings
     from hamburg_mamba.eval.experiment import run_comparison
+
     runs = args.runs
     if args.data is None:
         first = next(iter(runs.values()))
@@ -439,9 +535,16 @@ def cmd_evaluate(args) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    run_comparison(spec, runs, args.out, baselines=baselines, n_boot=args.n_boot,
-                   catboost=CatBoostSettings(iterations=args.catboost_iterations), primary=args.primary,
-                   timeline=not args.no_timeline)
+    run_comparison(
+        spec,
+        runs,
+        args.out,
+        baselines=baselines,
+        n_boot=args.n_boot,
+        catboost=CatBoostSettings(iterations=args.catboost_iterations),
+        primary=args.primary,
+        timeline=not args.no_timeline,
+    )
     print(f"wrote {args.out}")
     return 0
 
@@ -459,10 +562,10 @@ def cmd_report(args, command: str | None = None) -> int:
 
 
 def cmd_monitor(args) -> int:
+    import torch
+
     from hamburg_mamba.eval.monitor import replay
     from hamburg_mamba.nn import HamburgHealthcareSafetyMamba
-
-    import torch
 
     torch.set_num_threads(args.threads)
     spec = _run_data_spec(args.parser, args.run, resolve_root=not args.data)
@@ -474,10 +577,19 @@ def cmd_monitor(args) -> int:
     except (OSError, ValueError) as e:
         args.parser.error(f"--run: {e}")
     t0 = time.perf_counter()
-    print(f"replaying {args.hours:g} h from {args.start} (levels: green < yellow < orange < red; "
-          f"thresholds {model.config.warning_thresholds} on {model.config.breakdown_task})")
-    changes = replay(model, data, args.start, args.hours, hospitals=args.hospital, every_h=args.every,
-                     on_change=lambda c: print(c.line(), flush=True))
+    print(
+        f"replaying {args.hours:g} h from {args.start} (levels: green < yellow < orange < red; "
+        f"thresholds {model.config.warning_thresholds} on {model.config.breakdown_task})"
+    )
+    changes = replay(
+        model,
+        data,
+        args.start,
+        args.hours,
+        hospitals=args.hospital,
+        every_h=args.every,
+        on_change=lambda c: print(c.line(), flush=True),
+    )
     print(f"{len(changes)} warning changes ({time.perf_counter() - t0:.1f} s)")
     return 0
 
@@ -521,13 +633,34 @@ def cmd_demo(args) -> int:
     commands = {}
     for bb in backbones:
         steps = args.steps or (TINY_STEPS if args.tiny else DEMO_STEPS.get(bb, 200))
-        commands[bb] = ["train", "--data", str(data_root), "--out", str(out / "runs" / bb), "--backbone", bb,
-                        "--preset", "tiny" if args.tiny else "demo", "--max-steps", str(steps), "--epochs",
-                        "1" if args.tiny else str(DEMO_EPOCHS),
-                        "--batch-size", str(DEMO_BATCH), "--lr", str(DEMO_LR.get(bb, 5e-3)),
-                        "--weight-decay", str(DEMO_WEIGHT_DECAY), "--warmup-steps", str(max(steps // 10, 1)),
-                        "--threads", str(args.threads), "--device", "cpu", *split] + (
-                            ["--overwrite"] if args.overwrite else [])
+        commands[bb] = [
+            "train",
+            "--data",
+            str(data_root),
+            "--out",
+            str(out / "runs" / bb),
+            "--backbone",
+            bb,
+            "--preset",
+            "tiny" if args.tiny else "demo",
+            "--max-steps",
+            str(steps),
+            "--epochs",
+            "1" if args.tiny else str(DEMO_EPOCHS),
+            "--batch-size",
+            str(DEMO_BATCH),
+            "--lr",
+            str(DEMO_LR.get(bb, 5e-3)),
+            "--weight-decay",
+            str(DEMO_WEIGHT_DECAY),
+            "--warmup-steps",
+            str(max(steps // 10, 1)),
+            "--threads",
+            str(args.threads),
+            "--device",
+            "cpu",
+            *split,
+        ] + (["--overwrite"] if args.overwrite else [])
     jobs = args.jobs or max(1, (os.cpu_count() or 1) // max(args.threads, 1))
     t_train = time.perf_counter()
     if jobs == 1 or len(commands) == 1:
@@ -540,18 +673,38 @@ def cmd_demo(args) -> int:
     stamp("train (all)", t_train)
     runs = [f"{bb}={out / 'runs' / bb}" for bb in backbones]
     t = time.perf_counter()
-    evaluate = ["evaluate", "--runs", *runs, "--out", str(out / "eval"), "--n-boot",
-                str(5 if args.tiny else args.n_boot), "--catboost-iterations",
-                str(30 if args.tiny else DEMO_CATBOOST_ITERATIONS), "--threads", str(args.threads)]
+    evaluate = [
+        "evaluate",
+        "--runs",
+        *runs,
+        "--out",
+        str(out / "eval"),
+        "--n-boot",
+        str(5 if args.tiny else args.n_boot),
+        "--catboost-iterations",
+        str(30 if args.tiny else DEMO_CATBOOST_ITERATIONS),
+        "--threads",
+        str(args.threads),
+    ]
     if not runs:
         evaluate += ["--data", str(data_root), *split]
     main(evaluate)
     stamp("evaluate", t)
     t = time.perf_counter()
-    command = "hamburg-mamba demo" + "".join(f" {shlex.quote(a)}" for a in (sys.argv[2:] if sys.argv[1:2] == [
-        "demo"] else []))
-    r = build_parser().parse_args(["report", "--eval", str(out / "eval"), "--out", str(out / "report"),
-                                   "--primary", backbones[0] if backbones else "catboost"])
+    command = "hamburg-mamba demo" + "".join(
+        f" {shlex.quote(a)}" for a in (sys.argv[2:] if sys.argv[1:2] == ["demo"] else [])
+    )
+    r = build_parser().parse_args(
+        [
+            "report",
+            "--eval",
+            str(out / "eval"),
+            "--out",
+            str(out / "report"),
+            "--primary",
+            backbones[0] if backbones else "catboost",
+        ]
+    )
     cmd_report(r, command=command)
     stamp("report", t)
     total = time.perf_counter() - t_start
@@ -574,8 +727,10 @@ def _demo_data(args, data_root: Path) -> None:
         held = json.loads(record.read_text()) if record.is_file() else "an unrecorded dataset"
         if held == wanted:
             return
-        args.parser.error(f"--tiny/--out: {data_root} holds {held}, this demo needs {wanted}; pass --overwrite to "
-                          "regenerate it (and retrain every run), or choose another --out")
+        args.parser.error(
+            f"--tiny/--out: {data_root} holds {held}, this demo needs {wanted}; pass --overwrite to "
+            "regenerate it (and retrain every run), or choose another --out"
+        )
     shutil.rmtree(data_root, ignore_errors=True)
     config = tiny_synthetic_config(wanted["seed"]) if args.tiny else SyntheticConfig(seed=wanted["seed"])
     write_synthetic(data_root, generate_synthetic(config))
@@ -595,8 +750,11 @@ def _train_in_parallel(commands: dict[str, list[str]], jobs: int, log_dir: Path,
         log = log_dir / f"{bb}.log"
         print(f"[demo] train {bb}: started (log {log})", flush=True)
         with open(log, "w") as f:
-            rc = subprocess.run([sys.executable, "-m", "hamburg_mamba.cli", *command, "--no-progress"], stdout=f,
-                                stderr=subprocess.STDOUT).returncode
+            rc = subprocess.run(
+                [sys.executable, "-m", "hamburg_mamba.cli", *command, "--no-progress"],
+                stdout=f,
+                stderr=subprocess.STDOUT,
+            ).returncode
         if rc != 0:
             tail = log.read_text()[-3000:]
             raise SystemExit(f"demo: training {bb} failed (exit {rc}); end of {log}:\n{tail}")
@@ -611,17 +769,25 @@ def cmd_replicate(args) -> int:
     from hamburg_mamba.eval.replicate import ReplicateConfig, run_replicates
 
     try:
-        config = ReplicateConfig(out=Path(args.out), recipe=replicate_recipe(args.tiny),
-                                 generator_seeds=tuple(args.generator_seeds), training_seeds=tuple(args.training_seeds),
-                                 backbones=tuple(b for b in args.backbones.split(",") if b), tiny=args.tiny,
-                                 jobs=args.jobs or os.cpu_count() or 1, primary=args.primary)
+        config = ReplicateConfig(
+            out=Path(args.out),
+            recipe=replicate_recipe(args.tiny),
+            generator_seeds=tuple(args.generator_seeds),
+            training_seeds=tuple(args.training_seeds),
+            backbones=tuple(b for b in args.backbones.split(",") if b),
+            tiny=args.tiny,
+            jobs=args.jobs or os.cpu_count() or 1,
+            primary=args.primary,
+        )
     except ValueError as e:
         field, _, message = str(e).partition(":")  # ReplicateConfig names its field first
         args.parser.error(f"--{field.replace('_', '-')}:{message}")
     result = run_replicates(config)
     print((Path(args.out) / "README.md").read_text())
-    print(f"[replicate] {len(result['replicates'])} replicates in {result['seconds'] / 60:.1f} min; "
-          f"{Path(args.out) / 'replicates.json'}")
+    print(
+        f"[replicate] {len(result['replicates'])} replicates in {result['seconds'] / 60:.1f} min; "
+        f"{Path(args.out) / 'replicates.json'}"
+    )
     return 0
 
 
@@ -630,10 +796,16 @@ def replicate_recipe(tiny: bool):
     from hamburg_mamba.eval.replicate import Recipe
 
     steps = {bb: TINY_STEPS if tiny else DEMO_STEPS[bb] for bb in DEMO_BACKBONES}
-    return Recipe(preset="tiny" if tiny else "demo", epochs=1 if tiny else DEMO_EPOCHS, max_steps=steps,
-                  lr=dict(DEMO_LR), warmup_steps={bb: max(n // 10, 1) for bb, n in steps.items()},
-                  batch_size=DEMO_BATCH, weight_decay=DEMO_WEIGHT_DECAY,
-                  catboost_iterations=30 if tiny else DEMO_CATBOOST_ITERATIONS)
+    return Recipe(
+        preset="tiny" if tiny else "demo",
+        epochs=1 if tiny else DEMO_EPOCHS,
+        max_steps=steps,
+        lr=dict(DEMO_LR),
+        warmup_steps={bb: max(n // 10, 1) for bb, n in steps.items()},
+        batch_size=DEMO_BATCH,
+        weight_decay=DEMO_WEIGHT_DECAY,
+        catboost_iterations=30 if tiny else DEMO_CATBOOST_ITERATIONS,
+    )
 
 
 def _tiny_cutoffs():

@@ -29,8 +29,13 @@ COLUMNS = ("mutants", "killed", "survived", "timeout", "no tests", "equivalent",
 
 def read_results(folder: Path) -> dict[str, str]:
     """mutant name -> status, from `mutmut results --all true` run in `folder`."""
-    out = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=folder,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "mutmut", "results", "--all", "true"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return parse_results(out)
 
 
@@ -79,8 +84,14 @@ def table(results: dict[str, str], equivalent: dict[str, str]) -> list[dict]:
     for module in sorted(by_module):
         c = by_module[module]
         scored = c["killed"] + c["survived"] + c["no tests"]
-        rows.append({"module": module, **{k: c[k] for k in COLUMNS[:-1]}, "not run": c["not run"],
-                     "score": c["killed"] / scored if scored else float("nan")})
+        rows.append(
+            {
+                "module": module,
+                **{k: c[k] for k in COLUMNS[:-1]},
+                "not run": c["not run"],
+                "score": c["killed"] / scored if scored else float("nan"),
+            }
+        )
     return rows
 
 

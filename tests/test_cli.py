@@ -22,8 +22,9 @@ def test_help(command, capsys):
 
 
 def test_module_entry_point_lists_commands():
-    out = subprocess.run([sys.executable, "-m", "hamburg_mamba.cli", "--help"], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "hamburg_mamba.cli", "--help"], capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0
     for command in COMMANDS:
         assert command in out.stdout
@@ -46,46 +47,49 @@ def test_bad_arguments_are_named(capsys):
 TRAIN = ["train", "--data", "d", "--out", "o"]
 
 
-@pytest.mark.parametrize("argv,named", [
-    (["generate", "--out", "x", "--days", "0"], "--days"),
-    (["generate", "--out", "x", "--scale", "-1"], "--scale"),
-    (["generate", "--out", "x", "--scale", "nan"], "--scale"),
-    (TRAIN + ["--split", "crisis"], "--holdout-window"),
-    (TRAIN + ["--split", "temporal", "--holdout-window", "2023-08-01", "2023-08-05"], "--holdout-window"),
-    (TRAIN + ["--split", "crisis", "--holdout-window", "2023-08-05", "2023-08-01"], "--holdout-window"),
-    (TRAIN + ["--cutoffs", "2023-08-21", "2023-08-18"], "--cutoffs"),
-    (TRAIN + ["--cutoffs", "2023-08-18", "soon"], "--cutoffs"),
-    (TRAIN + ["--split", "subject", "--cutoffs", "2023-08-18", "2023-08-21"], "--cutoffs"),
-    (TRAIN + ["--epochs", "-1"], "--epochs"),
-    (TRAIN + ["--epochs", "0"], "--epochs"),
-    (TRAIN + ["--batch-size", "0"], "--batch-size"),
-    (TRAIN + ["--lr", "-0.1"], "--lr"),
-    (TRAIN + ["--lr", "inf"], "--lr"),
-    (TRAIN + ["--max-steps", "0"], "--max-steps"),
-    (TRAIN + ["--warmup-steps", "-1"], "--warmup-steps"),
-    (TRAIN + ["--eval-every", "0"], "--eval-every"),
-    (TRAIN + ["--patience", "0"], "--patience"),
-    (TRAIN + ["--threads", "0"], "--threads"),
-    (TRAIN + ["--set", "d_model=abc"], "d_model"),
-    (TRAIN + ["--set", "n_layers=-1"], "n_layers"),
-    (TRAIN + ["--set", "dropout=1.5"], "dropout"),
-    (TRAIN + ["--set", "vocab_sizes={}"], "--set"),
-    (TRAIN + ["--set", "no_such_field=1"], "--set"),
-    (["evaluate", "--out", "x", "--data", "d", "--baselines", "bogus"], "--baselines"),
-    (["evaluate", "--out", "x", "--data", "d", "--n-boot", "-5"], "--n-boot"),
-    (["evaluate", "--out", "x", "--data", "d", "--catboost-iterations", "0"], "--catboost-iterations"),
-    (["evaluate", "--out", "x", "--data", "d", "--threads", "-1"], "--threads"),
-    (["evaluate", "--out", "x"], "--data"),
-    (["evaluate", "--out", "x", "--runs", "a=/no/such/run"], "--runs"),
-    (["monitor", "--run", ".", "--start", "2023-08-21", "--every", "0"], "--every"),
-    (["monitor", "--run", ".", "--start", "2023-08-21", "--every", "-1"], "--every"),
-    (["monitor", "--run", ".", "--start", "2023-08-21", "--hours", "0"], "--hours"),
-    (["monitor", "--run", ".", "--start", "someday"], "--start"),
-    (["monitor", "--run", "/no/such/run", "--start", "2023-08-21"], "--run"),
-    (["demo", "--steps", "0"], "--steps"),
-    (["demo", "--jobs", "0"], "--jobs"),
-    (["demo", "--n-boot", "-1"], "--n-boot"),
-])
+@pytest.mark.parametrize(
+    "argv,named",
+    [
+        (["generate", "--out", "x", "--days", "0"], "--days"),
+        (["generate", "--out", "x", "--scale", "-1"], "--scale"),
+        (["generate", "--out", "x", "--scale", "nan"], "--scale"),
+        (TRAIN + ["--split", "crisis"], "--holdout-window"),
+        (TRAIN + ["--split", "temporal", "--holdout-window", "2023-08-01", "2023-08-05"], "--holdout-window"),
+        (TRAIN + ["--split", "crisis", "--holdout-window", "2023-08-05", "2023-08-01"], "--holdout-window"),
+        (TRAIN + ["--cutoffs", "2023-08-21", "2023-08-18"], "--cutoffs"),
+        (TRAIN + ["--cutoffs", "2023-08-18", "soon"], "--cutoffs"),
+        (TRAIN + ["--split", "subject", "--cutoffs", "2023-08-18", "2023-08-21"], "--cutoffs"),
+        (TRAIN + ["--epochs", "-1"], "--epochs"),
+        (TRAIN + ["--epochs", "0"], "--epochs"),
+        (TRAIN + ["--batch-size", "0"], "--batch-size"),
+        (TRAIN + ["--lr", "-0.1"], "--lr"),
+        (TRAIN + ["--lr", "inf"], "--lr"),
+        (TRAIN + ["--max-steps", "0"], "--max-steps"),
+        (TRAIN + ["--warmup-steps", "-1"], "--warmup-steps"),
+        (TRAIN + ["--eval-every", "0"], "--eval-every"),
+        (TRAIN + ["--patience", "0"], "--patience"),
+        (TRAIN + ["--threads", "0"], "--threads"),
+        (TRAIN + ["--set", "d_model=abc"], "d_model"),
+        (TRAIN + ["--set", "n_layers=-1"], "n_layers"),
+        (TRAIN + ["--set", "dropout=1.5"], "dropout"),
+        (TRAIN + ["--set", "vocab_sizes={}"], "--set"),
+        (TRAIN + ["--set", "no_such_field=1"], "--set"),
+        (["evaluate", "--out", "x", "--data", "d", "--baselines", "bogus"], "--baselines"),
+        (["evaluate", "--out", "x", "--data", "d", "--n-boot", "-5"], "--n-boot"),
+        (["evaluate", "--out", "x", "--data", "d", "--catboost-iterations", "0"], "--catboost-iterations"),
+        (["evaluate", "--out", "x", "--data", "d", "--threads", "-1"], "--threads"),
+        (["evaluate", "--out", "x"], "--data"),
+        (["evaluate", "--out", "x", "--runs", "a=/no/such/run"], "--runs"),
+        (["monitor", "--run", ".", "--start", "2023-08-21", "--every", "0"], "--every"),
+        (["monitor", "--run", ".", "--start", "2023-08-21", "--every", "-1"], "--every"),
+        (["monitor", "--run", ".", "--start", "2023-08-21", "--hours", "0"], "--hours"),
+        (["monitor", "--run", ".", "--start", "someday"], "--start"),
+        (["monitor", "--run", "/no/such/run", "--start", "2023-08-21"], "--run"),
+        (["demo", "--steps", "0"], "--steps"),
+        (["demo", "--jobs", "0"], "--jobs"),
+        (["demo", "--n-boot", "-1"], "--n-boot"),
+    ],
+)
 def test_bad_argument_values_are_named(argv, named, capsys):
     message = cli_error(argv, capsys)
     assert named in message and "error" in message, message
@@ -111,11 +115,49 @@ def test_pipeline_end_to_end(tmp_path, capsys):
     data, run, ev, rep = (tmp_path / n for n in ("data", "run", "eval", "report"))
     assert main(["generate", "--tiny", "--out", str(data)]) == 0
     split = ["--split", "temporal", "--cutoffs", "2023-08-18", "2023-08-21"]
-    assert main(["train", "--data", str(data), "--out", str(run), "--preset", "tiny", "--max-steps", "3",
-                 "--batch-size", "16", "--eval-max-pathways", "20", "--no-progress", "--threads", "1", *split]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(data),
+                "--out",
+                str(run),
+                "--preset",
+                "tiny",
+                "--max-steps",
+                "3",
+                "--batch-size",
+                "16",
+                "--eval-max-pathways",
+                "20",
+                "--no-progress",
+                "--threads",
+                "1",
+                *split,
+            ]
+        )
+        == 0
+    )
     assert json.loads((run / "train_summary.json").read_text())["steps"] == 3
-    assert main(["evaluate", "--runs", f"mamba={run}", "--out", str(ev), "--n-boot", "5",
-                 "--catboost-iterations", "10", "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--runs",
+                f"mamba={run}",
+                "--out",
+                str(ev),
+                "--n-boot",
+                "5",
+                "--catboost-iterations",
+                "10",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((ev / "metrics.json").read_text())
     assert {"mamba", "catboost", "news2", "oracle"} <= set(metrics["models"])
     assert "closures" in metrics
@@ -148,12 +190,34 @@ def test_demo_trains_in_parallel_processes_with_the_in_process_results(tmp_path)
     split = ["--split", "temporal", "--cutoffs", "2023-08-18", "2023-08-21"]
 
     def command(bb, out):
-        return ["train", "--data", str(data), "--out", str(out), "--backbone", bb, "--preset", "tiny",
-                "--max-steps", "3", "--batch-size", "16", "--eval-max-pathways", "20", "--threads", "1", *split]
+        return [
+            "train",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--backbone",
+            bb,
+            "--preset",
+            "tiny",
+            "--max-steps",
+            "3",
+            "--batch-size",
+            "16",
+            "--eval-max-pathways",
+            "20",
+            "--threads",
+            "1",
+            *split,
+        ]
 
     stamps = []
-    _train_in_parallel({bb: command(bb, tmp_path / "par" / bb) for bb in ("mamba", "gru")}, 2, tmp_path / "par",
-                       lambda name, t: stamps.append(name))
+    _train_in_parallel(
+        {bb: command(bb, tmp_path / "par" / bb) for bb in ("mamba", "gru")},
+        2,
+        tmp_path / "par",
+        lambda name, t: stamps.append(name),
+    )
     assert sorted(stamps) == ["train gru", "train mamba"]
     assert main(command("mamba", tmp_path / "seq") + ["--no-progress"]) == 0
     par = load_file(str(tmp_path / "par" / "mamba" / "model.safetensors"))
@@ -174,9 +238,11 @@ def test_replay_refuses_a_step_that_would_never_advance(hours, every):
 def test_evaluate_names_a_malformed_run_folder(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
-    assert "data_spec.json: missing" in cli_error(["evaluate", "--runs", f"m={run}", "--out", str(tmp_path / "e")],
-                                                  capsys)
+    assert "data_spec.json: missing" in cli_error(
+        ["evaluate", "--runs", f"m={run}", "--out", str(tmp_path / "e")], capsys
+    )
     (run / "schema.json").write_text("[]")
-    message = cli_error(["evaluate", "--runs", f"m={run}", "--out", str(tmp_path / "e"), "--data", str(tmp_path)],
-                        capsys)
+    message = cli_error(
+        ["evaluate", "--runs", f"m={run}", "--out", str(tmp_path / "e"), "--data", str(tmp_path)], capsys
+    )
     assert "--runs" in message and "schema.json" in message

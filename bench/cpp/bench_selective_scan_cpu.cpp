@@ -51,8 +51,7 @@ struct ScanBuffers {
   std::vector<float> out, last, checkpoints;
   std::vector<float> du, ddelta, dz, dA, dB, dC, dD, dbias;
 
-  ScanBuffers(int64_t batch, int64_t dim, int64_t seqlen, int64_t dstate)
-      : B(batch), D(dim), L(seqlen), N(dstate) {
+  ScanBuffers(int64_t batch, int64_t dim, int64_t seqlen, int64_t dstate) : B(batch), D(dim), L(seqlen), N(dstate) {
     const int64_t bdl = B * D * L, bnl = B * N * L;
     u = random_vector(bdl, -1, 1, 1);
     delta = random_vector(bdl, -4, 0, 2);  // softplus(delta + bias) in about (0.001, 0.3), Mamba's dt range

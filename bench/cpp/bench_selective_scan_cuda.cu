@@ -2,7 +2,7 @@
 // float32, with the device-to-device copy bandwidth as the memory floor.
 //
 // Glossary: B batch, D channels, L steps, N state size.
-// Sizes: the issue's GPU target (8, 2048, 2048, 16) first, then its CPU benchmark sizes (as
+// Sizes: the project's GPU target (8, 2048, 2048, 16) first, then its CPU benchmark sizes (as
 // bench/cpp/bench_selective_scan_cpu.cpp and bench/bench_scan_gpu.py). Inputs are those of a Mamba block:
 // softplus(delta + delta_bias) step sizes, A = -(n + 1), a skip D and a gate z, one group for B and C.
 //
@@ -49,14 +49,14 @@ using hamburg_mamba::SelectiveScanParams;
 using hamburg_mamba::StateUpdateParams;
 
 // Setup failures (allocation, copies) end the process: nothing after them would measure anything.
-#define HM_CUDA_CHECK(expr)                                                                          \
-  do {                                                                                               \
-    const cudaError_t hm_err_ = (expr);                                                              \
-    if (hm_err_ != cudaSuccess) {                                                                    \
-      std::fprintf(stderr, "bench_selective_scan_cuda: %s failed: %s (%s:%d)\n", #expr,             \
-                   cudaGetErrorString(hm_err_), __FILE__, __LINE__);                                 \
-      std::exit(1);                                                                                  \
-    }                                                                                                \
+#define HM_CUDA_CHECK(expr)                                                                                          \
+  do {                                                                                                               \
+    const cudaError_t hm_err_ = (expr);                                                                              \
+    if (hm_err_ != cudaSuccess) {                                                                                    \
+      std::fprintf(stderr, "bench_selective_scan_cuda: %s failed: %s (%s:%d)\n", #expr, cudaGetErrorString(hm_err_), \
+                   __FILE__, __LINE__);                                                                              \
+      std::exit(1);                                                                                                  \
+    }                                                                                                                \
   } while (0)
 
 double g_copy_bandwidth = 0;  // bytes/s, read + write counted; set in main before any benchmark runs
@@ -91,30 +91,46 @@ std::vector<float> mamba_A(int64_t dim, int64_t dstate) {
 template <typename T>
 T from_float(float x);
 template <>
-float from_float<float>(float x) { return x; }
+float from_float<float>(float x) {
+  return x;
+}
 template <>
-__nv_bfloat16 from_float<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+__nv_bfloat16 from_float<__nv_bfloat16>(float x) {
+  return __float2bfloat16_rn(x);
+}
 
 template <typename T>
 float to_float(T x);
 template <>
-float to_float<float>(float x) { return x; }
+float to_float<float>(float x) {
+  return x;
+}
 template <>
-float to_float<__nv_bfloat16>(__nv_bfloat16 x) { return __bfloat162float(x); }
+float to_float<__nv_bfloat16>(__nv_bfloat16 x) {
+  return __bfloat162float(x);
+}
 
 template <typename T>
 constexpr ScalarType scalar_type();
 template <>
-constexpr ScalarType scalar_type<float>() { return ScalarType::kFloat32; }
+constexpr ScalarType scalar_type<float>() {
+  return ScalarType::kFloat32;
+}
 template <>
-constexpr ScalarType scalar_type<__nv_bfloat16>() { return ScalarType::kBFloat16; }
+constexpr ScalarType scalar_type<__nv_bfloat16>() {
+  return ScalarType::kBFloat16;
+}
 
 template <typename T>
 const char* dtype_name();
 template <>
-const char* dtype_name<float>() { return "f32"; }
+const char* dtype_name<float>() {
+  return "f32";
+}
 template <>
-const char* dtype_name<__nv_bfloat16>() { return "bf16"; }
+const char* dtype_name<__nv_bfloat16>() {
+  return "bf16";
+}
 
 // ---------------------------------------------------------------------------------------------------------
 // Device buffers: raw cudaMalloc allocations, freed with the owner.
@@ -122,14 +138,18 @@ struct DeviceBuffer {
   void* ptr = nullptr;
   size_t bytes = 0;
   DeviceBuffer() = default;
-  explicit DeviceBuffer(size_t n_bytes) : bytes(n_bytes) { HM_CUDA_CHECK(cudaMalloc(&ptr, std::max<size_t>(n_bytes, 1))); }
+  explicit DeviceBuffer(size_t n_bytes) : bytes(n_bytes) {
+    HM_CUDA_CHECK(cudaMalloc(&ptr, std::max<size_t>(n_bytes, 1)));
+  }
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
   ~DeviceBuffer() {
     if (ptr) cudaFree(ptr);
   }
   template <typename U>
-  U* as() const { return static_cast<U*>(ptr); }
+  U* as() const {
+    return static_cast<U*>(ptr);
+  }
 };
 
 // A host array converted to T and copied into a fresh device buffer.
@@ -151,8 +171,7 @@ struct DeviceScan {
   std::unique_ptr<DeviceBuffer> out, last, checkpoints;                  // forward outputs
   std::unique_ptr<DeviceBuffer> du, ddelta, dz, dA, dB, dC, dD, dbias;   // gradients
 
-  DeviceScan(int64_t batch, int64_t dim, int64_t seqlen, int64_t dstate)
-      : B(batch), D(dim), L(seqlen), N(dstate) {
+  DeviceScan(int64_t batch, int64_t dim, int64_t seqlen, int64_t dstate) : B(batch), D(dim), L(seqlen), N(dstate) {
     const int64_t bdl = B * D * L, bnl = B * N * L;
     u = upload<T>(random_vector(bdl, -1, 1, 1));
     delta = upload<T>(random_vector(bdl, -4, 0, 2));  // softplus(delta + bias) in about (0.001, 0.3)
@@ -311,9 +330,8 @@ void report(benchmark::State& state, double total_s, int64_t updates, int64_t by
   if (state.error_occurred() || state.iterations() == 0 || total_s <= 0) return;
   const double iters = static_cast<double>(state.iterations());
   state.SetItemsProcessed(state.iterations() * updates);
-  state.counters["bytes_per_second"] =
-      benchmark::Counter(static_cast<double>(bytes), benchmark::Counter::kIsIterationInvariantRate,
-                         benchmark::Counter::kIs1000);
+  state.counters["bytes_per_second"] = benchmark::Counter(
+      static_cast<double>(bytes), benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
   if (g_copy_bandwidth > 0) state.counters["x_floor"] = (total_s / iters) / (bytes / g_copy_bandwidth);
 }
 
@@ -426,7 +444,7 @@ double measure_copy_bandwidth() {
   return 2.0 * static_cast<double>(bytes) / (ms[ms.size() / 2] * 1e-3);
 }
 
-// (B, D, L, N): the issue's GPU target, then its CPU benchmark sizes.
+// (B, D, L, N): the project's GPU target, then its CPU benchmark sizes.
 constexpr int64_t kScanSizes[][4] = {{8, 2048, 2048, 16}, {2, 1024, 512, 16}, {2, 1024, 512, 64}, {1, 2048, 4096, 16}};
 
 template <typename T>

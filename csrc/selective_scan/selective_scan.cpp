@@ -40,7 +40,14 @@ TORCH_LIBRARY(hamburg_mamba, m) {
 // Loading the module is all Python needs: the registrations above run as static initialisers.
 // (Built with the limited API, so no pybind11 and no libtorch_python.)
 PyMODINIT_FUNC PyInit__C(void) {
-  static PyModuleDef module = {PyModuleDef_HEAD_INIT, "_C", "hamburg_mamba compiled ops (torch.ops.hamburg_mamba)",
-                               -1, nullptr, nullptr, nullptr, nullptr, nullptr};
+  static PyModuleDef module = {PyModuleDef_HEAD_INIT,
+                               "_C",
+                               "hamburg_mamba compiled ops (torch.ops.hamburg_mamba)",
+                               -1,
+                               nullptr,
+                               nullptr,
+                               nullptr,
+                               nullptr,
+                               nullptr};
   return PyModule_Create(&module);
 }

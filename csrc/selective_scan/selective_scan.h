@@ -28,9 +28,7 @@ constexpr int64_t kCheckpointInterval = 64;
 // softplus(x) = x above this, as torch.nn.functional.softplus's default threshold.
 constexpr double kSoftplusThreshold = 20.0;
 
-inline int64_t num_checkpoints(int64_t seqlen) {
-  return (seqlen + kCheckpointInterval - 1) / kCheckpointInterval;
-}
+inline int64_t num_checkpoints(int64_t seqlen) { return (seqlen + kCheckpointInterval - 1) / kCheckpointInterval; }
 
 enum class ScalarType { kFloat32, kFloat16, kBFloat16, kFloat64 };
 

@@ -36,10 +36,10 @@ ScalarType to_kernel_dtype(at::ScalarType t) {
 // Checks everything common to a tensor argument: device, rank and exact shape.
 void check_tensor(const char* op, const at::Tensor& t, const char* name, const at::Tensor& ref,
                   std::initializer_list<int64_t> shape, const char* shape_names) {
-  TORCH_CHECK_VALUE(t.device() == ref.device(), op, ": argument '", name, "' is on ", t.device(),
-                    " but 'u' is on ", ref.device(), "; all tensors must be on the same device");
-  TORCH_CHECK_VALUE(t.sizes() == at::IntArrayRef(shape), op, ": argument '", name, "' must have shape ",
-                    shape_names, " = ", shape_str(shape), ", got ", shape_str(t.sizes()));
+  TORCH_CHECK_VALUE(t.device() == ref.device(), op, ": argument '", name, "' is on ", t.device(), " but 'u' is on ",
+                    ref.device(), "; all tensors must be on the same device");
+  TORCH_CHECK_VALUE(t.sizes() == at::IntArrayRef(shape), op, ": argument '", name, "' must have shape ", shape_names,
+                    " = ", shape_str(shape), ", got ", shape_str(t.sizes()));
 }
 
 // Tensors in the input dtype: same dtype as the reference, last dimension contiguous.
@@ -54,8 +54,8 @@ at::Tensor input_like(const char* op, const at::Tensor& t, const char* name, con
 // float64 on the CPU; converted and made contiguous.
 at::Tensor param(const char* op, const at::Tensor& t, const char* name, at::ScalarType compute) {
   const bool ok = t.scalar_type() == at::kFloat || (t.scalar_type() == at::kDouble && t.is_cpu());
-  TORCH_CHECK_TYPE(ok, op, ": argument '", name, "' must be float32", t.is_cpu() ? " or float64" : "",
-                   ", got ", t.scalar_type());
+  TORCH_CHECK_TYPE(ok, op, ": argument '", name, "' must be float32", t.is_cpu() ? " or float64" : "", ", got ",
+                   t.scalar_type());
   return t.to(compute).contiguous();
 }
 
@@ -78,18 +78,18 @@ Dims check_common(const char* op, const at::Tensor& u, const at::Tensor& delta, 
                     shape_str(u.sizes()));
   Dims d{u.size(0), u.size(1), u.size(2), 0, 1, false, u.scalar_type() == at::kDouble ? at::kDouble : at::kFloat};
   check_tensor(op, delta, "delta", u, {d.batch, d.dim, d.seqlen}, "(B, D, L)");
-  TORCH_CHECK_VALUE(A.dim() == 2 && A.size(0) == d.dim, op, ": argument 'A' must have shape (D, N) with D = ",
-                    d.dim, ", got ", shape_str(A.sizes()));
+  TORCH_CHECK_VALUE(A.dim() == 2 && A.size(0) == d.dim, op, ": argument 'A' must have shape (D, N) with D = ", d.dim,
+                    ", got ", shape_str(A.sizes()));
   d.dstate = A.size(1);
   TORCH_CHECK_VALUE(d.dstate >= 1 && d.dstate <= kMaxStateSize, op, ": state size N = A.shape[1] must be in [1, ",
                     kMaxStateSize, "], got ", d.dstate);
   check_tensor(op, A, "A", u, {d.dim, d.dstate}, "(D, N)");
-  TORCH_CHECK_VALUE(B.dim() == 3 || B.dim() == 4, op,
-                    ": argument 'B' must have shape (B, N, L) or (B, G, N, L), got ", shape_str(B.sizes()));
+  TORCH_CHECK_VALUE(B.dim() == 3 || B.dim() == 4, op, ": argument 'B' must have shape (B, N, L) or (B, G, N, L), got ",
+                    shape_str(B.sizes()));
   d.bc_3d = B.dim() == 3;
   d.groups = d.bc_3d ? 1 : B.size(1);
-  TORCH_CHECK_VALUE(d.groups >= 1 && d.dim % d.groups == 0, op, ": the number of groups G = B.shape[1] = ",
-                    d.groups, " must divide D = ", d.dim);
+  TORCH_CHECK_VALUE(d.groups >= 1 && d.dim % d.groups == 0, op, ": the number of groups G = B.shape[1] = ", d.groups,
+                    " must divide D = ", d.dim);
   if (d.bc_3d) {
     check_tensor(op, B, "B", u, {d.batch, d.dstate, d.seqlen}, "(B, N, L)");
     check_tensor(op, C, "C", u, {d.batch, d.dstate, d.seqlen}, "(B, N, L) like 'B'");
@@ -188,13 +188,12 @@ FwdPrepared prepare_fwd(const at::Tensor& u, const at::Tensor& delta, const at::
   const Dims d = check_common(op, u, delta, A, B, C);
   FwdPrepared prep;
   prep.keep_alive =
-      fill_fwd_params(op, prep.params, d, u, delta, A, B, C, D, z, delta_bias, initial_state, dt_scale,
-                      delta_softplus);
+      fill_fwd_params(op, prep.params, d, u, delta, A, B, C, D, z, delta_bias, initial_state, dt_scale, delta_softplus);
   prep.out = at::empty({d.batch, d.dim, d.seqlen}, u.options());
   prep.last_state = at::empty({d.batch, d.dim, d.dstate}, u.options().dtype(d.compute));
-  prep.checkpoints = save_checkpoints
-                         ? at::empty({d.batch, d.dim, num_checkpoints(d.seqlen), d.dstate}, u.options().dtype(d.compute))
-                         : at::empty({0}, u.options().dtype(d.compute));
+  prep.checkpoints =
+      save_checkpoints ? at::empty({d.batch, d.dim, num_checkpoints(d.seqlen), d.dstate}, u.options().dtype(d.compute))
+                       : at::empty({0}, u.options().dtype(d.compute));
   SelectiveScanParams& p = prep.params;
   p.out_batch_stride = prep.out.stride(0);
   p.out_d_stride = prep.out.stride(1);
@@ -233,8 +232,8 @@ BwdPrepared prepare_bwd(const at::Tensor& dout, const OptTensor& dlast_state, co
                     "before its backward");
   check_tensor(op, checkpoints, "checkpoints", u, {d.batch, d.dim, num_checkpoints(d.seqlen), d.dstate},
                "(B, D, ceil(L / 64), N)");
-  TORCH_CHECK_TYPE(checkpoints.scalar_type() == d.compute, op, ": argument 'checkpoints' must be ", d.compute,
-                   ", got ", checkpoints.scalar_type());
+  TORCH_CHECK_TYPE(checkpoints.scalar_type() == d.compute, op, ": argument 'checkpoints' must be ", d.compute, ", got ",
+                   checkpoints.scalar_type());
   at::Tensor chk_c = checkpoints.contiguous();
   prep.keep_alive.push_back(chk_c);
   p.checkpoints = const_cast<void*>(chk_c.const_data_ptr());
@@ -299,8 +298,8 @@ StateUpdatePrepared prepare_state_update(const at::Tensor& state, const at::Tens
                    ": argument 'x' must be float32, float16, bfloat16 or float64, got ", x.scalar_type());
   TORCH_CHECK_TYPE(x.scalar_type() != at::kDouble || x.is_cpu(), op,
                    ": float64 inputs are supported on the CPU only (got 'x' on ", x.device(), ")");
-  TORCH_CHECK_VALUE(x.dim() == 2 && x.numel() > 0, op,
-                    ": argument 'x' must have non-empty shape (B, D), got ", shape_str(x.sizes()));
+  TORCH_CHECK_VALUE(x.dim() == 2 && x.numel() > 0, op, ": argument 'x' must have non-empty shape (B, D), got ",
+                    shape_str(x.sizes()));
   const int64_t batch = x.size(0), dim = x.size(1);
   const at::ScalarType compute = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   TORCH_CHECK_VALUE(state.dim() == 3, op, ": argument 'state' must have shape (B, D, N), got ",
@@ -382,12 +381,13 @@ void finalize_state_update(const at::Tensor& state, const StateUpdatePrepared& p
   if (!prep.state_work.is_same(state)) state.copy_(prep.state_work);
 }
 
-MambaBlockStepPrepared prepare_mamba_block_step(
-    const at::Tensor& x, const at::Tensor& norm_weight, double norm_eps, const at::Tensor& in_proj_weight,
-    const at::Tensor& conv_state, const at::Tensor& conv_weight, const OptTensor& conv_bias,
-    const at::Tensor& x_proj_weight, const at::Tensor& dt_proj_weight, const at::Tensor& dt_proj_bias,
-    const at::Tensor& A, const at::Tensor& D, const at::Tensor& ssm_state, const OptTensor& dt_scale,
-    const at::Tensor& out_proj_weight) {
+MambaBlockStepPrepared prepare_mamba_block_step(const at::Tensor& x, const at::Tensor& norm_weight, double norm_eps,
+                                                const at::Tensor& in_proj_weight, const at::Tensor& conv_state,
+                                                const at::Tensor& conv_weight, const OptTensor& conv_bias,
+                                                const at::Tensor& x_proj_weight, const at::Tensor& dt_proj_weight,
+                                                const at::Tensor& dt_proj_bias, const at::Tensor& A,
+                                                const at::Tensor& D, const at::Tensor& ssm_state,
+                                                const OptTensor& dt_scale, const at::Tensor& out_proj_weight) {
   const char* op = "hamburg_mamba.mamba_block_step";
   const at::ScalarType S = x.scalar_type();
   TORCH_CHECK_TYPE(S == at::kFloat || S == at::kDouble, op, ": argument 'x' must be float32 or float64, got ", S);
@@ -407,14 +407,16 @@ MambaBlockStepPrepared prepare_mamba_block_step(
                     shape_str(x_proj_weight.sizes()));
   const int64_t B = x.size(0), M = x.size(1), E = in_proj_weight.size(0) / 2, K = conv_state.size(2);
   const int64_t N = A.size(1), R = x_proj_weight.size(0) - 2 * N;
-  TORCH_CHECK_VALUE(E >= 1 && K >= 1 && N >= 1 && R >= 1, op, ": need E, K, N and R = x_proj_weight.shape[0] - 2N >= 1, "
-                    "got E = ", E, ", K = ", K, ", N = ", N, ", R = ", R);
-  auto check = [&](const at::Tensor& t, const char* name, std::initializer_list<int64_t> shape,
-                   const char* shape_names, at::ScalarType dtype) {
+  TORCH_CHECK_VALUE(E >= 1 && K >= 1 && N >= 1 && R >= 1, op,
+                    ": need E, K, N and R = x_proj_weight.shape[0] - 2N >= 1, "
+                    "got E = ",
+                    E, ", K = ", K, ", N = ", N, ", R = ", R);
+  auto check = [&](const at::Tensor& t, const char* name, std::initializer_list<int64_t> shape, const char* shape_names,
+                   at::ScalarType dtype) {
     TORCH_CHECK_VALUE(t.device() == x.device(), op, ": argument '", name, "' is on ", t.device(), " but 'x' is on ",
                       x.device(), "; all tensors must be on the same device");
-    TORCH_CHECK_VALUE(t.sizes() == at::IntArrayRef(shape), op, ": argument '", name, "' must have shape ",
-                      shape_names, " = ", shape_str(shape), ", got ", shape_str(t.sizes()));
+    TORCH_CHECK_VALUE(t.sizes() == at::IntArrayRef(shape), op, ": argument '", name, "' must have shape ", shape_names,
+                      " = ", shape_str(shape), ", got ", shape_str(t.sizes()));
     TORCH_CHECK_TYPE(t.scalar_type() == dtype, op, ": argument '", name, "' must be ", dtype, ", got ",
                      t.scalar_type());
     TORCH_CHECK_VALUE(t.is_contiguous(), op, ": argument '", name, "' must be contiguous");
@@ -463,7 +465,8 @@ MambaBlockStepPrepared prepare_mamba_block_step(
     at::Tensor s = param(op, *dt_scale, "dt_scale", S);
     const auto* v = static_cast<const char*>(s.const_data_ptr());
     for (int64_t b = 0; b < B; ++b) {
-      const double scale = S == at::kDouble ? reinterpret_cast<const double*>(v)[b] : reinterpret_cast<const float*>(v)[b];
+      const double scale =
+          S == at::kDouble ? reinterpret_cast<const double*>(v)[b] : reinterpret_cast<const float*>(v)[b];
       TORCH_CHECK_VALUE(scale >= 0, op, ": argument 'dt_scale' must be non-negative, got ", scale, " at ", b);
     }
     prep.keep_alive.push_back(s);

@@ -81,6 +81,7 @@ class PathwayBatch:
 
     def pin_memory(self) -> PathwayBatch:
         """Called by torch's DataLoader when pin_memory=True."""
+
         def pin(v):
             if isinstance(v, dict):
                 return {k: t.pin_memory() for k, t in v.items()}
@@ -111,13 +112,16 @@ class PathwayBatch:
                 raise ValueError(f"PathwayBatch.{name}: expected {shape} {dtype}, got {tuple(t.shape)} {t.dtype}")
         for name, t in self.categorical.items():
             if tuple(t.shape) != (B, L) or t.dtype != torch.int64:
-                raise ValueError(f"PathwayBatch.categorical[{name!r}]: expected {(B, L)} int64, "
-                                 f"got {tuple(t.shape)} {t.dtype}")
+                raise ValueError(
+                    f"PathwayBatch.categorical[{name!r}]: expected {(B, L)} int64, got {tuple(t.shape)} {t.dtype}"
+                )
         for name, t in self.labels.items():
             m = self.label_mask.get(name)
             if m is None or m.shape != t.shape or m.dtype != torch.bool or t.shape not in ((B, L), (B,)):
-                raise ValueError(f"PathwayBatch.labels[{name!r}]: shape {tuple(t.shape)} needs (B, L) or (B,) "
-                                 "and a bool label_mask of the same shape")
+                raise ValueError(
+                    f"PathwayBatch.labels[{name!r}]: shape {tuple(t.shape)} needs (B, L) or (B,) "
+                    "and a bool label_mask of the same shape"
+                )
         if not torch.equal(self.mask.sum(1), self.lengths):
             raise ValueError("PathwayBatch.lengths: does not equal mask.sum(1)")
 
@@ -127,7 +131,7 @@ def collate(enc, idx: np.ndarray, schema) -> PathwayBatch:
     idx = np.asarray(idx, dtype=np.int64)
     start = enc.offsets[idx]
     lengths = enc.offsets[idx + 1] - start  # (B,)
-    B, L = idx.size, int(lengths.max()) if idx.size else 0
+    L = int(lengths.max()) if idx.size else 0
     pos = np.arange(L)[None, :]  # (1, L)
     mask = pos < lengths[:, None]  # (B, L)
     flat = np.where(mask, start[:, None] + pos, 0)  # (B, L) row of each slot, 0 on padding (masked below)
@@ -198,9 +202,9 @@ class PathwayBatchSampler:
         if self.bucket:
             w = self.batch_size * BUCKET_WINDOW_BATCHES
             for s in range(0, idx.size, w):
-                part = idx[s:s + w]
-                idx[s:s + w] = part[np.argsort(self.lengths[part], kind="stable")]
-        out = [idx[s:s + self.batch_size] for s in range(0, idx.size, self.batch_size)]
+                part = idx[s : s + w]
+                idx[s : s + w] = part[np.argsort(self.lengths[part], kind="stable")]
+        out = [idx[s : s + self.batch_size] for s in range(0, idx.size, self.batch_size)]
         if self.drop_last and out and out[-1].size < self.batch_size:
             out = out[:-1]
         if self.bucket and self.shuffle:
@@ -237,7 +241,10 @@ class _IndexDataset(torch.utils.data.Dataset):
 
 
 def make_dataloader(data, indices, batch_size, shuffle, seed, bucket_by_length, num_workers, drop_last):
-    sampler = PathwayBatchSampler(indices, data.encoded.lengths, batch_size, shuffle, seed, bucket_by_length,
-                                  drop_last)
-    return torch.utils.data.DataLoader(_IndexDataset(data.encoded.lengths.size), batch_sampler=sampler,
-                                       collate_fn=_Collate(data), num_workers=num_workers)
+    sampler = PathwayBatchSampler(indices, data.encoded.lengths, batch_size, shuffle, seed, bucket_by_length, drop_last)
+    return torch.utils.data.DataLoader(
+        _IndexDataset(data.encoded.lengths.size),
+        batch_sampler=sampler,
+        collate_fn=_Collate(data),
+        num_workers=num_workers,
+    )

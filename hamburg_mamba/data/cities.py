@@ -83,8 +83,10 @@ def check_hospital_set(names, argument: str = "hospitals") -> tuple[str, ...]:
     names = tuple(names)
     unknown = [h for h in names if h not in HOSPITALS]
     if unknown:
-        raise ValueError(f"{argument}: unknown {unknown}; choose from "
-                         + "; ".join(f"{city}: {[h.name for h in hs]}" for city, hs in CITIES.items()))
+        raise ValueError(
+            f"{argument}: unknown {unknown}; choose from "
+            + "; ".join(f"{city}: {[h.name for h in hs]}" for city, hs in CITIES.items())
+        )
     repeated = sorted({h for h in names if names.count(h) > 1})
     if repeated:
         raise ValueError(f"{argument}: listed more than once: {repeated}")
@@ -92,6 +94,8 @@ def check_hospital_set(names, argument: str = "hospitals") -> tuple[str, ...]:
         raise ValueError(f"{argument}: expected at least 2 hospitals (ambulances divert to a neighbour), got {names}")
     cities = sorted({HOSPITALS[h].city for h in names})
     if len(cities) > 1:
-        raise ValueError(f"{argument}: hospitals of one city expected (positions are relative to its centre), got "
-                         f"hospitals of {cities}")
+        raise ValueError(
+            f"{argument}: hospitals of one city expected (positions are relative to its centre), got "
+            f"hospitals of {cities}"
+        )
     return names

@@ -23,7 +23,6 @@ from hamburg_mamba.data import hospitals, system_state
 from hamburg_mamba.data.schema import (
     CATEGORICAL_FIELDS,
     NUMERIC_FEATURES,
-    PAD_INDEX,
     RESERVED_TOKENS,
     TASKS,
     UNKNOWN_INDEX,
@@ -95,10 +94,13 @@ class HamburgData:
     def report(self) -> str:
         lines = [self.accounting.report()]
         if not self.status_out_of_range.empty:
-            lines.append("status features and hospital descriptors outside the training range (share of events with "
-                         "the feature present):")
-            lines += ["  " + line for line in self.status_out_of_range.to_string(float_format="{:.4f}".format)
-                      .splitlines()]
+            lines.append(
+                "status features and hospital descriptors outside the training range (share of events with "
+                "the feature present):"
+            )
+            lines += [
+                "  " + line for line in self.status_out_of_range.to_string(float_format="{:.4f}".format).splitlines()
+            ]
         return "\n".join(lines)
 
     def indices(self, split: str) -> np.ndarray:
@@ -113,13 +115,22 @@ class HamburgData:
         b = collate(self.encoded, np.asarray(indices, dtype=np.int64), self.schema)
         return b if device is None else b.to(device)
 
-    def dataloader(self, split: str, batch_size: int = 32, shuffle: bool = False, seed: int = 0,
-                   bucket_by_length: bool = False, num_workers: int = 0, drop_last: bool = False):
+    def dataloader(
+        self,
+        split: str,
+        batch_size: int = 32,
+        shuffle: bool = False,
+        seed: int = 0,
+        bucket_by_length: bool = False,
+        num_workers: int = 0,
+        drop_last: bool = False,
+    ):
         """torch DataLoader of PathwayBatch; deterministic for a given seed (and epoch via sampler.set_epoch)."""
         from hamburg_mamba.data.batch import make_dataloader
 
-        return make_dataloader(self, self.indices(split), batch_size, shuffle, seed, bucket_by_length,
-                               num_workers, drop_last)
+        return make_dataloader(
+            self, self.indices(split), batch_size, shuffle, seed, bucket_by_length, num_workers, drop_last
+        )
 
 
 def connect_hamburg_data(
@@ -209,8 +220,9 @@ def connect_hamburg_data(
     split_table = _make_splits(pw, split, file_splits, split_fractions, temporal_cutoffs, holdout_window, seed, acc)
     pw = pw.merge(split_table, on="subject_id", how="left", validate="many_to_one")
     if pw["split"].isna().any():
-        raise DataValidationError("subject_id", "subjects missing from the split table",
-                                  pw[pw["split"].isna()], int(pw["split"].isna().sum()))
+        raise DataValidationError(
+            "subject_id", "subjects missing from the split table", pw[pw["split"].isna()], int(pw["split"].isna().sum())
+        )
 
     rows, owner = _layout(ev, pw)  # event row order and pathway of each laid-out row
     rows, owner = _truncate(rows, owner, ev, pw, max_len, truncation, acc)
@@ -220,26 +232,43 @@ def connect_hamburg_data(
         acc.notes.append(f"tasks without labels in this data (reported, not invented): {list(missing)}")
     cols = _EventColumns.of(ev)
     if schema is None:
-        columns = () if hospital_status is None or (status_columns is not None and not len(status_columns)) \
+        columns = (
+            ()
+            if hospital_status is None or (status_columns is not None and not len(status_columns))
             else system_state.resolve_columns(hospital_status, status_columns)
-        status = _status_features(hospital_status, columns, cols, rows, status_lag_h, status_max_age_h, acc,
-                                  time_unit)
+        )
+        status = _status_features(hospital_status, columns, cols, rows, status_lag_h, status_max_age_h, acc, time_unit)
         schema = _fit_schema(ev, cols, pw, rows, owner, present, missing, acc)
         schema.max_len = max_len
         _fit_status(schema, columns, status, pw, owner, status_lag_h, status_max_age_h, acc)
-        described = () if hospital_table is None or (hospital_columns is not None and not len(hospital_columns)) \
+        described = (
+            ()
+            if hospital_table is None or (hospital_columns is not None and not len(hospital_columns))
             else hospitals.resolve_columns(hospital_table, hospital_columns)
+        )
         descriptors = _hospital_descriptors(hospital_table, described, cols, rows, acc)
         _fit_hospitals(schema, described, descriptors, pw, owner, acc)
     else:
         if schema.status_columns and hospital_status is None:
-            acc.notes.append(f"the schema expects hospital status columns {list(schema.status_columns)} but the "
-                             f"data has no status table: every system-state feature is missing")
+            acc.notes.append(
+                f"the schema expects hospital status columns {list(schema.status_columns)} but the "
+                f"data has no status table: every system-state feature is missing"
+            )
         if schema.hospital_columns and hospital_table is None:
-            acc.notes.append(f"the schema expects hospital descriptors {list(schema.hospital_columns)} but the "
-                             f"data has no hospital table: every descriptor is missing")
-        status = _status_features(hospital_status, schema.status_columns, cols, rows, schema.status_lag_h,
-                                  schema.status_max_age_h, acc, time_unit)
+            acc.notes.append(
+                f"the schema expects hospital descriptors {list(schema.hospital_columns)} but the "
+                f"data has no hospital table: every descriptor is missing"
+            )
+        status = _status_features(
+            hospital_status,
+            schema.status_columns,
+            cols,
+            rows,
+            schema.status_lag_h,
+            schema.status_max_age_h,
+            acc,
+            time_unit,
+        )
         descriptors = _hospital_descriptors(hospital_table, schema.hospital_columns, cols, rows, acc)
     context = np.concatenate([status, descriptors], axis=1)  # (N, F - 2) raw inputs after NUMERIC_FEATURES
     encoded = _encode(ev, cols, pw, rows, owner, schema, labels, oracle, acc, context)
@@ -248,12 +277,20 @@ def connect_hamburg_data(
     laid = np.zeros(ev.shape[0], bool)
     laid[rows] = True
     acc.drop("static fact of a subject without timed events", int((ev["_static"].to_numpy() & ~laid).sum()))
-    acc.notes.append(f"static facts are repeated at the head of every pathway of their subject "
-                     f"({rows.size - int(laid.sum())} repeated copies, not counted as events in)")
+    acc.notes.append(
+        f"static facts are repeated at the head of every pathway of their subject "
+        f"({rows.size - int(laid.sum())} repeated copies, not counted as events in)"
+    )
     if int(laid.sum()) != acc.events_used:
         raise AssertionError(f"accounting: {int(laid.sum())} events laid out but {acc.events_used} counted as used")
-    return HamburgData(schema=schema, encoded=encoded, splits=split_table, accounting=acc, pathways=pw,
-                       status_out_of_range=out_of_range)
+    return HamburgData(
+        schema=schema,
+        encoded=encoded,
+        splits=split_table,
+        accounting=acc,
+        pathways=pw,
+        status_out_of_range=out_of_range,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -297,8 +334,10 @@ def _pathway_ids(ev: pd.DataFrame, acc: Accounting) -> tuple[pd.Series, np.ndarr
     if not (pd.api.types.is_string_dtype(raw) or kind in ("string", "mixed", "mixed-integer")):
         return integer_ids(raw, "pathway_id", ev), None
     codes, keys = pd.factorize(raw)
-    acc.notes.append(f"pathway_id: {len(keys)} non-integer ids numbered 0..{len(keys) - 1} in order of first "
-                     f"appearance (pathways.pathway_key holds the original ids)")
+    acc.notes.append(
+        f"pathway_id: {len(keys)} non-integer ids numbered 0..{len(keys) - 1} in order of first "
+        f"appearance (pathways.pathway_key holds the original ids)"
+    )
     return pd.Series(codes, index=raw.index, dtype="Int64").where(codes >= 0), np.asarray(keys, dtype=object)
 
 
@@ -319,12 +358,14 @@ def _pathway_table(ev: pd.DataFrame) -> pd.DataFrame:
     timed_mask = ~ev["_static"].to_numpy()
     timed = ev[["_pathway", "subject_id", "time"]][timed_mask]  # numeric columns only: no string copies
     g = timed.groupby("_pathway", sort=True)
-    pw = pd.DataFrame({
-        "subject_id": g["subject_id"].first(),
-        "start": g["time"].min(),
-        "end": g["time"].max(),
-        "n_timed": g.size(),
-    })
+    pw = pd.DataFrame(
+        {
+            "subject_id": g["subject_id"].first(),
+            "start": g["time"].min(),
+            "end": g["time"].max(),
+            "n_timed": g.size(),
+        }
+    )
     pw = pw.reset_index().rename(columns={"_pathway": "pathway_id"})
     return pw.sort_values(["subject_id", "start", "pathway_id"], kind="stable").reset_index(drop=True)
 
@@ -340,16 +381,21 @@ def _make_splits(pw, split, file_splits, fractions, cutoffs, window, seed, acc) 
         out = file_splits[["subject_id", "split"]].copy()
         out["subject_id"] = integer_ids(out["subject_id"], "subject_id", out)
         if out["subject_id"].isna().any():
-            raise DataValidationError("subject_id", "split table: null subject ids", out[out["subject_id"].isna()],
-                                      int(out["subject_id"].isna().sum()))
+            raise DataValidationError(
+                "subject_id",
+                "split table: null subject ids",
+                out[out["subject_id"].isna()],
+                int(out["subject_id"].isna().sum()),
+            )
         out["subject_id"] = out["subject_id"].astype(np.int64)
         dup = out["subject_id"].duplicated(keep=False)
         if dup.any():
             raise DataValidationError("subject_id", "subject in more than one split", out[dup], int(dup.sum()))
         unknown = ~out["split"].isin(SPLITS)
         if unknown.any():
-            acc.notes.append(f"split names other than {SPLITS} ignored for batching: "
-                             f"{sorted(out.loc[unknown, 'split'].unique())}")
+            acc.notes.append(
+                f"split names other than {SPLITS} ignored for batching: {sorted(out.loc[unknown, 'split'].unique())}"
+            )
         return out[out["subject_id"].isin(subjects)].reset_index(drop=True)
     if split == "subject":
         from hamburg_mamba.data.meds_io import assign_splits
@@ -414,9 +460,13 @@ def _truncate(rows, owner, ev, pw, max_len, truncation, acc):
     if not long.any():
         return rows, owner
     if truncation == "fail":
-        raise DataValidationError("pathway_id", f"{int(long.sum())} pathways longer than max_len={max_len}; "
-                                  "pass truncation='keep_last' to cut them (counted)",
-                                  pw.assign(n_events=lengths)[long], int(long.sum()))
+        raise DataValidationError(
+            "pathway_id",
+            f"{int(long.sum())} pathways longer than max_len={max_len}; "
+            "pass truncation='keep_last' to cut them (counted)",
+            pw.assign(n_events=lengths)[long],
+            int(long.sum()),
+        )
     start = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     pos = np.arange(rows.size) - start[owner]
     static = ev["_static"].to_numpy()[rows]
@@ -475,10 +525,22 @@ class _EventColumns:
         key_code = np.full(len(ev), -1, dtype=np.int64)
         key_code[timed] = k_code
         hospital = fields["hospital"]
-        known = np.full(len(ev), -1, dtype=np.int64) if hospital is None else \
-            _forward_fill(np.where(static, -1, hospital[0]), ev["_pathway"].to_numpy())
-        return cls(fields=fields, known_hospital=known, static=static, time_us=time_us, numeric_value=nv, subjects=pd.Index(s_uniq),
-                   times=pd.Index(t_uniq), keys=pd.Index(k_uniq), key_code=key_code)
+        known = (
+            np.full(len(ev), -1, dtype=np.int64)
+            if hospital is None
+            else _forward_fill(np.where(static, -1, hospital[0]), ev["_pathway"].to_numpy())
+        )
+        return cls(
+            fields=fields,
+            known_hospital=known,
+            static=static,
+            time_us=time_us,
+            numeric_value=nv,
+            subjects=pd.Index(s_uniq),
+            times=pd.Index(t_uniq),
+            keys=pd.Index(k_uniq),
+            key_code=key_code,
+        )
 
     def key_of(self, subject: np.ndarray, time_us: np.ndarray) -> np.ndarray:
         """Position in `keys` of each (subject_id, time) pair; -1 where no timed event has that pair."""
@@ -534,14 +596,14 @@ def _fit_schema(ev, cols, pw, rows, owner, present, missing, acc) -> DatasetSche
         codes, tokens = cols.fields["code"]
         # pandas groupby in row order, as before: the same sums, so the same means and stds to the bit
         agg = pd.Series(v[has]).groupby(codes[train_rows][has]).agg(["mean", "std", "count"])
-        by_token = {tokens[c]: r for c, r in zip(agg.index, agg.itertuples(index=False))}
+        by_token = {tokens[c]: r for c, r in zip(agg.index, agg.itertuples(index=False), strict=True)}
         stats = {c: NumericStats(float(r.mean), float(r.std), int(r.count)) for c, r in sorted(by_token.items())}
     ages = _pathway_age(ev, pw)
     tr_age = ages[(pw["split"] == "train").to_numpy() & ~np.isnan(ages)]
-    age = NumericStats(float(tr_age.mean()) if tr_age.size else 0.0, float(tr_age.std()) if tr_age.size > 1 else 1.0,
-                       int(tr_age.size))
-    return DatasetSchema(categorical_vocab=vocab, code_stats=stats, age_stats=age, tasks=present,
-                         missing_tasks=missing)
+    age = NumericStats(
+        float(tr_age.mean()) if tr_age.size else 0.0, float(tr_age.std()) if tr_age.size > 1 else 1.0, int(tr_age.size)
+    )
+    return DatasetSchema(categorical_vocab=vocab, code_stats=stats, age_stats=age, tasks=present, missing_tasks=missing)
 
 
 def _status_features(table, columns, cols, rows, lag_h, max_age_h, acc, time_unit) -> np.ndarray:
@@ -552,8 +614,9 @@ def _status_features(table, columns, cols, rows, lag_h, max_age_h, acc, time_uni
         return np.full((rows.size, 2 * len(columns)), np.nan)
     table = system_state.check_status_table(table, columns, acc, time_unit)
     names = _event_hospital_name(cols, rows)  # the hospital as known at the event: none before the departure
-    return system_state.status_features(table, columns, names, cols.time_us[rows], ~cols.static[rows], acc,
-                                        lag_h=lag_h, max_age_h=max_age_h)
+    return system_state.status_features(
+        table, columns, names, cols.time_us[rows], ~cols.static[rows], acc, lag_h=lag_h, max_age_h=max_age_h
+    )
 
 
 def _hospital_descriptors(table, columns, cols, rows, acc) -> np.ndarray:
@@ -636,7 +699,7 @@ def _encode(ev, cols, pw, rows, owner, schema, labels, oracle, acc, context) -> 
     ok = ~np.isnan(age)
     num[ok, 1] = ((age[ok] - schema.age_stats.mean) / schema.age_stats.std).astype(np.float32)
     miss[:, 1] = ~ok
-    for j, (name, transform) in enumerate(schema.context_transforms.items()):
+    for j, transform in enumerate(schema.context_transforms.values()):
         x = transform(context[:, j])
         ok = ~np.isnan(x)
         num[ok, len(NUMERIC_FEATURES) + j] = x[ok].astype(np.float32)
@@ -678,8 +741,9 @@ def _encode(ev, cols, pw, rows, owner, schema, labels, oracle, acc, context) -> 
         o_key = None
         orc = oracle.get(task)
         if orc is not None:
-            o_val, o_sub, o_t = _label_values(task, orc, TaskSpec(task, "regression", spec.level, spec.horizon_h,
-                                                                  spec.group, spec.description))
+            o_val, o_sub, o_t = _label_values(
+                task, orc, TaskSpec(task, "regression", spec.level, spec.horizon_h, spec.group, spec.description)
+            )
             o_row = row_of_key
             if not (np.array_equal(o_sub, key_sub) and np.array_equal(o_t, key_t)):  # usually the same rows
                 o_row = _label_rows_by_key(f"oracle of {task!r}", orc, o_sub, o_t, cols)
@@ -692,15 +756,28 @@ def _encode(ev, cols, pw, rows, owner, schema, labels, oracle, acc, context) -> 
         else:
             matched = int(out[1].sum())
             pw_labels[task] = out
-        acc.label_rows[task] = {"rows in": len(frame), "matched": int(matched),
-                                "unmatched (no event at prediction_time)": len(frame) - int(matched)}
+        acc.label_rows[task] = {
+            "rows in": len(frame),
+            "matched": int(matched),
+            "unmatched (no event at prediction_time)": len(frame) - int(matched),
+        }
     return EncodedPathways(
-        offsets=offsets.astype(np.int64), categorical=cat, numeric=num, numeric_missing=miss,
-        time_since_prev_h=tsp, time_since_start_h=tss, hour_of_day=hod, day_of_week=dow,
-        event_labels=ev_labels, pathway_labels=pw_labels, event_hospital_id=_event_hospital(cols, rows, schema),
+        offsets=offsets.astype(np.int64),
+        categorical=cat,
+        numeric=num,
+        numeric_missing=miss,
+        time_since_prev_h=tsp,
+        time_since_start_h=tss,
+        hour_of_day=hod,
+        day_of_week=dow,
+        event_labels=ev_labels,
+        pathway_labels=pw_labels,
+        event_hospital_id=_event_hospital(cols, rows, schema),
         event_hospital_name=_event_hospital_name(cols, rows),
-        subject_id=pw["subject_id"].to_numpy(np.int64), pathway_id=pw["pathway_id"].to_numpy(np.int64),
-        split=pw["split"].to_numpy(object))
+        subject_id=pw["subject_id"].to_numpy(np.int64),
+        pathway_id=pw["pathway_id"].to_numpy(np.int64),
+        split=pw["split"].to_numpy(object),
+    )
 
 
 def _event_hospital(cols: _EventColumns, rows: np.ndarray, schema: DatasetSchema) -> np.ndarray:
@@ -749,8 +826,9 @@ def _label_rows_by_key(what, frame, subject, time_us, cols: _EventColumns) -> np
         miss = np.nonzero(~hit)[0]
         dup[miss] = pd.DataFrame({"s": subject[miss], "t": time_us[miss]}).duplicated(keep=False).to_numpy()
     if dup.any():
-        raise DataValidationError("prediction_time", f"{what}: duplicate (subject_id, prediction_time)", frame[dup],
-                                  int(dup.sum()))
+        raise DataValidationError(
+            "prediction_time", f"{what}: duplicate (subject_id, prediction_time)", frame[dup], int(dup.sum())
+        )
     out = np.full(len(cols.keys) + 1, -1, dtype=np.int64)
     out[key[hit]] = np.nonzero(hit)[0]
     return out
@@ -776,8 +854,9 @@ def _label_tables(sets: dict[str, pd.DataFrame], what: str, time_unit) -> dict[s
         t, bad, _ = parse_times(frame["prediction_time"], "prediction_time", time_unit, frame)
         for col, null in (("subject_id", sid.isna().to_numpy()), ("prediction_time", t.isna().to_numpy())):
             if null.any():
-                raise DataValidationError(col, f"{what} of {task!r}: missing or unparseable", frame[null],
-                                          int(null.sum()))
+                raise DataValidationError(
+                    col, f"{what} of {task!r}: missing or unparseable", frame[null], int(null.sum())
+                )
         out[task] = frame.assign(subject_id=sid.astype(np.int64), prediction_time=t)
     return out
 
@@ -800,13 +879,18 @@ def _label_values(task, frame, spec):
         col = alt[0]
     vals = frame[col]
     if vals.isna().any():
-        raise DataValidationError(col, f"labels of {task!r}: null label values", frame[vals.isna()],
-                                  int(vals.isna().sum()))
+        raise DataValidationError(
+            col, f"labels of {task!r}: null label values", frame[vals.isna()], int(vals.isna().sum())
+        )
     kind = pd.api.types.infer_dtype(vals, skipna=True)
     if kind not in NUMERIC_KINDS or not (pd.api.types.is_numeric_dtype(vals) or vals.dtype == object):
         not_num = ~vals.map(lambda v: isinstance(v, (bool, int, float, np.number))).astype(bool).to_numpy()
-        raise DataValidationError(col, f"labels of {task!r}: expected numbers, got {kind} values "
-                                  f"(dtype {vals.dtype})", frame[not_num], int(not_num.sum()))
+        raise DataValidationError(
+            col,
+            f"labels of {task!r}: expected numbers, got {kind} values (dtype {vals.dtype})",
+            frame[not_num],
+            int(not_num.sum()),
+        )
     y = vals.to_numpy(dtype=float)
     bad = ~np.isfinite(y)
     if bad.any():
@@ -814,7 +898,11 @@ def _label_values(task, frame, spec):
     if spec.kind == "binary":
         bad = (y != 0.0) & (y != 1.0)
         if bad.any():
-            raise DataValidationError(col, f"labels of {task!r}: a binary task needs values 0 or 1", frame[bad],
-                                      int(bad.sum()))
-    return (y, frame["subject_id"].to_numpy(np.int64),
-            frame["prediction_time"].to_numpy().astype("datetime64[us]").astype(np.int64))
+            raise DataValidationError(
+                col, f"labels of {task!r}: a binary task needs values 0 or 1", frame[bad], int(bad.sum())
+            )
+    return (
+        y,
+        frame["subject_id"].to_numpy(np.int64),
+        frame["prediction_time"].to_numpy().astype("datetime64[us]").astype(np.int64),
+    )

@@ -135,9 +135,13 @@ def _after_adverse_event(cfg, pw, p, t, rng) -> dict:
     cap = 24.0 * cfg.max_los_days
     rest = np.minimum(rest, cap) - stayed[:, None]
     dies_inside = -np.expm1(-h_icu[:, None] * np.maximum(rest, 0.0))  # (R, K)
-    death = np.where(undecided, q + (1.0 - q) * S.ICU_AFTER_AE * ward * _icu_death_prob(h_icu, cap),
-                     np.where(pending, S.ICU_AFTER_AE * ward * _icu_death_prob(h_icu, cap),
-                              np.where(inside, dies_inside.mean(1), 0.0)))
+    death = np.where(
+        undecided,
+        q + (1.0 - q) * S.ICU_AFTER_AE * ward * _icu_death_prob(h_icu, cap),
+        np.where(
+            pending, S.ICU_AFTER_AE * ward * _icu_death_prob(h_icu, cap), np.where(inside, dies_inside.mean(1), 0.0)
+        ),
+    )
     se = np.where(inside & ~pending, dies_inside.std(1, ddof=1) / math.sqrt(SCENARIOS), 0.0)
     zero = np.zeros(p.size)
     return {"adverse_event": (zero, zero), "icu_transfer": (icu, zero), "in_hospital_death": (death, se)}
@@ -211,9 +215,11 @@ def _grid_bounds(cfg, pw, open_plan, rows, p, t, survival) -> dict:
     icu_day = mass_until(t + 24.0 - S.ICU_AFTER_AE_DELAY_H)[0]
     end = mass_until(t + 1e9)[0]
     alive = np.exp(-H_now) * np.maximum(_survival(survival, pw["ward_unit"][p], t - row_start), 1e-300)
-    return {"adverse_event": (day["ae"] - now["ae"]) / alive,
-            "icu_transfer": (icu_day["icu"] - now["icu"]) / alive,
-            "in_hospital_death": (end["death"] - now["death"]) / alive}
+    return {
+        "adverse_event": (day["ae"] - now["ae"]) / alive,
+        "icu_transfer": (icu_day["icu"] - now["icu"]) / alive,
+        "in_hospital_death": (end["death"] - now["death"]) / alive,
+    }
 
 
 def _survival(tables, key, x):
@@ -231,7 +237,7 @@ def _ward_plan_params(ward_unit):
     mean_h = np.array([S.UNIT_LOS_DAYS.get(x, 1.0) for x in S.UNITS])[ward_unit] * 24.0
     mean_h = np.where(ger, S.GER_PLAN_FACTOR * mean_h, mean_h)
     sigma = np.where(ger, S.GER_LOS_SIGMA, S.LOS_SIGMA)
-    return np.log(mean_h) - sigma ** 2 / 2, sigma
+    return np.log(mean_h) - sigma**2 / 2, sigma
 
 
 def _plan_survival_tables(cfg) -> np.ndarray:
@@ -303,7 +309,7 @@ def _monte_carlo(cfg, pw, p, t, rng) -> dict:
         num = ed["likelihood"] * v
         value = num.sum(1) / total
         resid = num - value[:, None] * den  # linearised ratio estimator
-        out[k] = (np.clip(value, 0.0, 1.0), np.sqrt((resid ** 2).sum(1) * K / (K - 1)) / total)
+        out[k] = (np.clip(value, 0.0, 1.0), np.sqrt((resid**2).sum(1) * K / (K - 1)) / total)
     return out
 
 
@@ -323,8 +329,7 @@ def _ed_scenarios(pw, p, t, rng) -> dict:
     # exponential waits are memoryless: the rest of a wait under way is a fresh draw
     rest = -np.log1p(-_strata(rng, (R, K))) * mean_wait_h
     wait = np.where(before_phys, waited + rest, col("wait_h"))
-    seen = np.where(before_phys, np.exp(-waited / mean_wait_h),
-                    np.exp(-col("wait_h") / mean_wait_h) / mean_wait_h)
+    seen = np.where(before_phys, np.exp(-waited / mean_wait_h), np.exp(-col("wait_h") / mean_wait_h) / mean_wait_h)
     likelihood = np.where(before_triage, seen, 1.0)
     t_phys = col("t_arrive") + wait
     delay = np.maximum(0.0, wait - S.MTS_TARGET_MIN[mts - 1] / 60.0)
@@ -332,10 +337,18 @@ def _ed_scenarios(pw, p, t, rng) -> dict:
     treated = np.where(before_phys, 0.0, np.maximum(t[:, None] - col("t_phys"), 0.0))
     treat = _lognormal_above(_strata(rng, (R, K)), np.log(S.ED_TREAT_MEDIAN_H[mts - 1]), TREAT_SIGMA, treated)
     p_icu, p_ward = S._disposition_probs(s_phys, np.broadcast_to(col("age"), (R, K)))
-    return dict(before_ready=before_ready, likelihood=likelihood, t_phys=t_phys, delay=delay, s_phys=s_phys,
-                s_inf=s_phys - (col("s_phys") - col("s_inf")),  # the settled level keeps its latent distance
-                t_ready=np.where(before_ready, t_phys + treat, col("t_ready")), p_icu=p_icu, p_ward=p_ward,
-                p_home=1.0 - p_icu - p_ward)
+    return dict(
+        before_ready=before_ready,
+        likelihood=likelihood,
+        t_phys=t_phys,
+        delay=delay,
+        s_phys=s_phys,
+        s_inf=s_phys - (col("s_phys") - col("s_inf")),  # the settled level keeps its latent distance
+        t_ready=np.where(before_ready, t_phys + treat, col("t_ready")),
+        p_icu=p_icu,
+        p_ward=p_ward,
+        p_home=1.0 - p_icu - p_ward,
+    )
 
 
 def _admitted_outcomes(cfg, pw, p, t, ed, adm, d, rng):
@@ -349,8 +362,11 @@ def _admitted_outcomes(cfg, pw, p, t, ed, adm, d, rng):
     t_ready = ed["t_ready"][adm]
     borrowed_bed, ratio = _borrow_bed(pw, p[rr], unit, t_ready, t[rr], rng)
     t_bed = np.where(bedded, pw["t_bed"][p][rr], borrowed_bed)
-    strain = (S.STRAIN_OVER_RATIO * np.maximum(ratio - 1.0, 0.0) + S.STRAIN_BOARDING * np.log1p(t_bed - t_ready)
-              + S.STRAIN_DELAY * np.minimum(ed["delay"][adm], S.MAX_DELAY_EFFECT_H))
+    strain = (
+        S.STRAIN_OVER_RATIO * np.maximum(ratio - 1.0, 0.0)
+        + S.STRAIN_BOARDING * np.log1p(t_bed - t_ready)
+        + S.STRAIN_DELAY * np.minimum(ed["delay"][adm], S.MAX_DELAY_EFFECT_H)
+    )
     strain = np.where(bedded, pw["ae_strain"][p][rr], strain)
     cap = 24.0 * cfg.max_los_days
     u_icu, u_plan = (_strata(rng, (p.size, SCENARIOS))[adm] for _ in range(2))
@@ -358,9 +374,18 @@ def _admitted_outcomes(cfg, pw, p, t, ed, adm, d, rng):
     icu_los = np.minimum(_lognormal_above(u_icu, ICU_LOS_MU, ICU_LOS_SIGMA, in_icu_for), cap)
     mu, sigma = _ward_plan_params(pw["ward_unit"][p][rr])
     ward_plan = np.minimum(_lognormal_above(u_plan, mu, sigma, 0.0), cap)
-    course = dict(t_phys=ed["t_phys"][adm], s_phys=ed["s_phys"][adm], s_inf=ed["s_inf"][adm], tau=pw["tau"][p][rr],
-                  strain=strain, t_bed=t_bed, icu_los=np.where(direct, icu_los, 0.0), ward_plan=ward_plan,
-                  direct=direct, t=t[rr])
+    course = dict(
+        t_phys=ed["t_phys"][adm],
+        s_phys=ed["s_phys"][adm],
+        s_inf=ed["s_inf"][adm],
+        tau=pw["tau"][p][rr],
+        strain=strain,
+        t_bed=t_bed,
+        icu_los=np.where(direct, icu_los, 0.0),
+        ward_plan=ward_plan,
+        direct=direct,
+        t=t[rr],
+    )
     return _scenario_outcomes(course, cap), (t_bed < cfg.hours).astype(float)
 
 
@@ -457,7 +482,7 @@ def _scenario_outcomes(c: dict, cap: float) -> dict:
     """
     out = {k: np.zeros(c["t"].size) for k in COURSE_TASKS}
     for lo in range(0, c["t"].size, SCENARIO_CHUNK):
-        part = {k: v[lo: lo + SCENARIO_CHUNK] for k, v in c.items()}
+        part = {k: v[lo : lo + SCENARIO_CHUNK] for k, v in c.items()}
         sl = slice(lo, lo + SCENARIO_CHUNK)
         t, t_bed, direct = part["t"], part["t_bed"], part["direct"]
         ward_start = t_bed + part["icu_los"]
@@ -465,23 +490,25 @@ def _scenario_outcomes(c: dict, cap: float) -> dict:
         s_bed = _severity(part, t_bed)
         survive = np.exp(-S._icu_death_hazard(s_bed) * (ward_start - np.maximum(t, t_bed)))
         survive = np.where(direct, survive, 1.0)
-        day = _first_event(part, ward_start, np.maximum(np.minimum(t + 24.0, end), ward_start), WINDOW_BINS, cap,
-                           ())
+        day = _first_event(part, ward_start, np.maximum(np.minimum(t + 24.0, end), ward_start), WINDOW_BINS, cap, ())
         out["adverse_event"][sl] = survive * day["any"]
         out["icu_transfer"][sl] = (t_bed > t) & (t_bed <= t + 24.0)
         ward = ~direct  # only a ward admission goes to the ICU after an adverse event
         if ward.any():
             icu_end = np.maximum(np.minimum(t + 24.0 - S.ICU_AFTER_AE_DELAY_H, end), t_bed)
-            ward_icu = _first_event({k: v[ward] for k, v in part.items()}, t_bed[ward], icu_end[ward], WINDOW_BINS,
-                                    cap, ("fatal",))
+            ward_icu = _first_event(
+                {k: v[ward] for k, v in part.items()}, t_bed[ward], icu_end[ward], WINDOW_BINS, cap, ("fatal",)
+            )
             out["icu_transfer"][sl][ward] = S.ICU_AFTER_AE * (ward_icu["any"] - ward_icu["fatal"])
         settled = np.clip(part["t_phys"] + SETTLED_TAUS * part["tau"], ward_start, end)
-        early = _first_event(part, ward_start, settled, STAY_BINS, cap,
-                             ("fatal", "icu_death") if ward.any() else ("fatal",))
+        early = _first_event(
+            part, ward_start, settled, STAY_BINS, cap, ("fatal", "icu_death") if ward.any() else ("fatal",)
+        )
         h_inf = np.exp(S.AE_INTERCEPT + S.AE_SEVERITY * part["s_inf"] + S.AE_STRAIN * part["strain"])
         q_inf = _fatal_prob(part["s_inf"], part["strain"])
         dies_inf = q_inf + (1.0 - q_inf) * S.ICU_AFTER_AE * ~direct * _icu_death_prob(
-            S._icu_death_hazard(part["s_inf"]), cap)
+            S._icu_death_hazard(part["s_inf"]), cap
+        )
         tail = np.exp(-early["hazard"]) * -np.expm1(-h_inf * (end - settled)) * dies_inf
         ward_death = early["fatal"] + S.ICU_AFTER_AE * ward * early.get("icu_death", 0.0) + tail
         out["in_hospital_death"][sl] = 1.0 - survive + survive * ward_death
@@ -518,9 +545,14 @@ def _first_event(c, a, b, n_bins, cap, also=("fatal", "icu_death")) -> dict:
 
 def bound_frame(subject, ptime, value, se) -> pd.DataFrame:
     """One task's bound: subject_id, prediction_time (the label table's keys and order), value, se."""
-    frame = pd.DataFrame({"subject_id": subject.astype(np.int64),
-                          "prediction_time": pd.array(ptime, dtype="datetime64[us]"),
-                          "value": value.astype(np.float64), "se": se.astype(np.float64)})
+    frame = pd.DataFrame(
+        {
+            "subject_id": subject.astype(np.int64),
+            "prediction_time": pd.array(ptime, dtype="datetime64[us]"),
+            "value": value.astype(np.float64),
+            "se": se.astype(np.float64),
+        }
+    )
     return frame.sort_values(["subject_id", "prediction_time"], kind="stable").reset_index(drop=True)
 
 
@@ -530,8 +562,13 @@ BOUND_FOLDERS = {"bound": "value", "bound_se": "se"}  # folder under a MEDS root
 def bound_label_sets(bound: dict[str, pd.DataFrame]) -> dict[str, dict[str, pd.DataFrame]]:
     """The bound as MEDS label tables (LabelSchema admits no extra column): folder -> task -> table whose
     float_value is the value (bound/) or its standard error (bound_se/), rows keyed as the labels."""
-    return {folder: {task: f[["subject_id", "prediction_time"]].assign(float_value=f[column].astype(np.float32))
-                     for task, f in bound.items()} for folder, column in BOUND_FOLDERS.items()}
+    return {
+        folder: {
+            task: f[["subject_id", "prediction_time"]].assign(float_value=f[column].astype(np.float32))
+            for task, f in bound.items()
+        }
+        for folder, column in BOUND_FOLDERS.items()
+    }
 
 
 def read_bound(root: str | Path) -> dict[str, pd.DataFrame]:
@@ -541,8 +578,10 @@ def read_bound(root: str | Path) -> dict[str, pd.DataFrame]:
     root = Path(root)
     folder = root / "bound"
     if not folder.is_dir():
-        raise FileNotFoundError(f"read_bound: {folder} does not exist (written by write_synthetic since the fair "
-                                f"bound was added; regenerate the dataset)")
+        raise FileNotFoundError(
+            f"read_bound: {folder} does not exist (written by write_synthetic since the fair "
+            f"bound was added; regenerate the dataset)"
+        )
     out = {}
     for path in sorted(folder.glob("*/labels.parquet")):
         task = path.parent.name
@@ -551,9 +590,12 @@ def read_bound(root: str | Path) -> dict[str, pd.DataFrame]:
             meds.LabelSchema.validate(table)
         frame = value.to_pandas()
         se_frame = se.to_pandas()
-        if not (frame["subject_id"].equals(se_frame["subject_id"])
-                and frame["prediction_time"].equals(se_frame["prediction_time"])):
-            raise ValueError(f"read_bound: bound_se/{task} rows do not match bound/{task} (subject_id, "
-                             f"prediction_time)")
+        if not (
+            frame["subject_id"].equals(se_frame["subject_id"])
+            and frame["prediction_time"].equals(se_frame["prediction_time"])
+        ):
+            raise ValueError(
+                f"read_bound: bound_se/{task} rows do not match bound/{task} (subject_id, prediction_time)"
+            )
         out[task] = frame.assign(se=se_frame["float_value"].to_numpy())
     return out

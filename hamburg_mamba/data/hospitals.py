@@ -43,14 +43,18 @@ def resolve_columns(table: pd.DataFrame, columns: Sequence[str] | None) -> tuple
     if columns is None:
         found = tuple(c for c in DEFAULT_DESCRIPTOR_COLUMNS if c in table.columns)
         if not found:
-            raise DataValidationError("hospital_table", f"none of the default descriptor columns "
-                                      f"{list(DEFAULT_DESCRIPTOR_COLUMNS)} is present (columns: {list(table.columns)});"
-                                      f" pass hospital_columns=[...] naming the numeric columns to use")
+            raise DataValidationError(
+                "hospital_table",
+                f"none of the default descriptor columns "
+                f"{list(DEFAULT_DESCRIPTOR_COLUMNS)} is present (columns: {list(table.columns)});"
+                f" pass hospital_columns=[...] naming the numeric columns to use",
+            )
         return found
     columns = tuple(columns)
     if len(set(columns)) != len(columns) or NAME_COLUMN in columns:
-        raise ValueError(f"hospital_columns: expected distinct column names other than {NAME_COLUMN!r}, "
-                         f"got {list(columns)}")
+        raise ValueError(
+            f"hospital_columns: expected distinct column names other than {NAME_COLUMN!r}, got {list(columns)}"
+        )
     return columns
 
 
@@ -67,26 +71,30 @@ def check_hospital_table(table: pd.DataFrame, columns: Sequence[str], acc: Accou
     for col in columns:
         s = table[col]
         if not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)):
-            raise DataValidationError(col, f"hospital_table columns must be numeric, got dtype {s.dtype}",
-                                      table[[NAME_COLUMN, col]])
+            raise DataValidationError(
+                col, f"hospital_table columns must be numeric, got dtype {s.dtype}", table[[NAME_COLUMN, col]]
+            )
         out[col] = s.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
         bad = np.isinf(out[col].to_numpy()) | (out[col].to_numpy() < 0)
         if bad.any():
-            raise DataValidationError(col, "hospital_table: expected finite values >= 0",
-                                      table[[NAME_COLUMN, col]][bad], int(bad.sum()))
+            raise DataValidationError(
+                col, "hospital_table: expected finite values >= 0", table[[NAME_COLUMN, col]][bad], int(bad.sum())
+            )
     unnamed = table[NAME_COLUMN].isna().to_numpy()
     if unnamed.any():
         acc.notes.append(f"hospital_table: {int(unnamed.sum())} rows without a hospital name ignored")
     out, names = out[~unnamed], table[NAME_COLUMN][~unnamed].astype(str)
     dup = names.duplicated(keep=False).to_numpy()
     if dup.any():
-        raise DataValidationError(NAME_COLUMN, "hospital_table has several rows for the same hospital",
-                                  table[~unnamed][dup], int(dup.sum()))
+        raise DataValidationError(
+            NAME_COLUMN, "hospital_table has several rows for the same hospital", table[~unnamed][dup], int(dup.sum())
+        )
     return out.set_axis(pd.Index(names.to_numpy(), name=NAME_COLUMN))
 
 
-def descriptor_features(table: pd.DataFrame, event_hospital: np.ndarray, timed: np.ndarray,
-                        acc: Accounting) -> np.ndarray:
+def descriptor_features(
+    table: pd.DataFrame, event_hospital: np.ndarray, timed: np.ndarray, acc: Accounting
+) -> np.ndarray:
     """(N, K) float64: each event's hospital's row of `table` (from `check_hospital_table`); NaN where the event
     has no known hospital (None), is a static fact (timed False), or its hospital is not in the table."""
     names = pd.Series(event_hospital, dtype="object")
@@ -100,5 +108,6 @@ def descriptor_features(table: pd.DataFrame, event_hospital: np.ndarray, timed: 
     acc.notes.append(
         f"hospital descriptors ({table.shape[1]} columns): attached to {int((row >= 0).sum())} of {int(timed.sum())} "
         f"timed events; missing for {int((timed & ~known).sum())} events without a known hospital, "
-        f"{int(absent.sum())} of hospitals absent from the hospital table" + (f" {unlisted}" if unlisted else ""))
+        f"{int(absent.sum())} of hospitals absent from the hospital table" + (f" {unlisted}" if unlisted else "")
+    )
     return out

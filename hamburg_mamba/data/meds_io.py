@@ -36,11 +36,16 @@ EXTRA_COLUMNS = {
     "arrival_mode": pa.string(),
 }
 CODE_DESCRIPTIONS = {
-    "MEDS_BIRTH": "birth", "MEDS_DEATH": "death", "ED//TRIAGE": "Manchester triage group (1-5)",
-    "ED//PHYSICIAN": "first physician contact; value = wait in minutes", "EMS//ON_SCENE": "value = response minutes",
+    "MEDS_BIRTH": "birth",
+    "MEDS_DEATH": "death",
+    "ED//TRIAGE": "Manchester triage group (1-5)",
+    "ED//PHYSICIAN": "first physician contact; value = wait in minutes",
+    "EMS//ON_SCENE": "value = response minutes",
     "EMS//TRANSPORT": "departure to the destination hospital (text 'diverted' when the nearest was closed)",
-    "ED//ARRIVAL": "value = ambulance transport minutes", "ADT//ADMIT": "admission to a bed; value = ED boarding hours",
-    "ADVERSE_EVENT": "cardiac arrest or rapid-response call", "VITAL//O2": "supplemental oxygen (0 air, 1 oxygen)",
+    "ED//ARRIVAL": "value = ambulance transport minutes",
+    "ADT//ADMIT": "admission to a bed; value = ED boarding hours",
+    "ADVERSE_EVENT": "cardiac arrest or rapid-response call",
+    "VITAL//O2": "supplemental oxygen (0 air, 1 oxygen)",
     "VITAL//ACVPU": "consciousness 0 alert .. 4 unresponsive",
 }
 HOSPITALS_FILE = Path("metadata") / "hospitals.parquet"
@@ -60,8 +65,13 @@ class MedsFormatError(ValueError):
 
 def events_to_arrow(events: pd.DataFrame) -> pa.Table:
     """pandas events -> Arrow table aligned to meds.DataSchema (extra columns typed per EXTRA_COLUMNS)."""
-    fields = [("subject_id", pa.int64()), ("time", pa.timestamp("us")), ("code", pa.string()),
-              ("numeric_value", pa.float32()), ("text_value", pa.large_string())]
+    fields = [
+        ("subject_id", pa.int64()),
+        ("time", pa.timestamp("us")),
+        ("code", pa.string()),
+        ("numeric_value", pa.float32()),
+        ("text_value", pa.large_string()),
+    ]
     fields += [(c, t) for c, t in EXTRA_COLUMNS.items() if c in events.columns]
     fields += [(c, None) for c in events.columns if c not in dict(fields)]
     arrays, names = [], []
@@ -76,8 +86,14 @@ def events_to_arrow(events: pd.DataFrame) -> pa.Table:
 
 
 def labels_to_arrow(labels: pd.DataFrame) -> pa.Table:
-    cols = {"subject_id": pa.int64(), "prediction_time": pa.timestamp("us"), "boolean_value": pa.bool_(),
-            "integer_value": pa.int64(), "float_value": pa.float32(), "categorical_value": pa.string()}
+    cols = {
+        "subject_id": pa.int64(),
+        "prediction_time": pa.timestamp("us"),
+        "boolean_value": pa.bool_(),
+        "integer_value": pa.int64(),
+        "float_value": pa.float32(),
+        "categorical_value": pa.string(),
+    }
     arrays = [pa.array(labels[c], type=t, from_pandas=True) for c, t in cols.items() if c in labels.columns]
     table = pa.Table.from_arrays(arrays, names=[c for c in cols if c in labels.columns])
     return meds.LabelSchema.align(table)
@@ -91,17 +107,26 @@ def assign_splits(subjects: np.ndarray, seed: int, fractions=(0.8, 0.1, 0.1)) ->
     n_tune = int(round(fractions[1] * subjects.size))
     split = np.empty(subjects.size, dtype=object)
     split[perm[:n_train]] = meds.train_split
-    split[perm[n_train:n_train + n_tune]] = meds.tuning_split
-    split[perm[n_train + n_tune:]] = meds.held_out_split
+    split[perm[n_train : n_train + n_tune]] = meds.tuning_split
+    split[perm[n_train + n_tune :]] = meds.held_out_split
     return pd.DataFrame({"subject_id": subjects, "split": split})
 
 
-def write_meds(root: str | Path, events: pd.DataFrame, *, labels: dict[str, pd.DataFrame] | None = None,
-               oracle: dict[str, pd.DataFrame] | None = None, splits: pd.DataFrame | None = None,
-               subjects_per_shard: int = 50_000, dataset_name: str = "hamburg-synthetic",
-               dataset_version: str = "0", system_tables: dict[str, pd.DataFrame] | None = None,
-               seed: int = 0, label_sets: dict[str, dict[str, pd.DataFrame]] | None = None,
-               hospitals: pd.DataFrame | None = None) -> Path:
+def write_meds(
+    root: str | Path,
+    events: pd.DataFrame,
+    *,
+    labels: dict[str, pd.DataFrame] | None = None,
+    oracle: dict[str, pd.DataFrame] | None = None,
+    splits: pd.DataFrame | None = None,
+    subjects_per_shard: int = 50_000,
+    dataset_name: str = "hamburg-synthetic",
+    dataset_version: str = "0",
+    system_tables: dict[str, pd.DataFrame] | None = None,
+    seed: int = 0,
+    label_sets: dict[str, dict[str, pd.DataFrame]] | None = None,
+    hospitals: pd.DataFrame | None = None,
+) -> Path:
     """Write a MEDS dataset; every table is validated against its `meds` schema before it is written.
 
     Deterministic: same inputs give the same bytes (no creation time is stamped into dataset.json).
@@ -112,8 +137,9 @@ def write_meds(root: str | Path, events: pd.DataFrame, *, labels: dict[str, pd.D
     meds.DataSchema.validate(table)
     if splits is None:
         splits = assign_splits(events["subject_id"].to_numpy(), seed)
-    split_table = meds.SubjectSplitSchema.align(pa.Table.from_pandas(splits[["subject_id", "split"]],
-                                                                     preserve_index=False))
+    split_table = meds.SubjectSplitSchema.align(
+        pa.Table.from_pandas(splits[["subject_id", "split"]], preserve_index=False)
+    )
     (root / "metadata").mkdir(exist_ok=True)
     pq.write_table(split_table, root / meds.subject_splits_filepath, **PARQUET_OPTIONS)
 
@@ -136,16 +162,26 @@ def write_meds(root: str | Path, events: pd.DataFrame, *, labels: dict[str, pd.D
             pq.write_table(part.slice(bounds[k], bounds[k + 1] - bounds[k]), out / f"{k}.parquet", **PARQUET_OPTIONS)
 
     codes = np.unique(table.column("code").to_numpy(zero_copy_only=False).astype(str))
-    code_table = meds.CodeMetadataSchema.align(pa.table({
-        "code": pa.array(codes, pa.string()),
-        "description": pa.array([CODE_DESCRIPTIONS.get(c, c.replace("//", " ")) for c in codes], pa.string()),
-        "parent_codes": pa.array([[c.split("//")[0]] if "//" in c else None for c in codes], pa.list_(pa.string())),
-    }))
+    code_table = meds.CodeMetadataSchema.align(
+        pa.table(
+            {
+                "code": pa.array(codes, pa.string()),
+                "description": pa.array([CODE_DESCRIPTIONS.get(c, c.replace("//", " ")) for c in codes], pa.string()),
+                "parent_codes": pa.array(
+                    [[c.split("//")[0]] if "//" in c else None for c in codes], pa.list_(pa.string())
+                ),
+            }
+        )
+    )
     pq.write_table(code_table, root / meds.code_metadata_filepath, **PARQUET_OPTIONS)
     meta = {
-        "dataset_name": dataset_name, "dataset_version": dataset_version, "etl_name": "hamburg_mamba.data",
-        "etl_version": "0.1.0", "meds_version": meds.__version__,
-        "site_id_columns": ["hospital"], "other_extension_columns": [c for c in EXTRA_COLUMNS if c in events],
+        "dataset_name": dataset_name,
+        "dataset_version": dataset_version,
+        "etl_name": "hamburg_mamba.data",
+        "etl_version": "0.1.0",
+        "meds_version": meds.__version__,
+        "site_id_columns": ["hospital"],
+        "other_extension_columns": [c for c in EXTRA_COLUMNS if c in events],
     }
     meds.DatasetMetadataSchema.validate(meta)
     (root / meds.dataset_metadata_filepath).write_text(json.dumps(meta, indent=1, sort_keys=True))
@@ -160,8 +196,9 @@ def write_meds(root: str | Path, events: pd.DataFrame, *, labels: dict[str, pd.D
             pq.write_table(lt, root / folder / task / "labels.parquet", **PARQUET_OPTIONS)
     for name, frame in (system_tables or {}).items():
         (root / "system").mkdir(exist_ok=True)
-        pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), root / "system" / f"{name}.parquet",
-                       **PARQUET_OPTIONS)
+        pq.write_table(
+            pa.Table.from_pandas(frame, preserve_index=False), root / "system" / f"{name}.parquet", **PARQUET_OPTIONS
+        )
     return root
 
 
@@ -169,11 +206,22 @@ def write_synthetic(root: str | Path, data, subjects_per_shard: int = 50_000) ->
     """Write a `SyntheticData` as a MEDS dataset with labels, oracles and system tables."""
     from hamburg_mamba.data.fair_bound import bound_label_sets  # imports the generator: not at the top
 
-    return write_meds(root, data.events, labels=data.labels, oracle=data.oracle, seed=data.config.seed,
-                      subjects_per_shard=subjects_per_shard, label_sets=bound_label_sets(data.bound or {}),
-                      system_tables={"hospital_hourly": data.hospital_hourly, "staff_shifts": data.staff_shifts,
-                                     "pathways": data.pathways, "drivers": data.drivers},
-                      hospitals=data.hospitals)
+    return write_meds(
+        root,
+        data.events,
+        labels=data.labels,
+        oracle=data.oracle,
+        seed=data.config.seed,
+        subjects_per_shard=subjects_per_shard,
+        label_sets=bound_label_sets(data.bound or {}),
+        system_tables={
+            "hospital_hourly": data.hospital_hourly,
+            "staff_shifts": data.staff_shifts,
+            "pathways": data.pathways,
+            "drivers": data.drivers,
+        },
+        hospitals=data.hospitals,
+    )
 
 
 def read_meds(root: str | Path) -> dict:
@@ -186,8 +234,10 @@ def read_meds(root: str | Path) -> dict:
     data_dir = root / meds.data_subdirectory
     if not data_dir.is_dir():
         raise FileNotFoundError(f"read_meds: {data_dir} does not exist (a MEDS root has data/<split>/*.parquet)")
-    shards = sorted(data_dir.rglob("*.parquet"), key=lambda p: (p.parent.relative_to(data_dir).as_posix(),
-                                                                 int(p.stem) if p.stem.isdigit() else 0, p.stem))
+    shards = sorted(
+        data_dir.rglob("*.parquet"),
+        key=lambda p: (p.parent.relative_to(data_dir).as_posix(), int(p.stem) if p.stem.isdigit() else 0, p.stem),
+    )
     if not shards:
         raise FileNotFoundError(f"read_meds: no parquet shards under {data_dir}")
     tables = [_read_checked(root, path, meds.DataSchema) for path in shards]
@@ -196,9 +246,13 @@ def read_meds(root: str | Path) -> dict:
     try:
         table = pa.concat_tables(tables, promote_options="default")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-        types = {str(p.relative_to(data_dir)): {f.name: str(f.type) for f in t.schema} for p, t in zip(shards, tables)}
-        raise MedsFormatError(root, data_dir, f"shards disagree on column types ({e}); types per shard: {types}") \
-            from None
+        types = {
+            str(p.relative_to(data_dir)): {f.name: str(f.type) for f in t.schema}
+            for p, t in zip(shards, tables, strict=True)
+        }
+        raise MedsFormatError(
+            root, data_dir, f"shards disagree on column types ({e}); types per shard: {types}"
+        ) from None
     shard_of_row = np.repeat(np.arange(len(shards), dtype=np.int32), [t.num_rows for t in tables])
     names = pa.array([p.relative_to(data_dir).as_posix() for p in shards], pa.string())
     table = table.append_column("shard", pa.DictionaryArray.from_arrays(pa.array(shard_of_row), names))
@@ -225,16 +279,27 @@ def read_meds(root: str | Path) -> dict:
         t = pq.read_table(root / meds.code_metadata_filepath)
         meds.CodeMetadataSchema.validate(t)
         codes = t.to_pandas()
-    system = {p.stem: pq.read_table(p).to_pandas() for p in sorted((root / "system").glob("*.parquet"))} \
-        if (root / "system").is_dir() else {}
+    system = (
+        {p.stem: pq.read_table(p).to_pandas() for p in sorted((root / "system").glob("*.parquet"))}
+        if (root / "system").is_dir()
+        else {}
+    )
     hospitals = None
     if (root / HOSPITALS_FILE).exists():
         try:
             hospitals = pq.read_table(root / HOSPITALS_FILE).to_pandas()
         except (pa.ArrowInvalid, OSError) as e:
             raise MedsFormatError(root, root / HOSPITALS_FILE, f"not a readable parquet file ({e})") from None
-    return {"events": events, "labels": read_sets("labels"), "oracle": read_sets("oracle"), "splits": splits,
-            "metadata": meta, "codes": codes, "system": system, "hospitals": hospitals}
+    return {
+        "events": events,
+        "labels": read_sets("labels"),
+        "oracle": read_sets("oracle"),
+        "splits": splits,
+        "metadata": meta,
+        "codes": codes,
+        "system": system,
+        "hospitals": hospitals,
+    }
 
 
 def _read_checked(root: Path, path: Path, schema) -> pa.Table:

@@ -62,28 +62,83 @@ class TaskSpec:
             raise ValueError(f"TaskSpec {self.name!r}: level must be 'event' or 'pathway', got {self.level!r}")
 
 
-# The heads the model issue needs. Label definitions are in docs/data.md ("Labels").
+# The heads the model needs. Label definitions are in docs/data.md ("Labels").
 TASKS: dict[str, TaskSpec] = {
     t.name: t
     for t in (
-        TaskSpec("adverse_event", "binary", "event", 24.0, "safety",
-                 "an adverse event (cardiac arrest, rapid-response call) within 24 h after the event"),
-        TaskSpec("icu_transfer", "binary", "event", 24.0, "safety",
-                 "ICU admission within 24 h after the event; missing once the patient is in the ICU"),
-        TaskSpec("in_hospital_death", "binary", "event", None, "safety",
-                 "death before the pathway ends; missing at and after the death"),
-        TaskSpec("readmission_30d", "binary", "pathway", 720.0, "safety",
-                 "a new pathway of the same subject within 30 days after discharge; missing if dead or not discharged in the data"),
-        TaskSpec("unit_workload", "regression", "event", 12.0, "staff",
-                 "patients per nurse present in the event's unit during the next shift"),
-        TaskSpec("ratio_violation_next_shift", "binary", "event", 12.0, "staff",
-                 "the event's unit breaks its PpUGV minimum nurse ratio in the next shift; missing outside PpUGV units"),
-        TaskSpec("closure_6h", "binary", "event", 6.0, "crisis",
-                 "the pathway's hospital starts a closure to ambulances within 6 h"),
-        TaskSpec("closure_12h", "binary", "event", 12.0, "crisis",
-                 "the pathway's hospital starts a closure to ambulances within 12 h"),
-        TaskSpec("closure_24h", "binary", "event", 24.0, "crisis",
-                 "the pathway's hospital starts a closure to ambulances within 24 h"),
+        TaskSpec(
+            "adverse_event",
+            "binary",
+            "event",
+            24.0,
+            "safety",
+            "an adverse event (cardiac arrest, rapid-response call) within 24 h after the event",
+        ),
+        TaskSpec(
+            "icu_transfer",
+            "binary",
+            "event",
+            24.0,
+            "safety",
+            "ICU admission within 24 h after the event; missing once the patient is in the ICU",
+        ),
+        TaskSpec(
+            "in_hospital_death",
+            "binary",
+            "event",
+            None,
+            "safety",
+            "death before the pathway ends; missing at and after the death",
+        ),
+        TaskSpec(
+            "readmission_30d",
+            "binary",
+            "pathway",
+            720.0,
+            "safety",
+            "a new pathway of the same subject within 30 days after discharge; "
+            "missing if dead or not discharged in the data",
+        ),
+        TaskSpec(
+            "unit_workload",
+            "regression",
+            "event",
+            12.0,
+            "staff",
+            "patients per nurse present in the event's unit during the next shift",
+        ),
+        TaskSpec(
+            "ratio_violation_next_shift",
+            "binary",
+            "event",
+            12.0,
+            "staff",
+            "the event's unit breaks its PpUGV minimum nurse ratio in the next shift; missing outside PpUGV units",
+        ),
+        TaskSpec(
+            "closure_6h",
+            "binary",
+            "event",
+            6.0,
+            "crisis",
+            "the pathway's hospital starts a closure to ambulances within 6 h",
+        ),
+        TaskSpec(
+            "closure_12h",
+            "binary",
+            "event",
+            12.0,
+            "crisis",
+            "the pathway's hospital starts a closure to ambulances within 12 h",
+        ),
+        TaskSpec(
+            "closure_24h",
+            "binary",
+            "event",
+            24.0,
+            "crisis",
+            "the pathway's hospital starts a closure to ambulances within 24 h",
+        ),
     )
 }
 
@@ -158,8 +213,9 @@ class BoundedRank:
             return np.full(x.shape, np.nan)
         above = np.maximum(x - self.knots[-1], 0.0)
         below = np.maximum(self.knots[0] - x, 0.0)
-        out = np.interp(x, self.knots, self.ranks) + EXCESS_MAX * (above / (above + self.spread)
-                                                                    - below / (below + self.spread))
+        out = np.interp(x, self.knots, self.ranks) + EXCESS_MAX * (
+            above / (above + self.spread) - below / (below + self.spread)
+        )
         return np.where(np.isnan(x), np.nan, out)
 
     def outside(self, x: np.ndarray) -> np.ndarray:
@@ -226,7 +282,7 @@ class DatasetSchema:
         """The numeric features after NUMERIC_FEATURES (status, then hospital descriptors), in input order, each
         with the `BoundedRank` that turns its raw value into a model input."""
         both = {**self.status_transforms, **self.hospital_transforms}
-        return {name: both[name] for name in self.numeric_features[len(NUMERIC_FEATURES):]}
+        return {name: both[name] for name in self.numeric_features[len(NUMERIC_FEATURES) :]}
 
     def task_declarations(self) -> dict[str, dict]:
         """name -> {"kind", "level", "horizon_h"}: what a model config needs to build its heads."""
@@ -254,8 +310,10 @@ class DatasetSchema:
     def from_json(cls, text: str) -> DatasetSchema:
         blob = json.loads(text)
         if blob.get("status_columns") and "status_transforms" not in blob:
-            raise ValueError("schema: its status features were z-scored (status_stats), which models trained "
-                             "since read as bounded ranks (status_transforms); refit the schema and retrain")
+            raise ValueError(
+                "schema: its status features were z-scored (status_stats), which models trained "
+                "since read as bounded ranks (status_transforms); refit the schema and retrain"
+            )
         return cls(
             categorical_vocab=blob["categorical_vocab"],
             code_stats={c: NumericStats(**s) for c, s in blob["code_stats"].items()},

@@ -44,8 +44,14 @@ from hamburg_mamba.data.schema import TASKS
 
 # Hamburg's EDs (visits 2016, Drs. 21/8379; positions) and the second city's live in cities.py.
 ED_VISITS_2016 = {h.name: h.ed_visits_per_year for h in HAMBURG_HOSPITALS}
-DEFAULT_HOSPITALS = ("Asklepios Harburg", "Asklepios Nord", "Asklepios Barmbek", "Asklepios Altona",
-                     "Albertinen", "Asklepios St. Georg")
+DEFAULT_HOSPITALS = (
+    "Asklepios Harburg",
+    "Asklepios Nord",
+    "Asklepios Barmbek",
+    "Asklepios Altona",
+    "Albertinen",
+    "Asklepios St. Georg",
+)
 
 # Share of ED arrivals by ambulance, derived (uncertain): 279,471 EMS missions/yr (Feuerwehr Hamburg 2023)
 # x an assumed 70 % transport rate / about 600 k ED visits per year (Hamburger Abendblatt) = 0.33.
@@ -55,8 +61,7 @@ HEAT_WAVE_UPLIFT = {"low": 0.06, "severe": 0.07, "extreme": 0.18}
 # Manchester Triage System: max wait to first physician, minutes, groups 1..5.
 MTS_TARGET_MIN = np.array([0.0, 10.0, 30.0, 90.0, 120.0])
 # PpUGV patients per nurse (day, night).
-PPUGV_LIMIT = {"ICU": (2.0, 3.0), "IM": (10.0, 22.0), "SURG": (10.0, 20.0), "GER": (10.0, 20.0),
-               "NEURO": (10.0, 20.0)}
+PPUGV_LIMIT = {"ICU": (2.0, 3.0), "IM": (10.0, 22.0), "SURG": (10.0, 20.0), "GER": (10.0, 20.0), "NEURO": (10.0, 20.0)}
 # Mean length of stay in days, Destatis 2024 (IM 5.2, surgery 5.0, geriatrics 15.1); neurology and ICU assumed.
 UNIT_LOS_DAYS = {"IM": 5.2, "SURG": 5.0, "GER": 15.1, "NEURO": 6.0}
 ICU_LOS_DAYS = 3.0
@@ -93,8 +98,19 @@ WARD_POOL = 2  # unit index under which the pooled ward beds are counted during 
 WARD_UNITS = ("IM", "SURG", "GER", "NEURO")
 
 # ICD-10-GM chapters (block ranges) with base weights of ED visits; an assumption of plausible orders.
-ICD_CHAPTERS = ("A00-B99", "E00-E90", "F00-F99", "G00-G99", "I00-I99", "J00-J99", "K00-K93", "N00-N99",
-                "R00-R99", "S00-T98", "J09-J18")
+ICD_CHAPTERS = (
+    "A00-B99",
+    "E00-E90",
+    "F00-F99",
+    "G00-G99",
+    "I00-I99",
+    "J00-J99",
+    "K00-K93",
+    "N00-N99",
+    "R00-R99",
+    "S00-T98",
+    "J09-J18",
+)
 ICD_BASE_WEIGHT = np.array([0.05, 0.03, 0.05, 0.05, 0.14, 0.10, 0.10, 0.05, 0.18, 0.25, 0.0])
 ICD_FLU = ICD_CHAPTERS.index("J09-J18")
 ICD_INJURY = ICD_CHAPTERS.index("S00-T98")
@@ -145,8 +161,10 @@ class SyntheticConfig:
             try:
                 pd.Timestamp(getattr(self, name))
             except (ValueError, TypeError):
-                raise ValueError(f"SyntheticConfig.{name}: expected a date such as 2023-08-14 or "
-                                 f"\"2023-09-21 15:00\", got {getattr(self, name)!r}") from None
+                raise ValueError(
+                    f"SyntheticConfig.{name}: expected a date such as 2023-08-14 or "
+                    f'"2023-09-21 15:00", got {getattr(self, name)!r}'
+                ) from None
         for name, low in (("seed", 0), ("heat_wave_days", 0), ("mci_casualties", 0)):
             if not isinstance(getattr(self, name), (int, np.integer)) or getattr(self, name) < low:
                 raise ValueError(f"SyntheticConfig.{name}: expected an int >= {low}, got {getattr(self, name)!r}")
@@ -174,8 +192,11 @@ class SyntheticConfig:
     def outside_window(self) -> list[str]:
         """The crisis date fields (CRISIS_DATES) that lie outside [start, end): such a crisis is not simulated,
         or only its tail (a flu wave whose peak lies after the window)."""
-        return [name for name in CRISIS_DATES
-                if not pd.Timestamp(self.start) <= pd.Timestamp(getattr(self, name)) < self.end]
+        return [
+            name
+            for name in CRISIS_DATES
+            if not pd.Timestamp(self.start) <= pd.Timestamp(getattr(self, name)) < self.end
+        ]
 
     def hours_since_start(self, when: str) -> float:
         return (pd.Timestamp(when) - pd.Timestamp(self.start)) / pd.Timedelta(hours=1)
@@ -187,10 +208,17 @@ CRISIS_DATES = ("heat_wave_start", "flu_peak", "mci_time")
 # waves in Germany peak between January and March (RKI seasonal reports), so a late wave peaks in early March;
 # the early-summer heat wave is shorter and one level milder than Hamburg's August one (assumptions).
 EXTERNAL_PRESET = dict(
-    start="2024-02-15", days=122, hospitals=tuple(h.name for h in EXTERNAL_HOSPITALS),
-    heat_wave_start="2024-06-03", heat_wave_days=6, heat_wave_level="severe",
-    flu_peak="2024-03-05", flu_peak_share=0.05, flu_width_days=12.0,
-    mci_time="2024-04-26 08:30", mci_casualties=30,
+    start="2024-02-15",
+    days=122,
+    hospitals=tuple(h.name for h in EXTERNAL_HOSPITALS),
+    heat_wave_start="2024-06-03",
+    heat_wave_days=6,
+    heat_wave_level="severe",
+    flu_peak="2024-03-05",
+    flu_peak_share=0.05,
+    flu_width_days=12.0,
+    mci_time="2024-04-26 08:30",
+    mci_casualties=30,
 )
 
 
@@ -325,30 +353,43 @@ def _drivers(cfg: SyntheticConfig) -> dict:
     weekly = np.array([1.12, 1.02, 0.99, 0.98, 1.01, 0.93, 0.95])[dow]
     weekly = weekly / np.array([1.12, 1.02, 0.99, 0.98, 1.01, 0.93, 0.95]).mean()
     seasonal = 1.0 + cfg.seasonal_amplitude * np.cos(2 * np.pi * (doy - 15) / 365.0)
-    frame = pd.DataFrame({
-        "time": stamp + pd.to_timedelta(np.arange(H), unit="h"),
-        "temperature_c": temp.astype(np.float32),
-        "heat_wave": heat,
-        "flu_share_expected": flu_share.astype(np.float32),
-    })
-    return {"hod": hod, "dow": dow, "day": day, "heat": heat, "flu_share": flu_share, "diurnal": diurnal,
-            "weekly": weekly, "seasonal": seasonal, "frame": frame}
+    frame = pd.DataFrame(
+        {
+            "time": stamp + pd.to_timedelta(np.arange(H), unit="h"),
+            "temperature_c": temp.astype(np.float32),
+            "heat_wave": heat,
+            "flu_share_expected": flu_share.astype(np.float32),
+        }
+    )
+    return {
+        "hod": hod,
+        "dow": dow,
+        "day": day,
+        "heat": heat,
+        "flu_share": flu_share,
+        "diurnal": diurnal,
+        "weekly": weekly,
+        "seasonal": seasonal,
+        "frame": frame,
+    }
 
 
 def _draw_arrivals(cfg: SyntheticConfig, city: dict, drv: dict, rng: np.random.Generator) -> dict:
     """All first arrivals of the period, sorted by time (readmissions are added by the loop)."""
-    H, n = cfg.hours, city["n"]
     base = drv["diurnal"] * drv["weekly"] * drv["seasonal"]  # (H,)
     lam = base[:, None] * city["per_hour"][None, :]  # (H, n) expected arrivals without crises
     heat_up = HEAT_WAVE_UPLIFT[cfg.heat_wave_level] * drv["heat"]
     flu_extra = drv["flu_share"] / (1.0 - drv["flu_share"])  # flu share of *all* visits equals flu_share
     # kinds: 0 ordinary walk-in, 1 ordinary EMS, 2 heat excess (EMS), 3 flu (split walk-in/EMS later)
-    lam_kind = np.stack([
-        lam * (1 - EMS_SHARE),
-        lam * EMS_SHARE,
-        lam * EMS_SHARE * heat_up[:, None],
-        lam * flu_extra[:, None],
-    ], axis=-1)  # (H, n, 4)
+    lam_kind = np.stack(
+        [
+            lam * (1 - EMS_SHARE),
+            lam * EMS_SHARE,
+            lam * EMS_SHARE * heat_up[:, None],
+            lam * flu_extra[:, None],
+        ],
+        axis=-1,
+    )  # (H, n, 4)
     counts = rng.poisson(lam_kind)
     hh, hosp, kind = np.nonzero(counts)
     rep = counts[hh, hosp, kind]
@@ -416,7 +457,9 @@ def _simulate(cfg, city, drv, arr, rng, rng_course, rng_readmit, rng_close) -> d
     walk_in = np.zeros((H, n), dtype=np.int64)
     diverted_out = np.zeros((H, n), dtype=np.int64)
     eligible = np.zeros((H, n), dtype=bool)
-    closed_until = np.zeros((H, n))  # end time of the latest closure, as known after hour h  # open at the start of the hour: a closure may start
+    closed_until = np.zeros(
+        (H, n)
+    )  # end time of the latest closure, as known after hour h  # open at the start of the hour: a closure may start
     closure_end_t = np.full(n, -1.0)
     closures = []  # (hospital, start_h, end_h)
     base_mean, base_var = np.zeros(n), np.zeros(n)  # running NEDOCS baseline per hospital (before hour h)
@@ -458,8 +501,21 @@ def _simulate(cfg, city, drv, arr, rng, rng_course, rng_readmit, rng_close) -> d
             readm_prev = np.concatenate([readm_prev, r["prev"]])
         m = a["t"].size
         if m:
-            rows = P.add_arrivals(cfg, city, drv, a, subj, sex, readm_prev, rng, h, cur, closed[h - 1] if h else
-                                  np.zeros(n, bool), beds, ward_nurses_day)
+            rows = P.add_arrivals(
+                cfg,
+                city,
+                drv,
+                a,
+                subj,
+                sex,
+                readm_prev,
+                rng,
+                h,
+                cur,
+                closed[h - 1] if h else np.zeros(n, bool),
+                beds,
+                ward_nurses_day,
+            )
             dest = P.col("hosp")[rows]
             np.add.at(ems_in[h], dest[P.col("ems")[rows]], 1)
             np.add.at(walk_in[h], dest[~P.col("ems")[rows]], 1)
@@ -472,8 +528,11 @@ def _simulate(cfg, city, drv, arr, rng, rng_course, rng_readmit, rng_close) -> d
             # home from the ED: leave the ED census at t_ready; readmission draw now
             home = P.col("disp")[rows] == 0
             hr = rows[home]
-            np.add.at(delta, (np.minimum(np.floor(P.col("t_ready")[hr]).astype(np.int64) + 1, H + pad),
-                              P.col("hosp")[hr], U_ED), -1)
+            np.add.at(
+                delta,
+                (np.minimum(np.floor(P.col("t_ready")[hr]).astype(np.int64) + 1, H + pad), P.col("hosp")[hr], U_ED),
+                -1,
+            )
             P.set("t_end", hr, P.col("t_ready")[hr])
             _schedule_readmission(cfg, P, hr, rng_readmit, pending, cur, beds)
             adm = rows[~home]
@@ -528,8 +587,13 @@ def _simulate(cfg, city, drv, arr, rng, rng_course, rng_readmit, rng_close) -> d
 
         # ---- closure to ambulances (Abmeldung): NEDOCS-driven hazard in the allowed daytime window
         hosp_beds = beds["beds"][:, 1:].sum(1)
-        nedocs[h] = (-20 + 85.8 * cur[:, U_ED] / city["ed_beds"] + 600 * boarders[h] / hosp_beds
-                     + 0.93 * longest_board[h] + 5.64 * last_wait[h])
+        nedocs[h] = (
+            -20
+            + 85.8 * cur[:, U_ED] / city["ed_beds"]
+            + 600 * boarders[h] / hosp_beds
+            + 0.93 * longest_board[h]
+            + 5.64 * last_wait[h]
+        )
         hod = drv["hod"][h]
         daytime = CLOSURE_ALLOWED_FROM_H <= hod < CLOSURE_ALLOWED_UNTIL_H
         is_closed = closure_end_t > h
@@ -559,12 +623,28 @@ def _simulate(cfg, city, drv, arr, rng, rng_course, rng_readmit, rng_close) -> d
         closed_until[h] = closure_end_t
 
     pw = P.finish()
-    return {"pathways": pw, "census": census, "boarders": boarders, "closed": closed, "closure_start": closure_start,
-            "hazard_open": hazard_open, "eligible": eligible, "closed_until": closed_until, "nedocs": nedocs, "ems_in": ems_in, "walk_in": walk_in,
-            "diverted_out": diverted_out, "beds": beds, "closures": np.array(closures, dtype=float).reshape(-1, 3),
-            "longest_board": longest_board, "icu_electives": {"admitted": electives.admitted,
-                                                              "cancelled": electives.cancelled,
-                                                              "moved_out": electives.moved_out}}
+    return {
+        "pathways": pw,
+        "census": census,
+        "boarders": boarders,
+        "closed": closed,
+        "closure_start": closure_start,
+        "hazard_open": hazard_open,
+        "eligible": eligible,
+        "closed_until": closed_until,
+        "nedocs": nedocs,
+        "ems_in": ems_in,
+        "walk_in": walk_in,
+        "diverted_out": diverted_out,
+        "beds": beds,
+        "closures": np.array(closures, dtype=float).reshape(-1, 3),
+        "longest_board": longest_board,
+        "icu_electives": {
+            "admitted": electives.admitted,
+            "cancelled": electives.cancelled,
+            "moved_out": electives.moved_out,
+        },
+    }
 
 
 class _ElectiveIcu:
@@ -610,8 +690,11 @@ class _ElectiveIcu:
         if not k.any():
             return
         hosp = np.repeat(np.arange(k.size), k)
-        los_h = np.exp(np.log(24.0 * ICU_ELECTIVE_LOS_DAYS) - ICU_ELECTIVE_SIGMA ** 2 / 2
-                       + ICU_ELECTIVE_SIGMA * self.rng.standard_normal(hosp.size))
+        los_h = np.exp(
+            np.log(24.0 * ICU_ELECTIVE_LOS_DAYS)
+            - ICU_ELECTIVE_SIGMA**2 / 2
+            + ICU_ELECTIVE_SIGMA * self.rng.standard_normal(hosp.size)
+        )
         leave = np.minimum(h + 1 + np.maximum(np.round(los_h), 1).astype(np.int64), self.last)
         np.add.at(delta, (np.full(hosp.size, h + 1), hosp, U_ICU), 1)
         np.add.at(delta, (leave, hosp, U_ICU), -1)
@@ -670,10 +753,15 @@ def _size_beds(cfg, city, arr) -> dict:
     expected = beds * TARGET_OCCUPANCY
     expected[:, U_ED] = beds[:, U_ED] * 0.8
     expected[:, U_ICU] = beds[:, U_ICU] * TARGET_ICU_OCCUPANCY
-    nurses = np.stack([np.ceil(expected / limit_day * STAFF_SLACK), np.ceil(expected / limit_night * STAFF_SLACK)],
-                      axis=-1).astype(np.int64)  # (n, nu, 2) day, night
-    return {"beds": beds, "nurses": nurses, "limit": np.stack([limit_day, limit_night], -1),
-            "elective_per_h": elective_per_h}
+    nurses = np.stack(
+        [np.ceil(expected / limit_day * STAFF_SLACK), np.ceil(expected / limit_night * STAFF_SLACK)], axis=-1
+    ).astype(np.int64)  # (n, nu, 2) day, night
+    return {
+        "beds": beds,
+        "nurses": nurses,
+        "limit": np.stack([limit_day, limit_night], -1),
+        "elective_per_h": elective_per_h,
+    }
 
 
 def _offered_load(servers: np.ndarray, carried: np.ndarray) -> np.ndarray:
@@ -713,12 +801,55 @@ def _ward_unit(icd, age):
 class _PathwayStore:
     """Column store of pathways; rows appended per hour as numpy arrays, concatenated on finish."""
 
-    FLOAT = ("t_onset", "t_arrive", "t_phys", "t_ready", "t_bed", "t_end", "t_ae", "t_icu_in", "t_icu_out",
-             "t_death", "age", "s0", "s_phys", "s_inf", "tau", "drift", "wait_h", "delay_h", "treat_h",
-             "strain_ratio", "ward_los_h", "icu_los_h", "e_ae", "q_fatal", "p_icu", "p_ward", "p_readmit",
-             "response_min", "transport_min", "crowding", "ae_strain", "e_icu_death")
-    INT = ("subject", "hosp", "origin", "kind", "icd", "sk", "mts", "disp", "first_unit", "ward_unit", "sex",
-           "prev", "row")
+    FLOAT = (
+        "t_onset",
+        "t_arrive",
+        "t_phys",
+        "t_ready",
+        "t_bed",
+        "t_end",
+        "t_ae",
+        "t_icu_in",
+        "t_icu_out",
+        "t_death",
+        "age",
+        "s0",
+        "s_phys",
+        "s_inf",
+        "tau",
+        "drift",
+        "wait_h",
+        "delay_h",
+        "treat_h",
+        "strain_ratio",
+        "ward_los_h",
+        "icu_los_h",
+        "e_ae",
+        "q_fatal",
+        "p_icu",
+        "p_ward",
+        "p_readmit",
+        "response_min",
+        "transport_min",
+        "crowding",
+        "ae_strain",
+        "e_icu_death",
+    )
+    INT = (
+        "subject",
+        "hosp",
+        "origin",
+        "kind",
+        "icd",
+        "sk",
+        "mts",
+        "disp",
+        "first_unit",
+        "ward_unit",
+        "sex",
+        "prev",
+        "row",
+    )
     BOOL = ("ems", "diverted", "ae", "fatal", "icu_after_ae", "died", "readmit_drawn")
 
     def __init__(self):
@@ -783,8 +914,9 @@ class _PathwayStore:
         s0 = _triage_severity_mean(a) + rng.normal(0, SEVERITY_SD, m)
         s0 = s0 + np.where(a["icd"] == ICD_FLU, 0.3 * (a["age"] > 70), 0.0)
         mts = np.digitize(-(s0 + rng.normal(0, 0.45, m)), -MTS_SEVERITY_CUTS) + 1
-        mts = np.where(a["sk"] >= 0, np.array([1, 3, 4])[np.maximum(a["sk"], 0)] + (a["sk"] == 0) * (rng.random(m) < 0.5),
-                       mts)
+        mts = np.where(
+            a["sk"] >= 0, np.array([1, 3, 4])[np.maximum(a["sk"], 0)] + (a["sk"] == 0) * (rng.random(m) < 0.5), mts
+        )
         c["s0"][rows], c["mts"][rows] = s0, mts
         # ED wait grows with crowding (occupancy at arrival); delay beyond the MTS target raises severity.
         occ = cur[dest, U_ED] / city["ed_beds"][dest]
@@ -812,7 +944,7 @@ class _PathwayStore:
         los_mean_h = np.array([UNIT_LOS_DAYS.get(x, 1.0) for x in UNITS])[wu] * 24.0
         los_mean_h = np.where(wu == UNITS.index("GER"), GER_PLAN_FACTOR * los_mean_h, los_mean_h)
         sigma = np.where(wu == UNITS.index("GER"), GER_LOS_SIGMA, LOS_SIGMA)
-        ward_los = np.exp(np.log(los_mean_h) - sigma ** 2 / 2 + sigma * rng.standard_normal(m))
+        ward_los = np.exp(np.log(los_mean_h) - sigma**2 / 2 + sigma * rng.standard_normal(m))
         c["ward_los_h"][rows] = np.minimum(ward_los, 24.0 * cfg.max_los_days)
         icu_los = np.exp(np.log(ICU_LOS_DAYS * 24.0) - 0.5 + 1.0 * rng.standard_normal(m))
         c["icu_los_h"][rows] = np.minimum(icu_los, 24.0 * cfg.max_los_days)
@@ -870,9 +1002,11 @@ def _inpatient_course(cfg, P, rows, rng):
     pw = P.cols
     # strain at admission: unit census per scheduled-nurse capacity, boarding and delay beyond the MTS target
     boarding_h = pw["t_bed"][rows] - pw["t_ready"][rows]
-    pw["ae_strain"][rows] = (STRAIN_OVER_RATIO * np.maximum(pw["strain_ratio"][rows] - 1.0, 0.0)
-                             + STRAIN_BOARDING * np.log1p(boarding_h)
-                             + STRAIN_DELAY * np.minimum(pw["delay_h"][rows], MAX_DELAY_EFFECT_H))
+    pw["ae_strain"][rows] = (
+        STRAIN_OVER_RATIO * np.maximum(pw["strain_ratio"][rows] - 1.0, 0.0)
+        + STRAIN_BOARDING * np.log1p(boarding_h)
+        + STRAIN_DELAY * np.minimum(pw["delay_h"][rows], MAX_DELAY_EFFECT_H)
+    )
     owner, t0, dt, log_h, offsets, s_mid = hazard_grid(pw, rows)
     cum = np.cumsum(np.exp(log_h) * dt)
     base = np.concatenate([[0.0], cum])[offsets[:-1]]
@@ -908,8 +1042,16 @@ def _inpatient_course(cfg, P, rows, rng):
     died = fatal | died_icu
     t_end = np.where(died, t_death, t_end)
     t_icu_out = np.where(died_icu, t_icu_death, t_icu_out)
-    for k, v in (("t_ae", t_ae), ("ae", has), ("fatal", fatal), ("died", died), ("t_icu_in", t_icu_in),
-                 ("t_icu_out", t_icu_out), ("t_end", t_end), ("t_death", t_death)):
+    for k, v in (
+        ("t_ae", t_ae),
+        ("ae", has),
+        ("fatal", fatal),
+        ("died", died),
+        ("t_icu_in", t_icu_in),
+        ("t_icu_out", t_icu_out),
+        ("t_end", t_end),
+        ("t_death", t_death),
+    ):
         pw[k][rows] = v
 
 
@@ -956,8 +1098,12 @@ def _schedule_readmission(cfg, P, rows, rng, pending, cur, beds):
     pw = P.cols
     s_end = severity_at(pw, rows, pw["t_end"][rows])
     occ = cur[pw["hosp"][rows], 2:].sum(1) / np.maximum(beds["beds"][pw["hosp"][rows], 2:].sum(1), 1)
-    z = (math.log(cfg.readmission_base / (1 - cfg.readmission_base)) + READMIT_SEVERITY * s_end
-         + READMIT_AGE_PER_10Y * (pw["age"][rows] - 60) / 10 + READMIT_CROWDING * np.maximum(occ - TARGET_OCCUPANCY, 0))
+    z = (
+        math.log(cfg.readmission_base / (1 - cfg.readmission_base))
+        + READMIT_SEVERITY * s_end
+        + READMIT_AGE_PER_10Y * (pw["age"][rows] - 60) / 10
+        + READMIT_CROWDING * np.maximum(occ - TARGET_OCCUPANCY, 0)
+    )
     p = 1 / (1 + np.exp(-z))
     pw["p_readmit"][rows] = p
     back = rng.random(rows.size) < p
@@ -971,13 +1117,25 @@ def _schedule_readmission(cfg, P, rows, rng, pending, cur, beds):
     tb = t_back[sel]
     hours = np.floor(tb).astype(np.int64)
     ems = rng.random(r.size) < 0.5
-    icd = np.where(rng.random(r.size) < 0.6, pw["icd"][r], _choice(rng, ICD_BASE_WEIGHT / ICD_BASE_WEIGHT.sum(), r.size))
-    rec = dict(t=tb, hosp=pw["hosp"][r], kind=np.full(r.size, 5), ems=ems, age=pw["age"][r] + gap[sel] / 8760.0,
-               icd=icd, sk=np.full(r.size, -1), subject=pw["subject"][r], sex=pw["sex"][r], prev=r)
+    icd = np.where(
+        rng.random(r.size) < 0.6, pw["icd"][r], _choice(rng, ICD_BASE_WEIGHT / ICD_BASE_WEIGHT.sum(), r.size)
+    )
+    rec = dict(
+        t=tb,
+        hosp=pw["hosp"][r],
+        kind=np.full(r.size, 5),
+        ems=ems,
+        age=pw["age"][r] + gap[sel] / 8760.0,
+        icd=icd,
+        sk=np.full(r.size, -1),
+        subject=pw["subject"][r],
+        sex=pw["sex"][r],
+        prev=r,
+    )
     order = np.argsort(hours, kind="stable")
     hours = hours[order]
     cut = np.nonzero(np.diff(hours))[0] + 1
-    for lo, hi in zip(np.concatenate([[0], cut]), np.concatenate([cut, [hours.size]])):
+    for lo, hi in zip(np.concatenate([[0], cut]), np.concatenate([cut, [hours.size]]), strict=True):
         pending.setdefault(int(hours[lo]), []).append({k: v[order][lo:hi] for k, v in rec.items()})
 
 
@@ -1004,8 +1162,13 @@ def _staff(cfg, city, sim, rng) -> dict:
     np.add.at(census, sh, sim["census"].astype(float))
     census /= n_hours[:, None, None]
     first_hour = np.searchsorted(sh, np.arange(S))
-    night = np.array([(pd.Timestamp(cfg.start).hour + h) % 24 >= NIGHT_SHIFT_START_H
-                      or (pd.Timestamp(cfg.start).hour + h) % 24 < DAY_SHIFT_START_H for h in first_hour])
+    night = np.array(
+        [
+            (pd.Timestamp(cfg.start).hour + h) % 24 >= NIGHT_SHIFT_START_H
+            or (pd.Timestamp(cfg.start).hour + h) % 24 < DAY_SHIFT_START_H
+            for h in first_hour
+        ]
+    )
     limit = beds["limit"][None, :, :].repeat(n, 0)  # (n, nu, 2)
     sched = np.zeros((S, n, nu), dtype=np.int64)
     sick = np.zeros((S, n, nu), dtype=np.int64)
@@ -1043,26 +1206,35 @@ def _staff(cfg, city, sim, rng) -> dict:
     ppugv = np.array([u != "ED" for u in UNITS])
     s_idx, h_idx, u_idx = np.meshgrid(np.arange(S), np.arange(n), np.arange(nu), indexing="ij")
     start_h = np.where(first_hour > 0, first_hour, 0)
-    frame = pd.DataFrame({
-        "hospital": pd.Categorical.from_codes(h_idx.ravel(), categories=list(cfg.hospitals)),
-        "unit": pd.Categorical.from_codes(u_idx.ravel(), categories=list(UNITS)),
-        "shift_index": s_idx.ravel(),
-        "shift_start": pd.Timestamp(cfg.start) + pd.to_timedelta(start_h[s_idx.ravel()], unit="h"),
-        "night": night[s_idx.ravel()],
-        "nurses_scheduled": sched.ravel(),
-        "nurses_sick": sick.ravel(),
-        "nurses_present": present.ravel(),
-        "mean_census": census.ravel().astype(np.float32),
-        "patients_per_nurse": ppn.ravel().astype(np.float32),
-        "ppugv_limit": np.where(ppugv[u_idx.ravel()], lim.ravel(), np.nan).astype(np.float32),
-        "ratio_violation": violation.ravel() & ppugv[u_idx.ravel()],
-        "p_ratio_violation": np.where(ppugv[u_idx.ravel()], p_viol.ravel(), np.nan).astype(np.float32),
-        "expected_patients_per_nurse": e_work.ravel().astype(np.float32),
-        "p_sick": p_sick.ravel().astype(np.float32),
-        "overtime_h": overtime.ravel().astype(np.float32),
-    })
-    return {"S": S, "ppn": ppn, "violation": violation, "p_viol": p_viol, "e_work": e_work, "ppugv": ppugv,
-            "frame": frame}
+    frame = pd.DataFrame(
+        {
+            "hospital": pd.Categorical.from_codes(h_idx.ravel(), categories=list(cfg.hospitals)),
+            "unit": pd.Categorical.from_codes(u_idx.ravel(), categories=list(UNITS)),
+            "shift_index": s_idx.ravel(),
+            "shift_start": pd.Timestamp(cfg.start) + pd.to_timedelta(start_h[s_idx.ravel()], unit="h"),
+            "night": night[s_idx.ravel()],
+            "nurses_scheduled": sched.ravel(),
+            "nurses_sick": sick.ravel(),
+            "nurses_present": present.ravel(),
+            "mean_census": census.ravel().astype(np.float32),
+            "patients_per_nurse": ppn.ravel().astype(np.float32),
+            "ppugv_limit": np.where(ppugv[u_idx.ravel()], lim.ravel(), np.nan).astype(np.float32),
+            "ratio_violation": violation.ravel() & ppugv[u_idx.ravel()],
+            "p_ratio_violation": np.where(ppugv[u_idx.ravel()], p_viol.ravel(), np.nan).astype(np.float32),
+            "expected_patients_per_nurse": e_work.ravel().astype(np.float32),
+            "p_sick": p_sick.ravel().astype(np.float32),
+            "overtime_h": overtime.ravel().astype(np.float32),
+        }
+    )
+    return {
+        "S": S,
+        "ppn": ppn,
+        "violation": violation,
+        "p_viol": p_viol,
+        "e_work": e_work,
+        "ppugv": ppugv,
+        "frame": frame,
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -1094,8 +1266,13 @@ STAGE_ID = {"static": 0, "EMS": 1, "ED": 2, "ward": 3, "ICU": 4, "discharge": 5}
 # before; inclusive, as in MEDS a prediction at time t may use everything up to and including t.
 THE_EVENT = ()
 FIELD_KNOWN_FROM = {
-    "subject_id": THE_EVENT, "time": THE_EVENT, "code": THE_EVENT, "numeric_value": THE_EVENT,
-    "text_value": THE_EVENT, "stage": THE_EVENT, "unit": THE_EVENT,
+    "subject_id": THE_EVENT,
+    "time": THE_EVENT,
+    "code": THE_EVENT,
+    "numeric_value": THE_EVENT,
+    "text_value": THE_EVENT,
+    "stage": THE_EVENT,
+    "unit": THE_EVENT,
     "pathway_id": ("EMS//DISPATCH", "ED//ARRIVAL"),  # the encounter opens with the first contact
     "arrival_mode": ("EMS//DISPATCH", "ED//ARRIVAL"),  # an emergency call, or a walk-in registering at the ED
     "hospital": ("EMS//TRANSPORT", "ED//ARRIVAL"),  # the crew chooses the destination when it leaves the scene
@@ -1110,12 +1287,18 @@ def _events(cfg, city, pw, rng) -> dict:
     def add(p, t, code, value=None, stage="ED", unit=None, order=0, text=None):
         p = np.asarray(p, dtype=np.int64)
         code = np.full(p.size, codes(code)) if isinstance(code, str) else np.asarray(code)
-        fam.append(dict(
-            p=p, t=np.asarray(t, dtype=SIM_DTYPE) if t is not None else np.full(p.size, np.nan),
-            code=code, value=np.full(p.size, np.nan) if value is None else np.asarray(value, dtype=SIM_DTYPE),
-            stage=np.full(p.size, STAGE_ID[stage]) if isinstance(stage, str) else np.asarray(stage),
-            unit=np.full(p.size, -1) if unit is None else np.asarray(unit),
-            order=np.full(p.size, order), text=text))
+        fam.append(
+            dict(
+                p=p,
+                t=np.asarray(t, dtype=SIM_DTYPE) if t is not None else np.full(p.size, np.nan),
+                code=code,
+                value=np.full(p.size, np.nan) if value is None else np.asarray(value, dtype=SIM_DTYPE),
+                stage=np.full(p.size, STAGE_ID[stage]) if isinstance(stage, str) else np.asarray(stage),
+                unit=np.full(p.size, -1) if unit is None else np.asarray(unit),
+                order=np.full(p.size, order),
+                text=text,
+            )
+        )
 
     N = pw["row"].size
     allp = np.arange(N)
@@ -1162,35 +1345,88 @@ def _events(cfg, city, pw, rng) -> dict:
     # Inpatient stay
     a = admitted
     first_unit = pw["first_unit"][a]
-    add(a, pw["t_bed"][a], "ADT//ADMIT", pw["t_bed"][a] - pw["t_ready"][a],
-        stage=np.where(first_unit == U_ICU, STAGE_ID["ICU"], STAGE_ID["ward"]), unit=first_unit, order=0)
+    add(
+        a,
+        pw["t_bed"][a],
+        "ADT//ADMIT",
+        pw["t_bed"][a] - pw["t_ready"][a],
+        stage=np.where(first_unit == U_ICU, STAGE_ID["ICU"], STAGE_ID["ward"]),
+        unit=first_unit,
+        order=0,
+    )
     has_icu = ~np.isnan(pw["t_icu_in"][a])
     t_end = pw["t_end"][a]
     ward_every = np.where(pw["s_phys"][a] > 1.5, VITALS_EVERY_H["ward_sick"], VITALS_EVERY_H["ward"])
     w1_end = np.where(has_icu, pw["t_icu_in"][a], t_end)
     direct = pw["disp"][a] == 2
-    vit.append((a[~direct], pw["t_bed"][a][~direct] + 0.25, STAGE_ID["ward"], pw["ward_unit"][a][~direct],
-                w1_end[~direct], ward_every[~direct]))
+    vit.append(
+        (
+            a[~direct],
+            pw["t_bed"][a][~direct] + 0.25,
+            STAGE_ID["ward"],
+            pw["ward_unit"][a][~direct],
+            w1_end[~direct],
+            ward_every[~direct],
+        )
+    )
     ai = a[has_icu]
-    vit.append((ai, pw["t_icu_in"][ai] + 0.25, STAGE_ID["ICU"], np.full(ai.size, U_ICU), pw["t_icu_out"][ai],
-                np.full(ai.size, VITALS_EVERY_H["ICU"])))
+    vit.append(
+        (
+            ai,
+            pw["t_icu_in"][ai] + 0.25,
+            STAGE_ID["ICU"],
+            np.full(ai.size, U_ICU),
+            pw["t_icu_out"][ai],
+            np.full(ai.size, VITALS_EVERY_H["ICU"]),
+        )
+    )
     step_down = ai[pw["t_icu_out"][ai] < pw["t_end"][ai]]
-    vit.append((step_down, pw["t_icu_out"][step_down] + 0.25, STAGE_ID["ward"], pw["ward_unit"][step_down],
-                pw["t_end"][step_down], ward_every[has_icu][pw["t_icu_out"][ai] < pw["t_end"][ai]]))
+    vit.append(
+        (
+            step_down,
+            pw["t_icu_out"][step_down] + 0.25,
+            STAGE_ID["ward"],
+            pw["ward_unit"][step_down],
+            pw["t_end"][step_down],
+            ward_every[has_icu][pw["t_icu_out"][ai] < pw["t_end"][ai]],
+        )
+    )
     transfer = ai[~direct[has_icu]]
-    add(transfer, pw["t_icu_in"][transfer], "ADT//TRANSFER_ICU", stage="ICU", unit=np.full(transfer.size, U_ICU),
-        order=1)
-    add(step_down, pw["t_icu_out"][step_down], "ADT//TRANSFER_WARD", stage="ward", unit=pw["ward_unit"][step_down],
-        order=1)
+    add(
+        transfer,
+        pw["t_icu_in"][transfer],
+        "ADT//TRANSFER_ICU",
+        stage="ICU",
+        unit=np.full(transfer.size, U_ICU),
+        order=1,
+    )
+    add(
+        step_down,
+        pw["t_icu_out"][step_down],
+        "ADT//TRANSFER_WARD",
+        stage="ward",
+        unit=pw["ward_unit"][step_down],
+        order=1,
+    )
     ae = a[pw["ae"][a]]
-    in_icu = (~np.isnan(pw["t_icu_in"][ae])) & (pw["t_icu_in"][ae] <= pw["t_ae"][ae]) & (
-        pw["t_ae"][ae] < pw["t_icu_out"][ae])
-    add(ae, pw["t_ae"][ae], "ADVERSE_EVENT", stage=np.where(in_icu, STAGE_ID["ICU"], STAGE_ID["ward"]),
-        unit=np.where(in_icu, U_ICU, pw["ward_unit"][ae]), order=5)
+    in_icu = (
+        (~np.isnan(pw["t_icu_in"][ae]))
+        & (pw["t_icu_in"][ae] <= pw["t_ae"][ae])
+        & (pw["t_ae"][ae] < pw["t_icu_out"][ae])
+    )
+    add(
+        ae,
+        pw["t_ae"][ae],
+        "ADVERSE_EVENT",
+        stage=np.where(in_icu, STAGE_ID["ICU"], STAGE_ID["ward"]),
+        unit=np.where(in_icu, U_ICU, pw["ward_unit"][ae]),
+        order=5,
+    )
     dead = a[pw["died"][a]]
     alive = a[~pw["died"][a]]
-    last_unit = lambda r: np.where(~np.isnan(pw["t_icu_out"][r]) & (pw["t_icu_out"][r] >= pw["t_end"][r]), U_ICU,
-                                   pw["ward_unit"][r])
+    last_unit = lambda r: np.where(
+        ~np.isnan(pw["t_icu_out"][r]) & (pw["t_icu_out"][r] >= pw["t_end"][r]), U_ICU, pw["ward_unit"][r]
+    )
     add(dead, pw["t_death"][dead], "MEDS_DEATH", stage="discharge", unit=last_unit(dead), order=9)
     add(alive, pw["t_end"][alive], "ADT//DISCHARGE", stage="discharge", unit=last_unit(alive), order=9)
 
@@ -1199,7 +1435,10 @@ def _events(cfg, city, pw, rng) -> dict:
     for item in vit:
         if len(item) == 4:  # a single measurement
             p, t0, st, u = item
-            vp.append(p); vt.append(t0); vs.append(np.full(p.size, st)); vu.append(np.full(p.size, u))
+            vp.append(p)
+            vt.append(t0)
+            vs.append(np.full(p.size, st))
+            vu.append(np.full(p.size, u))
             continue
         p, t0, st, u, t1, every = item
         nmeas = np.maximum(np.floor((t1 - t0) / every).astype(np.int64) + 1, 0)
@@ -1207,20 +1446,29 @@ def _events(cfg, city, pw, rng) -> dict:
         off = np.concatenate([[0], np.cumsum(nmeas)])
         own = np.repeat(np.arange(p.size), nmeas)
         k = np.arange(off[-1]) - off[own]  # taken at the segment's end, never after it (nor after discharge)
-        vp.append(p[own]); vt.append(np.minimum(t0[own] + k * every[own], t1[own]))
+        vp.append(p[own])
+        vt.append(np.minimum(t0[own] + k * every[own], t1[own]))
         vs.append(np.full(own.size, st))
         vu.append(np.broadcast_to(u, p.shape)[own])
     vp, vt, vs, vu = (np.concatenate(x) for x in (vp, vt, vs, vu))
     vals = _vitals(pw, vp, vt, rng)  # (n_meas, 7)
     vcodes = np.array([codes(f"VITAL//{v}") for v in VITALS])
     nm = vp.size
-    add(np.repeat(vp, 7), np.repeat(vt, 7), np.tile(vcodes, nm), vals.reshape(-1), stage=np.repeat(vs, 7),
-        unit=np.repeat(vu, 7), order=np.tile(np.arange(7) + 10, nm) * 0 + 4)
+    add(
+        np.repeat(vp, 7),
+        np.repeat(vt, 7),
+        np.tile(vcodes, nm),
+        vals.reshape(-1),
+        stage=np.repeat(vs, 7),
+        unit=np.repeat(vu, 7),
+        order=np.tile(np.arange(7) + 10, nm) * 0 + 4,
+    )
     fam[-1]["order"] = np.full(nm * 7, 4)
 
     out = {k: np.concatenate([f[k] for f in fam]) for k in ("p", "t", "code", "value", "stage", "unit", "order")}
-    texts = np.concatenate([f["text"] if f["text"] is not None else np.full(f["p"].size, None, dtype=object)
-                            for f in fam])
+    texts = np.concatenate(
+        [f["text"] if f["text"] is not None else np.full(f["p"].size, None, dtype=object) for f in fam]
+    )
     out["text"] = texts
     # Administrative censoring: nothing after the end of the simulated window is emitted.
     keep = np.isnan(out["t"]) | (out["t"] < cfg.hours)
@@ -1247,8 +1495,15 @@ def _vitals(pw, p, t, rng) -> np.ndarray:
 
 
 # Physiological ranges of the vitals codes (inclusive), used by the connector's range check.
-VITAL_RANGES = {"VITAL//RESP_RATE": (0, 80), "VITAL//SPO2": (40, 100), "VITAL//O2": (0, 1), "VITAL//SBP": (30, 300),
-                "VITAL//PULSE": (20, 300), "VITAL//ACVPU": (0, 4), "VITAL//TEMP": (25, 45)}
+VITAL_RANGES = {
+    "VITAL//RESP_RATE": (0, 80),
+    "VITAL//SPO2": (40, 100),
+    "VITAL//O2": (0, 1),
+    "VITAL//SBP": (30, 300),
+    "VITAL//PULSE": (20, 300),
+    "VITAL//ACVPU": (0, 4),
+    "VITAL//TEMP": (25, 45),
+}
 
 
 def _events_frame(cfg, city, pw, ev) -> pd.DataFrame:
@@ -1269,19 +1524,21 @@ def _events_frame(cfg, city, pw, ev) -> pd.DataFrame:
     unit = ev["unit"][order]
     stage = ev["stage"][order]
     attr = _pathway_attributes(cfg, pw, p, t, code, ev["codes"])
-    frame = pd.DataFrame({
-        "subject_id": subject[order],
-        "time": pd.array(times, dtype="datetime64[us]"),
-        "code": pd.array(codes[code], dtype="str"),
-        "numeric_value": pd.array(np.where(np.isnan(value), None, value), dtype="Float32"),
-        "text_value": pd.array(ev["text"][order], dtype="str"),
-        "pathway_id": pd.array(attr["pathway_id"], dtype="Int64"),
-        "hospital": pd.array(attr["hospital"], dtype="str"),
-        "stage": pd.array(np.array(list(STAGE_ID), dtype=object)[stage], dtype="str"),
-        "unit": pd.array(np.where(unit >= 0, np.array(UNITS, dtype=object)[unit], None), dtype="str"),
-        "triage_group": pd.array(attr["triage_group"], dtype="Int8"),
-        "arrival_mode": pd.array(attr["arrival_mode"], dtype="str"),
-    })
+    frame = pd.DataFrame(
+        {
+            "subject_id": subject[order],
+            "time": pd.array(times, dtype="datetime64[us]"),
+            "code": pd.array(codes[code], dtype="str"),
+            "numeric_value": pd.array(np.where(np.isnan(value), None, value), dtype="Float32"),
+            "text_value": pd.array(ev["text"][order], dtype="str"),
+            "pathway_id": pd.array(attr["pathway_id"], dtype="Int64"),
+            "hospital": pd.array(attr["hospital"], dtype="str"),
+            "stage": pd.array(np.array(list(STAGE_ID), dtype=object)[stage], dtype="str"),
+            "unit": pd.array(np.where(unit >= 0, np.array(UNITS, dtype=object)[unit], None), dtype="str"),
+            "triage_group": pd.array(attr["triage_group"], dtype="Int8"),
+            "arrival_mode": pd.array(attr["arrival_mode"], dtype="str"),
+        }
+    )
     return frame, {"t": t, "p": p, "unit": unit, "stage": stage}
 
 
@@ -1313,68 +1570,87 @@ def _hourly_frame(cfg, city, sim) -> pd.DataFrame:
     hh, ii = np.meshgrid(np.arange(H), np.arange(n), indexing="ij")
     c = sim["census"]
     beds = sim["beds"]["beds"]
-    return pd.DataFrame({
-        "hospital": pd.Categorical.from_codes(ii.ravel(), categories=list(cfg.hospitals)),
-        "time": pd.Timestamp(cfg.start) + pd.to_timedelta(hh.ravel(), unit="h"),
-        "ed_census": c[:, :, U_ED].ravel(),
-        "ed_beds": np.broadcast_to(beds[:, U_ED], (H, n)).ravel(),
-        "ed_boarders": sim["boarders"].ravel(),
-        "longest_boarder_h": sim["longest_board"].ravel().astype(np.float32),
-        "icu_census": c[:, :, U_ICU].ravel(),
-        "icu_beds": np.broadcast_to(beds[:, U_ICU], (H, n)).ravel(),
-        "ward_census": c[:, :, 2:].sum(-1).ravel(),
-        "ward_beds": np.broadcast_to(beds[:, 2:].sum(-1), (H, n)).ravel(),
-        "nedocs": sim["nedocs"].ravel().astype(np.float32),
-        "ems_arrivals": sim["ems_in"].ravel(),
-        "walk_in_arrivals": sim["walk_in"].ravel(),
-        "ems_diverted_away": sim["diverted_out"].ravel(),
-        "closed_to_ems": sim["closed"].ravel(),
-        "closure_start": sim["closure_start"].ravel(),
-        # a closure is running at the hour's start, so no new one can start in it (eval/closures.py's unit)
-        "closed_at_hour_start": ~sim["eligible"].ravel(),
-        "closure_hazard": sim["hazard_open"].ravel().astype(np.float32),
-    })
+    return pd.DataFrame(
+        {
+            "hospital": pd.Categorical.from_codes(ii.ravel(), categories=list(cfg.hospitals)),
+            "time": pd.Timestamp(cfg.start) + pd.to_timedelta(hh.ravel(), unit="h"),
+            "ed_census": c[:, :, U_ED].ravel(),
+            "ed_beds": np.broadcast_to(beds[:, U_ED], (H, n)).ravel(),
+            "ed_boarders": sim["boarders"].ravel(),
+            "longest_boarder_h": sim["longest_board"].ravel().astype(np.float32),
+            "icu_census": c[:, :, U_ICU].ravel(),
+            "icu_beds": np.broadcast_to(beds[:, U_ICU], (H, n)).ravel(),
+            "ward_census": c[:, :, 2:].sum(-1).ravel(),
+            "ward_beds": np.broadcast_to(beds[:, 2:].sum(-1), (H, n)).ravel(),
+            "nedocs": sim["nedocs"].ravel().astype(np.float32),
+            "ems_arrivals": sim["ems_in"].ravel(),
+            "walk_in_arrivals": sim["walk_in"].ravel(),
+            "ems_diverted_away": sim["diverted_out"].ravel(),
+            "closed_to_ems": sim["closed"].ravel(),
+            "closure_start": sim["closure_start"].ravel(),
+            # a closure is running at the hour's start, so no new one can start in it (eval/closures.py's unit)
+            "closed_at_hour_start": ~sim["eligible"].ravel(),
+            "closure_hazard": sim["hazard_open"].ravel().astype(np.float32),
+        }
+    )
 
 
 def _hospital_frame(cfg, city, sim) -> pd.DataFrame:
     """One row per hospital of the simulated city, as a hospital would describe itself: the simulated volume
     (scale x the catalogue's visits), the sized beds, the level of care (cities.py)."""
     beds = sim["beds"]["beds"]  # (n, units)
-    return pd.DataFrame({
-        "hospital": list(cfg.hospitals),
-        "ed_visits_per_year": np.round(city["vol"]).astype(np.int64),
-        "beds": beds[:, 1:].sum(1),  # inpatient: ICU and wards
-        "icu_beds": beds[:, U_ICU],
-        "ward_beds": beds[:, 2:].sum(1),
-        "ed_beds": beds[:, U_ED],
-        "care_level": np.array([HOSPITALS[h].care_level for h in cfg.hospitals], dtype=np.int64),
-    })
+    return pd.DataFrame(
+        {
+            "hospital": list(cfg.hospitals),
+            "ed_visits_per_year": np.round(city["vol"]).astype(np.int64),
+            "beds": beds[:, 1:].sum(1),  # inpatient: ICU and wards
+            "icu_beds": beds[:, U_ICU],
+            "ward_beds": beds[:, 2:].sum(1),
+            "ed_beds": beds[:, U_ED],
+            "care_level": np.array([HOSPITALS[h].care_level for h in cfg.hospitals], dtype=np.int64),
+        }
+    )
 
 
 def _pathway_frame(cfg, city, pw) -> pd.DataFrame:
     start = pd.Timestamp(cfg.start)
     to_ts = lambda x: start + pd.to_timedelta(np.where(np.isnan(x), np.nan, x), unit="h")
     kinds = np.array(["walk_in", "ems", "heat_excess", "flu", "mci", "readmission"], dtype=object)
-    return pd.DataFrame({
-        "pathway_id": pw["row"] + 1,
-        "subject_id": pw["subject"],
-        "previous_pathway_id": np.where(pw["prev"] >= 0, pw["prev"] + 1, -1),
-        "hospital": np.array(cfg.hospitals, dtype=object)[pw["hosp"]],
-        "arrival_kind": kinds[pw["kind"]],
-        "ems": pw["ems"], "diverted": pw["diverted"], "age": pw["age"], "sex": np.where(pw["sex"] == 1, "F", "M"),
-        "icd_chapter": np.array(ICD_CHAPTERS, dtype=object)[pw["icd"]],
-        "mci_sk": pw["sk"], "triage_group": pw["mts"],
-        "disposition": np.array(["home", "ward", "ICU"], dtype=object)[pw["disp"]],
-        "unit": np.array(UNITS, dtype=object)[pw["ward_unit"]],
-        "t_onset": to_ts(pw["t_onset"]), "t_arrive": to_ts(pw["t_arrive"]), "t_bed": to_ts(pw["t_bed"]),
-        "t_end": to_ts(pw["t_end"]),
-        "wait_h": pw["wait_h"], "delay_beyond_target_h": pw["delay_h"], "boarding_h": pw["t_bed"] - pw["t_ready"],
-        "severity_onset": pw["s0"], "severity_physician": pw["s_phys"], "strain": pw["ae_strain"],
-        "ed_occupancy_at_arrival": pw["crowding"],
-        "adverse_event": pw["ae"], "icu": ~np.isnan(pw["t_icu_in"]), "died": pw["died"],
-        "readmitted_30d": pw["readmit_drawn"], "p_readmission_30d": pw["p_readmit"],
-        "los_h": pw["t_end"] - pw["t_bed"],
-    })
+    return pd.DataFrame(
+        {
+            "pathway_id": pw["row"] + 1,
+            "subject_id": pw["subject"],
+            "previous_pathway_id": np.where(pw["prev"] >= 0, pw["prev"] + 1, -1),
+            "hospital": np.array(cfg.hospitals, dtype=object)[pw["hosp"]],
+            "arrival_kind": kinds[pw["kind"]],
+            "ems": pw["ems"],
+            "diverted": pw["diverted"],
+            "age": pw["age"],
+            "sex": np.where(pw["sex"] == 1, "F", "M"),
+            "icd_chapter": np.array(ICD_CHAPTERS, dtype=object)[pw["icd"]],
+            "mci_sk": pw["sk"],
+            "triage_group": pw["mts"],
+            "disposition": np.array(["home", "ward", "ICU"], dtype=object)[pw["disp"]],
+            "unit": np.array(UNITS, dtype=object)[pw["ward_unit"]],
+            "t_onset": to_ts(pw["t_onset"]),
+            "t_arrive": to_ts(pw["t_arrive"]),
+            "t_bed": to_ts(pw["t_bed"]),
+            "t_end": to_ts(pw["t_end"]),
+            "wait_h": pw["wait_h"],
+            "delay_beyond_target_h": pw["delay_h"],
+            "boarding_h": pw["t_bed"] - pw["t_ready"],
+            "severity_onset": pw["s0"],
+            "severity_physician": pw["s_phys"],
+            "strain": pw["ae_strain"],
+            "ed_occupancy_at_arrival": pw["crowding"],
+            "adverse_event": pw["ae"],
+            "icu": ~np.isnan(pw["t_icu_in"]),
+            "died": pw["died"],
+            "readmitted_30d": pw["readmit_drawn"],
+            "p_readmission_30d": pw["p_readmit"],
+            "los_h": pw["t_end"] - pw["t_bed"],
+        }
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -1475,10 +1751,14 @@ def _labels(cfg, sim, staff, pw, subject, ev) -> tuple[dict, dict, dict]:
 
 def _label_frame(subject, ptime, value, kind) -> pd.DataFrame:
     col = "boolean_value" if kind == "binary" else "float_value"
-    vals = pd.array(value.astype(bool), dtype="boolean") if kind == "binary" else pd.array(
-        value.astype(np.float32), dtype="Float32")
-    frame = pd.DataFrame({"subject_id": subject.astype(np.int64), "prediction_time": pd.array(ptime, dtype="datetime64[us]"),
-                          col: vals})
+    vals = (
+        pd.array(value.astype(bool), dtype="boolean")
+        if kind == "binary"
+        else pd.array(value.astype(np.float32), dtype="Float32")
+    )
+    frame = pd.DataFrame(
+        {"subject_id": subject.astype(np.int64), "prediction_time": pd.array(ptime, dtype="datetime64[us]"), col: vals}
+    )
     return frame.sort_values(["subject_id", "prediction_time"], kind="stable").reset_index(drop=True)
 
 
@@ -1541,8 +1821,11 @@ def _course_oracles(pw, p, t, inpatient) -> dict:
         # a direct ICU admission must survive its ICU stay (an independent hazard) to meet the ward's process
         ps = p[sel]
         t_bed = pw["t_bed"][ps]
-        in_icu_death = np.where(pw["disp"][ps] == 2, _icu_death_within(
-            _icu_death_hazard(severity_at(pw, ps, t_bed)), t_bed, t_bed + pw["icu_los_h"][ps], ts), 0.0)
+        in_icu_death = np.where(
+            pw["disp"][ps] == 2,
+            _icu_death_within(_icu_death_hazard(severity_at(pw, ps, t_bed)), t_bed, t_bed + pw["icu_los_h"][ps], ts),
+            0.0,
+        )
         ae24[sel] = (1.0 - np.exp(-(H24b - Ht))) * (1.0 - in_icu_death)
         death[sel] = 1.0 - (1.0 - in_icu_death) * (1.0 - np.exp(Ht) * (Dtot - Dt))
         icu24[sel] = np.exp(Ht) * (I23 - It)
@@ -1554,8 +1837,9 @@ def _course_oracles(pw, p, t, inpatient) -> dict:
     fatal_now = np.where(t < t_ae + DEATH_AFTER_AE_DELAY_H, _fatal_prob(pw, p, s_ae), 0.0)
     icu_next = (pw["disp"][p] != 2) & pw["icu_after_ae"][p]  # the ICU stay a non-fatal AE on the ward leads to
     icu_in = t_ae + ICU_AFTER_AE_DELAY_H
-    in_icu_death = np.where(icu_next, _icu_death_within(_icu_death_hazard(s_ae), icu_in, icu_in + pw["icu_los_h"][p],
-                                                        t), 0.0)
+    in_icu_death = np.where(
+        icu_next, _icu_death_within(_icu_death_hazard(s_ae), icu_in, icu_in + pw["icu_los_h"][p], t), 0.0
+    )
     death = np.where(after, fatal_now + (1.0 - fatal_now) * in_icu_death, death)
     t_icu = pw["t_icu_in"][p]
     realised_icu = ((t_icu > t) & (t_icu <= t + 24)).astype(float)

@@ -29,8 +29,18 @@ import pandas as pd
 from hamburg_mamba.data.validate import Accounting, DataValidationError, parse_times
 
 # Observable hourly columns of the synthetic Hamburg's status table (meds_io: system/hospital_hourly.parquet).
-DEFAULT_STATUS_COLUMNS = ("ed_census", "ed_boarders", "longest_boarder_h", "icu_census", "ward_census", "nedocs",
-                          "ems_arrivals", "walk_in_arrivals", "ems_diverted_away", "closed_to_ems")
+DEFAULT_STATUS_COLUMNS = (
+    "ed_census",
+    "ed_boarders",
+    "longest_boarder_h",
+    "icu_census",
+    "ward_census",
+    "nedocs",
+    "ems_arrivals",
+    "walk_in_arrivals",
+    "ems_diverted_away",
+    "closed_to_ems",
+)
 # Columns of that table no hospital can observe: the generator's hidden closure hazard (ground truth).
 UNOBSERVABLE_COLUMNS = ("closure_hazard",)
 TREND_TIME_CONSTANT_H = 28 * 24.0
@@ -50,22 +60,28 @@ def resolve_columns(status: pd.DataFrame, columns: Sequence[str] | None) -> tupl
     if columns is None:
         found = tuple(c for c in DEFAULT_STATUS_COLUMNS if c in status.columns)
         if not found:
-            raise DataValidationError("hospital_status", f"none of the default status columns "
-                                      f"{list(DEFAULT_STATUS_COLUMNS)} is present (columns: {list(status.columns)}); "
-                                      f"pass status_columns=[...] naming the numeric columns to use")
+            raise DataValidationError(
+                "hospital_status",
+                f"none of the default status columns "
+                f"{list(DEFAULT_STATUS_COLUMNS)} is present (columns: {list(status.columns)}); "
+                f"pass status_columns=[...] naming the numeric columns to use",
+            )
         return found
     columns = tuple(columns)
     hidden = [c for c in columns if c in UNOBSERVABLE_COLUMNS]
     if hidden:
-        raise DataValidationError(hidden[0], "is the generator's hidden ground truth, not observable at prediction "
-                                  "time; it cannot be a model input")
+        raise DataValidationError(
+            hidden[0],
+            "is the generator's hidden ground truth, not observable at prediction time; it cannot be a model input",
+        )
     if len(set(columns)) != len(columns):
         raise ValueError(f"status_columns: expected distinct names, got {list(columns)}")
     return columns
 
 
-def check_status_table(status: pd.DataFrame, columns: Sequence[str], acc: Accounting,
-                       time_unit: str | None = None) -> pd.DataFrame:
+def check_status_table(
+    status: pd.DataFrame, columns: Sequence[str], acc: Accounting, time_unit: str | None = None
+) -> pd.DataFrame:
     """hospital (str), time (datetime64[us]), then the columns as float64 (NaN = missing); sorted by
     (hospital, time). Rows without hospital or time are dropped and counted; duplicates and infinite values
     fail (as an infinite numeric_value does: one inf would make the column's mean and std undefined).
@@ -75,19 +91,30 @@ def check_status_table(status: pd.DataFrame, columns: Sequence[str], acc: Accoun
     for col in ("hospital", "time", *columns):
         if col not in status.columns:
             raise DataValidationError(col, f"missing from hospital_status (columns: {list(status.columns)})")
-    out = pd.DataFrame({"hospital": status["hospital"].astype("object"),
-                        "time": parse_times(status["time"], "time", time_unit, status)[0]})
+    out = pd.DataFrame(
+        {
+            "hospital": status["hospital"].astype("object"),
+            "time": parse_times(status["time"], "time", time_unit, status)[0],
+        }
+    )
     for col in columns:
         s = status[col]
         if not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)):
-            raise DataValidationError(col, f"hospital_status columns must be numeric or boolean, got dtype {s.dtype}",
-                                      status[["hospital", "time", col]])
-        out[col] = s.astype("float64") if not pd.api.types.is_extension_array_dtype(s) else \
-            s.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+            raise DataValidationError(
+                col,
+                f"hospital_status columns must be numeric or boolean, got dtype {s.dtype}",
+                status[["hospital", "time", col]],
+            )
+        out[col] = (
+            s.astype("float64")
+            if not pd.api.types.is_extension_array_dtype(s)
+            else s.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+        )
         inf = np.isinf(out[col].to_numpy())
         if inf.any():
-            raise DataValidationError(col, "hospital_status: infinite values", status[["hospital", "time", col]][inf],
-                                      int(inf.sum()))
+            raise DataValidationError(
+                col, "hospital_status: infinite values", status[["hospital", "time", col]][inf], int(inf.sum())
+            )
     bad = out["hospital"].isna() | out["time"].isna()
     if bad.any():
         acc.notes.append(f"hospital_status: {int(bad.sum())} rows without hospital or time ignored")
@@ -96,13 +123,18 @@ def check_status_table(status: pd.DataFrame, columns: Sequence[str], acc: Accoun
     out["time"] = out["time"].astype("datetime64[us]")
     dup = out.duplicated(["hospital", "time"], keep=False)
     if dup.any():
-        raise DataValidationError("time", "hospital_status has several rows for the same (hospital, time)",
-                                  out[dup].sort_values(["hospital", "time"]), int(dup.sum()))
+        raise DataValidationError(
+            "time",
+            "hospital_status has several rows for the same (hospital, time)",
+            out[dup].sort_values(["hospital", "time"]),
+            int(dup.sum()),
+        )
     return out.sort_values(["hospital", "time"], kind="stable").reset_index(drop=True)
 
 
-def trailing_trend(table: pd.DataFrame, columns: Sequence[str],
-                   time_constant_h: float = TREND_TIME_CONSTANT_H) -> np.ndarray:
+def trailing_trend(
+    table: pd.DataFrame, columns: Sequence[str], time_constant_h: float = TREND_TIME_CONSTANT_H
+) -> np.ndarray:
     """(R, C) value minus the hospital's exponentially weighted mean of the rows up to and including this one
     (weights exp(-age / time_constant_h), ages from the rows' times; NaN values are skipped)."""
     halflife = pd.Timedelta(hours=time_constant_h * np.log(2.0))
@@ -114,9 +146,16 @@ def trailing_trend(table: pd.DataFrame, columns: Sequence[str],
     return out
 
 
-def status_features(table: pd.DataFrame, columns: Sequence[str], event_hospital: np.ndarray,
-                    event_time_us: np.ndarray, timed: np.ndarray, acc: Accounting, lag_h: float = DEFAULT_LAG_H,
-                    max_age_h: float = DEFAULT_MAX_AGE_H) -> np.ndarray:
+def status_features(
+    table: pd.DataFrame,
+    columns: Sequence[str],
+    event_hospital: np.ndarray,
+    event_time_us: np.ndarray,
+    timed: np.ndarray,
+    acc: Accounting,
+    lag_h: float = DEFAULT_LAG_H,
+    max_age_h: float = DEFAULT_MAX_AGE_H,
+) -> np.ndarray:
     """(N, 2C) float64: status and trend features per event (see module docstring); NaN where missing.
 
     table: from `check_status_table`. event_hospital: (N,) hospital name per event (None/NaN where unknown).
@@ -149,7 +188,8 @@ def status_features(table: pd.DataFrame, columns: Sequence[str], event_hospital:
         f"hospital status ({C} columns, lag {lag_h:g} h, max age {max_age_h:g} h): attached to "
         f"{attached} of {int(timed.sum())} timed events; missing for {unknown_hospital} "
         f"events without a hospital, {uncovered} of hospitals the feed does not cover, {stale} with no row "
-        f"in the last {max_age_h:g} h")
+        f"in the last {max_age_h:g} h"
+    )
     unused = sorted(set(table_rows) - {str(n) for n in hosp_names})
     if unused:
         acc.notes.append(f"hospital_status rows of hospitals absent from the events, unused: {unused}")

@@ -78,8 +78,11 @@ class Accounting:
             self.repaired[reason] = self.repaired.get(reason, 0) + int(n)
 
     def report(self) -> str:
-        lines = [f"events in: {self.events_in}", f"events used: {self.events_used}",
-                 f"events dropped: {self.events_dropped}"]
+        lines = [
+            f"events in: {self.events_in}",
+            f"events used: {self.events_used}",
+            f"events dropped: {self.events_dropped}",
+        ]
         lines += [f"  dropped, {k}: {v}" for k, v in sorted(self.dropped.items())]
         lines += [f"  repaired (kept), {k}: {v}" for k, v in sorted(self.repaired.items())]
         for task, c in sorted(self.label_rows.items()):
@@ -95,8 +98,9 @@ TIME_UNITS = ("s", "ms", "us", "ns")
 INT64_MAX = np.iinfo(np.int64).max
 
 
-def validate_events(df: pd.DataFrame, policy: ValidationPolicy, acc: Accounting,
-                    time_unit: str | None = None) -> pd.DataFrame:
+def validate_events(
+    df: pd.DataFrame, policy: ValidationPolicy, acc: Accounting, time_unit: str | None = None
+) -> pd.DataFrame:
     """Return a cleaned copy of a MEDS event table (subject_id int64, time datetime64[us], code str, ...).
 
     time_unit: how to read a numeric `time` column (see `parse_times`); None refuses one.
@@ -104,10 +108,11 @@ def validate_events(df: pd.DataFrame, policy: ValidationPolicy, acc: Accounting,
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"events: expected a pandas DataFrame, got {type(df).__name__}")
     acc.events_in += len(df)
-    for col, what in REQUIRED.items():
+    for col in REQUIRED:
         if col not in df.columns:
-            raise DataValidationError(col, f"missing; a MEDS event table needs {list(REQUIRED)} "
-                                           f"(got columns {list(df.columns)})")
+            raise DataValidationError(
+                col, f"missing; a MEDS event table needs {list(REQUIRED)} (got columns {list(df.columns)})"
+            )
     df = df.copy()
     df["subject_id"] = integer_ids(df["subject_id"], "subject_id", df)
     df = _required_not_null(df, "subject_id", policy, acc)
@@ -132,8 +137,9 @@ def validate_events(df: pd.DataFrame, policy: ValidationPolicy, acc: Accounting,
             num = pd.to_numeric(nv, errors="coerce")
             bad = num.isna() & nv.notna()
             if bad.any():
-                raise DataValidationError("numeric_value", f"expected numbers, got dtype {nv.dtype}", df[bad],
-                                          int(bad.sum()))
+                raise DataValidationError(
+                    "numeric_value", f"expected numbers, got dtype {nv.dtype}", df[bad], int(bad.sum())
+                )
             nv = num
         df["numeric_value"] = nv.astype("Float64").astype("float64")
         inf = np.isinf(df["numeric_value"].to_numpy(dtype=float, na_value=np.nan))
@@ -145,8 +151,9 @@ def validate_events(df: pd.DataFrame, policy: ValidationPolicy, acc: Accounting,
     dup = _duplicated(df, keep="first")
     if dup.any():
         if policy.duplicates == "fail":
-            raise DataValidationError("(all columns)", "duplicate events", df[_duplicated(df, keep=False)],
-                                      int(dup.sum()))
+            raise DataValidationError(
+                "(all columns)", "duplicate events", df[_duplicated(df, keep=False)], int(dup.sum())
+            )
         acc.drop("duplicate event", int(dup.sum()))
         df = df[~dup]
 
@@ -167,9 +174,12 @@ def validate_events(df: pd.DataFrame, policy: ValidationPolicy, acc: Accounting,
         if policy.unsorted == "fail":
             first = np.nonzero(bad)[0][:SHOW_ROWS]
             ctx = np.unique(np.concatenate([first - 1, first]))
-            raise DataValidationError("time", "events not sorted by time within a subject (null times first), "
-                                      "or a subject's events not contiguous",
-                                      df.iloc[ctx], int(bad.sum()))
+            raise DataValidationError(
+                "time",
+                "events not sorted by time within a subject (null times first), or a subject's events not contiguous",
+                df.iloc[ctx],
+                int(bad.sum()),
+            )
         order = np.lexsort((tt, s))
         df = df.iloc[order]
         acc.repair("events re-sorted by subject_id, time", int(bad.sum()))
@@ -185,6 +195,7 @@ def integer_ids(ids: pd.Series, column: str, frame: pd.DataFrame) -> pd.Series:
     (1.2 and 1.7 would be one id), booleans, and integers outside the int64 range (uint64 above 2**63 - 1).
     `frame` supplies the offending rows shown in the error.
     """
+
     def refuse(problem, bad):
         bad = np.asarray(bad, dtype=bool)
         raise DataValidationError(column, problem, frame[bad], int(bad.sum()))
@@ -197,7 +208,7 @@ def integer_ids(ids: pd.Series, column: str, frame: pd.DataFrame) -> pd.Series:
         bad = f.notna() & ~(np.isfinite(f) & (f == np.floor(f)))
         if bad.any():
             refuse("expected integer ids, got fractional or infinite values", bad)
-        big = (f >= 2.0 ** 63) | (f < -2.0 ** 63)
+        big = (f >= 2.0**63) | (f < -(2.0**63))
         if big.any():
             refuse("ids outside the int64 range", big)
         return f.astype("Int64")
@@ -207,19 +218,26 @@ def integer_ids(ids: pd.Series, column: str, frame: pd.DataFrame) -> pd.Series:
             refuse("ids above the int64 range (they would wrap to negative ids)", big)
     if pd.api.types.is_integer_dtype(ids):
         return ids.astype("Int64")
-    is_int = ids.map(lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)),
-                     na_action="ignore").fillna(True).astype(bool)
+    is_int = (
+        ids.map(lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)), na_action="ignore")
+        .fillna(True)
+        .astype(bool)
+    )
     if not is_int.all():
-        refuse(f"expected integer ids (MEDS int64), got {kind} values (dtype {ids.dtype}); map them to integers "
-               f"one to one before connecting (strings such as '1' and '001' are not read as numbers)", ~is_int)
+        refuse(
+            f"expected integer ids (MEDS int64), got {kind} values (dtype {ids.dtype}); map them to integers "
+            f"one to one before connecting (strings such as '1' and '001' are not read as numbers)",
+            ~is_int,
+        )
     big = ids.map(lambda v: not -INT64_MAX - 1 <= v <= INT64_MAX, na_action="ignore").fillna(False).astype(bool)
     if big.any():
         refuse("ids outside the int64 range", big)
     return ids.astype("Int64")
 
 
-def parse_times(t: pd.Series, column: str, time_unit: str | None,
-                frame: pd.DataFrame) -> tuple[pd.Series, np.ndarray, bool]:
+def parse_times(
+    t: pd.Series, column: str, time_unit: str | None, frame: pd.DataFrame
+) -> tuple[pd.Series, np.ndarray, bool]:
     """`t` as naive datetime64[us]; (times, unparseable mask, whether time-zone-aware input was converted).
 
     Accepted: datetime64 columns, strings and datetime objects pandas parses. Time-zone-aware times are
@@ -234,18 +252,30 @@ def parse_times(t: pd.Series, column: str, time_unit: str | None,
     kind = pd.api.types.infer_dtype(t, skipna=True)
     if pd.api.types.is_datetime64_any_dtype(t):
         parsed = t
-    elif pd.api.types.is_bool_dtype(t) or kind in ("boolean", "timedelta", "timedelta64") or \
-            pd.api.types.is_timedelta64_dtype(t):
-        raise DataValidationError(column, f"expected datetime64 (or date strings), got {kind} values "
-                                  f"(dtype {t.dtype})", frame[t.notna().to_numpy(bool)], int(t.notna().sum()))
+    elif (
+        pd.api.types.is_bool_dtype(t)
+        or kind in ("boolean", "timedelta", "timedelta64")
+        or pd.api.types.is_timedelta64_dtype(t)
+    ):
+        raise DataValidationError(
+            column,
+            f"expected datetime64 (or date strings), got {kind} values (dtype {t.dtype})",
+            frame[t.notna().to_numpy(bool)],
+            int(t.notna().sum()),
+        )
     elif kind in ("integer", "floating", "mixed-integer-float", "decimal") or pd.api.types.is_numeric_dtype(t):
         if time_unit is None:
-            raise DataValidationError(column, f"expected datetime64, got numbers (dtype {t.dtype}); pass "
-                                      f"time_unit= one of {TIME_UNITS} to read them as time since 1970-01-01 UTC",
-                                      frame[t.notna().to_numpy(bool)], int(t.notna().sum()))
+            raise DataValidationError(
+                column,
+                f"expected datetime64, got numbers (dtype {t.dtype}); pass "
+                f"time_unit= one of {TIME_UNITS} to read them as time since 1970-01-01 UTC",
+                frame[t.notna().to_numpy(bool)],
+                int(t.notna().sum()),
+            )
         num = pd.to_numeric(t, errors="coerce")
-        parsed = pd.to_datetime(num if pd.api.types.is_integer_dtype(num) else num.astype("float64"),
-                                unit=time_unit, errors="coerce")
+        parsed = pd.to_datetime(
+            num if pd.api.types.is_integer_dtype(num) else num.astype("float64"), unit=time_unit, errors="coerce"
+        )
     elif kind == "empty":
         parsed = pd.Series(pd.NaT, index=t.index, dtype="datetime64[us]")
     else:
@@ -267,31 +297,47 @@ def _parse_time_strings(t: pd.Series, column: str, kind: str, frame: pd.DataFram
     if t.dtype == object:
         numeric = values.map(lambda v: isinstance(v, (int, float, np.number, bool)))
         if numeric.any():
-            raise DataValidationError(column, "expected datetimes or date strings, got numbers mixed in; pass a "
-                                      "datetime64 column", frame.loc[numeric[numeric].index], int(numeric.sum()))
+            raise DataValidationError(
+                column,
+                "expected datetimes or date strings, got numbers mixed in; pass a datetime64 column",
+                frame.loc[numeric[numeric].index],
+                int(numeric.sum()),
+            )
         zones = values[values.map(lambda v: hasattr(v, "tzinfo"))].map(lambda v: str(v.tzinfo))
         if zones.nunique() > 1:
             first = zones.iloc[0]
             mixed = zones != first
-            raise DataValidationError(column, f"mixed time zones or UTC offsets ({sorted(zones.unique())}); "
-                                      f"convert the times to UTC first", frame.loc[mixed[mixed].index],
-                                      int(mixed.sum()))
+            raise DataValidationError(
+                column,
+                f"mixed time zones or UTC offsets ({sorted(zones.unique())}); convert the times to UTC first",
+                frame.loc[mixed[mixed].index],
+                int(mixed.sum()),
+            )
     try:
         return pd.to_datetime(t, errors="coerce", format="mixed")
     except ValueError as e:  # pandas refuses strings with several UTC offsets even under errors="coerce"
-        raise DataValidationError(column, f"mixed UTC offsets or naive and offset times together ({e}); "
-                                  f"convert the times to UTC first", frame.head()) from None
+        raise DataValidationError(
+            column,
+            f"mixed UTC offsets or naive and offset times together ({e}); convert the times to UTC first",
+            frame.head(),
+        ) from None
 
 
 def _codes(df: pd.DataFrame, policy: ValidationPolicy, acc: Accounting) -> pd.DataFrame:
     """code: strings, not null and not blank (a blank code names nothing)."""
     code = df["code"]
     kind = pd.api.types.infer_dtype(code, skipna=True)
-    if not (pd.api.types.is_string_dtype(code) or pd.api.types.is_object_dtype(code)) or \
-            kind not in ("string", "empty"):
+    if not (pd.api.types.is_string_dtype(code) or pd.api.types.is_object_dtype(code)) or kind not in (
+        "string",
+        "empty",
+    ):
         not_str = code.notna() & ~code.map(lambda v: isinstance(v, str), na_action="ignore").fillna(False).astype(bool)
-        raise DataValidationError("code", f"expected string codes, got {kind} values (dtype {code.dtype})",
-                                  df[not_str.to_numpy(bool)], int(not_str.sum()))
+        raise DataValidationError(
+            "code",
+            f"expected string codes, got {kind} values (dtype {code.dtype})",
+            df[not_str.to_numpy(bool)],
+            int(not_str.sum()),
+        )
     blank = (code.str.strip() == "").fillna(False).astype(bool)
     if blank.any():
         df["code"] = code.where(~blank, None)
@@ -318,9 +364,14 @@ def _untimed_rows(df: pd.DataFrame, policy: ValidationPolicy, acc: Accounting) -
     if not bad.any():
         return df
     if policy.bad_time == "fail":
-        raise DataValidationError("time", "null time on an event that is not a static fact (its code occurs with "
-                                  "a time elsewhere, or its stage is not 'static'); only static facts may be "
-                                  "untimed", df[bad], int(bad.sum()))
+        raise DataValidationError(
+            "time",
+            "null time on an event that is not a static fact (its code occurs with "
+            "a time elsewhere, or its stage is not 'static'); only static facts may be "
+            "untimed",
+            df[bad],
+            int(bad.sum()),
+        )
     acc.drop("null time on a timed event", int(bad.sum()))
     return df[~bad]
 
@@ -346,8 +397,12 @@ def _before_birth(df: pd.DataFrame, policy: ValidationPolicy, acc: Accounting) -
     if not bad.any():
         return df
     if policy.before_birth == "fail":
-        raise DataValidationError("time", "events before the subject's MEDS_BIRTH (negative age)",
-                                  df[bad].assign(birth=b_time[at][bad].astype("datetime64[us]")), int(bad.sum()))
+        raise DataValidationError(
+            "time",
+            "events before the subject's MEDS_BIRTH (negative age)",
+            df[bad].assign(birth=b_time[at][bad].astype("datetime64[us]")),
+            int(bad.sum()),
+        )
     acc.drop("event before the subject's MEDS_BIRTH", int(bad.sum()))
     return df[~bad]
 

@@ -37,16 +37,28 @@ def fit_catboost(task_kind: str, X_train, y_train, X_tune, y_tune, cat_features,
     if len(y_train) > settings.max_train_rows:
         keep = np.sort(rng.choice(len(y_train), settings.max_train_rows, replace=False))
         X_train, y_train = X_train.iloc[keep], y_train[keep]
-    common = dict(iterations=settings.iterations, depth=settings.depth, learning_rate=settings.learning_rate,
-                  random_seed=settings.seed, thread_count=settings.thread_count, verbose=False,
-                  allow_writing_files=False, cat_features=cat_features)
+    common = dict(
+        iterations=settings.iterations,
+        depth=settings.depth,
+        learning_rate=settings.learning_rate,
+        random_seed=settings.seed,
+        thread_count=settings.thread_count,
+        verbose=False,
+        allow_writing_files=False,
+        cat_features=cat_features,
+    )
     if task_kind == "binary":
         model = CatBoostClassifier(loss_function="Logloss", **common)
     else:
         model = CatBoostRegressor(loss_function="RMSE", **common)
     use_eval = len(y_tune) > 0 and (task_kind != "binary" or 0 < np.sum(y_tune) < len(y_tune))
-    model.fit(X_train, y_train, eval_set=(X_tune, y_tune) if use_eval else None,
-              early_stopping_rounds=settings.early_stopping_rounds if use_eval else None, use_best_model=use_eval)
+    model.fit(
+        X_train,
+        y_train,
+        eval_set=(X_tune, y_tune) if use_eval else None,
+        early_stopping_rounds=settings.early_stopping_rounds if use_eval else None,
+        use_best_model=use_eval,
+    )
     return model
 
 

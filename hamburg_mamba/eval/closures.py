@@ -68,8 +68,10 @@ def read_hourly(root) -> pd.DataFrame | None:
     have = pq.read_schema(path).names
     missing = [c for c in HOURLY_COLUMNS if c not in have]
     if missing:
-        raise ValueError(f"{path}: columns {missing} missing (the hospital-hour unit needs {list(HOURLY_COLUMNS)}; "
-                         f"data generated before `closed_at_hour_start` was written: regenerate it)")
+        raise ValueError(
+            f"{path}: columns {missing} missing (the hospital-hour unit needs {list(HOURLY_COLUMNS)}; "
+            f"data generated before `closed_at_hour_start` was written: regenerate it)"
+        )
     return pd.read_parquet(path, columns=list(HOURLY_COLUMNS))
 
 
@@ -98,8 +100,9 @@ def _one_hospital(name, time, g, table_start, horizons) -> pd.DataFrame:
     start = g["closure_start"].to_numpy(bool)
     hod = time.hour.to_numpy()
     since_start_h = ((time - table_start) / pd.Timedelta(hours=1)).to_numpy()
-    possible = (hod >= CLOSURE_ALLOWED_FROM_H) & (hod < CLOSURE_ALLOWED_UNTIL_H) & (
-        since_start_h >= CLOSURE_MIN_HISTORY_H)
+    possible = (
+        (hod >= CLOSURE_ALLOWED_FROM_H) & (hod < CLOSURE_ALLOWED_UNTIL_H) & (since_start_h >= CLOSURE_MIN_HISTORY_H)
+    )
     starts = np.r_[0, np.cumsum(start)]  # (H+1,) starts before each hour
     possibles = np.r_[0, np.cumsum(possible)]
     logsurv = np.r_[0.0, np.cumsum(np.log1p(-g["closure_hazard"].to_numpy(np.float64)))]
@@ -136,8 +139,14 @@ def hospital_day(table: pd.DataFrame) -> np.ndarray:
 # The score: patient-level predictions pooled per hospital and hour
 
 
-def hospital_risk_series(time_us: np.ndarray, hospital: np.ndarray, pathway: np.ndarray, risk: np.ndarray,
-                         hours: pd.DatetimeIndex, end_us: np.ndarray | None = None) -> pd.DataFrame:
+def hospital_risk_series(
+    time_us: np.ndarray,
+    hospital: np.ndarray,
+    pathway: np.ndarray,
+    risk: np.ndarray,
+    hours: pd.DatetimeIndex,
+    end_us: np.ndarray | None = None,
+) -> pd.DataFrame:
     """DataFrame (index hours, one column per hospital) of each hospital's score (module docstring, "Score").
 
     time_us, hospital, pathway, risk: (R,) prediction rows; hospital as known at the row (None or NaN: not
@@ -153,10 +162,15 @@ def hospital_risk_series(time_us: np.ndarray, hospital: np.ndarray, pathway: np.
     H, J = len(hours), len(names)
     total, count = np.zeros((J, H)), np.zeros((J, H))
     order = np.lexsort((grid_h, pathway))
-    t, p, r, c, e = grid_h[order], np.asarray(pathway)[order], np.asarray(risk, np.float64)[order], codes[order], \
-        end_h[order]
+    t, p, r, c, e = (
+        grid_h[order],
+        np.asarray(pathway)[order],
+        np.asarray(risk, np.float64)[order],
+        codes[order],
+        end_h[order],
+    )
     starts = np.flatnonzero(np.r_[True, p[1:] != p[:-1]])
-    for a, b in zip(starts, np.r_[starts[1:], p.size]):
+    for a, b in zip(starts, np.r_[starts[1:], p.size], strict=True):
         first_h = max(int(np.ceil(t[a])), 0)
         last_h = min(int(np.floor(e[a:b].max())), H - 1)
         if last_h < first_h:
@@ -206,7 +220,7 @@ def firings(table: pd.DataFrame, on: np.ndarray) -> tuple[int, int]:
     fire = on & ((idx - run) % REFIRE_H == 0)
     t_h = table["time"].to_numpy().astype("datetime64[us]").astype(np.int64) / US_PER_HOUR
     false = 0
-    for name, rows in table.groupby("hospital", sort=False).indices.items():
+    for rows in table.groupby("hospital", sort=False).indices.values():
         s = t_h[rows][table["start"].to_numpy()[rows]]
         for f in t_h[rows][fire[rows]]:
             false += not np.any((s >= f) & (s < f + REFIRE_H))
@@ -232,24 +246,31 @@ def warning_summary(table: pd.DataFrame, score: np.ndarray, threshold: float, ho
     y = table[f"y_{horizon}h"].to_numpy()
     warned = np.isfinite(lead)
     hospital_weeks = len(table) / HOURS_PER_WEEK
-    return {"threshold": float(threshold), "horizon_h": horizon, "closures": int(lead.size),
-            "warned_share": float(warned.mean()) if lead.size else float("nan"),
-            "warned_6h_share": float(np.mean(warned & (np.nan_to_num(lead, nan=-1) >= 6))) if lead.size else
-            float("nan"),
-            "median_lead_h": float(np.median(np.nan_to_num(lead, nan=0.0))) if lead.size else float("nan"),
-            "median_lead_warned_h": float(np.median(lead[warned])) if warned.any() else float("nan"),
-            "max_lead_h": float(lead[warned].max()) if warned.any() else float("nan"),
-            "alarm_share": float(on[m].mean()) if m.any() else float("nan"),
-            "alarm_precision": float(y[m & on].mean()) if (m & on).any() else float("nan"),
-            "prevalence": float(y[m].mean()) if m.any() else float("nan"),
-            "scored_hours": int(m.sum()), "by_design_hours": int(design.sum()),
-            "alarm_share_by_design": float(on[design].mean()) if design.any() else float("nan"),
-            "firings": fires, "false_alarms": false,
-            "false_alarms_per_week": false / max(hospital_weeks, 1e-9), "hospital_weeks": hospital_weeks}
+    return {
+        "threshold": float(threshold),
+        "horizon_h": horizon,
+        "closures": int(lead.size),
+        "warned_share": float(warned.mean()) if lead.size else float("nan"),
+        "warned_6h_share": float(np.mean(warned & (np.nan_to_num(lead, nan=-1) >= 6))) if lead.size else float("nan"),
+        "median_lead_h": float(np.median(np.nan_to_num(lead, nan=0.0))) if lead.size else float("nan"),
+        "median_lead_warned_h": float(np.median(lead[warned])) if warned.any() else float("nan"),
+        "max_lead_h": float(lead[warned].max()) if warned.any() else float("nan"),
+        "alarm_share": float(on[m].mean()) if m.any() else float("nan"),
+        "alarm_precision": float(y[m & on].mean()) if (m & on).any() else float("nan"),
+        "prevalence": float(y[m].mean()) if m.any() else float("nan"),
+        "scored_hours": int(m.sum()),
+        "by_design_hours": int(design.sum()),
+        "alarm_share_by_design": float(on[design].mean()) if design.any() else float("nan"),
+        "firings": fires,
+        "false_alarms": false,
+        "false_alarms_per_week": false / max(hospital_weeks, 1e-9),
+        "hospital_weeks": hospital_weeks,
+    }
 
 
-def choose_threshold(table: pd.DataFrame, score: np.ndarray,
-                     max_false_alarms_per_week: float = DEFAULT_MAX_FALSE_ALARMS_PER_WEEK) -> float:
+def choose_threshold(
+    table: pd.DataFrame, score: np.ndarray, max_false_alarms_per_week: float = DEFAULT_MAX_FALSE_ALARMS_PER_WEEK
+) -> float:
     """Lowest candidate threshold whose false firings per hospital-week on these (tuning) hospital-hours stay
     within the budget; lower thresholds warn earlier, so this is the earliest warning the budget allows. The
     highest candidate when none does."""

@@ -47,10 +47,18 @@ def _log(msg: str, t0: float) -> None:
     print(f"[evaluate {time.perf_counter() - t0:6.1f}s] {msg}", flush=True)
 
 
-def run_comparison(spec, runs: dict, out_dir: str | Path, baselines=("catboost", "news2", "oracle"),
-                   n_boot: int = 200, catboost: CatBoostSettings | None = None, primary: str | None = None,
-                   max_false_alarms_per_week: float = C.DEFAULT_MAX_FALSE_ALARMS_PER_WEEK, device: str = "cpu",
-                   timeline: bool = True) -> dict:
+def run_comparison(
+    spec,
+    runs: dict,
+    out_dir: str | Path,
+    baselines=("catboost", "news2", "oracle"),
+    n_boot: int = 200,
+    catboost: CatBoostSettings | None = None,
+    primary: str | None = None,
+    max_false_alarms_per_week: float = C.DEFAULT_MAX_FALSE_ALARMS_PER_WEEK,
+    device: str = "cpu",
+    timeline: bool = True,
+) -> dict:
     """Evaluate trained runs (name -> run directory, or a model already loaded) and the baselines on `spec`'s
     held-out split. The schema comes from the first run directory; with loaded models only, it is fitted on
     the training split as training did."""
@@ -64,7 +72,6 @@ def run_comparison(spec, runs: dict, out_dir: str | Path, baselines=("catboost",
     data = spec.connect(schema=schema)
     _log(f"connected {spec.root} ({spec.split} split)", t0)
     tasks = data.schema.tasks
-    binary = [t for t, s in tasks.items() if s.kind == "binary"]
     rows = {s: prediction_rows(data, s) for s in ("train", "tuning", "held_out")}
     prow = {s: pathway_rows(data, s) for s in ("train", "tuning", "held_out")}
     enc = data.encoded
@@ -93,14 +100,18 @@ def run_comparison(spec, runs: dict, out_dir: str | Path, baselines=("catboost",
             if tr.sum() < 2 or (spec_t.kind == "binary" and y_tr.min() == y_tr.max()):
                 skipped_catboost.append(task)
                 continue
-            model = fit_catboost(spec_t.kind, Xs["train"][tr], y_tr, Xs["tuning"][tu],
-                                 src["tuning"].labels[task][tu], cats, settings)
+            model = fit_catboost(
+                spec_t.kind, Xs["train"][tr], y_tr, Xs["tuning"][tu], src["tuning"].labels[task][tu], cats, settings
+            )
             for s in ("tuning", "held_out"):
                 preds["catboost"][s][task] = catboost_predict(model, spec_t.kind, Xs[s])
             _log(f"catboost {task}: {model.tree_count_} trees", t0)
     news2_missing = {}
-    results_notes = [f"catboost not fitted (training labels of one class or none): {skipped_catboost}"] if (
-        skipped_catboost) else []
+    results_notes = (
+        [f"catboost not fitted (training labels of one class or none): {skipped_catboost}"]
+        if (skipped_catboost)
+        else []
+    )
     if "news2" in baselines:
         nb = News2Baseline()
         preds["news2"] = {"tuning": {}, "held_out": {}}
@@ -132,16 +143,28 @@ def run_comparison(spec, runs: dict, out_dir: str | Path, baselines=("catboost",
     results_notes += [f"subgroup {g} dropped: one level ({level}) in the held-out rows" for g, level in dropped]
     patient_days = _patient_days(data, H)
     primary_name = primary if primary in preds else (next(iter(models)) if models else None)
-    results: dict = {"tasks": {}, "models": model_names, "n_boot": n_boot, "alert_sensitivity": ALERT_SENSITIVITY,
-                     "primary": primary_name, "clusters": CLUSTER_OF_GROUP}
+    results: dict = {
+        "tasks": {},
+        "models": model_names,
+        "n_boot": n_boot,
+        "alert_sensitivity": ALERT_SENSITIVITY,
+        "primary": primary_name,
+        "clusters": CLUSTER_OF_GROUP,
+    }
     recal_cols = {}
     for task, spec_t in tasks.items():
         src = H if spec_t.level == "event" else HP
         tu_src = rows["tuning"] if spec_t.level == "event" else prow["tuning"]
         m, mt = src.masks[task], tu_src.masks[task]
         y, yt = src.labels[task][m], tu_src.labels[task][mt]
-        task_res = {"kind": spec_t.kind, "level": spec_t.level, "group": spec_t.group, "n": int(m.sum()),
-                    "prevalence": float(y.mean()) if y.size and spec_t.kind == "binary" else None, "models": {}}
+        task_res = {
+            "kind": spec_t.kind,
+            "level": spec_t.level,
+            "group": spec_t.group,
+            "n": int(m.sum()),
+            "prevalence": float(y.mean()) if y.size and spec_t.kind == "binary" else None,
+            "models": {},
+        }
         for name in model_names:
             if task not in preds[name].get("held_out", {}):
                 continue
@@ -151,8 +174,9 @@ def run_comparison(spec, runs: dict, out_dir: str | Path, baselines=("catboost",
                 continue
             p = np.clip(p, 0.0, 1.0)
             pt = np.clip(np.asarray(preds[name]["tuning"][task], dtype=np.float64), 0.0, 1.0)[mt]
-            recal = M.PlattRecalibration().fit(yt, pt) if name not in (ORACLE, FAIR_BOUND, "news2") and yt.size \
-                else None
+            recal = (
+                M.PlattRecalibration().fit(yt, pt) if name not in (ORACLE, FAIR_BOUND, "news2") and yt.size else None
+            )
             p_recal = recal(p) if recal is not None else p
             recal_cols[(name, task)] = (p, p_recal)
             if y.size == 0 or y.min() == y.max():
@@ -166,14 +190,21 @@ def run_comparison(spec, runs: dict, out_dir: str | Path, baselines=("catboost",
                 entry["recalibration"] = {"intercept": recal.intercept, "slope": recal.slope}
             if spec_t.level == "event":
                 threshold = M.threshold_at_sensitivity(yt, pt, ALERT_SENSITIVITY) if yt.size else float("nan")
-                entry["alert_burden"] = alert_burden(y, p[m], src.pathway[m], src.time_us[m], threshold,
-                                                     patient_days)
+                entry["alert_burden"] = alert_burden(y, p[m], src.pathway[m], src.time_us[m], threshold, patient_days)
                 entry["subgroups"] = {g: _subgroup_auroc(y, p[m], groups[g][m], cluster, n_boot) for g in groups}
             task_res["models"][name] = entry
         if spec_t.kind == "binary":
             task_res["cluster"] = _cluster_kind(spec_t)
-            task_res["comparisons"] = _paired_comparisons(task, src, m, preds, primary_name, task_res["models"],
-                                                          clusters[spec_t.level][_cluster_kind(spec_t)][m], n_boot)
+            task_res["comparisons"] = _paired_comparisons(
+                task,
+                src,
+                m,
+                preds,
+                primary_name,
+                task_res["models"],
+                clusters[spec_t.level][_cluster_kind(spec_t)][m],
+                n_boot,
+            )
         results["tasks"][task] = task_res
         _log(f"metrics {task}", t0)
 
@@ -185,8 +216,9 @@ def run_comparison(spec, runs: dict, out_dir: str | Path, baselines=("catboost",
     # --- closures: hospital warnings ---
     hourly = C.read_hourly(spec.root)
     if hourly is not None and CLOSURE_TASK in tasks:
-        results["closures"] = _closure_evaluation(spec, data, rows, preds, hourly, max_false_alarms_per_week,
-                                                  n_boot, primary_name, out_dir)
+        results["closures"] = _closure_evaluation(
+            spec, data, rows, preds, hourly, max_false_alarms_per_week, n_boot, primary_name, out_dir
+        )
         _log("closure warnings (hospital-hours)", t0)
         if timeline:
             _timeline(data, models.get(primary_name), primary_name, hourly, out_dir, device)
@@ -230,9 +262,13 @@ def alert_burden(y, p, pathway, time_us, threshold: float, patient_days: float) 
     pw = pathway[order]
     first = np.r_[True, pw[1:] != pw[:-1]]
     onset = on & (first | ~np.r_[False, on[:-1]])
-    return {"threshold": t, "sensitivity": float(np.mean(p[y == 1] >= t)) if (y == 1).any() else float("nan"),
-            "alerts": int(onset.sum()), "alerting_rows": float(on.mean()),
-            "alerts_per_100_patient_days": float(onset.sum() / max(patient_days, 1e-9) * 100)}
+    return {
+        "threshold": t,
+        "sensitivity": float(np.mean(p[y == 1] >= t)) if (y == 1).any() else float("nan"),
+        "alerts": int(onset.sum()),
+        "alerting_rows": float(on.mean()),
+        "alerts_per_100_patient_days": float(onset.sum() / max(patient_days, 1e-9) * 100),
+    }
 
 
 def _patient_days(data, rows) -> float:
@@ -246,8 +282,12 @@ def _subgroups(data, feats: pd.DataFrame, rows) -> tuple[dict[str, np.ndarray], 
     and is returned in the second list as (name, level), not in the first. The hospital is the one the row's
     event knew, by name (a hospital outside the training vocabulary is itself)."""
     vocab = data.schema.categorical_vocab
-    out = {"age_band": np.asarray(pd.cut(feats["age_years"], AGE_BANDS, labels=AGE_LABELS, right=False)
-                                  .astype(object).fillna("unknown"), dtype=object)}
+    out = {
+        "age_band": np.asarray(
+            pd.cut(feats["age_years"], AGE_BANDS, labels=AGE_LABELS, right=False).astype(object).fillna("unknown"),
+            dtype=object,
+        )
+    }
     for g in ("triage_group", "arrival_mode"):
         out[g] = np.asarray(vocab[g], dtype=object)[feats[g].to_numpy()]
     out["hospital"] = pd.Series(data.encoded.event_hospital_name[rows.flat], dtype=object).fillna("unknown").to_numpy()
@@ -260,7 +300,7 @@ def _subgroups(data, feats: pd.DataFrame, rows) -> tuple[dict[str, np.ndarray], 
 def _pathway_sex(data) -> np.ndarray:
     """(P,) sex per pathway from its subject's static SEX//<x> fact (repeated at the head of each pathway)."""
     enc, vocab = data.encoded, data.schema.categorical_vocab["code"]
-    sex_of_code = np.array([c[len(SEX_PREFIX):] if c.startswith(SEX_PREFIX) else "" for c in vocab], dtype=object)
+    sex_of_code = np.array([c[len(SEX_PREFIX) :] if c.startswith(SEX_PREFIX) else "" for c in vocab], dtype=object)
     code = enc.categorical[:, list(data.schema.categorical_vocab).index("code")]
     hit = np.flatnonzero(sex_of_code[code] != "")
     out = np.full(enc.lengths.size, "unknown", dtype=object)
@@ -274,8 +314,13 @@ def _subgroup_auroc(y, p, group, cluster, n_boot: int) -> dict:
     for g in sorted(set(group.tolist()), key=str):
         s = group == g
         a = M.bootstrap_binary(y[s], p[s], cluster=cluster[s], n_boot=n_boot, metrics=("auroc",))["auroc"]
-        res[str(g)] = {"n": int(s.sum()), "prevalence": float(y[s].mean()), "auroc": a.value, "low": a.low,
-                       "high": a.high}
+        res[str(g)] = {
+            "n": int(s.sum()),
+            "prevalence": float(y[s].mean()),
+            "auroc": a.value,
+            "low": a.low,
+            "high": a.high,
+        }
     return res
 
 
@@ -298,8 +343,11 @@ def _row_clusters(data, rows) -> dict[str, np.ndarray]:
     unit = np.asarray(data.schema.categorical_vocab["unit"], dtype=object)[enc.categorical[rows.flat, unit_col]]
     day = pd.Series(t.strftime("%Y-%m-%d"))
     shift = pd.Series(shifted.strftime("%Y-%m-%d")) + np.where(night, "N", "D")
-    return {"subject": enc.subject_id[rows.pathway], "hospital_day": (hospital + "|" + day).to_numpy(),
-            "unit_shift": (hospital + "|" + pd.Series(unit).astype(str) + "|" + shift).to_numpy()}
+    return {
+        "subject": enc.subject_id[rows.pathway],
+        "hospital_day": (hospital + "|" + day).to_numpy(),
+        "unit_shift": (hospital + "|" + pd.Series(unit).astype(str) + "|" + shift).to_numpy(),
+    }
 
 
 def _paired_comparisons(task, src, m, preds, primary, evaluated, cluster, n_boot) -> dict:
@@ -346,16 +394,26 @@ def _closure_evaluation(spec, data, rows, preds, hourly, max_fa, n_boot, primary
     horizons = [k for k in C.HORIZONS_H if f"closure_{k}h" in data.schema.tasks]
     sources = _closure_sources(spec, data, rows, preds, table, period, horizons)
     held = in_split["held_out"]
-    res = {"alarm_task": CLOSURE_TASK, "horizons_h": horizons, "refire_h": C.REFIRE_H, "primary": primary,
-           "max_false_alarms_per_week_on_tuning": max_fa, "cluster": "hospital_day",
-           "periods": {s: [str(lo), str(hi)] for s, (lo, hi) in period.items()},
-           "hours": _hour_counts(table, held, horizons), "models": {}, "notes": []}
+    res = {
+        "alarm_task": CLOSURE_TASK,
+        "horizons_h": horizons,
+        "refire_h": C.REFIRE_H,
+        "primary": primary,
+        "max_false_alarms_per_week_on_tuning": max_fa,
+        "cluster": "hospital_day",
+        "periods": {s: [str(lo), str(hi)] for s, (lo, hi) in period.items()},
+        "hours": _hour_counts(table, held, horizons),
+        "models": {},
+        "notes": [],
+    }
     for k in horizons:
         rows_k = held & C.scored(table, k) & C.in_period(table, *period["held_out"], k)
         finite = np.all([np.isfinite(v[k][rows_k]) for v in sources.values()], axis=0)
         if not finite.all():
-            res["notes"].append(f"{int((~finite).sum())} held-out hospital-hours at {k} h without any "
-                                f"prediction of their hospital, left out for every source")
+            res["notes"].append(
+                f"{int((~finite).sum())} held-out hospital-hours at {k} h without any "
+                f"prediction of their hospital, left out for every source"
+            )
         rows_k[rows_k] = finite
         y = table[f"y_{k}h"].to_numpy()[rows_k]
         cluster = C.hospital_day(table)[rows_k]
@@ -366,8 +424,9 @@ def _closure_evaluation(spec, data, rows, preds, hourly, max_fa, n_boot, primary
                 entry["auroc"][str(k)] = est["auroc"].as_dict()
                 entry["auprc"] = {**entry.get("auprc", {}), str(k): est["auprc"].as_dict()}
                 if primary in sources and name != primary:
-                    entry["vs_primary"][str(k)] = M.paired_difference(y, sources[primary][k][rows_k], score[k][rows_k],
-                                                                      cluster, n_boot).as_dict()
+                    entry["vs_primary"][str(k)] = M.paired_difference(
+                        y, sources[primary][k][rows_k], score[k][rows_k], cluster, n_boot
+                    ).as_dict()
     alarm_k = C.ALARM_HORIZON_H
     tuning, held_table = table[in_split["tuning"]].reset_index(drop=True), table[held].reset_index(drop=True)
     frames = []
@@ -406,8 +465,11 @@ def _hour_counts(table, held, horizons) -> dict:
     for k in horizons:
         lab = table[f"labelled_{k}h"].to_numpy() & held
         design = table[f"by_design_{k}h"].to_numpy() & lab
-        out[str(k)] = {"scored": int((lab & ~design).sum()), "by_design": int(design.sum()),
-                       "unlabelled": int((held & ~lab).sum())}
+        out[str(k)] = {
+            "scored": int((lab & ~design).sum()),
+            "by_design": int(design.sum()),
+            "unlabelled": int((held & ~lab).sum()),
+        }
     return out
 
 
@@ -427,15 +489,26 @@ def _closure_sources(spec, data, rows, preds, table, period, horizons) -> dict[s
             hours = pd.date_range(lo, hi - pd.Timedelta(hours=1), freq="h")
             mine = _in_hours(table, lo, hi)
             for k in horizons:
-                series = C.hospital_risk_series(r.time_us, enc.event_hospital_name[r.flat], r.pathway,
-                                                np.asarray(preds[name][s][f"closure_{k}h"], np.float64), hours,
-                                                end_us[r.pathway])
+                series = C.hospital_risk_series(
+                    r.time_us,
+                    enc.event_hospital_name[r.flat],
+                    r.pathway,
+                    np.asarray(preds[name][s][f"closure_{k}h"], np.float64),
+                    hours,
+                    end_us[r.pathway],
+                )
                 out[name][k][mine] = C.score_rows(table[mine], series)
     train = _in_hours(table, *period["train"]) if "train" in period else np.zeros(len(table), bool)
     out["always_on"] = {k: np.ones(len(table)) for k in horizons}
     hod = table["time"].dt.hour.to_numpy()
-    out["time_of_day"] = {k: C.hour_of_day_rate(table, train & C.scored(table, k) & C.in_period(
-        table, *period["train"], k), k)[hod] for k in horizons} if train.any() else {}
+    out["time_of_day"] = (
+        {
+            k: C.hour_of_day_rate(table, train & C.scored(table, k) & C.in_period(table, *period["train"], k), k)[hod]
+            for k in horizons
+        }
+        if train.any()
+        else {}
+    )
     trend = _nedocs_trend(spec, data, table)
     if trend is not None and train.any():
         out["nedocs_trend"] = {}
@@ -459,14 +532,22 @@ def _nedocs_trend(spec, data, table) -> np.ndarray | None:
     schema = data.schema
     if "nedocs" not in (schema.status_columns or ()):
         return None
-    feed = pd.read_parquet(Path(spec.root) / "system" / "hospital_hourly.parquet", columns=["hospital", "time",
-                                                                                            "nedocs"])
+    feed = pd.read_parquet(
+        Path(spec.root) / "system" / "hospital_hourly.parquet", columns=["hospital", "time", "nedocs"]
+    )
     acc = Accounting()
     checked = SS.check_status_table(feed, ["nedocs"], acc)
     times = table["time"].to_numpy().astype("datetime64[us]").astype(np.int64)
-    values = SS.status_features(checked, ["nedocs"], table["hospital"].to_numpy(object), times,
-                                np.ones(len(table), bool), acc, lag_h=schema.status_lag_h,
-                                max_age_h=schema.status_max_age_h)
+    values = SS.status_features(
+        checked,
+        ["nedocs"],
+        table["hospital"].to_numpy(object),
+        times,
+        np.ones(len(table), bool),
+        acc,
+        lag_h=schema.status_lag_h,
+        max_age_h=schema.status_max_age_h,
+    )
     return values[:, 1]  # (T,) trend:nedocs (status columns first, then their trends)
 
 
@@ -476,12 +557,17 @@ def _timeline(data, model, name, hourly, out_dir, device) -> None:
     from hamburg_mamba.eval.predictions import PredictionRows
 
     parts = [prediction_rows(data, s, tasks=[CLOSURE_TASK]) for s in ("train", "tuning", "held_out")]
-    allr = PredictionRows(split="all", **{k: np.concatenate([getattr(p, k) for p in parts]) for k in (
-        "flat", "pathway", "pos", "time_us", "hospital")},
+    allr = PredictionRows(
+        split="all",
+        **{
+            k: np.concatenate([getattr(p, k) for p in parts]) for k in ("flat", "pathway", "pos", "time_us", "hospital")
+        },
         labels={CLOSURE_TASK: np.concatenate([p.labels[CLOSURE_TASK] for p in parts])},
         masks={CLOSURE_TASK: np.concatenate([p.masks[CLOSURE_TASK] for p in parts])},
-        oracle={CLOSURE_TASK: np.concatenate([p.oracle[CLOSURE_TASK] for p in parts])} if all(
-            CLOSURE_TASK in p.oracle for p in parts) else {})
+        oracle={CLOSURE_TASK: np.concatenate([p.oracle[CLOSURE_TASK] for p in parts])}
+        if all(CLOSURE_TASK in p.oracle for p in parts)
+        else {},
+    )
     enc = data.encoded
     hours = pd.DatetimeIndex(sorted(hourly["time"].unique()))
     end_us = event_times_us(data)[enc.offsets[1:] - 1]
@@ -493,8 +579,14 @@ def _timeline(data, model, name, hourly, out_dir, device) -> None:
     if CLOSURE_TASK in allr.oracle:
         sources[ORACLE] = allr.oracle[CLOSURE_TASK]
     for src, risk in sources.items():
-        s = C.hospital_risk_series(allr.time_us, enc.event_hospital_name[allr.flat], allr.pathway,
-                                   np.asarray(risk, np.float64), hours, end_us[allr.pathway])
+        s = C.hospital_risk_series(
+            allr.time_us,
+            enc.event_hospital_name[allr.flat],
+            allr.pathway,
+            np.asarray(risk, np.float64),
+            hours,
+            end_us[allr.pathway],
+        )
         f = s.stack().rename("risk").reset_index()
         f.columns = ["time", "hospital", "risk"]
         f["model"] = src
@@ -516,8 +608,12 @@ def _periods(data, rows) -> dict:
 
 def _write_predictions(out_dir, data, H, HP, recal_cols, tasks, groups, preds) -> None:
     enc = data.encoded
-    cols = {"pathway_id": enc.pathway_id[H.pathway], "subject_id": enc.subject_id[H.pathway],
-            "time": np.asarray(H.time_us).astype("datetime64[us]"), "hospital_id": H.hospital}
+    cols = {
+        "pathway_id": enc.pathway_id[H.pathway],
+        "subject_id": enc.subject_id[H.pathway],
+        "time": np.asarray(H.time_us).astype("datetime64[us]"),
+        "hospital_id": H.hospital,
+    }
     cols.update({g: v.astype(str) for g, v in groups.items()})
     pcols = {"pathway_id": enc.pathway_id[HP.pathway], "subject_id": enc.subject_id[HP.pathway]}
     for task, spec_t in tasks.items():

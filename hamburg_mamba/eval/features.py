@@ -24,9 +24,15 @@ MAX_CODES = 64  # codes with their own count / last value / hours-since columns 
 VALUE_DECIMALS = 1  # vitals are charted to one decimal at most; undoing the z-score is rounded to that
 
 # NEWS2 parameter -> the synthetic Hamburg vitals code.
-NEWS2_CODES = {"respiration_rate": "VITAL//RESP_RATE", "spo2": "VITAL//SPO2", "on_oxygen": "VITAL//O2",
-               "systolic_bp": "VITAL//SBP", "pulse": "VITAL//PULSE", "consciousness": "VITAL//ACVPU",
-               "temperature": "VITAL//TEMP"}
+NEWS2_CODES = {
+    "respiration_rate": "VITAL//RESP_RATE",
+    "spo2": "VITAL//SPO2",
+    "on_oxygen": "VITAL//O2",
+    "systolic_bp": "VITAL//SBP",
+    "pulse": "VITAL//PULSE",
+    "consciousness": "VITAL//ACVPU",
+    "temperature": "VITAL//TEMP",
+}
 CATEGORICAL_CONTEXT = ("stage", "unit", "triage_group", "arrival_mode", "hospital")
 
 
@@ -136,8 +142,11 @@ class FeatureBuilder:
     def system_load(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         """The connector's status features at each row (`status:<column>`, `trend:<column>`): the event's
         hospital's status feed, lagged by the schema's `status_lag_h` and turned into bounded training ranks
-        (`schema.BoundedRank`, monotone: tree splits are unchanged by it), exactly what the sequence models read; NaN where missing (no hospital known yet, stale or no feed)."""
+        (`schema.BoundedRank`, monotone: tree splits are unchanged by it), exactly what the sequence models read;
+        NaN where missing (no hospital known yet, stale or no feed)."""
         enc, schema = self.data.encoded, self.data.schema
         first = len(NUMERIC_FEATURES)  # the connector's layout: value, age, then the status features
-        return {name: np.where(enc.numeric_missing[rows, j], np.nan, enc.numeric[rows, j])
-                for j, name in enumerate(schema.numeric_features[first:], start=first)}
+        return {
+            name: np.where(enc.numeric_missing[rows, j], np.nan, enc.numeric[rows, j])
+            for j, name in enumerate(schema.numeric_features[first:], start=first)
+        }

@@ -10,9 +10,8 @@ metrics), w (n,) weights.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -200,7 +199,7 @@ def calibration_curve(y, p, bins: int = ECE_BINS) -> tuple[np.ndarray, np.ndarra
     order = np.argsort(p, kind="mergesort")
     edges = np.linspace(0, y.size, bins + 1).round().astype(np.int64)
     mp, obs = [], []
-    for a, b in zip(edges[:-1], edges[1:]):
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
         if b > a:
             mp.append(p[order[a:b]].mean())
             obs.append(y[order[a:b]].mean())
@@ -218,8 +217,12 @@ def net_benefit(y, p, thresholds=DECISION_THRESHOLDS) -> dict[str, np.ndarray]:
     tp = (treat & (y[None, :] == 1)).sum(1) / n
     fp = (treat & (y[None, :] == 0)).sum(1) / n
     prev = y.mean()
-    return {"threshold": t, "model": tp - fp * odds, "treat_all": prev - (1 - prev) * odds,
-            "treat_none": np.zeros_like(t)}
+    return {
+        "threshold": t,
+        "model": tp - fp * odds,
+        "treat_all": prev - (1 - prev) * odds,
+        "treat_none": np.zeros_like(t),
+    }
 
 
 def threshold_at_sensitivity(y, p, sensitivity: float) -> float:
@@ -274,12 +277,19 @@ def binary_metrics(y, p, weight=None) -> dict[str, float]:
     """Every metric of BINARY_METRICS at one weighting (the bootstrap calls this once per replicate)."""
     y, p, w = _prep(y, p, weight)
     slope, intercept = calibration_slope_intercept(y, p, w)
-    return {"auroc": auroc(y, p, w), "auprc": average_precision(y, p, w), "brier": brier(y, p, w),
-            "ece": ece(y, p, w), "calibration_slope": slope, "calibration_intercept": intercept}
+    return {
+        "auroc": auroc(y, p, w),
+        "auprc": average_precision(y, p, w),
+        "brier": brier(y, p, w),
+        "ece": ece(y, p, w),
+        "calibration_slope": slope,
+        "calibration_intercept": intercept,
+    }
 
 
-def bootstrap_binary(y, p, cluster=None, n_boot: int = 200, seed: int = 0,
-                     metrics=BINARY_METRICS) -> dict[str, Estimate]:
+def bootstrap_binary(
+    y, p, cluster=None, n_boot: int = 200, seed: int = 0, metrics=BINARY_METRICS
+) -> dict[str, Estimate]:
     """Point estimates and percentile 95 % intervals from a cluster bootstrap (clusters: e.g. subject ids;
     None = rows are independent). Returns metric -> Estimate, plus 'prevalence' and 'n'.
 
@@ -326,8 +336,7 @@ def percentile_interval(draws) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def paired_difference(y, p_a, p_b, cluster=None, n_boot: int = 200, seed: int = 0,
-                      metric: str = "auroc") -> Estimate:
+def paired_difference(y, p_a, p_b, cluster=None, n_boot: int = 200, seed: int = 0, metric: str = "auroc") -> Estimate:
     """metric(p_a) - metric(p_b) on the same rows, with the percentile interval of the difference over the
     same cluster draws as `bootstrap_binary` (seed for seed): each replicate scores both on one resample, so
     the interval carries the correlation of two models judged on the same patients."""
@@ -335,8 +344,10 @@ def paired_difference(y, p_a, p_b, cluster=None, n_boot: int = 200, seed: int = 
     _, p_b, _ = _prep(y, p_b, None)
     a, b = _SortedSample(y, p_a), _SortedSample(y, p_b)
     point = a.metrics(np.ones_like(y), (metric,))[metric] - b.metrics(np.ones_like(y), (metric,))[metric]
-    diffs = [a.metrics(w[a.order], (metric,))[metric] - b.metrics(w[b.order], (metric,))[metric]
-             for w in cluster_draws(cluster, y.size, n_boot, seed)]
+    diffs = [
+        a.metrics(w[a.order], (metric,))[metric] - b.metrics(w[b.order], (metric,))[metric]
+        for w in cluster_draws(cluster, y.size, n_boot, seed)
+    ]
     return Estimate(float(point), *percentile_interval(diffs))
 
 
@@ -363,8 +374,7 @@ class _SortedSample:
             out["ece"] = _ece_sorted(y, p, w)
         if "calibration_slope" in which or "calibration_intercept" in which:
             # replicates stop Newton at 1e-6: far below the interval widths, and 3x faster than the point fit
-            out["calibration_slope"], out["calibration_intercept"] = _calibration_fit(self.lp, y, w,
-                                                                                      tol=BOOTSTRAP_TOL)
+            out["calibration_slope"], out["calibration_intercept"] = _calibration_fit(self.lp, y, w, tol=BOOTSTRAP_TOL)
         unknown = set(which) - set(BINARY_METRICS)
         if unknown:
             raise ValueError(f"metrics: unknown {sorted(unknown)}; expected names from {BINARY_METRICS}")
@@ -376,8 +386,12 @@ def regression_metrics(y, yhat) -> dict[str, float]:
     yhat = np.asarray(yhat, dtype=np.float64)
     resid = y - yhat
     ss_tot = np.sum((y - y.mean()) ** 2)
-    return {"mae": float(np.mean(np.abs(resid))), "rmse": float(np.sqrt(np.mean(resid ** 2))),
-            "r2": float(1 - np.sum(resid ** 2) / ss_tot) if ss_tot > 0 else float("nan"), "n": float(y.size)}
+    return {
+        "mae": float(np.mean(np.abs(resid))),
+        "rmse": float(np.sqrt(np.mean(resid**2))),
+        "r2": float(1 - np.sum(resid**2) / ss_tot) if ss_tot > 0 else float("nan"),
+        "n": float(y.size),
+    }
 
 
 class PlattRecalibration:
@@ -397,8 +411,12 @@ class PlattRecalibration:
                 # p separates the classes on these rows (a clairvoyant reference does), so no logistic map
                 # exists; the identity is kept and said so, rather than an arbitrary steep map.
                 self.separated = True
-                warnings.warn(f"PlattRecalibration: p separates the classes on the {y.size} fitting rows; "
-                              "no logistic map exists, the identity is kept", RuntimeWarning, stacklevel=2)
+                warnings.warn(
+                    f"PlattRecalibration: p separates the classes on the {y.size} fitting rows; "
+                    "no logistic map exists, the identity is kept",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
         return self
 
     def __call__(self, p) -> np.ndarray:

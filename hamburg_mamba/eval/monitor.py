@@ -31,8 +31,10 @@ class WarningChange:
 
     def line(self) -> str:
         drivers = ", ".join(f"{t} {v:.2f}" for t, v in self.drivers[:3])
-        return (f"{self.time:%Y-%m-%d %H:%M}  {self.hospital:<22} {self.old:>6} -> {self.new:<6} "
-                f"risk {self.score:.2f} over {self.n_pathways} pathways  [{drivers}]")
+        return (
+            f"{self.time:%Y-%m-%d %H:%M}  {self.hospital:<22} {self.old:>6} -> {self.new:<6} "
+            f"risk {self.score:.2f} over {self.n_pathways} pathways  [{drivers}]"
+        )
 
 
 def event_batch(data, flat: np.ndarray) -> PathwayBatch:
@@ -45,15 +47,23 @@ def event_batch(data, flat: np.ndarray) -> PathwayBatch:
         categorical={f: col(enc.categorical[:, j], torch.int64) for j, f in enumerate(data.schema.categorical_vocab)},
         numeric=torch.from_numpy(np.ascontiguousarray(enc.numeric[flat][:, None, :])),
         numeric_missing=torch.from_numpy(np.ascontiguousarray(enc.numeric_missing[flat][:, None, :])),
-        time_since_prev_h=col(enc.time_since_prev_h), time_since_start_h=col(enc.time_since_start_h),
-        hour_of_day=col(enc.hour_of_day), day_of_week=col(enc.day_of_week, torch.int64),
-        mask=torch.ones(K, 1, dtype=torch.bool), lengths=torch.ones(K, dtype=torch.int64), labels={}, label_mask={},
-        event_hospital_id=col(enc.event_hospital_id, torch.int64), subject_id=torch.from_numpy(enc.subject_id[pathway]),
-        pathway_id=torch.from_numpy(enc.pathway_id[pathway]))
+        time_since_prev_h=col(enc.time_since_prev_h),
+        time_since_start_h=col(enc.time_since_start_h),
+        hour_of_day=col(enc.hour_of_day),
+        day_of_week=col(enc.day_of_week, torch.int64),
+        mask=torch.ones(K, 1, dtype=torch.bool),
+        lengths=torch.ones(K, dtype=torch.int64),
+        labels={},
+        label_mask={},
+        event_hospital_id=col(enc.event_hospital_id, torch.int64),
+        subject_id=torch.from_numpy(enc.subject_id[pathway]),
+        pathway_id=torch.from_numpy(enc.pathway_id[pathway]),
+    )
 
 
-def replay(model, data, start: str, hours: float, hospitals: list[str] | None = None, every_h: float = 1.0,
-           on_change=None) -> list[WarningChange]:
+def replay(
+    model, data, start: str, hours: float, hospitals: list[str] | None = None, every_h: float = 1.0, on_change=None
+) -> list[WarningChange]:
     """Stream every event of pathways active in [start, start + hours) and check the warning levels each
     `every_h` hours from `start`; returns the changes (and calls on_change(change) as they happen)."""
     for name, value in (("hours", hours), ("every_h", every_h)):
@@ -106,8 +116,15 @@ def replay(model, data, start: str, hours: float, hospitals: list[str] | None = 
             for hid, w in sb.hospitals.items():
                 old = levels.get(hid, "green")
                 if w.level != old:
-                    ch = WarningChange(pd.Timestamp(np.datetime64(int(check_at), "us")), names[hid], old, w.level,
-                                       w.score, w.n_pathways, w.drivers)
+                    ch = WarningChange(
+                        pd.Timestamp(np.datetime64(int(check_at), "us")),
+                        names[hid],
+                        old,
+                        w.level,
+                        w.score,
+                        w.n_pathways,
+                        w.drivers,
+                    )
                     changes.append(ch)
                     if on_change:
                         on_change(ch)

@@ -119,6 +119,7 @@ def news2_risk_band(total, any_three) -> np.ndarray:
     """'low', 'low-medium', 'medium' or 'high' from the aggregate and whether any parameter scored 3."""
     total = np.asarray(total)
     any_three = np.asarray(any_three, dtype=bool)
-    band = np.where(total >= HIGH_MIN, "high", np.where(total >= MEDIUM_MIN, "medium",
-                    np.where(any_three, "low-medium", "low")))
+    band = np.where(
+        total >= HIGH_MIN, "high", np.where(total >= MEDIUM_MIN, "medium", np.where(any_three, "low-medium", "low"))
+    )
     return band

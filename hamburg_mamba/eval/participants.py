@@ -29,10 +29,12 @@ def study_record(data, rows: dict, prow: dict, sex: np.ndarray, runs: dict, catb
     """What the report's TRIPOD+AI sections read beside the metrics: the participant table, each task's horizon,
     the evaluated run folders (their config.json and train_config.json hold the models' specifications) and
     the CatBoost settings (a dataclass)."""
-    return {"participants": participant_table(data, rows, prow, sex),
-            "task_horizons_h": {t: s.horizon_h for t, s in data.schema.tasks.items()},
-            "run_folders": {n: str(Path(r).resolve()) for n, r in runs.items() if isinstance(r, (str, Path))},
-            "catboost_settings": dataclasses.asdict(catboost)}
+    return {
+        "participants": participant_table(data, rows, prow, sex),
+        "task_horizons_h": {t: s.horizon_h for t, s in data.schema.tasks.items()},
+        "run_folders": {n: str(Path(r).resolve()) for n, r in runs.items() if isinstance(r, (str, Path))},
+        "catboost_settings": dataclasses.asdict(catboost),
+    }
 
 
 def participant_table(data, rows: dict, prow: dict, sex: np.ndarray) -> dict:
@@ -50,19 +52,26 @@ def participant_table(data, rows: dict, prow: dict, sex: np.ndarray) -> dict:
         mine = enc.split == split
         if not mine.any():
             continue
-        out[split] = {"patients": int(np.unique(enc.subject_id[mine]).size), "pathways": int(mine.sum()),
-                      "events": int(enc.lengths[mine].sum()), "age": age_summary(age[mine]),
-                      "sex": level_counts(sex[mine]),
-                      **{f: level_counts(v[mine]) for f, v in context.items()},
-                      "outcomes": outcome_counts(data, rows[split], prow[split])}
+        out[split] = {
+            "patients": int(np.unique(enc.subject_id[mine]).size),
+            "pathways": int(mine.sum()),
+            "events": int(enc.lengths[mine].sum()),
+            "age": age_summary(age[mine]),
+            "sex": level_counts(sex[mine]),
+            **{f: level_counts(v[mine]) for f, v in context.items()},
+            "outcomes": outcome_counts(data, rows[split], prow[split]),
+        }
     return out
 
 
 def pathway_age(data) -> np.ndarray:
     """(P,) age in years at pathway start (the connector's age feature, un-z-scored); NaN where not recorded."""
     enc, stats = data.encoded, data.schema.age_stats
-    years = np.where(enc.numeric_missing[:, AGE_COLUMN], np.nan,
-                     enc.numeric[:, AGE_COLUMN].astype(np.float64) * stats.std + stats.mean)  # (N,)
+    years = np.where(
+        enc.numeric_missing[:, AGE_COLUMN],
+        np.nan,
+        enc.numeric[:, AGE_COLUMN].astype(np.float64) * stats.std + stats.mean,
+    )  # (N,)
     owner = np.repeat(np.arange(enc.lengths.size), enc.lengths)  # (N,)
     return pd.Series(years).groupby(owner).first().reindex(np.arange(enc.lengths.size)).to_numpy()
 

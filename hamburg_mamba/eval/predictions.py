@@ -79,9 +79,17 @@ def prediction_rows(data, split: str, tasks=None) -> PredictionRows:
         labels[t], masks[t] = val[flat], m[flat]
         if orc is not None:
             oracle[t] = orc[flat]
-    return PredictionRows(split=split, flat=flat, pathway=pathway, pos=flat - enc.offsets[pathway],
-                          time_us=times[flat], hospital=enc.event_hospital_id[flat], labels=labels, masks=masks,
-                          oracle=oracle)
+    return PredictionRows(
+        split=split,
+        flat=flat,
+        pathway=pathway,
+        pos=flat - enc.offsets[pathway],
+        time_us=times[flat],
+        hospital=enc.event_hospital_id[flat],
+        labels=labels,
+        masks=masks,
+        oracle=oracle,
+    )
 
 
 def pathway_rows(data, split: str) -> PathwayRows:
@@ -96,8 +104,9 @@ def pathway_rows(data, split: str) -> PathwayRows:
         labels[t], masks[t] = val[pathway], m[pathway]
         if orc is not None:
             oracle[t] = orc[pathway]
-    return PathwayRows(split=split, pathway=pathway, flat=enc.offsets[pathway + 1] - 1, labels=labels, masks=masks,
-                       oracle=oracle)
+    return PathwayRows(
+        split=split, pathway=pathway, flat=enc.offsets[pathway + 1] - 1, labels=labels, masks=masks, oracle=oracle
+    )
 
 
 def length_batches(pathways: np.ndarray, lengths: np.ndarray, events_per_batch: int = EVENTS_PER_BATCH):
@@ -114,8 +123,9 @@ def length_batches(pathways: np.ndarray, lengths: np.ndarray, events_per_batch: 
 
 
 @torch.no_grad()
-def model_predictions(model, data, rows: PredictionRows, prows: PathwayRows | None = None,
-                      device: str = "cpu") -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def model_predictions(
+    model, data, rows: PredictionRows, prows: PathwayRows | None = None, device: str = "cpu"
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The model's prediction of every task at every row (event tasks) and per pathway (pathway tasks)."""
     model.eval().to(device)
     enc = data.encoded
@@ -129,7 +139,7 @@ def model_predictions(model, data, rows: PredictionRows, prows: PathwayRows | No
     row_order = np.argsort(rows.pathway, kind="stable")
     row_start = np.searchsorted(rows.pathway[row_order], need, "left")
     row_end = np.searchsorted(rows.pathway[row_order], need, "right")
-    where = {int(p): (a, b) for p, a, b in zip(need, row_start, row_end)}
+    where = {int(p): (a, b) for p, a, b in zip(need, row_start, row_end, strict=True)}
     pw_index = {} if prows is None else {int(p): i for i, p in enumerate(prows.pathway)}
     for idx in length_batches(need, enc.lengths):
         batch = data.batch(idx).to(device)

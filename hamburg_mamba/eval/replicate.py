@@ -80,13 +80,18 @@ class ReplicateConfig:
             raise ValueError(f"backbones: expected some of {BACKBONES}, got {list(self.backbones)}")
         if self.jobs < 1:
             raise ValueError(f"jobs: expected >= 1, got {self.jobs}")
-        missing = sorted(b for b in self.backbones for d in (self.recipe.max_steps, self.recipe.lr,
-                                                             self.recipe.warmup_steps) if b not in d)
+        missing = sorted(
+            b
+            for b in self.backbones
+            for d in (self.recipe.max_steps, self.recipe.lr, self.recipe.warmup_steps)
+            if b not in d
+        )
         if missing:
             raise ValueError(f"recipe: no steps, learning rate or warmup for the backbones {sorted(set(missing))}")
         if self.primary not in (*self.backbones, *self.baselines):
-            raise ValueError(f"primary: expected one of the models {[*self.backbones, *self.baselines]}, "
-                             f"got {self.primary!r}")
+            raise ValueError(
+                f"primary: expected one of the models {[*self.backbones, *self.baselines]}, got {self.primary!r}"
+            )
 
 
 @dataclass
@@ -109,12 +114,21 @@ def run_replicates(config: ReplicateConfig, log=print) -> dict:
         root = city(config.out / f"city-{g}", g, config.tiny)
         log(f"[replicate {time.perf_counter() - t0:7.1f}s] city {g}: {root}")
         for s in config.training_seeds:
-            metrics = replicate(config, root, g, s, log=lambda m: log(f"[replicate {time.perf_counter() - t0:7.1f}s] "
-                                                                      f"city {g} seed {s}: {m}"))
+            metrics = replicate(
+                config,
+                root,
+                g,
+                s,
+                log=lambda m, g=g, s=s: log(f"[replicate {time.perf_counter() - t0:7.1f}s] city {g} seed {s}: {m}"),
+            )
             records.append({"generator_seed": g, "training_seed": s, "auroc": replicate_aurocs(metrics)})
     summary = summarise(records, config.primary)
-    result = {"settings": _settings(config), "replicates": records, "summary": summary,
-              "seconds": time.perf_counter() - t0}
+    result = {
+        "settings": _settings(config),
+        "replicates": records,
+        "summary": summary,
+        "seconds": time.perf_counter() - t0,
+    }
     (config.out / "replicates.json").write_text(json.dumps(result, indent=1))
     (config.out / "README.md").write_text(summary_markdown(summary, config, result["seconds"]))
     return result
@@ -131,8 +145,10 @@ def city(folder: Path, seed: int, tiny: bool) -> Path:
     if record.is_file():
         held = json.loads(record.read_text())
         if held != wanted:
-            raise ValueError(f"out: {folder} holds the city {held}, this replication needs {wanted}; choose "
-                             f"another --out or remove the folder")
+            raise ValueError(
+                f"out: {folder} holds the city {held}, this replication needs {wanted}; choose "
+                f"another --out or remove the folder"
+            )
         return root
     folder.mkdir(parents=True, exist_ok=True)
     write_synthetic(root, generate_synthetic(tiny_synthetic_config(seed) if tiny else SyntheticConfig(seed=seed)))
@@ -149,16 +165,25 @@ def replicate(config: ReplicateConfig, root: Path, generator_seed: int, training
 
     folder = config.out / f"city-{generator_seed}" / f"seed-{training_seed}"
     cutoffs = TINY_CUTOFFS if config.tiny else DEMO_CUTOFFS
-    jobs = [TrainJob(str(root), tuple(cutoffs), str(folder / "runs" / bb), bb, training_seed, config.recipe)
-            for bb in config.backbones]
+    jobs = [
+        TrainJob(str(root), tuple(cutoffs), str(folder / "runs" / bb), bb, training_seed, config.recipe)
+        for bb in config.backbones
+    ]
     train_all(jobs, config.jobs)
     log(f"trained {', '.join(config.backbones)}")
     eval_dir = folder / "eval"
     if not _is_current(eval_dir / METRICS_FILE, [Path(j.run_dir) / WEIGHTS_FILE for j in jobs]):
         spec = DataSpec(root=str(Path(root).resolve()), split="temporal", temporal_cutoffs=tuple(cutoffs))
-        run_comparison(spec, {j.backbone: j.run_dir for j in jobs}, eval_dir, baselines=config.baselines,
-                       n_boot=REPLICATE_BOOT, primary=config.primary, timeline=False,
-                       catboost=CatBoostSettings(iterations=config.recipe.catboost_iterations, seed=training_seed))
+        run_comparison(
+            spec,
+            {j.backbone: j.run_dir for j in jobs},
+            eval_dir,
+            baselines=config.baselines,
+            n_boot=REPLICATE_BOOT,
+            primary=config.primary,
+            timeline=False,
+            catboost=CatBoostSettings(iterations=config.recipe.catboost_iterations, seed=training_seed),
+        )
         log("evaluated")
     return json.loads((eval_dir / METRICS_FILE).read_text())
 
@@ -189,11 +214,20 @@ def train(job: TrainJob) -> dict:
     r = job.recipe
     config = build_model_config(data, backbone=job.backbone, preset=r.preset)
     bb = job.backbone
-    tc = TrainConfig(epochs=r.epochs, max_steps=r.max_steps[bb], batch_size=r.batch_size, lr=r.lr[bb],
-                     weight_decay=r.weight_decay, warmup_steps=r.warmup_steps[bb], eval_every=r.eval_every,
-                     eval_max_pathways=r.eval_max_pathways, seed=job.seed, progress=False, num_threads=r.threads)
-    trainer = Trainer(build_model(config, seed=job.seed), data, tc, job.run_dir, device="cpu",
-                      data_spec=spec.as_dict())
+    tc = TrainConfig(
+        epochs=r.epochs,
+        max_steps=r.max_steps[bb],
+        batch_size=r.batch_size,
+        lr=r.lr[bb],
+        weight_decay=r.weight_decay,
+        warmup_steps=r.warmup_steps[bb],
+        eval_every=r.eval_every,
+        eval_max_pathways=r.eval_max_pathways,
+        seed=job.seed,
+        progress=False,
+        num_threads=r.threads,
+    )
+    trainer = Trainer(build_model(config, seed=job.seed), data, tc, job.run_dir, device="cpu", data_spec=spec.as_dict())
     return trainer.fit()
 
 
@@ -229,10 +263,16 @@ def summarise(records: list[dict], primary: str) -> dict:
         for other in per_model:
             if other == primary or primary not in per_model:
                 continue
-            diffs = [r["auroc"][task][primary] - r["auroc"][task][other] for r in records
-                     if primary in r["auroc"].get(task, {}) and other in r["auroc"].get(task, {})]
-            entry["differences"][other] = {**spread(diffs), "per_replicate": diffs,
-                                           "positive": int(sum(d > 0 for d in diffs))}
+            diffs = [
+                r["auroc"][task][primary] - r["auroc"][task][other]
+                for r in records
+                if primary in r["auroc"].get(task, {}) and other in r["auroc"].get(task, {})
+            ]
+            entry["differences"][other] = {
+                **spread(diffs),
+                "per_replicate": diffs,
+                "positive": int(sum(d > 0 for d in diffs)),
+            }
         out[task] = entry
     return out
 
@@ -250,34 +290,50 @@ def spread(values: list[float]) -> dict:
     x = np.asarray(values, dtype=np.float64)
     if x.size == 0:
         return {"n": 0, "mean": None, "sd": None, "min": None, "max": None}
-    return {"n": int(x.size), "mean": float(x.mean()), "sd": float(x.std(ddof=1)) if x.size > 1 else None,
-            "min": float(x.min()), "max": float(x.max())}
+    return {
+        "n": int(x.size),
+        "mean": float(x.mean()),
+        "sd": float(x.std(ddof=1)) if x.size > 1 else None,
+        "min": float(x.min()),
+        "max": float(x.max()),
+    }
 
 
 def summary_markdown(summary: dict, config: ReplicateConfig, seconds: float) -> str:
     n = len(config.generator_seeds) * len(config.training_seeds)
-    lines = ["# hamburg-mamba: replication", "",
-             f"{n} replicates: generator seeds {list(config.generator_seeds)} x training seeds "
-             f"{list(config.training_seeds)} ({'tiny city' if config.tiny else 'default Hamburg'}); each replicate "
-             f"trains {', '.join(config.backbones)} and fits CatBoost with its training seed on its city, and "
-             f"evaluates them with NEWS2 and the references on the city's held-out period. Run time "
-             f"{seconds / 60:.1f} min.", "",
-             "## Held-out AUROC over the replicates: mean (SD) [min-max], n", ""]
+    lines = [
+        "# hamburg-mamba: replication",
+        "",
+        f"{n} replicates: generator seeds {list(config.generator_seeds)} x training seeds "
+        f"{list(config.training_seeds)} ({'tiny city' if config.tiny else 'default Hamburg'}); each replicate "
+        f"trains {', '.join(config.backbones)} and fits CatBoost with its training seed on its city, and "
+        f"evaluates them with NEWS2 and the references on the city's held-out period. Run time "
+        f"{seconds / 60:.1f} min.",
+        "",
+        "## Held-out AUROC over the replicates: mean (SD) [min-max], n",
+        "",
+    ]
     models = _models(summary)
     lines += ["| task | " + " | ".join(models) + " |", "|" + "---|" * (len(models) + 1)]
     for task, entry in summary.items():
         lines.append(f"| {task} | " + " | ".join(_spread_cell(entry["models"].get(m)) for m in models) + " |")
-    lines += ["", f"## Paired differences: {config.primary} minus each model, per replicate", "",
-              f"Mean (SD) of the difference; 'ahead' = replicates where {config.primary} has the higher AUROC, of "
-              f"those where both have one.", ""]
+    lines += [
+        "",
+        f"## Paired differences: {config.primary} minus each model, per replicate",
+        "",
+        f"Mean (SD) of the difference; 'ahead' = replicates where {config.primary} has the higher AUROC, of "
+        f"those where both have one.",
+        "",
+    ]
     others = [m for m in models if m != config.primary]
     lines += ["| task | " + " | ".join(others) + " |", "|" + "---|" * (len(others) + 1)]
     for task, entry in summary.items():
         cells = []
         for m in others:
             d = entry["differences"].get(m)
-            cells.append("-" if not d or not d["n"] else
-                         f"{d['mean']:+.3f} ({_num(d['sd'])}); ahead {d['positive']}/{d['n']}")
+            cells.append(
+                "-" if not d or not d["n"] else f"{d['mean']:+.3f} ({_num(d['sd'])}); ahead {d['positive']}/{d['n']}"
+            )
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
     return "\n".join(lines + [""])
 

@@ -22,8 +22,7 @@ import numpy as np
 import pandas as pd
 
 from hamburg_mamba.eval import metrics as M
-from hamburg_mamba.eval import robustness
-from hamburg_mamba.eval import tripod
+from hamburg_mamba.eval import robustness, tripod
 from hamburg_mamba.eval.report_html import write_html
 
 SAFETY_GOAL_GAP = 0.02  # Mamba AUROC within this of the fair bound (the project's experiment goal)
@@ -32,9 +31,20 @@ LEAD_GOAL_H = 6.0
 FLU_WAVE_SHARE = 0.5  # the flu wave is shaded where the expected flu share is above half its peak
 # One colour per model in every figure (Okabe M, Ito K. Color Universal Design, 2008: distinguishable with the
 # common colour-vision deficiencies); the generator's references are dashed and grey or black.
-MODEL_COLORS = {"mamba": "#D55E00", "hybrid": "#CC79A7", "gru": "#009E73", "transformer": "#56B4E9",
-                "catboost": "#0072B2", "news2": "#E69F00", "fair_bound": "#000000", "oracle": "#888888",
-                "always_on": "#BBBBBB", "time_of_day": "#F0E442", "nedocs_trend": "#8C564B", "clairvoyant": "#888888"}
+MODEL_COLORS = {
+    "mamba": "#D55E00",
+    "hybrid": "#CC79A7",
+    "gru": "#009E73",
+    "transformer": "#56B4E9",
+    "catboost": "#0072B2",
+    "news2": "#E69F00",
+    "fair_bound": "#000000",
+    "oracle": "#888888",
+    "always_on": "#BBBBBB",
+    "time_of_day": "#F0E442",
+    "nedocs_trend": "#8C564B",
+    "clairvoyant": "#888888",
+}
 OTHER_COLOR = "#555555"
 REFERENCES = ("fair_bound", "oracle", "clairvoyant")
 CALIBRATION_MIN_RANGE = 0.05  # reliability axes never narrower than 0-5 %
@@ -45,9 +55,14 @@ RARE_THRESHOLDS = np.round(np.arange(0.005, 0.2001, 0.005), 3)  # 0.5-20 %
 MODEL_ORDER = ("mamba", "hybrid", "gru", "transformer", "catboost", "news2", "fair_bound", "oracle")
 CLOSURE_ORDER = ("always_on", "time_of_day", "nedocs_trend", "clairvoyant")  # after the models
 # How a reference is named in the tables: the oracle reads the future, the fair bound does not.
-LABELS = {"oracle": "oracle (clairvoyant, not reachable)", "fair_bound": "fair bound",
-          "clairvoyant": "clairvoyant hazard (not reachable)", "always_on": "always on",
-          "time_of_day": "time of day (training rate)", "nedocs_trend": "NEDOCS trend alone"}
+LABELS = {
+    "oracle": "oracle (clairvoyant, not reachable)",
+    "fair_bound": "fair bound",
+    "clairvoyant": "clairvoyant hazard (not reachable)",
+    "always_on": "always on",
+    "time_of_day": "time of day (training rate)",
+    "nedocs_trend": "NEDOCS trend alone",
+}
 
 
 def model_color(name: str) -> str:
@@ -116,8 +131,9 @@ def goal_check(metrics: dict, model: str = "mamba") -> list[str]:
             d = comp["fair_bound"]["auroc_difference"]
             parts.append(f"vs fair bound {_fmt_diff(d)} (within {SAFETY_GOAL_GAP}: {_verdict(d, SAFETY_GOAL_GAP)})")
         if "oracle" in comp:
-            parts.append(f"vs clairvoyant oracle {_fmt_diff(comp['oracle']['auroc_difference'])} (not reachable, "
-                         f"no goal)")
+            parts.append(
+                f"vs clairvoyant oracle {_fmt_diff(comp['oracle']['auroc_difference'])} (not reachable, no goal)"
+            )
         if "catboost" in comp:
             d = comp["catboost"]["auroc_difference"]
             parts.append(f"vs CatBoost {_fmt_diff(d)} (above: {_verdict(d)})")
@@ -127,17 +143,21 @@ def goal_check(metrics: dict, model: str = "mamba") -> list[str]:
         for other in ("hybrid", "gru", "transformer", "mamba"):
             if other in comp:
                 parts.append(f"vs {other} {_fmt_diff(comp[other]['auroc_difference'])}")
-        parts.append(f"ECE after tuning recalibration {e['ece_recalibrated']:.4f} "
-                     f"({'met' if e['ece_recalibrated'] <= ECE_GOAL else 'NOT met'})")
+        parts.append(
+            f"ECE after tuning recalibration {e['ece_recalibrated']:.4f} "
+            f"({'met' if e['ece_recalibrated'] <= ECE_GOAL else 'NOT met'})"
+        )
         out.append(f"- {t}: AUROC {e['auroc']['value']:.3f}; " + "; ".join(parts))
     cl = metrics.get("closures", {}).get("models", {}).get(model)
     if cl:
         lead = cl["median_lead_h"]
         verdict = "met" if lead is not None and lead >= LEAD_GOAL_H else "NOT met"
-        out.append(f"- closures (hospital-hours): median lead {lead} h (no cap; missed = 0 h) over {cl['closures']} "
-                   f"held-out closures, {100 * (cl['warned_6h_share'] or 0):.0f} % warned >= 6 h ahead, with the "
-                   f"alarm on in {100 * (cl['alarm_share'] or 0):.0f} % of hospital-hours at precision "
-                   f"{_pct(cl['alarm_precision'])} (goal >= 6 h: {verdict}; read it beside the alarm share)")
+        out.append(
+            f"- closures (hospital-hours): median lead {lead} h (no cap; missed = 0 h) over {cl['closures']} "
+            f"held-out closures, {100 * (cl['warned_6h_share'] or 0):.0f} % warned >= 6 h ahead, with the "
+            f"alarm on in {100 * (cl['alarm_share'] or 0):.0f} % of hospital-hours at precision "
+            f"{_pct(cl['alarm_precision'])} (goal >= 6 h: {verdict}; read it beside the alarm share)"
+        )
     return out
 
 
@@ -153,23 +173,33 @@ def _task_table(r: dict) -> str:
             e = r["models"][m]
             lines.append(f"| {m} | {e['mae']:.3f} | {e['rmse']:.3f} | {e['r2']:.3f} |")
         return "\n".join(lines)
-    lines = ["| model | AUROC | AUPRC | Brier | cal. slope | cal. intercept | ECE | ECE recal. | "
-             "alerts / 100 patient-days (threshold: 80 % sens. on tuning) | held-out sens. |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | AUROC | AUPRC | Brier | cal. slope | cal. intercept | ECE | ECE recal. | "
+        "alerts / 100 patient-days (threshold: 80 % sens. on tuning) | held-out sens. |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for m in models:
         e = r["models"][m]
-        f = lambda k, d=3: M.Estimate(*(np.nan if e[k][x] is None else e[k][x] for x in ("value", "low", "high"))
-                                      ).fmt(d)
+        f = lambda k, d=3, e=e: M.Estimate(
+            *(np.nan if e[k][x] is None else e[k][x] for x in ("value", "low", "high"))
+        ).fmt(d)
         ab = e.get("alert_burden", {}).get("alerts_per_100_patient_days")
         sens = e.get("alert_burden", {}).get("sensitivity")
-        lines.append(f"| {LABELS.get(m, m)} | {f('auroc')} | {f('auprc')} | {f('brier', 4)} | {f('calibration_slope', 2)} | "
-                     f"{f('calibration_intercept', 2)} | {f('ece', 4)} | {e['ece_recalibrated']:.4f} | "
-                     f"{'-' if ab is None else f'{ab:.1f}'} | {_pct(sens)} |")
+        lines.append(
+            f"| {LABELS.get(m, m)} | {f('auroc')} | {f('auprc')} | {f('brier', 4)} | {f('calibration_slope', 2)} | "
+            f"{f('calibration_intercept', 2)} | {f('ece', 4)} | {e['ece_recalibrated']:.4f} | "
+            f"{'-' if ab is None else f'{ab:.1f}'} | {_pct(sens)} |"
+        )
     return "\n".join(lines)
 
 
-def write_report(eval_dir: str | Path, out_dir: str | Path, data_root: str | Path | None = None,
-                 primary: str = "mamba", command: str | None = None) -> Path:
+def write_report(
+    eval_dir: str | Path,
+    out_dir: str | Path,
+    data_root: str | Path | None = None,
+    primary: str = "mamba",
+    command: str | None = None,
+) -> Path:
     eval_dir, out_dir = Path(eval_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = json.loads((eval_dir / "metrics.json").read_text())
@@ -179,24 +209,39 @@ def write_report(eval_dir: str | Path, out_dir: str | Path, data_root: str | Pat
     plots = _plots(metrics, pred, ppred, eval_dir, out_dir, data_root)
     md = ["# hamburg-mamba: held-out comparison", ""]
     periods = metrics.get("periods", {})
-    md += [f"Split: `{metrics['split']['split']}` {metrics['split'].get('temporal_cutoffs') or ''}; prediction rows "
-           f"per period: " + ", ".join(f"{k} {v[0][:16]} .. {v[1][:16]}" for k, v in periods.items()
-                                        if k != "hospitals"), ""]
+    md += [
+        f"Split: `{metrics['split']['split']}` {metrics['split'].get('temporal_cutoffs') or ''}; prediction rows "
+        f"per period: " + ", ".join(f"{k} {v[0][:16]} .. {v[1][:16]}" for k, v in periods.items() if k != "hospitals"),
+        "",
+    ]
     if command:
         md += ["Reproduce:", "", "```", command, "```", ""]
-    md += [f"**One seed.** Every model here was trained once (one training seed) on one generated city; the intervals "
-           f"cover held-out patients, not retraining. The spread over seeds and cities: `{tripod.REPLICATE_HINT}` "
-           f"(docs/experiments.md, Replication).", ""]
+    md += [
+        f"**One seed.** Every model here was trained once (one training seed) on one generated city; the intervals "
+        f"cover held-out patients, not retraining. The spread over seeds and cities: `{tripod.REPLICATE_HINT}` "
+        f"(docs/experiments.md, Replication).",
+        "",
+    ]
     md += tripod.sections(metrics, primary)
-    md += ["## Summary: held-out AUROC (95 % cluster-bootstrap CI: subjects for patient tasks, hospital-days "
-           "for closure tasks, unit-shifts for staff tasks)", "", summary_table(metrics), ""]
+    md += [
+        "## Summary: held-out AUROC (95 % cluster-bootstrap CI: subjects for patient tasks, hospital-days "
+        "for closure tasks, unit-shifts for staff tasks)",
+        "",
+        summary_table(metrics),
+        "",
+    ]
     md += [f"## Goal check ({primary})", ""] + (goal_check(metrics, primary) or ["- no safety task evaluated"]) + [""]
     for task, r in metrics["tasks"].items():
         if not r["models"]:
             continue
-        md += [f"### {task} ({r['group']}, {r['level']}-level, n = {r['n']}"
-               + (f", prevalence {r['prevalence']:.4f}" if r.get("prevalence") is not None else "") + ")", "",
-               _task_table(r), ""]
+        md += [
+            f"### {task} ({r['group']}, {r['level']}-level, n = {r['n']}"
+            + (f", prevalence {r['prevalence']:.4f}" if r.get("prevalence") is not None else "")
+            + ")",
+            "",
+            _task_table(r),
+            "",
+        ]
     md += closure_section(metrics.get("closures"))
     md += _subgroup_section(metrics, primary)
     md += robustness.report_section(metrics)
@@ -204,14 +249,24 @@ def write_report(eval_dir: str | Path, out_dir: str | Path, data_root: str | Pat
     md += ["## Notes", ""] + [f"- {n}" for n in metrics.get("notes", [])]
     miss = metrics.get("news2_missing_vitals", {}).get("held_out")
     if miss:
-        md.append(f"- NEWS2: rows without any earlier measurement of a parameter score 0 for it "
-                  f"(held-out rows missing each parameter: {miss})")
-    md += ["- Oracle (clairvoyant, not reachable): the generator's probability conditional on the realised system "
-           "path (bed times, planned stay, strain), information no model has at prediction time. The goals are "
-           "measured against the fair bound (P(label | simulator state at t), data/fair_bound.py) where the task "
-           "has one; closures and staffing have none.",
-           "- Thresholds (alert burden, closure alarm) are chosen on the tuning period and applied to held-out.", "",
-           "## Data accounting", "", "```", metrics.get("data_report", ""), "```", ""]
+        md.append(
+            f"- NEWS2: rows without any earlier measurement of a parameter score 0 for it "
+            f"(held-out rows missing each parameter: {miss})"
+        )
+    md += [
+        "- Oracle (clairvoyant, not reachable): the generator's probability conditional on the realised system "
+        "path (bed times, planned stay, strain), information no model has at prediction time. The goals are "
+        "measured against the fair bound (P(label | simulator state at t), data/fair_bound.py) where the task "
+        "has one; closures and staffing have none.",
+        "- Thresholds (alert burden, closure alarm) are chosen on the tuning period and applied to held-out.",
+        "",
+        "## Data accounting",
+        "",
+        "```",
+        metrics.get("data_report", ""),
+        "```",
+        "",
+    ]
     path = out_dir / "README.md"
     path.write_text("\n".join(md))
     write_html("\n".join(md), out_dir, out_dir / "report.html", title=md[0].lstrip("# "))
@@ -224,35 +279,71 @@ def closure_section(cl: dict | None) -> list[str]:
         return []
     h = cl["hours"]
     ks = [str(k) for k in cl["horizons_h"]]
-    counts = "; ".join(f"{k} h: {h[k]['scored']} scored, {h[k]['by_design']} by design (no start possible), "
-                       f"{h[k]['unlabelled']} unlabelled (window past the data)" for k in ks)
-    md = [f"## Closure warnings (hospital-hours, alarm from {cl['alarm_task']})", "",
-          f"Unit: one row per hospital and hour while the hospital is open ({h['open']} held-out hospital-hours, "
-          f"{h['closures']} closure starts); label: a new closure starts within k h. {counts}. Model score: mean of "
-          f"the latest predictions of the pathways at the hospital by that hour (closures.hospital_risk_series). "
-          f"AUROC with 95 % intervals from hospital-day blocks; 'minus' = {cl['primary']} minus this source, "
-          f"paired over the same resamples. Alarm threshold: lowest with <= "
-          f"{cl['max_false_alarms_per_week_on_tuning']} false firings per hospital-week on the tuning hours "
-          f"(a standing alarm re-fires every {cl['refire_h']} h). Lead: hours the alarm had stood when the closure "
-          f"started, no cap (missed = 0 h in the median); precision and alarm share at "
-          f"{cl['models'][next(iter(cl['models']))]['horizon_h'] if cl['models'] else '-'} h on the scored hours.",
-          ""]
-    head = ["source"] + [f"AUROC {k} h" for k in ks] + [f"{cl['primary']} minus, {ks[0]} h", "threshold",
-                                                        "alarm share", "precision", "prevalence", "warned",
-                                                        "warned >= 6 h", "median lead (h)", "max lead (h)",
-                                                        "alarm share by design", "false firings / hospital-week"]
+    counts = "; ".join(
+        f"{k} h: {h[k]['scored']} scored, {h[k]['by_design']} by design (no start possible), "
+        f"{h[k]['unlabelled']} unlabelled (window past the data)"
+        for k in ks
+    )
+    md = [
+        f"## Closure warnings (hospital-hours, alarm from {cl['alarm_task']})",
+        "",
+        f"Unit: one row per hospital and hour while the hospital is open ({h['open']} held-out hospital-hours, "
+        f"{h['closures']} closure starts); label: a new closure starts within k h. {counts}. Model score: mean of "
+        f"the latest predictions of the pathways at the hospital by that hour (closures.hospital_risk_series). "
+        f"AUROC with 95 % intervals from hospital-day blocks; 'minus' = {cl['primary']} minus this source, "
+        f"paired over the same resamples. Alarm threshold: lowest with <= "
+        f"{cl['max_false_alarms_per_week_on_tuning']} false firings per hospital-week on the tuning hours "
+        f"(a standing alarm re-fires every {cl['refire_h']} h). Lead: hours the alarm had stood when the closure "
+        f"started, no cap (missed = 0 h in the median); precision and alarm share at "
+        f"{cl['models'][next(iter(cl['models']))]['horizon_h'] if cl['models'] else '-'} h on the scored hours.",
+        "",
+    ]
+    head = (
+        ["source"]
+        + [f"AUROC {k} h" for k in ks]
+        + [
+            f"{cl['primary']} minus, {ks[0]} h",
+            "threshold",
+            "alarm share",
+            "precision",
+            "prevalence",
+            "warned",
+            "warned >= 6 h",
+            "median lead (h)",
+            "max lead (h)",
+            "alarm share by design",
+            "false firings / hospital-week",
+        ]
+    )
     md += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    models = _ordered([m for m in cl["models"] if m not in CLOSURE_ORDER]) + [m for m in CLOSURE_ORDER
-                                                                                if m in cl["models"]]
+    models = _ordered([m for m in cl["models"] if m not in CLOSURE_ORDER]) + [
+        m for m in CLOSURE_ORDER if m in cl["models"]
+    ]
     for m in models:
         e = cl["models"][m]
         aucs = [_est(e["auroc"].get(k)) for k in ks]
         diff = e.get("vs_primary", {}).get(ks[0])
-        md.append("| " + " | ".join([LABELS.get(m, m), *aucs, "-" if diff is None else _fmt_diff(diff),
-                                     f"{e['threshold']:.2f}", _pct(e["alarm_share"]), _pct(e["alarm_precision"]),
-                                     _pct(e["prevalence"]), _pct(e["warned_share"]), _pct(e["warned_6h_share"]),
-                                     _num(e["median_lead_h"]), _num(e["max_lead_h"]),
-                                     _pct(e["alarm_share_by_design"]), f"{e['false_alarms_per_week']:.2f}"]) + " |")
+        md.append(
+            "| "
+            + " | ".join(
+                [
+                    LABELS.get(m, m),
+                    *aucs,
+                    "-" if diff is None else _fmt_diff(diff),
+                    f"{e['threshold']:.2f}",
+                    _pct(e["alarm_share"]),
+                    _pct(e["alarm_precision"]),
+                    _pct(e["prevalence"]),
+                    _pct(e["warned_share"]),
+                    _pct(e["warned_6h_share"]),
+                    _num(e["median_lead_h"]),
+                    _num(e["max_lead_h"]),
+                    _pct(e["alarm_share_by_design"]),
+                    f"{e['false_alarms_per_week']:.2f}",
+                ]
+            )
+            + " |"
+        )
     return md + [""] + [f"- {n}" for n in cl.get("notes", [])] + [""]
 
 
@@ -273,8 +364,12 @@ def _subgroup_section(metrics, primary) -> list[str]:
         if not r or primary not in r["models"] or "subgroups" not in r["models"][primary]:
             continue
         models = [m for m in _ordered(r["models"]) if "subgroups" in r["models"][m]]
-        out += [f"### Subgroups: {task} AUROC (95 % intervals, clusters as the task's)", "", "| subgroup | n | prevalence | " + " | ".join(models) + " |",
-                "|" + "---|" * (len(models) + 3)]
+        out += [
+            f"### Subgroups: {task} AUROC (95 % intervals, clusters as the task's)",
+            "",
+            "| subgroup | n | prevalence | " + " | ".join(models) + " |",
+            "|" + "---|" * (len(models) + 3),
+        ]
         for g, vals in r["models"][primary]["subgroups"].items():
             for level, v in vals.items():
                 cells = []
@@ -331,8 +426,11 @@ def _plots(metrics, pred, ppred, eval_dir, out_dir, data_root) -> list[Path]:
         paths += [plot(metrics, tasks, pred, ppred, out_dir) for plot in (_roc_plot, _calibration_plot, _decision_plot)]
     tl = eval_dir / "timeline.parquet"
     if tl.exists():
-        paths.append(_timeline_plot(metrics, pd.read_parquet(tl), pd.read_parquet(eval_dir / "closures.parquet"),
-                                    out_dir, data_root))
+        paths.append(
+            _timeline_plot(
+                metrics, pd.read_parquet(tl), pd.read_parquet(eval_dir / "closures.parquet"), out_dir, data_root
+            )
+        )
     return paths
 
 
@@ -353,7 +451,7 @@ def _save(plt, fig, path: Path) -> Path:
 
 def _roc_plot(metrics, tasks, pred, ppred, out_dir) -> Path:
     plt, fig, axes = _grid(len(tasks))
-    for ax, task in zip(axes, tasks):
+    for ax, task in zip(axes, tasks, strict=True):
         y, models = _task_data(task, metrics, pred, ppred)
         if _one_class(ax, task, y):
             continue
@@ -361,8 +459,11 @@ def _roc_plot(metrics, tasks, pred, ppred, out_dir) -> Path:
             fpr, tpr = M.roc_points(y, p)
             ax.plot(fpr, tpr, label=f"{LABELS.get(name, name)} {M.auroc(y, p):.3f}", lw=1.2, **model_style(name))
         ax.plot([0, 1], [0, 1], ":", color="0.5", lw=0.8)
-        ax.set(xlabel="false positive rate (1 - specificity)", ylabel="sensitivity",
-               title=f"{task} (prevalence {y.mean():.3f})")
+        ax.set(
+            xlabel="false positive rate (1 - specificity)",
+            ylabel="sensitivity",
+            title=f"{task} (prevalence {y.mean():.3f})",
+        )
         ax.legend(fontsize=7, title="AUROC", title_fontsize=7)
     return _save(plt, fig, out_dir / "roc.png")
 
@@ -390,11 +491,21 @@ def _calibration_plot(metrics, tasks, pred, ppred, out_dir) -> Path:
         for name, p in models.items():
             mp, obs = M.calibration_curve(y, p)
             top.plot(mp, obs, marker="o", ms=3, lw=1.0, label=LABELS.get(name, name), **model_style(name))
-            bottom.hist(np.clip(p, 0, hi), bins=CALIBRATION_HIST_BINS, range=(0, hi), histtype="step",
-                        color=model_color(name), lw=1.0)
+            bottom.hist(
+                np.clip(p, 0, hi),
+                bins=CALIBRATION_HIST_BINS,
+                range=(0, hi),
+                histtype="step",
+                color=model_color(name),
+                lw=1.0,
+            )
         top.plot([0, hi], [0, hi], ":", color="0.5", lw=0.8)
-        top.set(xlim=(0, hi), ylim=(0, hi), ylabel="observed rate",
-                title=f"{task} (prevalence {y.mean():.3f}), recalibrated")
+        top.set(
+            xlim=(0, hi),
+            ylim=(0, hi),
+            ylabel="observed rate",
+            title=f"{task} (prevalence {y.mean():.3f}), recalibrated",
+        )
         top.legend(fontsize=7)
         bottom.set(xlabel=f"predicted risk (beyond {hi:.2f} counted in the last bar)", ylabel="rows")
         bottom.set_yscale("log")
@@ -419,20 +530,22 @@ def decision_thresholds(prevalence: float) -> np.ndarray:
 
 def _decision_plot(metrics, tasks, pred, ppred, out_dir) -> Path:
     plt, fig, axes = _grid(len(tasks))
-    for ax, task in zip(axes, tasks):
+    for ax, task in zip(axes, tasks, strict=True):
         y, models = _task_data(task, metrics, pred, ppred, recalibrated=True)
         if _one_class(ax, task, y):
             continue
         t = decision_thresholds(y.mean())
         for name, p in models.items():
-            ax.plot(100 * t, M.net_benefit(y, p, t)["model"], lw=1.2, label=LABELS.get(name, name),
-                    **model_style(name))
+            ax.plot(100 * t, M.net_benefit(y, p, t)["model"], lw=1.2, label=LABELS.get(name, name), **model_style(name))
         nb = M.net_benefit(y, y, t)
         ax.plot(100 * t, nb["treat_all"], "--", color="0.4", lw=0.8, label="alert on everyone")
         ax.axhline(0, color="0.2", lw=0.8, label="alert on no one")
         ax.set_ylim(-0.2 * y.mean(), 1.1 * y.mean())
-        ax.set(xlabel="risk at which one would act (threshold, %)", ylabel="net benefit (true alerts per row)",
-               title=f"{task} (prevalence {y.mean():.3f}), recalibrated")
+        ax.set(
+            xlabel="risk at which one would act (threshold, %)",
+            ylabel="net benefit (true alerts per row)",
+            title=f"{task} (prevalence {y.mean():.3f}), recalibrated",
+        )
         ax.legend(fontsize=7)
     return _save(plt, fig, out_dir / "decision_curves.png")
 
@@ -444,26 +557,28 @@ def _timeline_plot(metrics, tl, closures, out_dir, data_root) -> Path:
     import matplotlib.pyplot as plt
 
     hospitals = sorted(tl["hospital"].unique())
-    fig, axes = plt.subplots(len(hospitals), 1, figsize=(14, 1.9 * len(hospitals) + 0.6), sharex=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(len(hospitals), 1, figsize=(14, 1.9 * len(hospitals) + 0.6), sharex=True, squeeze=False)
     shades = _crisis_windows(data_root)
     held = metrics["periods"].get("held_out")
-    for ax, h in zip(axes[:, 0], hospitals):
+    for ax, h in zip(axes[:, 0], hospitals, strict=True):
         for model, g in tl[tl["hospital"] == h].groupby("model"):
             ax.plot(g["time"], g["risk"], lw=0.7, label=LABELS.get(model, model), alpha=0.9, **model_style(model))
         for t in closures.loc[closures["hospital"] == h, "time"]:
             ax.axvline(t, color="red", lw=0.6, alpha=0.7)
-        for (a, b, label, color) in shades:
+        for a, b, label, color in shades:
             ax.axvspan(a, b, color=color, alpha=0.25, label=label, lw=0)
         if held:
             ax.axvline(pd.Timestamp(held[0]), color="k", ls="--", lw=0.8)
         ax.set_ylabel(str(h).replace("Asklepios ", "A. "), fontsize=8)
         ax.set_ylim(0, 1)
     handles, labels = axes[0, 0].get_legend_handles_labels()
-    uniq = dict(zip(labels, handles))
+    uniq = dict(zip(labels, handles, strict=True))
     axes[0, 0].legend(uniq.values(), uniq.keys(), fontsize=7, ncol=6, loc="upper left")
-    axes[0, 0].set_title("Predicted 6-h closure risk per hospital (red lines: closure starts; dashed: start of the "
-                         "held-out period, before it predictions are in-sample)", fontsize=9)
+    axes[0, 0].set_title(
+        "Predicted 6-h closure risk per hospital (red lines: closure starts; dashed: start of the "
+        "held-out period, before it predictions are in-sample)",
+        fontsize=9,
+    )
     fig.tight_layout()
     path = out_dir / "closure_timeline.png"
     fig.savefig(path, dpi=80)

@@ -22,8 +22,10 @@ code{background:#f6f6f6}img{max-width:100%;height:auto;border:1px solid #eee}fig
 def write_html(markdown: str, image_dir: Path, path: Path, title: str) -> Path:
     """Render `markdown` to `path`, reading each image it names from `image_dir`."""
     body = to_html(markdown, image_dir)
-    path.write_text(f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}"
-                    f"</title><style>{STYLE}</style></head><body>\n{body}\n</body></html>\n")
+    path.write_text(
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}'
+        f"</title><style>{STYLE}</style></head><body>\n{body}\n</body></html>\n"
+    )
     return path
 
 
@@ -33,7 +35,7 @@ def to_html(markdown: str, image_dir: Path) -> str:
         line = lines[i]
         if line.startswith("```"):
             end = _next(lines, i + 1, lambda s: s.startswith("```"))
-            out.append("<pre><code>" + html.escape("\n".join(lines[i + 1:end])) + "</code></pre>")
+            out.append("<pre><code>" + html.escape("\n".join(lines[i + 1 : end])) + "</code></pre>")
             i = end + 1
         elif line.startswith("|"):
             end = _next(lines, i, lambda s: not s.startswith("|"))
@@ -85,5 +87,7 @@ def _figure(alt: str, path: Path) -> str:
     if not path.is_file():
         raise FileNotFoundError(f"report image {path} named in the Markdown does not exist")
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return (f"<figure><img alt=\"{html.escape(alt)}\" src=\"data:image/png;base64,{data}\">"
-            f"<figcaption>{html.escape(alt)}</figcaption></figure>")
+    return (
+        f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{html.escape(alt)}</figcaption></figure>"
+    )

@@ -42,8 +42,8 @@ ECE_BREAK_RATIO = 2.0  # shifted-row ECE above this multiple of the rest's (with
 MIN_CLUSTERS = 10  # fewest bootstrap clusters among the shifted rows for a verdict
 METRICS = ("auroc", "ece", "calibration_slope", "calibration_intercept")
 # The stress city's crisis, as SyntheticConfig changes: a heat wave twice the default's nine days, and a flu wave
-# twice the severe-week share (DOMAIN.md's 8 % of ED visits) and half again as wide, so the held-out state runs
-# further beyond the training range than the demo city's.
+# twice the severe-week share (the 8 % severe-week flu share of ED visits, docs/domain.md) and half again as
+# wide, so the held-out state runs further beyond the training range than the demo city's.
 STRESS_CHANGES = {"heat_wave_days": 18, "flu_peak_share": 0.16, "flu_width_days": 21.0}
 
 
@@ -127,8 +127,10 @@ def calibration_breaks(shifted: dict, rest: dict) -> bool:
     the shifted rows hold fewer than MIN_CLUSTERS clusters, or neither interval is defined."""
     if "ece" not in shifted or "ece" not in rest or shifted.get("clusters", 0) < MIN_CLUSTERS:
         return False
-    off = [_interval_excludes(shifted.get(key), ideal)
-           for key, ideal in (("calibration_slope", 1.0), ("calibration_intercept", 0.0))]
+    off = [
+        _interval_excludes(shifted.get(key), ideal)
+        for key, ideal in (("calibration_slope", 1.0), ("calibration_intercept", 0.0))
+    ]
     return bool(any(off) and _number(shifted["ece"]["value"]) > ECE_BREAK_RATIO * _number(rest["ece"]["value"]))
 
 
@@ -233,7 +235,8 @@ def report_section(
         f"Shifted rows: a status input (hospital state or its trend) outside the training range: "
         f"{share['n']} event rows ({100 * (share['share'] or 0):.1f} %). Calibration breaks where the shifted "
         f"rows' calibration slope interval excludes 1 or their intercept interval excludes 0, and their ECE "
-        f"exceeds {rob['ece_break_ratio']:g}x the rest's (at least {MIN_CLUSTERS} bootstrap clusters); saturation: share of predictions above {rob['saturation_p']:g} on tasks with prevalence "
+        f"exceeds {rob['ece_break_ratio']:g}x the rest's (at least {MIN_CLUSTERS} bootstrap clusters); "
+        f"saturation: share of predictions above {rob['saturation_p']:g} on tasks with prevalence "
         f"< {100 * rob['rare_prevalence']:g} % (calibrated: at most prevalence / {rob['saturation_p']:g}). "
         "Raw (not recalibrated) probabilities.",
         "",

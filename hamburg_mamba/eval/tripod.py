@@ -16,34 +16,64 @@ from pathlib import Path
 # task -> (outcome, when it is predicted, who acts on the alert). Definitions as the generator labels them
 # (docs/data.md, "Labels"); prediction rows as predictions.py lays them out.
 OUTCOMES = {
-    "adverse_event": ("an adverse event (deterioration needing intervention) in (t, t + 24 h]; unlabelled at "
-                      "and after the patient's adverse event",
-                      "the last event of each timestamp of the pathway (every new vital sign, order, move)",
-                      "ward or ED nurse in charge and the physician on call: bedside review, escalation to the "
-                      "rapid response team"),
-    "icu_transfer": ("ICU admission in (t, t + 24 h]; unlabelled once in the ICU", "as adverse_event",
-                     "physician on call and the ICU outreach team: review, earlier ICU consult"),
-    "in_hospital_death": ("death after t during the pathway; unlabelled at and after death", "as adverse_event",
-                          "treating team: goals-of-care review, senior review"),
-    "readmission_30d": ("a new pathway within 30 days of discharge; unlabelled if the patient died or was not "
-                        "discharged inside the data", "once per pathway, at its last event (discharge)",
-                        "discharge planning / case management: follow-up before the patient leaves"),
-    "unit_workload": ("patients per nurse present in the event's unit in the next shift (regression)",
-                      "as adverse_event", "nursing shift manager: staffing of the next shift"),
-    "ratio_violation_next_shift": ("the event's unit breaks its PpUGV patients-per-nurse limit in the next "
-                                   "shift; unlabelled in the ED", "as adverse_event",
-                                   "nursing shift manager: call in staff or move patients before the shift"),
-    "closure_6h": ("the hospital the event knew starts a closure to ambulances in the next 6 whole hours",
-                   "as adverse_event; scored per open hospital-hour (closures.py)",
-                   "ED lead physician and bed manager, with the EMS dispatch centre: free beds, divert early"),
+    "adverse_event": (
+        "an adverse event (deterioration needing intervention) in (t, t + 24 h]; unlabelled at "
+        "and after the patient's adverse event",
+        "the last event of each timestamp of the pathway (every new vital sign, order, move)",
+        "ward or ED nurse in charge and the physician on call: bedside review, escalation to the rapid response team",
+    ),
+    "icu_transfer": (
+        "ICU admission in (t, t + 24 h]; unlabelled once in the ICU",
+        "as adverse_event",
+        "physician on call and the ICU outreach team: review, earlier ICU consult",
+    ),
+    "in_hospital_death": (
+        "death after t during the pathway; unlabelled at and after death",
+        "as adverse_event",
+        "treating team: goals-of-care review, senior review",
+    ),
+    "readmission_30d": (
+        "a new pathway within 30 days of discharge; unlabelled if the patient died or was not "
+        "discharged inside the data",
+        "once per pathway, at its last event (discharge)",
+        "discharge planning / case management: follow-up before the patient leaves",
+    ),
+    "unit_workload": (
+        "patients per nurse present in the event's unit in the next shift (regression)",
+        "as adverse_event",
+        "nursing shift manager: staffing of the next shift",
+    ),
+    "ratio_violation_next_shift": (
+        "the event's unit breaks its PpUGV patients-per-nurse limit in the next shift; unlabelled in the ED",
+        "as adverse_event",
+        "nursing shift manager: call in staff or move patients before the shift",
+    ),
+    "closure_6h": (
+        "the hospital the event knew starts a closure to ambulances in the next 6 whole hours",
+        "as adverse_event; scored per open hospital-hour (closures.py)",
+        "ED lead physician and bed manager, with the EMS dispatch centre: free beds, divert early",
+    ),
     "closure_12h": ("as closure_6h, within 12 h", "as closure_6h", "as closure_6h"),
     "closure_24h": ("as closure_6h, within 24 h", "as closure_6h", "as closure_6h"),
 }
-SPLIT_NAMES = {"train": "development (training)", "tuning": "tuning (early stopping, recalibration, thresholds)",
-               "held_out": "evaluation (held out)"}
+SPLIT_NAMES = {
+    "train": "development (training)",
+    "tuning": "tuning (early stopping, recalibration, thresholds)",
+    "held_out": "evaluation (held out)",
+}
 MODEL_FIELDS = ("backbone", "d_model", "n_layers", "d_state", "n_heads", "attn_every", "dropout")
-TRAIN_FIELDS = ("seed", "epochs", "max_steps", "batch_size", "lr", "weight_decay", "warmup_steps",
-                "eval_max_pathways", "patience", "task_weighting")
+TRAIN_FIELDS = (
+    "seed",
+    "epochs",
+    "max_steps",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "warmup_steps",
+    "eval_max_pathways",
+    "patience",
+    "task_weighting",
+)
 WEIGHTS_FILE = "model.safetensors"  # the kept checkpoint's weights in a run folder (train/checkpoint.py)
 HOURS_SHOWN_AS_DAYS = 48  # longer horizons read as days (readmission: 30 d, not 720 h)
 REPLICATE_HINT = "hamburg-mamba replicate --out runs/replicate"  # the spread over seeds (replicate.py)
@@ -52,8 +82,15 @@ REPLICATE_HINT = "hamburg-mamba replicate --out runs/replicate"  # the spread ov
 def sections(metrics: dict, primary: str) -> list[str]:
     """Markdown lines of the TRIPOD+AI sections, in the checklist's order."""
     runs = run_specifications(metrics.get("run_folders", {}))
-    return (_intended_use(metrics) + _participants(metrics) + _outcomes(metrics) + _missing_data(metrics)
-            + _sample_size(metrics) + _models(metrics, runs) + _limitations(metrics, runs, primary))
+    return (
+        _intended_use(metrics)
+        + _participants(metrics)
+        + _outcomes(metrics)
+        + _missing_data(metrics)
+        + _sample_size(metrics)
+        + _models(metrics, runs)
+        + _limitations(metrics, runs, primary)
+    )
 
 
 def run_specifications(folders: dict[str, str]) -> dict[str, dict]:
@@ -89,42 +126,70 @@ def parameter_count(weights: Path) -> int:
 
 def _intended_use(metrics) -> list[str]:
     cl = metrics.get("closures")
-    closure = (f", the closure alarm at <= {cl['max_false_alarms_per_week_on_tuning']:g} false firings per "
-               f"hospital-week on the tuning hours" if cl else "")
-    lines = ["## Intended use (TRIPOD+AI items 3, 6)", "",
-             "Decision support, not autonomous decisions: every alert goes to a person who reviews the patient or "
-             "the hospital's state and decides. Intended setting: emergency departments, wards and ICUs of the "
-             "Hamburg hospitals in the data, and the ambulance dispatch that serves them. The alert threshold of "
-             f"each patient task is set on the tuning period at {100 * metrics.get('alert_sensitivity', 0):.0f} % "
-             f"sensitivity{closure}.", "", "| task | who acts on the alert |", "|---|---|"]
+    closure = (
+        f", the closure alarm at <= {cl['max_false_alarms_per_week_on_tuning']:g} false firings per "
+        f"hospital-week on the tuning hours"
+        if cl
+        else ""
+    )
+    lines = [
+        "## Intended use (TRIPOD+AI items 3, 6)",
+        "",
+        "Decision support, not autonomous decisions: every alert goes to a person who reviews the patient or "
+        "the hospital's state and decides. Intended setting: emergency departments, wards and ICUs of the "
+        "Hamburg hospitals in the data, and the ambulance dispatch that serves them. The alert threshold of "
+        f"each patient task is set on the tuning period at {100 * metrics.get('alert_sensitivity', 0):.0f} % "
+        f"sensitivity{closure}.",
+        "",
+        "| task | who acts on the alert |",
+        "|---|---|",
+    ]
     lines += [f"| {t} | {OUTCOMES[t][2]} |" for t in metrics["tasks"] if t in OUTCOMES]
-    return lines + ["", "These models were developed on synthetic data and are not for clinical use (see "
-                        "Limitations).", ""]
+    return lines + [
+        "",
+        "These models were developed on synthetic data and are not for clinical use (see Limitations).",
+        "",
+    ]
 
 
 def _participants(metrics) -> list[str]:
     parts = metrics.get("participants")
     if not parts:
-        return ["## Participants (TRIPOD+AI item 20)", "", "- not recorded by this evaluation (rerun "
-                "`hamburg-mamba evaluate`)", ""]
+        return [
+            "## Participants (TRIPOD+AI item 20)",
+            "",
+            "- not recorded by this evaluation (rerun `hamburg-mamba evaluate`)",
+            "",
+        ]
     splits = [s for s in ("train", "tuning", "held_out") if s in parts]
     periods = metrics.get("periods", {})
     head = "| | " + " | ".join(SPLIT_NAMES.get(s, s) for s in splits) + " |"
-    lines = ["## Participants (TRIPOD+AI items 5, 20)", "",
-             f"Source: the synthetic Hamburg in `{metrics['split']['root']}`, split `{metrics['split']['split']}` "
-             f"by each patient's first pathway (a patient is in one split only). Counts as analysed: labels after "
-             f"a split's own period are hidden (the data accounting below counts them). Pathways: one emergency "
-             f"episode from the ambulance or ED arrival to discharge or death.", "", head,
-             "|" + "---|" * (len(splits) + 1)]
+    lines = [
+        "## Participants (TRIPOD+AI items 5, 20)",
+        "",
+        f"Source: the synthetic Hamburg in `{metrics['split']['root']}`, split `{metrics['split']['split']}` "
+        f"by each patient's first pathway (a patient is in one split only). Counts as analysed: labels after "
+        f"a split's own period are hidden (the data accounting below counts them). Pathways: one emergency "
+        f"episode from the ambulance or ED arrival to discharge or death.",
+        "",
+        head,
+        "|" + "---|" * (len(splits) + 1),
+    ]
     row = lambda name, f: lines.append(f"| {name} | " + " | ".join(f(parts[s]) for s in splits) + " |")
-    lines.append("| period | " + " | ".join(f"{periods[s][0][:10]} .. {periods[s][1][:10]}" if s in periods else "-"
-                                           for s in splits) + " |")
+    lines.append(
+        "| period | "
+        + " | ".join(f"{periods[s][0][:10]} .. {periods[s][1][:10]}" if s in periods else "-" for s in splits)
+        + " |"
+    )
     row("patients", lambda p: f"{p['patients']:,}")
     row("pathways", lambda p: f"{p['pathways']:,}")
     row("events", lambda p: f"{p['events']:,}")
     row("age, median (IQR) years", lambda p: _age(p["age"]))
-    for field, title in (("sex", "sex"), ("triage_group", "Manchester triage group (1 = immediate)"),
-                         ("arrival_mode", "arrival mode")):
+    for field, title in (
+        ("sex", "sex"),
+        ("triage_group", "Manchester triage group (1 = immediate)"),
+        ("arrival_mode", "arrival mode"),
+    ):
         levels = sorted({lvl for s in splits for lvl in parts[s].get(field, {})})
         for lvl in levels:
             row(f"{title}: {lvl}", lambda p, f=field, v=lvl: _share(p.get(f, {}).get(v, 0), p["pathways"]))
@@ -156,10 +221,15 @@ def _outcome(o: dict | None) -> str:
 
 def _outcomes(metrics) -> list[str]:
     horizons = metrics.get("task_horizons_h", {})
-    lines = ["## Outcomes and prediction times (TRIPOD+AI items 7, 9)", "",
-             "A prediction at time t may use every event up to and including t (MEDS `prediction_time`), and the "
-             "hospital status feed as published an hour earlier. Every model is scored at the same rows.", "",
-             "| task | outcome | horizon | prediction time | scored unit |", "|---|---|---|---|---|"]
+    lines = [
+        "## Outcomes and prediction times (TRIPOD+AI items 7, 9)",
+        "",
+        "A prediction at time t may use every event up to and including t (MEDS `prediction_time`), and the "
+        "hospital status feed as published an hour earlier. Every model is scored at the same rows.",
+        "",
+        "| task | outcome | horizon | prediction time | scored unit |",
+        "|---|---|---|---|---|",
+    ]
     for t, r in metrics["tasks"].items():
         outcome, when, _ = OUTCOMES.get(t, ("(not described)", "-", "-"))
         h = horizons.get(t)
@@ -177,32 +247,42 @@ def _horizon(hours, known: bool) -> str:
 def _missing_data(metrics) -> list[str]:
     miss = metrics.get("news2_missing_vitals", {}).get("held_out") or {}
     worst = max(miss.values()) if miss else 0
-    return ["## Missing data (TRIPOD+AI item 10)", "",
-            "- No imputation. A measurement that was not taken is an event that did not happen: the sequence "
-            "models see only the events recorded; a numeric feature absent from an event enters as a learned "
-            "'missing' vector, never as 0 (nn/encoder.py).",
-            "- CatBoost reads 'latest value' and 'hours since' as missing (NaN, CatBoost's own missing-value "
-            "split) before a vital's first measurement.",
-            f"- NEWS2 scores 0 points for a parameter never measured up to the row (RCP 2017 practice); held-out "
-            f"rows missing a parameter: up to {worst:,}.",
-            "- Hospital status feed: missing where no hospital is known yet (before the ambulance's destination) "
-            "or the feed is older than its maximum age; every model sees it as missing.",
-            "- Outcomes: a label is missing where it is undefined (after the event, in the ICU, in the ED for the "
-            "staffing task) or falls after its split's period; such rows are not scored and are counted in the "
-            "participant table (labelled rows) and the data accounting.", ""]
+    return [
+        "## Missing data (TRIPOD+AI item 10)",
+        "",
+        "- No imputation. A measurement that was not taken is an event that did not happen: the sequence "
+        "models see only the events recorded; a numeric feature absent from an event enters as a learned "
+        "'missing' vector, never as 0 (nn/encoder.py).",
+        "- CatBoost reads 'latest value' and 'hours since' as missing (NaN, CatBoost's own missing-value "
+        "split) before a vital's first measurement.",
+        f"- NEWS2 scores 0 points for a parameter never measured up to the row (RCP 2017 practice); held-out "
+        f"rows missing a parameter: up to {worst:,}.",
+        "- Hospital status feed: missing where no hospital is known yet (before the ambulance's destination) "
+        "or the feed is older than its maximum age; every model sees it as missing.",
+        "- Outcomes: a label is missing where it is undefined (after the event, in the ICU, in the ED for the "
+        "staffing task) or falls after its split's period; such rows are not scored and are counted in the "
+        "participant table (labelled rows) and the data accounting.",
+        "",
+    ]
 
 
 def _sample_size(metrics) -> list[str]:
     parts = metrics.get("participants", {})
-    lines = ["## Sample size (TRIPOD+AI item 8)", "",
-             "No sample size was calculated in advance: the city's size (days, share of Hamburg's ED volume) was "
-             "set by what trains on two CPU cores within the demo's budget. The effective size of a rare outcome "
-             "is its number of pathways with the outcome:", ""]
+    lines = [
+        "## Sample size (TRIPOD+AI item 8)",
+        "",
+        "No sample size was calculated in advance: the city's size (days, share of Hamburg's ED volume) was "
+        "set by what trains on two CPU cores within the demo's budget. The effective size of a rare outcome "
+        "is its number of pathways with the outcome:",
+        "",
+    ]
     train, held = parts.get("train", {}).get("outcomes", {}), parts.get("held_out", {}).get("outcomes", {})
     for t, r in metrics["tasks"].items():
         if r["kind"] == "binary" and t in train:
-            lines.append(f"- {t}: {train[t]['positive_pathways']:,} training pathways with the outcome, "
-                         f"{held.get(t, {}).get('positive_pathways', 0):,} held out")
+            lines.append(
+                f"- {t}: {train[t]['positive_pathways']:,} training pathways with the outcome, "
+                f"{held.get(t, {}).get('positive_pathways', 0):,} held out"
+            )
     return lines + [""]
 
 
@@ -210,30 +290,49 @@ def _models(metrics, runs: dict) -> list[str]:
     lines = ["## Models (TRIPOD+AI items 12, 13)", ""]
     if runs:
         head = ["model", *MODEL_FIELDS, "parameters", *TRAIN_FIELDS, "steps run", "stopped", "kept step"]
-        lines += ["Neural models, from each run folder's config.json, train_config.json and train_summary.json "
-                  "(AdamW, warmup then cosine decay, gradient clip; the checkpoint with the lowest tuning loss is "
-                  "kept):", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += [
+            "Neural models, from each run folder's config.json, train_config.json and train_summary.json "
+            "(AdamW, warmup then cosine decay, gradient clip; the checkpoint with the lowest tuning loss is "
+            "kept):",
+            "",
+            "| " + " | ".join(head) + " |",
+            "|" + "---|" * len(head),
+        ]
         for name, spec in runs.items():
             if "missing" in spec:
                 lines.append(f"| {name} | run files missing: {'; '.join(spec['missing'])} |")
                 continue
             cfg, tc, summ = spec["config"], spec["train_config"], spec["train_summary"]
-            cells = [name, *(_cell(cfg.get(f)) for f in MODEL_FIELDS), f"{spec['parameters']:,}",
-                     *(_cell(tc.get(f)) for f in TRAIN_FIELDS), _cell(summ.get("steps")), _cell(summ.get("stopped")),
-                     _cell(summ.get("best_step"))]
+            cells = [
+                name,
+                *(_cell(cfg.get(f)) for f in MODEL_FIELDS),
+                f"{spec['parameters']:,}",
+                *(_cell(tc.get(f)) for f in TRAIN_FIELDS),
+                _cell(summ.get("steps")),
+                _cell(summ.get("stopped")),
+                _cell(summ.get("best_step")),
+            ]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     cb = metrics.get("catboost_settings")
     if cb and "catboost" in metrics["models"]:
-        lines.append("- CatBoost: one model per task on the tabular features of eval/features.py; "
-                     + ", ".join(f"{k} {v}" for k, v in cb.items()) + " (early stopping on the tuning rows).")
+        lines.append(
+            "- CatBoost: one model per task on the tabular features of eval/features.py; "
+            + ", ".join(f"{k} {v}" for k, v in cb.items())
+            + " (early stopping on the tuning rows)."
+        )
     if "news2" in metrics["models"]:
-        lines.append("- NEWS2: the RCP 2017 table, mapped to a probability per task by a logistic fit on the tuning "
-                     "rows (the ranking is the score's own).")
-    lines += ["- Recalibration: Platt scaling (logistic on logit p) fitted on the tuning rows, applied to the held-out "
-              "rows; the calibration and decision-curve plots show the recalibrated probabilities.",
-              "- The fair bound (P(label | simulator state at t)) and the clairvoyant oracle are references computed "
-              "by the generator, not models.", ""]
+        lines.append(
+            "- NEWS2: the RCP 2017 table, mapped to a probability per task by a logistic fit on the tuning "
+            "rows (the ranking is the score's own)."
+        )
+    lines += [
+        "- Recalibration: Platt scaling (logistic on logit p) fitted on the tuning rows, applied to the held-out "
+        "rows; the calibration and decision-curve plots show the recalibrated probabilities.",
+        "- The fair bound (P(label | simulator state at t)) and the clairvoyant oracle are references computed "
+        "by the generator, not models.",
+        "",
+    ]
     return lines
 
 
@@ -244,17 +343,21 @@ def _cell(value) -> str:
 def _limitations(metrics, runs: dict, primary: str) -> list[str]:
     seeds = {n: s["train_config"].get("seed") for n, s in runs.items() if "train_config" in s}
     seed_text = ", ".join(f"{n} {s}" for n, s in seeds.items()) or "none recorded"
-    return ["## Limitations (TRIPOD+AI item 27)", "",
-            "- **Synthetic data.** Every patient, outcome and closure was drawn by the generator "
-            "(hamburg_mamba/data/synthetic.py); no result here says how the models would do on real patients.",
-            "- **The generator and the models share assumptions.** The generator's hazards read the vitals, the "
-            "triage group and the hospital's NEDOCS that the models are given, with the functional forms its "
-            "authors chose; a model can only rediscover them, and real data will hold risks nobody put in.",
-            f"- **One seed.** This report is one training seed per model ({seed_text}) on one generated city; the "
-            f"95 % intervals are over held-out patients (clusters), not over training runs or cities. The spread "
-            f"over seeds and cities, and how often {primary} beats each other model, come from `{REPLICATE_HINT}` "
-            f"(docs/experiments.md, Replication).",
-            "- **One period.** The held-out period is a single later period (temporal validation); no other site "
-            "or year was evaluated.",
-            "- **Few events.** Rare outcomes have few pathways with the outcome (Sample size above); their "
-            "intervals are wide and their calibration plots rest on few events.", ""]
+    return [
+        "## Limitations (TRIPOD+AI item 27)",
+        "",
+        "- **Synthetic data.** Every patient, outcome and closure was drawn by the generator "
+        "(hamburg_mamba/data/synthetic.py); no result here says how the models would do on real patients.",
+        "- **The generator and the models share assumptions.** The generator's hazards read the vitals, the "
+        "triage group and the hospital's NEDOCS that the models are given, with the functional forms its "
+        "authors chose; a model can only rediscover them, and real data will hold risks nobody put in.",
+        f"- **One seed.** This report is one training seed per model ({seed_text}) on one generated city; the "
+        f"95 % intervals are over held-out patients (clusters), not over training runs or cities. The spread "
+        f"over seeds and cities, and how often {primary} beats each other model, come from `{REPLICATE_HINT}` "
+        f"(docs/experiments.md, Replication).",
+        "- **One period.** The held-out period is a single later period (temporal validation); no other site "
+        "or year was evaluated.",
+        "- **Few events.** Rare outcomes have few pathways with the outcome (Sample size above); their "
+        "intervals are wide and their calibration plots rest on few events.",
+        "",
+    ]

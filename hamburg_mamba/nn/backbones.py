@@ -45,10 +45,11 @@ class Backbone(nn.Module):
         return (x, caches) if return_state else x
 
     @torch.no_grad()
-    def step(self, x: Tensor, caches: list[dict[str, Tensor]], dt_scale: Tensor,
-             weights_dtype: torch.dtype | None = None) -> Tensor:
+    def step(
+        self, x: Tensor, caches: list[dict[str, Tensor]], dt_scale: Tensor, weights_dtype: torch.dtype | None = None
+    ) -> Tensor:
         """x: (B, D) one event per pathway -> (B, D); advances every layer's cache in place."""
-        for layer, cache in zip(self.layers, caches):
+        for layer, cache in zip(self.layers, caches, strict=True):
             x = layer.step(x, cache, dt_scale=dt_scale, weights_dtype=weights_dtype)
         return self.norm(x)
 
@@ -84,13 +85,15 @@ class AttentionBlock(nn.Module):
         """(..., D) -> (..., H, Dh)."""
         return t.unflatten(-1, (self.n_heads, -1))
 
-    def forward(self, x: Tensor, dt_scale: Tensor | None = None, lengths: Tensor | None = None,
-                return_state: bool = False):
+    def forward(
+        self, x: Tensor, dt_scale: Tensor | None = None, lengths: Tensor | None = None, return_state: bool = False
+    ):
         batch, seqlen, _ = x.shape
         q, k, v = (self._heads(t).transpose(1, 2) for t in self.qkv(self.norm1(x)).chunk(3, dim=-1))  # (B, H, L, Dh)
         # Right padding: a causal query at a real event only sees real events, so no padding mask is needed.
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                           dropout_p=self.dropout if self.training else 0.0)  # (B, H, L, Dh)
+        a = F.scaled_dot_product_attention(
+            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+        )  # (B, H, L, Dh)
         x = x + self.resid_dropout(self.proj(a.transpose(1, 2).flatten(2)))  # (B, L, D)
         x = x + self.mlp(self.norm2(x))
         if not return_state:
@@ -103,16 +106,26 @@ class AttentionBlock(nn.Module):
         dtype = dtype or self.qkv.weight.dtype
         D = self.qkv.in_features
         shape = (batch, self.n_heads, INITIAL_KV_CAPACITY, D // self.n_heads)
-        return {"k": torch.zeros(shape, device=device, dtype=dtype), "v": torch.zeros(shape, device=device, dtype=dtype),
-                "len": torch.zeros(batch, dtype=torch.int64, device=device)}
+        return {
+            "k": torch.zeros(shape, device=device, dtype=dtype),
+            "v": torch.zeros(shape, device=device, dtype=dtype),
+            "len": torch.zeros(batch, dtype=torch.int64, device=device),
+        }
 
     def _build_step_weights(self, weights_dtype: torch.dtype | None) -> dict[str, StepProjection]:
-        return {name: StepProjection(getattr(self, name).weight, getattr(self, name).bias, weights_dtype)
-                for name in ("qkv", "proj", "mlp_in", "mlp_out")}
+        return {
+            name: StepProjection(getattr(self, name).weight, getattr(self, name).bias, weights_dtype)
+            for name in ("qkv", "proj", "mlp_in", "mlp_out")
+        }
 
     @torch.no_grad()
-    def step(self, x: Tensor, cache: dict[str, Tensor], dt_scale: Tensor | None = None,
-             weights_dtype: torch.dtype | None = None) -> Tensor:
+    def step(
+        self,
+        x: Tensor,
+        cache: dict[str, Tensor],
+        dt_scale: Tensor | None = None,
+        weights_dtype: torch.dtype | None = None,
+    ) -> Tensor:
         """x: (B, D) -> (B, D). Appends this event's key and value: O(events so far), not O(1)."""
         w = cached_step_weights(self, weights_dtype, self._build_step_weights)
         batch = x.shape[0]
@@ -128,8 +141,9 @@ class AttentionBlock(nn.Module):
         cache["len"] = pos + 1
         T = cache["k"].shape[2]
         visible = torch.arange(T, device=x.device)[None, :] <= pos[:, None]  # (B, T)
-        a = F.scaled_dot_product_attention(q[:, :, None], cache["k"], cache["v"],
-                                           attn_mask=visible[:, None, None, :])  # (B, H, 1, Dh)
+        a = F.scaled_dot_product_attention(
+            q[:, :, None], cache["k"], cache["v"], attn_mask=visible[:, None, None, :]
+        )  # (B, H, 1, Dh)
         x = x + w["proj"](a[:, :, 0].flatten(1))
         return x + w["mlp_out"](F.gelu(w["mlp_in"](self.norm2(x))))
 
@@ -142,8 +156,9 @@ class GRUBlock(nn.Module):
         self.norm = nn.RMSNorm(config.d_model, eps=config.norm_eps)
         self.gru = nn.GRU(config.d_model, config.d_model, batch_first=True)
 
-    def forward(self, x: Tensor, dt_scale: Tensor | None = None, lengths: Tensor | None = None,
-                return_state: bool = False):
+    def forward(
+        self, x: Tensor, dt_scale: Tensor | None = None, lengths: Tensor | None = None, return_state: bool = False
+    ):
         h, _ = self.gru(self.norm(x))  # (B, L, D); h[:, t] is the hidden state after event t
         if not return_state:
             return x + h
@@ -157,12 +172,19 @@ class GRUBlock(nn.Module):
 
     def _build_step_weights(self, weights_dtype: torch.dtype | None) -> tuple[StepProjection, StepProjection]:
         g = self.gru
-        return (StepProjection(g.weight_ih_l0, g.bias_ih_l0, weights_dtype),
-                StepProjection(g.weight_hh_l0, g.bias_hh_l0, weights_dtype))
+        return (
+            StepProjection(g.weight_ih_l0, g.bias_ih_l0, weights_dtype),
+            StepProjection(g.weight_hh_l0, g.bias_hh_l0, weights_dtype),
+        )
 
     @torch.no_grad()
-    def step(self, x: Tensor, cache: dict[str, Tensor], dt_scale: Tensor | None = None,
-             weights_dtype: torch.dtype | None = None) -> Tensor:
+    def step(
+        self,
+        x: Tensor,
+        cache: dict[str, Tensor],
+        dt_scale: Tensor | None = None,
+        weights_dtype: torch.dtype | None = None,
+    ) -> Tensor:
         """x: (B, D) -> (B, D); one GRU cell update of cache["h"] (torch's GRU equations, gates r, z, n)."""
         w_ih, w_hh = cached_step_weights(self, weights_dtype, self._build_step_weights)
         h = cache["h"]  # (B, D)

@@ -77,17 +77,21 @@ class HamburgMambaConfig:
         if self.dt_min >= self.dt_max:
             raise ValueError(f"HamburgMambaConfig.dt_max: expected > dt_min={self.dt_min!r}, got {self.dt_max!r}")
         if self.backbone in ("transformer", "hybrid") and self.d_model % self.n_heads:
-            raise ValueError(f"HamburgMambaConfig.n_heads: d_model={self.d_model} is not divisible by "
-                             f"n_heads={self.n_heads}")
+            raise ValueError(
+                f"HamburgMambaConfig.n_heads: d_model={self.d_model} is not divisible by n_heads={self.n_heads}"
+            )
         if self.backbone == "hybrid" and not 1 <= self.attn_every <= self.n_layers:
-            raise ValueError(f"HamburgMambaConfig.attn_every: expected 1..n_layers={self.n_layers}, "
-                             f"got {self.attn_every}")
+            raise ValueError(
+                f"HamburgMambaConfig.attn_every: expected 1..n_layers={self.n_layers}, got {self.attn_every}"
+            )
         for name in self.target_stats:
             if name not in self.tasks or self.tasks[name]["kind"] != "regression":
                 raise ValueError(f"HamburgMambaConfig.target_stats[{name!r}]: not a regression task of the config")
         if self.warning_task is not None and self.warning_task not in self.crisis_tasks:
-            raise ValueError(f"HamburgMambaConfig.warning_task: {self.warning_task!r} is not a binary crisis task "
-                             f"of the config ({self.crisis_tasks})")
+            raise ValueError(
+                f"HamburgMambaConfig.warning_task: {self.warning_task!r} is not a binary crisis task "
+                f"of the config ({self.crisis_tasks})"
+            )
 
     @classmethod
     def check_field(cls, name: str, value) -> None:
@@ -96,8 +100,9 @@ class HamburgMambaConfig:
         if name in SCALAR_RULES:
             rule = SCALAR_RULES[name]
             if not rule.accepts(value):
-                raise ValueError(f"HamburgMambaConfig.{name}: expected {rule.expected()}, got {value!r}"
-                                 f" ({type(value).__name__})")
+                raise ValueError(
+                    f"HamburgMambaConfig.{name}: expected {rule.expected()}, got {value!r} ({type(value).__name__})"
+                )
         elif name in STRUCTURED_CHECKS:
             STRUCTURED_CHECKS[name](value)
         else:
@@ -144,16 +149,28 @@ class HamburgMambaConfig:
         """
         if preset not in ("seed", "small"):
             raise ValueError(f"HamburgMambaConfig.from_schema: preset must be 'seed' or 'small', got {preset!r}")
-        tasks = {n: {"kind": t.kind, "level": t.level, "horizon_h": t.horizon_h, "group": t.group}
-                 for n, t in schema.tasks.items()}
+        tasks = {
+            n: {"kind": t.kind, "level": t.level, "horizon_h": t.horizon_h, "group": t.group}
+            for n, t in schema.tasks.items()
+        }
         data = dict(vocab_sizes=dict(schema.vocab_sizes), num_numeric=schema.num_numeric, tasks=tasks)
         return cls.small(**data, **overrides) if preset == "small" else cls(**data, **overrides)
 
     @classmethod
     def small(cls, **kwargs) -> HamburgMambaConfig:
         """A preset that trains on a 2-core CPU in minutes (tests, the end-to-end sample)."""
-        preset = dict(d_model=64, n_layers=2, d_state=16, d_conv=4, expand=2, n_heads=4, attn_every=2,
-                      cat_embed_dim=16, numeric_embed_dim=8, dropout=0.0)
+        preset = dict(
+            d_model=64,
+            n_layers=2,
+            d_state=16,
+            d_conv=4,
+            expand=2,
+            n_heads=4,
+            attn_every=2,
+            cat_embed_dim=16,
+            numeric_embed_dim=8,
+            dropout=0.0,
+        )
         preset.update(kwargs)
         return cls(**preset)
 
@@ -192,8 +209,10 @@ class HamburgMambaConfig:
         blob = {**LEGACY_VALUES, **blob}
         missing = [n for n in names if n not in blob]
         if missing:
-            raise ValueError(f"HamburgMambaConfig.from_json: missing fields {missing} (every field is saved; a "
-                             "missing one means the file was edited or written by another program)")
+            raise ValueError(
+                f"HamburgMambaConfig.from_json: missing fields {missing} (every field is saved; a "
+                "missing one means the file was edited or written by another program)"
+            )
         for name in ORDERED_FIELDS:
             blob[name] = _ordered_mapping(name, blob[name], trust_key_order)
         return cls(**blob)
@@ -227,9 +246,11 @@ def _ordered_mapping(name: str, value, trust_key_order: bool) -> dict:
             f"HamburgMambaConfig.{name}: stored as a JSON object, whose key order decides the weights' layout but "
             "is not kept by tools that re-serialise JSON; this format is not trusted. If the file was never "
             "rewritten by another tool, convert it once with HamburgMambaConfig.load(path, trust_key_order=True)"
-            ".save(path)")
+            ".save(path)"
+        )
     if not isinstance(value, list) or not all(
-            isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) for p in value):
+        isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) for p in value
+    ):
         raise ValueError(f"HamburgMambaConfig.{name}: expected a list of [name, value] pairs, got {value!r}")
     keys = [p[0] for p in value]
     repeated = sorted({k for k in keys if keys.count(k) > 1})
@@ -297,8 +318,7 @@ def _fail(name: str, expected: str, value) -> None:
 
 
 def _check_vocab_sizes(value) -> None:
-    if not isinstance(value, dict) or not all(
-            isinstance(k, str) and SIZE.accepts(v) for k, v in value.items()):
+    if not isinstance(value, dict) or not all(isinstance(k, str) and SIZE.accepts(v) for k, v in value.items()):
         _fail("vocab_sizes", "a mapping of field name -> table size (an int >= 1)", value)
 
 
@@ -318,8 +338,9 @@ def _check_tasks(value) -> None:
 
 def _check_target_stats(value) -> None:
     if not isinstance(value, dict) or not all(
-            isinstance(v, (list, tuple)) and len(v) == 2 and FINITE.accepts(v[0]) and HORIZON.accepts(v[1])
-            for v in value.values()):
+        isinstance(v, (list, tuple)) and len(v) == 2 and FINITE.accepts(v[0]) and HORIZON.accepts(v[1])
+        for v in value.values()
+    ):
         _fail("target_stats", "a mapping of regression task -> [mean, std > 0]", value)
 
 

@@ -44,15 +44,17 @@ class HamburgClinicalEncoder(nn.Module):
     def __init__(self, config: HamburgMambaConfig):
         super().__init__()
         if not config.vocab_sizes:
-            raise ValueError("HamburgClinicalEncoder: config.vocab_sizes is empty; build the config with "
-                             "HamburgMambaConfig.from_schema(schema)")
+            raise ValueError(
+                "HamburgClinicalEncoder: config.vocab_sizes is empty; build the config with "
+                "HamburgMambaConfig.from_schema(schema)"
+            )
         self.fields = [f for f in config.vocab_sizes if config.hospital_identity or f != HOSPITAL_FIELD]
         self.vocab_sizes = dict(config.vocab_sizes)
         self.num_numeric = config.num_numeric
         self.numeric_clip = config.numeric_clip
-        self.embeddings = nn.ModuleDict({
-            name: nn.Embedding(self.vocab_sizes[name], config.cat_embed_dim, padding_idx=0) for name in self.fields
-        })
+        self.embeddings = nn.ModuleDict(
+            {name: nn.Embedding(self.vocab_sizes[name], config.cat_embed_dim, padding_idx=0) for name in self.fields}
+        )
         F, En = config.num_numeric, config.numeric_embed_dim
         self.numeric_weight = nn.Parameter(torch.randn(F, En))
         self.numeric_bias = nn.Parameter(torch.zeros(F, En))
@@ -85,24 +87,36 @@ class HamburgClinicalEncoder(nn.Module):
         missing = [f for f in self.fields if f not in batch.categorical]
         extra = [f for f in batch.categorical if f not in self.vocab_sizes]
         if missing or extra:
-            raise ValueError(f"batch.categorical: the model was configured with fields {self.fields}; "
-                             f"missing {missing}, unexpected {extra} (was the config built from another schema?)")
+            raise ValueError(
+                f"batch.categorical: the model was configured with fields {self.fields}; "
+                f"missing {missing}, unexpected {extra} (was the config built from another schema?)"
+            )
         if batch.numeric.shape[-1] != self.num_numeric:
-            raise ValueError(f"batch.numeric: expected {self.num_numeric} features (config.num_numeric), "
-                             f"got {batch.numeric.shape[-1]}")
+            raise ValueError(
+                f"batch.numeric: expected {self.num_numeric} features (config.num_numeric), "
+                f"got {batch.numeric.shape[-1]}"
+            )
         for name in self.fields:
             idx = batch.categorical[name]
             if bool(((idx < 0) | (idx >= self.vocab_sizes[name])).any()):
-                raise ValueError(f"batch.categorical[{name!r}]: indices must lie in [0, {self.vocab_sizes[name]}) "
-                                 f"(config.vocab_sizes), got [{int(idx.min())}, {int(idx.max())}]")
+                raise ValueError(
+                    f"batch.categorical[{name!r}]: indices must lie in [0, {self.vocab_sizes[name]}) "
+                    f"(config.vocab_sizes), got [{int(idx.min())}, {int(idx.max())}]"
+                )
 
 
 def time_features(batch) -> Tensor:
     """(B, L, 6): log1p hours since previous event and since start, cyclic hour of day and day of week."""
     hour = 2.0 * math.pi * batch.hour_of_day / HOURS_PER_DAY  # (B, L)
     day = 2.0 * math.pi * batch.day_of_week.to(batch.hour_of_day.dtype) / DAYS_PER_WEEK  # (B, L)
-    return torch.stack([
-        torch.log1p(batch.time_since_prev_h.clamp(min=0.0)),
-        torch.log1p(batch.time_since_start_h.clamp(min=0.0)),
-        torch.sin(hour), torch.cos(hour), torch.sin(day), torch.cos(day),
-    ], dim=-1)
+    return torch.stack(
+        [
+            torch.log1p(batch.time_since_prev_h.clamp(min=0.0)),
+            torch.log1p(batch.time_since_start_h.clamp(min=0.0)),
+            torch.sin(hour),
+            torch.cos(hour),
+            torch.sin(day),
+            torch.cos(day),
+        ],
+        dim=-1,
+    )

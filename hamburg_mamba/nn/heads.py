@@ -37,8 +37,7 @@ class TaskHead(nn.Module):
         stats = [config.target_stats.get(n, [0.0, 1.0]) for n in self.tasks]
         self.register_buffer("target_mean", torch.tensor([m for m, _ in stats]), persistent=False)
         self.register_buffer("target_std", torch.tensor([s for _, s in stats]), persistent=False)
-        self.register_buffer("is_regression", torch.tensor([k == "regression" for k in self.kinds]),
-                             persistent=False)
+        self.register_buffer("is_regression", torch.tensor([k == "regression" for k in self.kinds]), persistent=False)
 
     def forward(self, h: Tensor) -> dict[str, Tensor]:
         """h: (..., D) -> task -> (...) logit (binary) or value (regression)."""
@@ -82,8 +81,7 @@ class CrisisEarlyWarningSystem(TaskHead):
         for name in self.tasks:
             spec = config.tasks[name]
             if spec["kind"] != "binary" or spec["horizon_h"] is None:
-                raise ValueError(f"CrisisEarlyWarningSystem: task {name!r} must be binary with a horizon_h, "
-                                 f"got {spec}")
+                raise ValueError(f"CrisisEarlyWarningSystem: task {name!r} must be binary with a horizon_h, got {spec}")
         horizons = [config.tasks[n]["horizon_h"] for n in self.tasks]
         order = sorted(range(len(self.tasks)), key=lambda i: horizons[i])
         # rank[i]: position of task i in horizon order; cumsum in that order, then back to declaration order.

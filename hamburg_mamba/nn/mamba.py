@@ -25,7 +25,8 @@ copies, half the bytes, while activations, the conv window and the SSM state sta
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -70,8 +71,10 @@ STEP_WEIGHT_DTYPES = (torch.float16, torch.bfloat16)
 
 def check_weights_dtype(weights_dtype, where: str) -> None:
     if weights_dtype is not None and weights_dtype not in STEP_WEIGHT_DTYPES:
-        raise ValueError(f"{where}: argument 'weights_dtype' must be None (the model's dtype, exact), "
-                         f"torch.float16 or torch.bfloat16, got {weights_dtype!r}")
+        raise ValueError(
+            f"{where}: argument 'weights_dtype' must be None (the model's dtype, exact), "
+            f"torch.float16 or torch.bfloat16, got {weights_dtype!r}"
+        )
 
 
 class StepProjection:
@@ -141,8 +144,9 @@ class HamburgMambaBlock(nn.Module):
             use_reference_scan=config.use_reference_scan,
         )
 
-    def forward(self, x: Tensor, dt_scale: Tensor | None = None, lengths: Tensor | None = None,
-                return_state: bool = False):
+    def forward(
+        self, x: Tensor, dt_scale: Tensor | None = None, lengths: Tensor | None = None, return_state: bool = False
+    ):
         """x: (B, L, D) -> (B, L, D), or ((B, L, D), cache) with return_state (see SelectiveSSMLayer)."""
         out = self.mixer(self.norm(x), dt_scale=dt_scale, lengths=lengths, return_state=return_state)
         if return_state:
@@ -150,20 +154,42 @@ class HamburgMambaBlock(nn.Module):
         return x + out
 
     @torch.no_grad()
-    def step(self, x: Tensor, cache: dict[str, Tensor], dt_scale: Tensor | None = None,
-             weights_dtype: torch.dtype | None = None) -> Tensor:
+    def step(
+        self,
+        x: Tensor,
+        cache: dict[str, Tensor],
+        dt_scale: Tensor | None = None,
+        weights_dtype: torch.dtype | None = None,
+    ) -> Tensor:
         """x: (B, D) one event per pathway -> (B, D); advances `cache` in place (see SelectiveSSMLayer.step)."""
-        fused = (x.is_cpu and (x.shape[0] <= FUSED_STEP_MAX_BATCH or weights_dtype == torch.float16)
-                 and not self.mixer.use_reference_scan
-                 and (x.dtype == torch.float32 or (x.dtype == torch.float64 and weights_dtype is None)))
+        fused = (
+            x.is_cpu
+            and (x.shape[0] <= FUSED_STEP_MAX_BATCH or weights_dtype == torch.float16)
+            and not self.mixer.use_reference_scan
+            and (x.dtype == torch.float32 or (x.dtype == torch.float64 and weights_dtype is None))
+        )
         if not fused:
             return x + self.mixer.step(self.norm(x), cache, dt_scale=dt_scale, weights_dtype=weights_dtype)
         w = cached_step_weights(self, weights_dtype, self._build_fused_weights)
         for name in ("conv", "ssm"):  # the op updates them in place
             cache[name] = cache[name].contiguous()
-        return mamba_block_step(x.contiguous(), w.norm_weight, w.norm_eps, w.in_proj, cache["conv"], w.conv_weight,
-                                w.conv_bias, w.x_proj, w.dt_proj, w.dt_bias, w.A, w.D, cache["ssm"], dt_scale,
-                                w.out_proj)
+        return mamba_block_step(
+            x.contiguous(),
+            w.norm_weight,
+            w.norm_eps,
+            w.in_proj,
+            cache["conv"],
+            w.conv_weight,
+            w.conv_bias,
+            w.x_proj,
+            w.dt_proj,
+            w.dt_bias,
+            w.A,
+            w.D,
+            cache["ssm"],
+            dt_scale,
+            w.out_proj,
+        )
 
     def _build_fused_weights(self, weights_dtype: torch.dtype | None) -> _FusedStepWeights:
         m = self.mixer
@@ -173,8 +199,12 @@ class HamburgMambaBlock(nn.Module):
 
         eps = self.norm.eps if self.norm.eps is not None else torch.finfo(self.norm.weight.dtype).eps
         return _FusedStepWeights(
-            norm_weight=self.norm.weight.detach(), norm_eps=eps, in_proj=projection(m.in_proj),
-            x_proj=projection(m.x_proj), dt_proj=projection(m.dt_proj), out_proj=projection(m.out_proj),
+            norm_weight=self.norm.weight.detach(),
+            norm_eps=eps,
+            in_proj=projection(m.in_proj),
+            x_proj=projection(m.x_proj),
+            dt_proj=projection(m.dt_proj),
+            out_proj=projection(m.out_proj),
             **m._step_constants(),
         )
 
@@ -230,15 +260,16 @@ class SelectiveSSMLayer(nn.Module):
     def _init_dt(self, dt_min: float, dt_max: float, dt_init_floor: float) -> None:
         # Mamba's dt initialisation: softplus(dt_proj.bias) is log-uniform in [dt_min, dt_max], so channels
         # start with time scales from ~1 to ~1000 steps; the weight is small so the bias dominates at first.
-        std = self.dt_rank ** -0.5
+        std = self.dt_rank**-0.5
         nn.init.uniform_(self.dt_proj.weight, -std, std)
         log_dt = torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
         dt = torch.exp(log_dt).clamp(min=dt_init_floor)
         self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse of softplus
         self.dt_proj.bias._no_reinit = True
 
-    def forward(self, x: Tensor, dt_scale: Tensor | None = None, lengths: Tensor | None = None,
-                return_state: bool = False):
+    def forward(
+        self, x: Tensor, dt_scale: Tensor | None = None, lengths: Tensor | None = None, return_state: bool = False
+    ):
         """Causal over L.
 
         x: (B, L, D). dt_scale: (B, L) per-event clock, non-negative, 0 on padding (None = all 1).
@@ -260,9 +291,17 @@ class SelectiveSSMLayer(nn.Module):
         A = -torch.exp(_compute_precision(self.A_log))  # (E, N)
         scan = selective_scan_ref if self.use_reference_scan else selective_scan_fn
         y, last_state = scan(
-            xc, dt, A, B, C, D=_compute_precision(self.D), z=z, delta_bias=_compute_precision(self.dt_proj.bias),
+            xc,
+            dt,
+            A,
+            B,
+            C,
+            D=_compute_precision(self.D),
+            z=z,
+            delta_bias=_compute_precision(self.dt_proj.bias),
             delta_softplus=True,
-            return_last_state=True, dt_scale=dt_scale,
+            return_last_state=True,
+            dt_scale=dt_scale,
         )  # (B, E, L), (B, E, N)
         out = self.out_proj(y.transpose(1, 2))  # (B, L, D)
         if not return_state:
@@ -274,9 +313,13 @@ class SelectiveSSMLayer(nn.Module):
         and A = -exp(A_log), D, dt_bias in the op's compute precision. At the seed size recomputing A costs
         12 x 65k exps per event, ~10 % of a step, hence the cache."""
         cp = _compute_precision
-        return dict(conv_weight=self.conv1d.weight.detach()[:, 0, :].contiguous(),
-                    conv_bias=self.conv1d.bias.detach(), A=-torch.exp(cp(self.A_log.detach())),
-                    D=cp(self.D.detach()), dt_bias=cp(self.dt_proj.bias.detach()))
+        return dict(
+            conv_weight=self.conv1d.weight.detach()[:, 0, :].contiguous(),
+            conv_bias=self.conv1d.bias.detach(),
+            A=-torch.exp(cp(self.A_log.detach())),
+            D=cp(self.D.detach()),
+            dt_bias=cp(self.dt_proj.bias.detach()),
+        )
 
     def _build_step_weights(self, weights_dtype: torch.dtype | None) -> _MambaStepWeights:
         return _MambaStepWeights(
@@ -308,8 +351,13 @@ class SelectiveSSMLayer(nn.Module):
         }
 
     @torch.no_grad()
-    def step(self, x: Tensor, cache: dict[str, Tensor], dt_scale: Tensor | None = None,
-             weights_dtype: torch.dtype | None = None) -> Tensor:
+    def step(
+        self,
+        x: Tensor,
+        cache: dict[str, Tensor],
+        dt_scale: Tensor | None = None,
+        weights_dtype: torch.dtype | None = None,
+    ) -> Tensor:
         """One event per pathway in O(1): x (B, D) -> (B, D); advances `cache` (replaces its "conv" entry,
         updates "ssm" in place).
 
@@ -326,8 +374,19 @@ class SelectiveSSMLayer(nn.Module):
         xc = F.silu(torch.matmul(conv * w.conv_weight, w.taps) + w.conv_bias)  # (B, E)
         dt, B, C = torch.split(w.x_proj(xc), [R, N, N], dim=-1)  # (B, R), (B, N), (B, N)
         update = selective_state_update_ref if self.use_reference_scan else selective_state_update
-        y = update(cache["ssm"], xc, w.dt_proj(dt), w.A, B, C, D=w.D, z=z, dt_bias=w.dt_bias, dt_softplus=True,
-                   dt_scale=dt_scale)  # (B, E)
+        y = update(
+            cache["ssm"],
+            xc,
+            w.dt_proj(dt),
+            w.A,
+            B,
+            C,
+            D=w.D,
+            z=z,
+            dt_bias=w.dt_bias,
+            dt_softplus=True,
+            dt_scale=dt_scale,
+        )  # (B, E)
         return w.out_proj(y)
 
 

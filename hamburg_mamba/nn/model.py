@@ -92,8 +92,10 @@ class HamburgHealthcareSafetyMamba(nn.Module):
     def __init__(self, config: HamburgMambaConfig):
         super().__init__()
         if not config.tasks:
-            raise ValueError("HamburgHealthcareSafetyMamba: config.tasks is empty; build the config with "
-                             "HamburgMambaConfig.from_schema(schema)")
+            raise ValueError(
+                "HamburgHealthcareSafetyMamba: config.tasks is empty; build the config with "
+                "HamburgMambaConfig.from_schema(schema)"
+            )
         self.config = config
         self.encoder = HamburgClinicalEncoder(config)
         self.backbone = Backbone(config)
@@ -159,13 +161,17 @@ class HamburgHealthcareSafetyMamba(nn.Module):
             label, valid = batch.labels[name], batch.label_mask[name]
             if spec["level"] == "event":
                 if label.shape != batch.mask.shape:
-                    raise ValueError(f"batch.labels[{name!r}]: event-level task needs (B, L) = "
-                                     f"{tuple(batch.mask.shape)}, got {tuple(label.shape)}")
+                    raise ValueError(
+                        f"batch.labels[{name!r}]: event-level task needs (B, L) = "
+                        f"{tuple(batch.mask.shape)}, got {tuple(label.shape)}"
+                    )
                 prediction, valid = output.step_logits[name], valid & batch.mask
             else:
                 if label.shape != batch.lengths.shape:
-                    raise ValueError(f"batch.labels[{name!r}]: pathway-level task needs (B,) = "
-                                     f"{tuple(batch.lengths.shape)}, got {tuple(label.shape)}")
+                    raise ValueError(
+                        f"batch.labels[{name!r}]: pathway-level task needs (B,) = "
+                        f"{tuple(batch.lengths.shape)}, got {tuple(label.shape)}"
+                    )
                 prediction = output.pathway_logits[name]
             losses[name] = task_loss(spec["kind"], prediction, label, valid, self.config.target_stats.get(name))
         output.task_losses = losses
@@ -192,11 +198,15 @@ class HamburgHealthcareSafetyMamba(nn.Module):
         """
         check_weights_dtype(weights_dtype, "HamburgHealthcareSafetyMamba.step")
         if self.training:
-            raise RuntimeError("HamburgHealthcareSafetyMamba.step: call model.eval() first (dropout would make "
-                               "streaming differ from the forward)")
+            raise RuntimeError(
+                "HamburgHealthcareSafetyMamba.step: call model.eval() first (dropout would make "
+                "streaming differ from the forward)"
+            )
         if events.mask.shape[1] != 1 or not bool(events.mask.all()):
-            raise ValueError(f"step: events must be a PathwayBatch of one real event per pathway (mask (B, 1) all "
-                             f"True), got mask {tuple(events.mask.shape)}")
+            raise ValueError(
+                f"step: events must be a PathwayBatch of one real event per pathway (mask (B, 1) all "
+                f"True), got mask {tuple(events.mask.shape)}"
+            )
         x = self.encoder(events)[:, 0]  # (B, D)
         clock = event_clock(events.time_since_prev_h, events.mask, self.config.time_unit_h)[:, 0]  # (B,)
         h = self.backbone.step(x, cache, clock, weights_dtype=weights_dtype)  # (B, D)
@@ -255,23 +265,25 @@ def latest_hospital(batch) -> Tensor:
     return batch.event_hospital_id.gather(1, last[:, None])[:, 0]
 
 
-def summarize_breakdown(config: HamburgMambaConfig, risk: dict[str, Tensor], hospital_id: Tensor,
-                        pathway_id: Tensor) -> SystemBreakdown:
+def summarize_breakdown(
+    config: HamburgMambaConfig, risk: dict[str, Tensor], hospital_id: Tensor, pathway_id: Tensor
+) -> SystemBreakdown:
     """Warning levels from per-pathway predictions (task -> (B,)); shared by the batch and streaming paths."""
     task = config.breakdown_task
     if task is None:
         raise ValueError("predict_system_breakdown: the config has no binary crisis task to set a warning level")
     everyone = torch.ones_like(hospital_id, dtype=torch.bool)
     hospitals = {
-        h: _warning(config, task, risk, pathway_id, hospital_id == h)
-        for h in torch.unique(hospital_id).tolist()
+        h: _warning(config, task, risk, pathway_id, hospital_id == h) for h in torch.unique(hospital_id).tolist()
     }
-    return SystemBreakdown(pathway_risk=risk, overall=_warning(config, task, risk, pathway_id, everyone),
-                           hospitals=hospitals)
+    return SystemBreakdown(
+        pathway_risk=risk, overall=_warning(config, task, risk, pathway_id, everyone), hospitals=hospitals
+    )
 
 
-def _warning(config: HamburgMambaConfig, task: str, risk: dict[str, Tensor], pathway_id: Tensor,
-             members: Tensor) -> BreakdownWarning:
+def _warning(
+    config: HamburgMambaConfig, task: str, risk: dict[str, Tensor], pathway_id: Tensor, members: Tensor
+) -> BreakdownWarning:
     means = {t: float(v[members].float().mean()) for t, v in risk.items()}  # 0-d reductions, not batch tensors
     score = means[task]
     level = WARNING_LEVELS[sum(score >= t for t in config.warning_thresholds)]
@@ -281,9 +293,10 @@ def _warning(config: HamburgMambaConfig, task: str, risk: dict[str, Tensor], pat
     drivers = sorted(binary, key=lambda tm: -tm[1]) + regression
     task_risk = risk[task][members]
     top = torch.topk(task_risk, k=min(TOP_PATHWAYS, task_risk.shape[0]))
-    top_pathways = list(zip(pathway_id[members][top.indices].tolist(), top.values.tolist()))
-    return BreakdownWarning(level=level, score=score, task=task, n_pathways=int(members.sum()), drivers=drivers,
-                   top_pathways=top_pathways)
+    top_pathways = list(zip(pathway_id[members][top.indices].tolist(), top.values.tolist(), strict=True))
+    return BreakdownWarning(
+        level=level, score=score, task=task, n_pathways=int(members.sum()), drivers=drivers, top_pathways=top_pathways
+    )
 
 
 def check_batch(batch) -> None:

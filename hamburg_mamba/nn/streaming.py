@@ -28,8 +28,12 @@ class PathwayMonitor:
     half-precision projection weights, see `HamburgHealthcareSafetyMamba.step`); `join` runs the exact forward.
     """
 
-    def __init__(self, model: HamburgHealthcareSafetyMamba, capacity: int = DEFAULT_CAPACITY,
-                 weights_dtype: torch.dtype | None = None):
+    def __init__(
+        self,
+        model: HamburgHealthcareSafetyMamba,
+        capacity: int = DEFAULT_CAPACITY,
+        weights_dtype: torch.dtype | None = None,
+    ):
         if capacity < 1:
             raise ValueError(f"PathwayMonitor.capacity: expected >= 1, got {capacity}")
         check_weights_dtype(weights_dtype, "PathwayMonitor")
@@ -56,8 +60,10 @@ class PathwayMonitor:
         unseen pathway ids join with an empty history. Returns task -> (K,) predictions in events' order."""
         ids = events.pathway_id.tolist()
         if len(set(ids)) != len(ids):
-            raise ValueError("PathwayMonitor.update: events.pathway_id has duplicates; send one event per pathway "
-                             "per update (in time order)")
+            raise ValueError(
+                "PathwayMonitor.update: events.pathway_id has duplicates; send one event per pathway "
+                "per update (in time order)"
+            )
         slots = self._slots_for(ids)  # (K,)
         cache = [{name: t[slots] for name, t in layer.items()} for layer in self.pool]
         out = self.model.step(events, cache, weights_dtype=self.weights_dtype)
@@ -81,7 +87,7 @@ class PathwayMonitor:
 
     def close(self, pathway_ids) -> None:
         """The pathways left (discharge, transfer, death); their slots are reused."""
-        for pid in (pathway_ids.tolist() if isinstance(pathway_ids, Tensor) else pathway_ids):
+        for pid in pathway_ids.tolist() if isinstance(pathway_ids, Tensor) else pathway_ids:
             if pid not in self.slots:
                 raise KeyError(f"PathwayMonitor.close: pathway {pid} is not live")
             slot = self.slots.pop(pid)
@@ -99,8 +105,9 @@ class PathwayMonitor:
         if not self.slots:
             raise ValueError("PathwayMonitor.system_breakdown: no live pathway")
         pids, slots = self._live()
-        return summarize_breakdown(self.model.config, {t: v[slots] for t, v in self.latest.items()},
-                                   self.hospital[slots], pids)
+        return summarize_breakdown(
+            self.model.config, {t: v[slots] for t, v in self.latest.items()}, self.hospital[slots], pids
+        )
 
     # ------------------------------------------------------------------------------------------------
 
@@ -139,12 +146,12 @@ class PathwayMonitor:
         self.free.extend(range(2 * capacity - 1, capacity - 1, -1))
 
     def _write(self, slots: Tensor, cache: list[dict[str, Tensor]]) -> None:
-        for layer, new in zip(self.pool, cache):
+        for layer, new in zip(self.pool, cache, strict=True):
             for name, t in new.items():
                 pool = layer[name]
                 if pool.shape[1:] != t.shape[1:]:
                     # Attention caches grow along their event dimension: pad the smaller side to the larger.
-                    size = [max(a, b) for a, b in zip(pool.shape[1:], t.shape[1:])]
+                    size = [max(a, b) for a, b in zip(pool.shape[1:], t.shape[1:], strict=True)]
                     pool = layer[name] = _pad_to(pool, size)
                     t = _pad_to(t, size)
                 pool[slots] = t.to(pool.dtype)
@@ -159,6 +166,6 @@ class PathwayMonitor:
 def _pad_to(t: Tensor, size: list[int]) -> Tensor:
     """Zero-pad every non-batch dimension of t at its end up to `size`."""
     pad = []
-    for have, want in reversed(list(zip(t.shape[1:], size))):
+    for have, want in reversed(list(zip(t.shape[1:], size, strict=True))):
         pad += [0, want - have]
     return F.pad(t, pad)

@@ -171,9 +171,19 @@ def selective_state_update_ref(
         # Without a heads axis each channel is a head of one: (B, D, N) -> (B, D, 1, N), so channel groups
         # are head groups and one formula serves both layouts.
         out = selective_state_update_ref(
-            state.unsqueeze(2), x.unsqueeze(-1), dt.unsqueeze(-1), A.unsqueeze(1), B, C,
-            None if D is None else D.unsqueeze(-1), None if z is None else z.unsqueeze(-1),
-            None if dt_bias is None else dt_bias.unsqueeze(-1), dt_softplus, None, dt_scale)
+            state.unsqueeze(2),
+            x.unsqueeze(-1),
+            dt.unsqueeze(-1),
+            A.unsqueeze(1),
+            B,
+            C,
+            None if D is None else D.unsqueeze(-1),
+            None if z is None else z.unsqueeze(-1),
+            None if dt_bias is None else dt_bias.unsqueeze(-1),
+            dt_softplus,
+            None,
+            dt_scale,
+        )
         return out.squeeze(-1)
     cdt = torch.float64 if torch.float64 in (state.dtype, x.dtype) else torch.float32
     heads = state.shape[1]
@@ -209,8 +219,19 @@ def _update_cache_rows(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus, state_
     rows = state[rows_idx]  # (B', ...) a copy
     out = torch.zeros_like(x)
     out[keep] = selective_state_update_ref(
-        rows, x[keep], dt[keep], A, B[keep], C[keep], D, None if z is None else z[keep], dt_bias, dt_softplus,
-        None, None if dt_scale is None else dt_scale[keep])
+        rows,
+        x[keep],
+        dt[keep],
+        A,
+        B[keep],
+        C[keep],
+        D,
+        None if z is None else z[keep],
+        dt_bias,
+        dt_softplus,
+        None,
+        None if dt_scale is None else dt_scale[keep],
+    )
     state[rows_idx] = rows
     return out
 
@@ -271,6 +292,7 @@ def mamba_block_step_ref(
     xc = F.silu(xc)
     dt_r, B, C = torch.split(xc @ x_proj_weight.to(cdt).T, [rank, dstate, dstate], dim=-1)  # (B, R), (B, N) x2
     dt = dt_r @ dt_proj_weight.to(cdt).T  # (B, E)
-    y = selective_state_update_ref(ssm_state, xc, dt, A, B, C, D=D, z=z, dt_bias=dt_proj_bias, dt_softplus=True,
-                                   dt_scale=dt_scale)  # (B, E)
+    y = selective_state_update_ref(
+        ssm_state, xc, dt, A, B, C, D=D, z=z, dt_bias=dt_proj_bias, dt_softplus=True, dt_scale=dt_scale
+    )  # (B, E)
     return x + y @ out_proj_weight.to(cdt).T

@@ -104,9 +104,23 @@ def mamba_block_step(
     that dtype, or float16 / bfloat16 with float32 x (converted to float32 as they are read; sums in float32).
     All contiguous, on the CPU. The weights are read once per call for all B rows, so it suits small B.
     """
-    return _ops.mamba_block_step(x, norm_weight, norm_eps, in_proj_weight, conv_state, conv_weight, conv_bias,
-                                 x_proj_weight, dt_proj_weight, dt_proj_bias, A, D, ssm_state, dt_scale,
-                                 out_proj_weight)
+    return _ops.mamba_block_step(
+        x,
+        norm_weight,
+        norm_eps,
+        in_proj_weight,
+        conv_state,
+        conv_weight,
+        conv_bias,
+        x_proj_weight,
+        dt_proj_weight,
+        dt_proj_bias,
+        A,
+        D,
+        ssm_state,
+        dt_scale,
+        out_proj_weight,
+    )
 
 
 def _variable_layout(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor):
@@ -129,14 +143,18 @@ def _variable_layout(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch
     def per_channel(name: str, M: torch.Tensor) -> torch.Tensor:
         if M.dim() == 2:
             if tuple(M.shape) != (dim, dstate):
-                raise ValueError(f"selective_scan_fn: argument '{name}' must have shape (B, N, L), (B, G, N, L) "
-                                 f"or (D, N) = ({dim}, {dstate}), got {tuple(M.shape)}")
+                raise ValueError(
+                    f"selective_scan_fn: argument '{name}' must have shape (B, N, L), (B, G, N, L) "
+                    f"or (D, N) = ({dim}, {dstate}), got {tuple(M.shape)}"
+                )
             rows = M.to(u.dtype)[:, :, None].expand(dim, dstate, seqlen).contiguous()  # (D, N, L)
             return rows[None].expand(batch, dim, dstate, seqlen)  # (B, D, N, L), stride 0 over B
         grouped = M.unsqueeze(1) if M.dim() == 3 else M  # (B, G, N, L)
         if grouped.dim() != 4 or dim % grouped.shape[1] != 0:
-            raise ValueError(f"selective_scan_fn: argument '{name}' must have shape (B, N, L), (B, G, N, L) "
-                             f"with G dividing D = {dim}, or (D, N), got {tuple(M.shape)}")
+            raise ValueError(
+                f"selective_scan_fn: argument '{name}' must have shape (B, N, L), (B, G, N, L) "
+                f"with G dividing D = {dim}, or (D, N), got {tuple(M.shape)}"
+            )
         return grouped.repeat_interleave(dim // grouped.shape[1], dim=1)  # (B, D, N, L)
 
     return per_channel("B", B), per_channel("C", C)
@@ -168,11 +186,25 @@ def _check_one_device(op: str, reference: str, tensors: dict[str, torch.Tensor |
 
 
 @torch.library.register_fake("hamburg_mamba::selective_scan_fwd")
-def _selective_scan_fwd_fake(u, delta, A, B, C, D, z, delta_bias, initial_state, dt_scale, delta_softplus,
-                             save_checkpoints):
-    _check_one_device("selective_scan_fwd", "u", dict(
-        u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias, initial_state=initial_state,
-        dt_scale=dt_scale))
+def _selective_scan_fwd_fake(
+    u, delta, A, B, C, D, z, delta_bias, initial_state, dt_scale, delta_softplus, save_checkpoints
+):
+    _check_one_device(
+        "selective_scan_fwd",
+        "u",
+        dict(
+            u=u,
+            delta=delta,
+            A=A,
+            B=B,
+            C=C,
+            D=D,
+            z=z,
+            delta_bias=delta_bias,
+            initial_state=initial_state,
+            dt_scale=dt_scale,
+        ),
+    )
     batch, dim, seqlen = u.shape
     dstate = A.shape[1]
     cdt = _compute_dtype(u.dtype)
@@ -184,11 +216,28 @@ def _selective_scan_fwd_fake(u, delta, A, B, C, D, z, delta_bias, initial_state,
 
 
 @torch.library.register_fake("hamburg_mamba::selective_scan_bwd")
-def _selective_scan_bwd_fake(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, initial_state, dt_scale,
-                             checkpoints, delta_softplus):
-    _check_one_device("selective_scan_bwd", "u", dict(
-        dout=dout, dlast_state=dlast_state, u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias,
-        initial_state=initial_state, dt_scale=dt_scale, checkpoints=checkpoints))
+def _selective_scan_bwd_fake(
+    dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, initial_state, dt_scale, checkpoints, delta_softplus
+):
+    _check_one_device(
+        "selective_scan_bwd",
+        "u",
+        dict(
+            dout=dout,
+            dlast_state=dlast_state,
+            u=u,
+            delta=delta,
+            A=A,
+            B=B,
+            C=C,
+            D=D,
+            z=z,
+            delta_bias=delta_bias,
+            initial_state=initial_state,
+            dt_scale=dt_scale,
+            checkpoints=checkpoints,
+        ),
+    )
     cdt = _compute_dtype(u.dtype)
 
     def like(t):
@@ -199,18 +248,52 @@ def _selective_scan_bwd_fake(dout, dlast_state, u, delta, A, B, C, D, z, delta_b
 
 @torch.library.register_fake("hamburg_mamba::selective_state_update")
 def _selective_state_update_fake(state, x, dt, A, B, C, D, z, dt_bias, dt_scale, dt_softplus):
-    _check_one_device("selective_state_update", "x", dict(
-        state=state, x=x, dt=dt, A=A, B=B, C=C, D=D, z=z, dt_bias=dt_bias, dt_scale=dt_scale))
+    _check_one_device(
+        "selective_state_update",
+        "x",
+        dict(state=state, x=x, dt=dt, A=A, B=B, C=C, D=D, z=z, dt_bias=dt_bias, dt_scale=dt_scale),
+    )
     return x.new_empty(x.shape)
 
 
 @torch.library.register_fake("hamburg_mamba::mamba_block_step")
-def _mamba_block_step_fake(x, norm_weight, norm_eps, in_proj_weight, conv_state, conv_weight, conv_bias,
-                           x_proj_weight, dt_proj_weight, dt_proj_bias, A, D, ssm_state, dt_scale, out_proj_weight):
-    _check_one_device("mamba_block_step", "x", dict(
-        x=x, norm_weight=norm_weight, in_proj_weight=in_proj_weight, conv_state=conv_state, conv_weight=conv_weight,
-        conv_bias=conv_bias, x_proj_weight=x_proj_weight, dt_proj_weight=dt_proj_weight, dt_proj_bias=dt_proj_bias,
-        A=A, D=D, ssm_state=ssm_state, dt_scale=dt_scale, out_proj_weight=out_proj_weight))
+def _mamba_block_step_fake(
+    x,
+    norm_weight,
+    norm_eps,
+    in_proj_weight,
+    conv_state,
+    conv_weight,
+    conv_bias,
+    x_proj_weight,
+    dt_proj_weight,
+    dt_proj_bias,
+    A,
+    D,
+    ssm_state,
+    dt_scale,
+    out_proj_weight,
+):
+    _check_one_device(
+        "mamba_block_step",
+        "x",
+        dict(
+            x=x,
+            norm_weight=norm_weight,
+            in_proj_weight=in_proj_weight,
+            conv_state=conv_state,
+            conv_weight=conv_weight,
+            conv_bias=conv_bias,
+            x_proj_weight=x_proj_weight,
+            dt_proj_weight=dt_proj_weight,
+            dt_proj_bias=dt_proj_bias,
+            A=A,
+            D=D,
+            ssm_state=ssm_state,
+            dt_scale=dt_scale,
+            out_proj_weight=out_proj_weight,
+        ),
+    )
     return x.new_empty(x.shape)
 
 
@@ -229,7 +312,19 @@ def _backward(ctx, dout, dlast_state, _dcheckpoints):
     if dout is None:
         dout = torch.zeros_like(u)
     du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dinitial_state = _ops.selective_scan_bwd(
-        dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, initial_state, dt_scale, checkpoints,
+        dout,
+        dlast_state,
+        u,
+        delta,
+        A,
+        B,
+        C,
+        D,
+        z,
+        delta_bias,
+        initial_state,
+        dt_scale,
+        checkpoints,
         ctx.delta_softplus,
     )
     return (
@@ -248,6 +343,4 @@ def _backward(ctx, dout, dlast_state, _dcheckpoints):
     )
 
 
-torch.library.register_autograd(
-    "hamburg_mamba::selective_scan_fwd", _backward, setup_context=_setup_context
-)
+torch.library.register_autograd("hamburg_mamba::selective_scan_fwd", _backward, setup_context=_setup_context)

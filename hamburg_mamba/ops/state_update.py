@@ -64,8 +64,7 @@ def selective_state_update(
         )
     refuse_complex(_OP, A=A, B=B, C=C)
     if state_batch_indices is not None:
-        return _update_cache_rows(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus, state_batch_indices,
-                                  dt_scale)
+        return _update_cache_rows(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus, state_batch_indices, dt_scale)
     if state.dim() == 4:
         return _update_heads(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus, dt_scale)
     return _update_channels(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus, dt_scale)
@@ -101,8 +100,19 @@ def _update_heads(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus, dt_scale):
 
     mergeable = heads == 1 or per_head == 1 or state.stride(1) == per_head * state.stride(2)
     work = state.view(batch, dim, dstate) if mergeable else state.reshape(batch, dim, dstate)  # (B, D, N)
-    out = _update_channels(work, x.reshape(batch, dim), dt.reshape(batch, dim), A.reshape(dim, dstate), B, C,
-                           flat(D, (dim,)), flat(z, (batch, dim)), flat(dt_bias, (dim,)), dt_softplus, dt_scale)
+    out = _update_channels(
+        work,
+        x.reshape(batch, dim),
+        dt.reshape(batch, dim),
+        A.reshape(dim, dstate),
+        B,
+        C,
+        flat(D, (dim,)),
+        flat(z, (batch, dim)),
+        flat(dt_bias, (dim,)),
+        dt_softplus,
+        dt_scale,
+    )
     if not mergeable:
         state.copy_(work.view(state.shape))
     return out.view(batch, heads, per_head)
@@ -122,11 +132,15 @@ def _check_heads_shapes(state, x, dt, A, B, C, D, z, dt_bias) -> None:
     }
     for name, (t, shape) in expected.items():
         if t is not None and tuple(t.shape) != shape:
-            raise ValueError(f"{_OP}: argument '{name}' must have shape {shape} for state of shape "
-                             f"{tuple(state.shape)} (B, H, P, N), got {tuple(t.shape)}")
+            raise ValueError(
+                f"{_OP}: argument '{name}' must have shape {shape} for state of shape "
+                f"{tuple(state.shape)} (B, H, P, N), got {tuple(t.shape)}"
+            )
     if B.dim() not in (2, 3) or (B.dim() == 3 and heads % B.shape[1] != 0):
-        raise ValueError(f"{_OP}: argument 'B' must have shape (B, N) or (B, G, N) with G dividing H = {heads} "
-                         f"heads, got {tuple(B.shape)}")
+        raise ValueError(
+            f"{_OP}: argument 'B' must have shape (B, N) or (B, G, N) with G dividing H = {heads} "
+            f"heads, got {tuple(B.shape)}"
+        )
 
 
 def _update_cache_rows(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus, state_batch_indices, dt_scale):
@@ -138,8 +152,19 @@ def _update_cache_rows(state, x, dt, A, B, C, D, z, dt_bias, dt_softplus, state_
         rows = keep.nonzero().squeeze(1)  # (B',)
         if rows.numel() > 0:
             out[rows] = _update_cache_rows(
-                state, x[rows], dt[rows], A, B[rows], C[rows], D, None if z is None else z[rows], dt_bias,
-                dt_softplus, indices[rows], None if dt_scale is None else dt_scale[rows])
+                state,
+                x[rows],
+                dt[rows],
+                A,
+                B[rows],
+                C[rows],
+                D,
+                None if z is None else z[rows],
+                dt_bias,
+                dt_softplus,
+                indices[rows],
+                None if dt_scale is None else dt_scale[rows],
+            )
         return out
     work = state.index_select(0, indices)  # (B, ...) a copy of the batch's rows
     update = _update_heads if work.dim() == 4 else _update_channels
@@ -156,18 +181,23 @@ def _checked_indices(state, x, indices: torch.Tensor) -> torch.Tensor:
     if indices.dtype.is_floating_point or indices.dtype.is_complex or indices.dtype == torch.bool:
         raise TypeError(f"{_OP}: argument 'state_batch_indices' must be an integer tensor, got {indices.dtype}")
     if tuple(indices.shape) != (batch,):
-        raise ValueError(f"{_OP}: argument 'state_batch_indices' must have shape (B,) = ({batch},), "
-                         f"got {tuple(indices.shape)}")
+        raise ValueError(
+            f"{_OP}: argument 'state_batch_indices' must have shape (B,) = ({batch},), got {tuple(indices.shape)}"
+        )
     if indices.device != state.device:
-        raise ValueError(f"{_OP}: argument 'state_batch_indices' is on {indices.device} but 'state' is on "
-                         f"{state.device}; all tensors must be on the same device")
+        raise ValueError(
+            f"{_OP}: argument 'state_batch_indices' is on {indices.device} but 'state' is on "
+            f"{state.device}; all tensors must be on the same device"
+        )
     indices = indices.long()
     rows = state.shape[0]
     valid = indices[indices >= 0]
     if valid.numel() > 0 and int(valid.max()) >= rows:
-        raise ValueError(f"{_OP}: argument 'state_batch_indices' must be < S = {rows} (state.shape[0]), "
-                         f"got {int(valid.max())}")
+        raise ValueError(
+            f"{_OP}: argument 'state_batch_indices' must be < S = {rows} (state.shape[0]), got {int(valid.max())}"
+        )
     if valid.unique().numel() != valid.numel():
-        raise ValueError(f"{_OP}: argument 'state_batch_indices' must not repeat a row (two updates of one "
-                         "state row in one step)")
+        raise ValueError(
+            f"{_OP}: argument 'state_batch_indices' must not repeat a row (two updates of one state row in one step)"
+        )
     return indices

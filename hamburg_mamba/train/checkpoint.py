@@ -35,8 +35,15 @@ OPTIMIZER_FILE = "optimizer.safetensors"
 STATE_FILE = "state.json"
 KEEP_CHECKPOINTS = 2  # the newest and the one before it: enough to survive a kill during the next write
 # What a run writes into its folder besides checkpoints/ (removed by clear_run_folder).
-RUN_FILES = ("config.json", MODEL_FILE, "schema.json", "train_config.json", "data_spec.json", "history.json",
-             "train_summary.json")
+RUN_FILES = (
+    "config.json",
+    MODEL_FILE,
+    "schema.json",
+    "train_config.json",
+    "data_spec.json",
+    "history.json",
+    "train_summary.json",
+)
 # Training settings that do not change what is trained, so a run may resume with other values.
 RUNTIME_ONLY = {"train_config.json": ("progress", "num_threads")}
 SHOWN_CHARS = 160  # a difference's values are cut to this length in messages
@@ -158,12 +165,15 @@ def load_latest_checkpoint(run_dir: Path, model, optimizer) -> tuple[Path, dict]
             failures.append(str(e))
             continue
         if failures:
-            warnings.warn(f"resume: skipped unreadable checkpoint(s): {'; '.join(failures)}; resuming from "
-                          f"{folder}", stacklevel=2)
+            warnings.warn(
+                f"resume: skipped unreadable checkpoint(s): {'; '.join(failures)}; resuming from {folder}", stacklevel=2
+            )
         return folder, apply_checkpoint(files, model, optimizer)
     if failures:
-        raise CorruptCheckpoint(f"resume: no checkpoint of {run_dir} can be read: {'; '.join(failures)} "
-                                "(train with --overwrite to start afresh)")
+        raise CorruptCheckpoint(
+            f"resume: no checkpoint of {run_dir} can be read: {'; '.join(failures)} "
+            "(train with --overwrite to start afresh)"
+        )
     return None
 
 
@@ -212,10 +222,12 @@ class RunSettingsMismatch(ValueError):
 
     def __init__(self, run_dir: Path, differences: list[str]):
         super().__init__(
-            f"run folder {run_dir} holds a run with other settings:\n  " + "\n  ".join(differences)
+            f"run folder {run_dir} holds a run with other settings:\n  "
+            + "\n  ".join(differences)
             + "\nA run folder holds one run, and a finished run is not extended (its learning-rate schedule was "
             "laid out for its own number of steps): overwrite (--overwrite) discards it and trains afresh; "
-            "or choose another folder.")
+            "or choose another folder."
+        )
         self.differences = differences
 
 

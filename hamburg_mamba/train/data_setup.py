@@ -24,9 +24,16 @@ DEMO_CUTOFFS = ("2023-10-20", "2023-11-06")
 
 # A two-week, three-hospital city with a short heat wave, an MCI and a flu peak inside the window: seconds to
 # generate, used by the tests and `hamburg-mamba demo --tiny`.
-TINY_SYNTHETIC = dict(days=14, scale=0.03, hospitals=("Asklepios Harburg", "Asklepios Nord", "Asklepios Barmbek"),
-                      start="2023-08-10", heat_wave_start="2023-08-14", heat_wave_days=3,
-                      mci_time="2023-08-18 15:00", flu_peak="2023-08-22")
+TINY_SYNTHETIC = dict(
+    days=14,
+    scale=0.03,
+    hospitals=("Asklepios Harburg", "Asklepios Nord", "Asklepios Barmbek"),
+    start="2023-08-10",
+    heat_wave_start="2023-08-14",
+    heat_wave_days=3,
+    mci_time="2023-08-18 15:00",
+    flu_peak="2023-08-22",
+)
 TINY_CUTOFFS = ("2023-08-18", "2023-08-21")
 
 
@@ -67,8 +74,7 @@ class DataSpec:
     def from_dict(cls, blob: dict) -> DataSpec:
         names = [f.name for f in fields(cls)]
         if not isinstance(blob, dict) or not isinstance(blob.get("root"), str) or set(blob) - set(names):
-            raise ValueError(f"DataSpec: expected an object with a string 'root' and fields from {names}, "
-                             f"got {blob!r}")
+            raise ValueError(f"DataSpec: expected an object with a string 'root' and fields from {names}, got {blob!r}")
         return cls(**blob)
 
     @classmethod
@@ -104,8 +110,10 @@ def resolve_data_root(root: str, run_dir: str | Path) -> Path:
     for candidate in tried:
         if (candidate / MEDS_MARKER).is_file():
             return candidate
-    raise FileNotFoundError(f"data root {root!r} of run folder {run_dir} is relative and no MEDS root (with "
-                            f"{MEDS_MARKER}) was found at {[str(t) for t in tried]}; pass --data")
+    raise FileNotFoundError(
+        f"data root {root!r} of run folder {run_dir} is relative and no MEDS root (with "
+        f"{MEDS_MARKER}) was found at {[str(t) for t in tried]}; pass --data"
+    )
 
 
 def event_times_us(data) -> np.ndarray:
@@ -115,8 +123,9 @@ def event_times_us(data) -> np.ndarray:
     keeps 24 bits: 0.1 s after 500 h), which is all hourly evaluation needs."""
     enc = data.encoded
     start = data.pathways["start"].to_numpy().astype("datetime64[us]").astype(np.int64)  # (P,)
-    return np.repeat(start, enc.lengths) + np.round(enc.time_since_start_h.astype(np.float64) * US_PER_HOUR
-                                                    ).astype(np.int64)
+    return np.repeat(start, enc.lengths) + np.round(enc.time_since_start_h.astype(np.float64) * US_PER_HOUR).astype(
+        np.int64
+    )
 
 
 def mask_labels_after_cutoffs(data, cutoffs) -> dict[str, int]:
@@ -142,6 +151,8 @@ def mask_labels_after_cutoffs(data, cutoffs) -> dict[str, int]:
     for task, (val, mask, orc) in enc.pathway_labels.items():
         hidden[task] = int((mask & late_p).sum())
         enc.pathway_labels[task] = (val, mask & ~late_p, orc)
-    data.accounting.notes.append(f"temporal split: labels after the split's own period hidden from training and "
-                                 f"tuning (cut-offs {tuple(cutoffs)}): {hidden}")
+    data.accounting.notes.append(
+        f"temporal split: labels after the split's own period hidden from training and "
+        f"tuning (cut-offs {tuple(cutoffs)}): {hidden}"
+    )
     return hidden

@@ -12,12 +12,44 @@ from hamburg_mamba.nn import HamburgHealthcareSafetyMamba, HamburgMambaConfig
 # (or left it within seed noise), as none overfits within the demo's four epochs (docs/model.md, "Selection and
 # regularisation").
 PRESETS: dict[str, dict] = {
-    "tiny": dict(d_model=16, n_layers=2, d_state=4, d_conv=4, expand=2, n_heads=2, attn_every=2, cat_embed_dim=8,
-                 numeric_embed_dim=4, dropout=0.0, head_hidden=16),
-    "small": dict(d_model=64, n_layers=2, d_state=16, d_conv=4, expand=2, n_heads=4, attn_every=2,
-                  cat_embed_dim=16, numeric_embed_dim=8, dropout=0.0),
-    "demo": dict(d_model=48, n_layers=2, d_state=16, d_conv=4, expand=2, n_heads=4, attn_every=2,
-                 cat_embed_dim=16, numeric_embed_dim=8, dropout=0.0, head_hidden=48),
+    "tiny": dict(
+        d_model=16,
+        n_layers=2,
+        d_state=4,
+        d_conv=4,
+        expand=2,
+        n_heads=2,
+        attn_every=2,
+        cat_embed_dim=8,
+        numeric_embed_dim=4,
+        dropout=0.0,
+        head_hidden=16,
+    ),
+    "small": dict(
+        d_model=64,
+        n_layers=2,
+        d_state=16,
+        d_conv=4,
+        expand=2,
+        n_heads=4,
+        attn_every=2,
+        cat_embed_dim=16,
+        numeric_embed_dim=8,
+        dropout=0.0,
+    ),
+    "demo": dict(
+        d_model=48,
+        n_layers=2,
+        d_state=16,
+        d_conv=4,
+        expand=2,
+        n_heads=4,
+        attn_every=2,
+        cat_embed_dim=16,
+        numeric_embed_dim=8,
+        dropout=0.0,
+        head_hidden=48,
+    ),
     "base": dict(),  # HamburgMambaConfig defaults (the prototype's size, a GPU)
 }
 
@@ -44,8 +76,9 @@ def build_model_config(data, backbone: str = "mamba", preset: str = "small", **o
     if preset not in PRESETS:
         raise ValueError(f"preset: expected one of {sorted(PRESETS)}, got {preset!r}")
     sizes = {**PRESETS[preset], **overrides}
-    return HamburgMambaConfig.from_schema(data.schema, backbone=backbone,
-                                          target_stats=regression_target_stats(data), **sizes)
+    return HamburgMambaConfig.from_schema(
+        data.schema, backbone=backbone, target_stats=regression_target_stats(data), **sizes
+    )
 
 
 def build_model(config: HamburgMambaConfig, seed: int) -> HamburgHealthcareSafetyMamba:

@@ -145,8 +145,15 @@ class Trainer:
     length; that request is a difference like any other.
     """
 
-    def __init__(self, model, data, config: TrainConfig, run_dir: str | Path, device: str | torch.device = "cpu",
-                 data_spec: dict | None = None):
+    def __init__(
+        self,
+        model,
+        data,
+        config: TrainConfig,
+        run_dir: str | Path,
+        device: str | torch.device = "cpu",
+        data_spec: dict | None = None,
+    ):
         self.config = config
         self.data = data
         self.run_dir = Path(run_dir)
@@ -157,8 +164,9 @@ class Trainer:
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        self.optimizer = torch.optim.AdamW(parameter_groups(self.module, config.weight_decay), lr=config.lr,
-                                           betas=config.betas)
+        self.optimizer = torch.optim.AdamW(
+            parameter_groups(self.module, config.weight_decay), lr=config.lr, betas=config.betas
+        )
         self.data_spec = dict(data_spec or {})
         if "root" in self.data_spec:  # absolute, so that the run folder works from any directory
             self.data_spec["root"] = str(Path(self.data_spec["root"]).resolve())
@@ -170,9 +178,15 @@ class Trainer:
             rng = np.random.default_rng(config.seed)
             self.tune_idx = np.sort(rng.choice(self.tune_idx, config.eval_max_pathways, replace=False))
         lengths = data.encoded.lengths
-        self.sampler = PathwayBatchSampler(self.train_idx, lengths, config.batch_size, shuffle=True,
-                                           seed=config.seed, bucket_by_length=config.bucket_by_length,
-                                           drop_last=False)
+        self.sampler = PathwayBatchSampler(
+            self.train_idx,
+            lengths,
+            config.batch_size,
+            shuffle=True,
+            seed=config.seed,
+            bucket_by_length=config.bucket_by_length,
+            drop_last=False,
+        )
         self.steps_per_epoch = len(self.sampler)
         self.labels_per_batch, self.task_scale = self._label_statistics()
         total = self.steps_per_epoch * config.epochs
@@ -208,8 +222,14 @@ class Trainer:
             self._restore(*loaded)
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not cfg.progress or self.rank != 0,
-                   desc=f"train {self.module.config.backbone}", unit="step", dynamic_ncols=True)
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            disable=not cfg.progress or self.rank != 0,
+            desc=f"train {self.module.config.backbone}",
+            unit="step",
+            dynamic_ncols=True,
+        )
         start_step, t0 = self.step, time.perf_counter()
         run_loss, run_events, run_t = [], 0, time.perf_counter()
         done = self.step >= self.total_steps or bool(self.stopped)
@@ -221,25 +241,32 @@ class Trainer:
                 self.batch_in_epoch = b_i + 1
                 end_of_epoch = self.batch_in_epoch >= len(batches)
                 if idx.size >= self.world:
-                    loss, events = self._train_step(idx[self.rank::self.world])
+                    loss, events = self._train_step(idx[self.rank :: self.world])
                     self.step += 1
                     run_loss.append(loss)
                     run_events += events * self.world
                     bar.update(1)
                     if self.step % 10 == 0 or self.step == self.total_steps:
                         dt = time.perf_counter() - run_t
-                        bar.set_postfix(loss=f"{np.mean(run_loss[-50:]):.4f}",
-                                        ev_s=f"{run_events / max(dt, 1e-9):,.0f}",
-                                        lr=f"{self.optimizer.param_groups[0]['lr']:.2e}")
+                        bar.set_postfix(
+                            loss=f"{np.mean(run_loss[-50:]):.4f}",
+                            ev_s=f"{run_events / max(dt, 1e-9):,.0f}",
+                            lr=f"{self.optimizer.param_groups[0]['lr']:.2e}",
+                        )
                     stepped = True
                 else:  # a last batch too small to give every rank a pathway (counted, reported)
                     self.skipped_batches += 1
                     stepped = False
-                want_eval = (stepped and cfg.eval_every and self.step % cfg.eval_every == 0) or (
-                    not cfg.eval_every and end_of_epoch) or self.step >= self.total_steps
+                want_eval = (
+                    (stepped and cfg.eval_every and self.step % cfg.eval_every == 0)
+                    or (not cfg.eval_every and end_of_epoch)
+                    or self.step >= self.total_steps
+                )
                 if want_eval:
-                    self._evaluate(float(np.mean(run_loss)) if run_loss else float("nan"),
-                                   run_events / max(time.perf_counter() - run_t, 1e-9))
+                    self._evaluate(
+                        float(np.mean(run_loss)) if run_loss else float("nan"),
+                        run_events / max(time.perf_counter() - run_t, 1e-9),
+                    )
                     run_loss, run_events, run_t = [], 0, time.perf_counter()
                 if end_of_epoch:
                     self.epoch += 1
@@ -260,11 +287,17 @@ class Trainer:
                 done = True
         bar.close()
         self._load_best()
-        summary = {"steps": self.step, "resumed_at_step": start_step, "epochs_started": self.epoch,
-                   "stopped": self.stopped,
-                   "best_step": self.best_step, "best_tuning_loss": self.best_loss,
-                   "seconds_this_call": time.perf_counter() - t0, "skipped_batches": self.skipped_batches,
-                   "world_size": self.world}
+        summary = {
+            "steps": self.step,
+            "resumed_at_step": start_step,
+            "epochs_started": self.epoch,
+            "stopped": self.stopped,
+            "best_step": self.best_step,
+            "best_tuning_loss": self.best_loss,
+            "seconds_this_call": time.perf_counter() - t0,
+            "skipped_batches": self.skipped_batches,
+            "world_size": self.world,
+        }
         if self.rank == 0:
             atomic_write_text(self.run_dir / "train_summary.json", json.dumps(summary, indent=1))
         return summary
@@ -315,8 +348,12 @@ class Trainer:
         """This rank's share of the step's loss: mean over tasks of (sum of the task's label losses) / (labels per
         batch over the training split) / (the task's loss scale); times the world size, as DDP averages the ranks'
         gradients."""
-        terms = [out.task_losses[t] * self._label_count(batch, t)
-                 / (self.labels_per_batch.get(t, 1.0) * self.task_scale.get(t, 1.0)) for t in out.task_losses]
+        terms = [
+            out.task_losses[t]
+            * self._label_count(batch, t)
+            / (self.labels_per_batch.get(t, 1.0) * self.task_scale.get(t, 1.0))
+            for t in out.task_losses
+        ]
         return torch.stack(terms).mean() * self.world
 
     @staticmethod
@@ -334,8 +371,11 @@ class Trainer:
             dist.all_reduce(totals)
         tasks = sorted(self.module.config.tasks)
         per_task = {t: float(totals[0, i] / totals[1, i]) for i, t in enumerate(tasks) if totals[1, i] > 0}
-        return {**per_task, "loss": self.selection_loss(per_task),
-                "unweighted": float(np.mean(list(per_task.values()))) if per_task else float("nan")}
+        return {
+            **per_task,
+            "loss": self.selection_loss(per_task),
+            "unweighted": float(np.mean(list(per_task.values()))) if per_task else float("nan"),
+        }
 
     def selection_loss(self, per_task: dict[str, float]) -> float:
         """The training objective at these per-task mean label losses: the mean over tasks of loss / task scale.
@@ -356,18 +396,18 @@ class Trainer:
         error can be measured (`selection_standard_error`)."""
         self.module.eval()
         tasks = sorted(self.module.config.tasks)
-        mine = self.tune_idx[self.rank::self.world]
+        mine = self.tune_idx[self.rank :: self.world]
         order = mine[np.argsort(self.data.encoded.lengths[mine], kind="stable")]
         sums = np.zeros((order.size, len(tasks)))  # (P, T)
         counts = np.zeros((order.size, len(tasks)))  # (P, T)
         bs = batch_size or self.config.batch_size
         for s in range(0, order.size, bs):
-            batch = self.data.batch(order[s:s + bs]).to(self.device)
+            batch = self.data.batch(order[s : s + bs]).to(self.device)
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
                 out = self.module(batch)
             for j, task in enumerate(tasks):
                 if task in out.task_losses:
-                    sums[s:s + bs, j], counts[s:s + bs, j] = self._pathway_label_losses(batch, out, task)
+                    sums[s : s + bs, j], counts[s : s + bs, j] = self._pathway_label_losses(batch, out, task)
         return sums, counts
 
     def _pathway_label_losses(self, batch, out, task: str) -> tuple[np.ndarray, np.ndarray]:
@@ -383,8 +423,12 @@ class Trainer:
             prediction = out.pathway_logits[task]
         stats = self.module.config.target_stats.get(task)
         n = valid.reshape(valid.shape[0], -1).sum(dim=1).double()  # (B,)
-        mean = torch.stack([task_loss(spec["kind"], prediction[b].float(), batch.labels[task][b], valid[b], stats)
-                            for b in range(valid.shape[0])]).double()  # (B,)
+        mean = torch.stack(
+            [
+                task_loss(spec["kind"], prediction[b].float(), batch.labels[task][b], valid[b], stats)
+                for b in range(valid.shape[0])
+            ]
+        ).double()  # (B,)
         return (mean * n).cpu().numpy(), n.cpu().numpy()
 
     def selection_standard_error(self, n_pathways: int, draws: int = 200, seed: int = 0) -> dict[str, float]:
@@ -401,15 +445,25 @@ class Trainer:
 
         n = min(n_pathways, sums.shape[0])
         values = [loss_of(rng.choice(sums.shape[0], n, replace=False)) for _ in range(draws)]
-        return {"n_pathways": n, "tuning_pathways": int(sums.shape[0]), "whole_split": loss_of(slice(None)),
-                "standard_error": float(np.std(values, ddof=1))}
+        return {
+            "n_pathways": n,
+            "tuning_pathways": int(sums.shape[0]),
+            "whole_split": loss_of(slice(None)),
+            "standard_error": float(np.std(values, ddof=1)),
+        }
 
     def _evaluate(self, train_loss: float, events_per_s: float) -> None:
         tl = self.tuning_loss() if self.tune_idx.size else {"loss": train_loss, "unweighted": train_loss}
-        row = {"step": self.step, "epoch": self.epoch, "train_loss": train_loss, "tuning_loss": tl["loss"],
-               "tuning_loss_unweighted": tl["unweighted"], "lr": self.optimizer.param_groups[0]["lr"],
-               "events_per_s": events_per_s,
-               "tuning_task_loss": {k: v for k, v in tl.items() if k not in ("loss", "unweighted")}}
+        row = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "train_loss": train_loss,
+            "tuning_loss": tl["loss"],
+            "tuning_loss_unweighted": tl["unweighted"],
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "events_per_s": events_per_s,
+            "tuning_task_loss": {k: v for k, v in tl.items() if k not in ("loss", "unweighted")},
+        }
         self.history.append(row)
         selected = tl["loss"] if self.config.selection == "objective" else tl["unweighted"]
         if selected < self.best_loss - 1e-6:
@@ -424,10 +478,18 @@ class Trainer:
             atomic_write_text(self.run_dir / "history.json", json.dumps(self.history, indent=1))
 
     def _state(self) -> dict:
-        return {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-                "best_loss": self.best_loss, "best_step": self.best_step, "bad_evals": self.bad_evals,
-                "history": self.history, "stopped": self.stopped, "skipped_batches": self.skipped_batches,
-                "world_size": self.world}
+        return {
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "best_loss": self.best_loss,
+            "best_step": self.best_step,
+            "bad_evals": self.bad_evals,
+            "history": self.history,
+            "stopped": self.stopped,
+            "skipped_batches": self.skipped_batches,
+            "world_size": self.world,
+        }
 
     def _checkpoint(self) -> None:
         if self.rank == 0:
@@ -438,8 +500,11 @@ class Trainer:
     def _prepare_run_folder(self, overwrite: bool) -> None:
         """Refuse a folder that holds a run with other settings, or clear it when `overwrite`; then write the
         run files of a fresh run. Every rank checks before rank 0 writes, so none reads a half-written folder."""
-        settings = {"config.json": json.loads(self.module.config.to_json()),
-                    "train_config.json": dataclasses.asdict(self.config), "data_spec.json": self.data_spec}
+        settings = {
+            "config.json": json.loads(self.module.config.to_json()),
+            "train_config.json": dataclasses.asdict(self.config),
+            "data_spec.json": self.data_spec,
+        }
         differences = [] if overwrite else settings_differences(self.run_dir, settings)
         if differences is None:  # no earlier run in the folder
             differences, fresh = [], True
@@ -457,10 +522,21 @@ class Trainer:
 
     def _restore(self, path: Path, state: dict) -> None:
         if state.get("world_size", 1) != self.world:
-            raise ValueError(f"resume: checkpoint {path} was written by {state.get('world_size')} processes, "
-                             f"this run has {self.world}; the batch split would differ")
-        for key in ("step", "epoch", "batch_in_epoch", "best_loss", "best_step", "bad_evals", "history", "stopped",
-                    "skipped_batches"):
+            raise ValueError(
+                f"resume: checkpoint {path} was written by {state.get('world_size')} processes, "
+                f"this run has {self.world}; the batch split would differ"
+            )
+        for key in (
+            "step",
+            "epoch",
+            "batch_in_epoch",
+            "best_loss",
+            "best_step",
+            "bad_evals",
+            "history",
+            "stopped",
+            "skipped_batches",
+        ):
             setattr(self, key, state[key])
         # each rank's RNG: the checkpoint holds rank 0's; offset as at the start
         if self.rank:

@@ -12,8 +12,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <random>
@@ -39,7 +39,7 @@ using Vec = std::vector<double>;
 // torch.nn.functional.softplus's default threshold, as in the reference.
 constexpr double kSoftplusThreshold = 20.0;
 
-// Tolerances in relative L2 norm against the float64 reference: the targets for float32; float16 and
+// Tolerances in relative L2 norm against the float64 reference: the project's targets for float32; float16 and
 // bfloat16 errors come from rounding the stored results (unit roundoff 2^-11 and 2^-8). Measured with the
 // AVX-512 kernels, at most: 1e-15 (float64), 2.5e-7 (float32), 2.3e-4 (float16), 1.7e-3 (bfloat16).
 constexpr double kTolFloat64 = 1e-12;
@@ -72,7 +72,7 @@ struct Options {
   static Options all() { return from_mask(63); }
   std::string str() const {
     std::string s;
-    const std::pair<bool, const char*> flags[] = {{softplus, "softplus"}, {has_D, "D"},        {has_z, "z"},
+    const std::pair<bool, const char*> flags[] = {{softplus, "softplus"}, {has_D, "D"},       {has_z, "z"},
                                                   {has_bias, "bias"},     {has_init, "init"}, {has_scale, "dt_scale"},
                                                   {has_dlast, "dlast"}};
     for (auto [on, name] : flags)
@@ -228,7 +228,8 @@ struct Buffer {
       const float f = static_cast<float>(x);
       std::memcpy(at, &f, 4);
     } else {
-      const uint16_t h = type == ScalarType::kFloat16 ? half_bits(static_cast<float>(x)) : bf16_bits(static_cast<float>(x));
+      const uint16_t h =
+          type == ScalarType::kFloat16 ? half_bits(static_cast<float>(x)) : bf16_bits(static_cast<float>(x));
       std::memcpy(at, &h, 2);
     }
   }
@@ -557,8 +558,8 @@ void check_backward(const Problem& p, const RefForward& ref, const Grads& g, Sca
                tol_grad, ctx);
 }
 
-void expect_backward_matches(const Problem& raw, ScalarType t, double tol_out, double tol_grad,
-                             const ParallelFor& pf, const std::string& context) {
+void expect_backward_matches(const Problem& raw, ScalarType t, double tol_out, double tol_grad, const ParallelFor& pf,
+                             const std::string& context) {
   const Problem p = rounded(raw, t);
   check_backward(p, ref_forward(p), ref_backward(p), t, tol_out, tol_grad, pf, context);
 }
@@ -879,11 +880,16 @@ INSTANTIATE_TEST_SUITE_P(Isa, IsaPadding, ::testing::Values(ScalarType::kFloat32
 // the same bits as contiguous ones.
 
 void expect_runs_bitwise_equal(const KernelRun& a, const KernelRun& b, const std::string& what) {
-  const BufferPair all[] = {{"out", &a.out, &b.out},       {"last_state", &a.last, &b.last},
-                            {"du", &a.du, &b.du},          {"ddelta", &a.ddelta, &b.ddelta},
-                            {"dz", &a.dz, &b.dz},          {"dA", &a.dA, &b.dA},
-                            {"dB", &a.dB, &b.dB},          {"dC", &a.dC, &b.dC},
-                            {"dD", &a.dD, &b.dD},          {"ddelta_bias", &a.dbias, &b.dbias},
+  const BufferPair all[] = {{"out", &a.out, &b.out},
+                            {"last_state", &a.last, &b.last},
+                            {"du", &a.du, &b.du},
+                            {"ddelta", &a.ddelta, &b.ddelta},
+                            {"dz", &a.dz, &b.dz},
+                            {"dA", &a.dA, &b.dA},
+                            {"dB", &a.dB, &b.dB},
+                            {"dC", &a.dC, &b.dC},
+                            {"dD", &a.dD, &b.dD},
+                            {"ddelta_bias", &a.dbias, &b.dbias},
                             {"dinitial_state", &a.dinit, &b.dinit}};
   for (auto [name, x, y] : all) expect_bitwise(*x, *y, std::string(name) + " (" + what + ")");
 }
@@ -1012,8 +1018,8 @@ INSTANTIATE_TEST_SUITE_P(Isa, IsaStateUpdate,
 // steps: NaN in gives NaN exactly where the reference has NaN (softplus(NaN) = NaN, as torch's), so a wrong
 // branch for NaN (a step of about 20) shows.
 
-constexpr double kPreSteps[] = {-1000, -100, -30, -5, 0, 5, kSoftplusThreshold - 1e-3, kSoftplusThreshold,
-                                kSoftplusThreshold + 1e-3, 25, 40};
+constexpr double kPreSteps[] = {
+    -1000, -100, -30, -5, 0, 5, kSoftplusThreshold - 1e-3, kSoftplusThreshold, kSoftplusThreshold + 1e-3, 25, 40};
 
 // 2 * values.size() channels: channel i carries values[i] in delta_bias (delta 0, exact in every dtype),
 // channel values.size() + i carries it in delta (bias 0).
@@ -1100,9 +1106,12 @@ void expect_channels_match(const Problem& p, ScalarType t, const std::string& ct
   EXPECT_PRED2(within, max_channel_error(k.out, ref.out, B, D, L), tol_out) << "out " << ctx;
   EXPECT_PRED2(within, max_channel_error(k.last, ref.last, B, D, N), tol_out) << "last_state " << ctx;
   const std::tuple<const char*, const Buffer*, const Vec*, int64_t, int64_t, int64_t> grads[] = {
-      {"du", &k.du, &g.du, B, D, L},          {"ddelta", &k.ddelta, &g.ddelta, B, D, L},
-      {"dz", &k.dz, &g.dz, B, D, L},          {"dA", &k.dA, &g.dA, 1, D, N},
-      {"dD", &k.dD, &g.dD, 1, D, 1},          {"ddelta_bias", &k.dbias, &g.dbias, 1, D, 1},
+      {"du", &k.du, &g.du, B, D, L},
+      {"ddelta", &k.ddelta, &g.ddelta, B, D, L},
+      {"dz", &k.dz, &g.dz, B, D, L},
+      {"dA", &k.dA, &g.dA, 1, D, N},
+      {"dD", &k.dD, &g.dD, 1, D, 1},
+      {"ddelta_bias", &k.dbias, &g.dbias, 1, D, 1},
       {"dinitial_state", &k.dinit, &g.dinit, B, D, N},
       {"dB", &k.dB, &g.dB, 1, 1, static_cast<int64_t>(g.dB.size())},
       {"dC", &k.dC, &g.dC, 1, 1, static_cast<int64_t>(g.dC.size())}};

@@ -16,7 +16,7 @@ Manual use, from the repository root:
 EMU_THREADS (default 128, the kernels' own) shrinks the block so that short sequences span several chunks;
 EMU_ARCH=800 takes the scalar-atomic path of the backward; EMU_FAST_EXP=1 compiles the exp2f decay
 (HAMBURG_MAMBA_CUDA_FAST_EXP), and EMU_BIAS=<rel> then multiplies every decay exp by (1 + rel), to study
-how an exp bias grows with the sequence length. EMU_OUT (default /tmp/hm_emu) is the build folder.
+how an exp bias grows with the sequence length. EMU_OUT (default build/emu) is the build folder.
 """
 
 from __future__ import annotations
@@ -185,5 +185,5 @@ def _write_if_changed(path: Path, text: str) -> None:
 
 if __name__ == "__main__":
     cfg = EmulatorConfig.from_env()
-    ops = build(cfg, Path(os.environ.get("EMU_OUT", "/tmp/hm_emu")), verbose=True)
+    ops = build(cfg, Path(os.environ.get("EMU_OUT", "build/emu")), verbose=True)
     print("built", cfg.name, "as torch.ops." + emulator_namespace(cfg))

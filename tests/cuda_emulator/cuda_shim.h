@@ -23,10 +23,18 @@ struct dim3 {
   unsigned x = 1, y = 1, z = 1;
   dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
 };
-struct uint2 { uint32_t x, y; };
-struct alignas(16) uint4 { uint32_t x, y, z, w; };
-struct float2 { float x, y; };
-struct alignas(16) float4 { float x, y, z, w; };
+struct uint2 {
+  uint32_t x, y;
+};
+struct alignas(16) uint4 {
+  uint32_t x, y, z, w;
+};
+struct float2 {
+  float x, y;
+};
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
 inline float2 make_float2(float x, float y) { return {x, y}; }
 inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 
@@ -35,20 +43,38 @@ enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidValue = 1 };
 inline cudaError_t cudaGetLastError() { return cudaSuccess; }
 inline const char* cudaGetErrorString(cudaError_t) { return "emu"; }
 
-struct __half { _Float16 v; };
-struct __nv_bfloat16 { uint16_t bits; };
+struct __half {
+  _Float16 v;
+};
+struct __nv_bfloat16 {
+  uint16_t bits;
+};
 inline float __half2float(__half h) { return (float)h.v; }
 inline __half __float2half_rn(float f) { return __half{(_Float16)f}; }
-inline float __bfloat162float(__nv_bfloat16 b) { uint32_t u = (uint32_t)b.bits << 16; float f; std::memcpy(&f, &u, 4); return f; }
+inline float __bfloat162float(__nv_bfloat16 b) {
+  uint32_t u = (uint32_t)b.bits << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
 inline __nv_bfloat16 __float2bfloat16_rn(float f) {
-  uint32_t u; std::memcpy(&u, &f, 4);
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
   if ((u & 0x7fffffff) > 0x7f800000) return {(uint16_t)((u >> 16) | 0x40)};
   u += 0x7fff + ((u >> 16) & 1);
   return {(uint16_t)(u >> 16)};
 }
 
-inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
-inline int __float_as_int(float f) { int i; std::memcpy(&i, &f, 4); return i; }
+inline float __int_as_float(int i) {
+  float f;
+  std::memcpy(&f, &i, 4);
+  return f;
+}
+inline int __float_as_int(float f) {
+  int i;
+  std::memcpy(&i, &f, 4);
+  return i;
+}
 
 namespace shim {
 struct Warp {
@@ -58,7 +84,9 @@ struct Warp {
 struct Block {
   std::barrier<> bar;
   std::vector<std::unique_ptr<Warp>> warps;
-  explicit Block(int n) : bar(n) { for (int i = 0; i < (n + 31) / 32; ++i) warps.emplace_back(new Warp); }
+  explicit Block(int n) : bar(n) {
+    for (int i = 0; i < (n + 31) / 32; ++i) warps.emplace_back(new Warp);
+  }
 };
 inline thread_local Block* tl_block = nullptr;
 }  // namespace shim
@@ -80,15 +108,24 @@ inline float shuffle(float v, F src_lane) {
   return r;
 }
 }  // namespace shim
-inline float __shfl_up_sync(unsigned, float v, int off) { return shim::shuffle(v, [&](int l) { return l - off; }); }
-inline float __shfl_down_sync(unsigned, float v, int off) { return shim::shuffle(v, [&](int l) { return l + off; }); }
-inline float __shfl_xor_sync(unsigned, float v, int off) { return shim::shuffle(v, [&](int l) { return l ^ off; }); }
+inline float __shfl_up_sync(unsigned, float v, int off) {
+  return shim::shuffle(v, [&](int l) { return l - off; });
+}
+inline float __shfl_down_sync(unsigned, float v, int off) {
+  return shim::shuffle(v, [&](int l) { return l + off; });
+}
+inline float __shfl_xor_sync(unsigned, float v, int off) {
+  return shim::shuffle(v, [&](int l) { return l ^ off; });
+}
 
 inline float atomicAdd(float* p, float v) { return std::atomic_ref<float>(*p).fetch_add(v); }
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 inline float4 atomicAdd(float4* p, float4 v) {
   float* f = reinterpret_cast<float*>(p);
-  atomicAdd(f, v.x); atomicAdd(f + 1, v.y); atomicAdd(f + 2, v.z); atomicAdd(f + 3, v.w);
+  atomicAdd(f, v.x);
+  atomicAdd(f + 1, v.y);
+  atomicAdd(f + 2, v.z);
+  atomicAdd(f + 3, v.w);
   return {};
 }
 #endif

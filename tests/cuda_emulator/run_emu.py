@@ -20,7 +20,7 @@ from build_emu import EmulatorConfig, build  # noqa: E402
 
 from hamburg_mamba.ops.reference import selective_scan_ref  # noqa: E402
 
-emu = build(EmulatorConfig.from_env(), Path(os.environ.get("EMU_OUT", "/tmp/hm_emu")))
+emu = build(EmulatorConfig.from_env(), Path(os.environ.get("EMU_OUT", "build/emu")))
 
 
 def rel(a, b):

@@ -19,10 +19,14 @@ def _toy():
     """Two subjects written by hand: static facts, birth, death, an unknown lab code, no pathway_id."""
     t = pd.Timestamp("2024-01-01 08:00")
     rows = [
-        (1, None, "SEX//F", None), (1, t - pd.Timedelta(days=365 * 70), "MEDS_BIRTH", None),
-        (1, t, "ED//ARRIVAL", None), (1, t + pd.Timedelta(minutes=10), "VITAL//PULSE", 88.0),
-        (1, t + pd.Timedelta(hours=2), "LAB//LACTATE", 2.5), (1, t + pd.Timedelta(hours=30), "MEDS_DEATH", None),
-        (2, None, "SEX//M", None), (2, t + pd.Timedelta(hours=1), "ED//ARRIVAL", None),
+        (1, None, "SEX//F", None),
+        (1, t - pd.Timedelta(days=365 * 70), "MEDS_BIRTH", None),
+        (1, t, "ED//ARRIVAL", None),
+        (1, t + pd.Timedelta(minutes=10), "VITAL//PULSE", 88.0),
+        (1, t + pd.Timedelta(hours=2), "LAB//LACTATE", 2.5),
+        (1, t + pd.Timedelta(hours=30), "MEDS_DEATH", None),
+        (2, None, "SEX//M", None),
+        (2, t + pd.Timedelta(hours=1), "ED//ARRIVAL", None),
         (2, t + pd.Timedelta(hours=1, minutes=5), "VITAL//PULSE", 120.0),
         (2, t + pd.Timedelta(hours=3), "LAB//LACTATE", 4.0),
     ]
@@ -52,8 +56,9 @@ def test_unparseable_time_fails_or_is_dropped_and_counted():
     df.loc[4, "time"] = "yesterday-ish"
     e = _err(df)
     assert e.column == "time" and "yesterday-ish" in str(e)
-    data = connect_hamburg_data(df, split="subject", split_fractions=(1.0, 0.0, 0.0),
-                                policy=ValidationPolicy(bad_time="drop"))
+    data = connect_hamburg_data(
+        df, split="subject", split_fractions=(1.0, 0.0, 0.0), policy=ValidationPolicy(bad_time="drop")
+    )
     assert data.accounting.dropped == {"time unparseable": 1}
     assert data.accounting.events_used == len(df) - 1
 
@@ -67,8 +72,7 @@ def test_unsorted_events_fail_or_are_sorted():
 
 
 def test_duplicates_fail_or_drop_counted():
-    df = pd.concat([_toy(), _toy().iloc[[3]]]).sort_values(["subject_id", "time"], na_position="first",
-                                                            kind="stable")
+    df = pd.concat([_toy(), _toy().iloc[[3]]]).sort_values(["subject_id", "time"], na_position="first", kind="stable")
     e = _err(df, policy=ValidationPolicy(duplicates="fail"))
     assert "duplicate" in str(e) and "VITAL//PULSE" in str(e)
     data = connect_hamburg_data(df, split="subject", split_fractions=(1.0, 0.0, 0.0))
@@ -81,11 +85,13 @@ def test_out_of_range_fail_clip_drop():
     df.loc[3, "numeric_value"] = 900.0  # a pulse of 900/min
     e = _err(df)
     assert e.column == "numeric_value" and "900" in str(e) and "physiological" in str(e)
-    clip = connect_hamburg_data(df, split="subject", split_fractions=(1.0, 0.0, 0.0),
-                                policy=ValidationPolicy(out_of_range="clip"))
+    clip = connect_hamburg_data(
+        df, split="subject", split_fractions=(1.0, 0.0, 0.0), policy=ValidationPolicy(out_of_range="clip")
+    )
     assert clip.accounting.repaired["numeric_value clipped to physiological range"] == 1
-    drop = connect_hamburg_data(df, split="subject", split_fractions=(1.0, 0.0, 0.0),
-                                policy=ValidationPolicy(out_of_range="drop"))
+    drop = connect_hamburg_data(
+        df, split="subject", split_fractions=(1.0, 0.0, 0.0), policy=ValidationPolicy(out_of_range="drop")
+    )
     assert drop.accounting.dropped == {"numeric_value outside physiological range": 1}
 
 
@@ -109,7 +115,13 @@ def test_foreign_meds_data_static_birth_death_unknown_codes():
     assert b.lengths.tolist() == [6, 4]
     codes = data.schema.categorical_vocab["code"]
     assert [codes[i] for i in b.categorical["code"][0, :6].tolist()] == [
-        "SEX//F", "MEDS_BIRTH", "ED//ARRIVAL", "VITAL//PULSE", "LAB//LACTATE", "MEDS_DEATH"]
+        "SEX//F",
+        "MEDS_BIRTH",
+        "ED//ARRIVAL",
+        "VITAL//PULSE",
+        "LAB//LACTATE",
+        "MEDS_DEATH",
+    ]
     assert b.time_since_prev_h[0, :6].tolist() == pytest.approx([0, 0, 0, 10 / 60, 110 / 60, 28])
     assert b.numeric_missing[1, :, 1].all()  # no birth for subject 2: age missing, not invented
     assert not b.numeric_missing[0, :6, 1].any()
@@ -126,8 +138,13 @@ def test_inference_reuses_schema_and_handles_unknown_codes():
     data = connect_hamburg_data(new, split="subject", split_fractions=(1.0, 0.0, 0.0), schema=train.schema)
     assert data.accounting.repaired["code unknown to the fitted schema, encoded as <unk>"] == 1
     assert data.batch([0]).categorical["code"][0, 4].item() == 1
-    dropped = connect_hamburg_data(new, split="subject", split_fractions=(1.0, 0.0, 0.0), schema=train.schema,
-                                   policy=ValidationPolicy(unknown_code="drop"))
+    dropped = connect_hamburg_data(
+        new,
+        split="subject",
+        split_fractions=(1.0, 0.0, 0.0),
+        schema=train.schema,
+        policy=ValidationPolicy(unknown_code="drop"),
+    )
     assert dropped.accounting.dropped == {"code unknown to the fitted schema": 1}
 
 
@@ -152,14 +169,16 @@ def test_batch_labels_agree_with_label_files(small_root, small):
     for k in (0, 5, 17):
         pid = int(b.pathway_id[k])
         raw = ev[(ev["pathway_id"] == pid)]
-        n_static = int((ev["subject_id"] == int(b.subject_id[k])).sum() - ev["pathway_id"].notna()[
-            ev["subject_id"] == int(b.subject_id[k])].sum())
+        n_static = int(
+            (ev["subject_id"] == int(b.subject_id[k])).sum()
+            - ev["pathway_id"].notna()[ev["subject_id"] == int(b.subject_id[k])].sum()
+        )
         assert int(b.lengths[k]) == len(raw) + n_static
         lab = small.labels["adverse_event"]
         m = raw.merge(lab, left_on=["subject_id", "time"], right_on=["subject_id", "prediction_time"], how="left")
         want = m["boolean_value"].astype("float").to_numpy()
-        got = b.labels["adverse_event"][k, n_static:int(b.lengths[k])].numpy()
-        got_mask = b.label_mask["adverse_event"][k, n_static:int(b.lengths[k])].numpy()
+        got = b.labels["adverse_event"][k, n_static : int(b.lengths[k])].numpy()
+        got_mask = b.label_mask["adverse_event"][k, n_static : int(b.lengths[k])].numpy()
         np.testing.assert_array_equal(got_mask, ~np.isnan(want))
         np.testing.assert_array_equal(got[got_mask], want[~np.isnan(want)])
     r = small.labels["readmission_30d"].set_index(["subject_id", "prediction_time"])["boolean_value"]
@@ -200,11 +219,15 @@ def test_normalisation_uses_training_split_only(small_root):
 
 def test_splits_never_share_a_subject(small_root, small):
     start = pd.Timestamp(small.config.start)
-    for kw in ({"split": "file"}, {"split": "subject", "seed": 3},
-               {"split": "temporal", "temporal_cutoffs": (str(start + pd.Timedelta(days=14)),
-                                                          str(start + pd.Timedelta(days=18)))},
-               {"split": "crisis", "holdout_window": (str(start + pd.Timedelta(days=13)),
-                                                      str(start + pd.Timedelta(days=18)))}):
+    for kw in (
+        {"split": "file"},
+        {"split": "subject", "seed": 3},
+        {
+            "split": "temporal",
+            "temporal_cutoffs": (str(start + pd.Timedelta(days=14)), str(start + pd.Timedelta(days=18))),
+        },
+        {"split": "crisis", "holdout_window": (str(start + pd.Timedelta(days=13)), str(start + pd.Timedelta(days=18)))},
+    ):
         data = connect_hamburg_data(small_root, **kw)
         per = pd.DataFrame({"s": data.encoded.subject_id, "split": data.encoded.split})
         assert (per.groupby("s")["split"].nunique() == 1).all(), kw
@@ -228,14 +251,17 @@ def test_truncation_is_explicit_and_counted(small_root):
 
 def test_dataloader_deterministic_and_bucketed(small_root):
     data = connect_hamburg_data(small_root)
-    run = lambda: [b.pathway_id.tolist() for b in data.dataloader("train", batch_size=32, shuffle=True, seed=7,
-                                                                    bucket_by_length=True)]
+    run = lambda: [
+        b.pathway_id.tolist()
+        for b in data.dataloader("train", batch_size=32, shuffle=True, seed=7, bucket_by_length=True)
+    ]
     a, b = run(), run()
     assert a == b
     assert sorted(sum(a, [])) == sorted(data.encoded.pathway_id[data.indices("train")].tolist())
     plain = [b.mask.numel() for b in data.dataloader("train", batch_size=32, shuffle=True, seed=7)]
-    bucket = [b.mask.numel() for b in data.dataloader("train", batch_size=32, shuffle=True, seed=7,
-                                                        bucket_by_length=True)]
+    bucket = [
+        b.mask.numel() for b in data.dataloader("train", batch_size=32, shuffle=True, seed=7, bucket_by_length=True)
+    ]
     assert sum(bucket) < sum(plain)  # bucketing reduces padding
 
 
@@ -253,10 +279,14 @@ def test_several_shards_and_optional_text_value(tmp_path):
     root = tmp_path / "user"
     for k, sub in enumerate((1, 2)):
         part = df[df["subject_id"] == sub]
-        t = pa.table({"subject_id": pa.array(part["subject_id"], pa.int64()),
-                      "time": pa.array(part["time"], pa.timestamp("us")),
-                      "code": pa.array(part["code"], pa.string()),
-                      "numeric_value": pa.array(part["numeric_value"], pa.float32())})
+        t = pa.table(
+            {
+                "subject_id": pa.array(part["subject_id"], pa.int64()),
+                "time": pa.array(part["time"], pa.timestamp("us")),
+                "code": pa.array(part["code"], pa.string()),
+                "numeric_value": pa.array(part["numeric_value"], pa.float32()),
+            }
+        )
         (root / "data" / "train").mkdir(parents=True, exist_ok=True)
         pq.write_table(t, root / "data" / "train" / f"{k}.parquet")
     data = connect_hamburg_data(root)
@@ -274,17 +304,22 @@ def test_data_package_never_imports_model_code_and_torch_only_in_batch():
 
     for path in Path(d.__file__).parent.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            )
             for name in names:
                 assert not name.startswith(("hamburg_mamba.nn", "hamburg_mamba.ops")), (path.name, name)
                 if name.split(".")[0] == "torch":
                     assert path.name == "batch.py", (path.name, name)
-    code = ("import sys, importlib.util as u; loc = u.find_spec('hamburg_mamba').submodule_search_locations[0]; "
-            "pkg = type(sys)('hamburg_mamba'); pkg.__path__ = [loc]; sys.modules['hamburg_mamba'] = pkg; "
-            "import hamburg_mamba.data.connector, hamburg_mamba.data.synthetic, hamburg_mamba.data.meds_io; "
-            "bad=[m for m in sys.modules if m.split('.')[0]=='torch' or m.startswith(('hamburg_mamba.nn', "
-            "'hamburg_mamba.ops'))]; assert not bad, bad[:5]")
+    code = (
+        "import sys, importlib.util as u; loc = u.find_spec('hamburg_mamba').submodule_search_locations[0]; "
+        "pkg = type(sys)('hamburg_mamba'); pkg.__path__ = [loc]; sys.modules['hamburg_mamba'] = pkg; "
+        "import hamburg_mamba.data.connector, hamburg_mamba.data.synthetic, hamburg_mamba.data.meds_io; "
+        "bad=[m for m in sys.modules if m.split('.')[0]=='torch' or m.startswith(('hamburg_mamba.nn', "
+        "'hamburg_mamba.ops'))]; assert not bad, bad[:5]"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

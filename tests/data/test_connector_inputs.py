@@ -16,10 +16,14 @@ ALL_TRAIN = dict(split="subject", split_fractions=(1.0, 0.0, 0.0))
 def _events():
     """Two subjects by hand: a static fact, a birth, timed events with and without values."""
     rows = [
-        (1, None, "SEX//F", None), (1, T0 - pd.Timedelta(days=365 * 70), "MEDS_BIRTH", None),
-        (1, T0, "ED//ARRIVAL", None), (1, T0 + pd.Timedelta(minutes=10), "VITAL//PULSE", 88.0),
-        (1, T0 + pd.Timedelta(hours=2), "LAB//LACTATE", 2.5), (1, T0 + pd.Timedelta(hours=30), "MEDS_DEATH", None),
-        (2, None, "SEX//M", None), (2, T0 + pd.Timedelta(hours=1), "ED//ARRIVAL", None),
+        (1, None, "SEX//F", None),
+        (1, T0 - pd.Timedelta(days=365 * 70), "MEDS_BIRTH", None),
+        (1, T0, "ED//ARRIVAL", None),
+        (1, T0 + pd.Timedelta(minutes=10), "VITAL//PULSE", 88.0),
+        (1, T0 + pd.Timedelta(hours=2), "LAB//LACTATE", 2.5),
+        (1, T0 + pd.Timedelta(hours=30), "MEDS_DEATH", None),
+        (2, None, "SEX//M", None),
+        (2, T0 + pd.Timedelta(hours=1), "ED//ARRIVAL", None),
         (2, T0 + pd.Timedelta(hours=1, minutes=5), "VITAL//PULSE", 120.0),
         (2, T0 + pd.Timedelta(hours=3), "LAB//LACTATE", 4.0),
     ]
@@ -77,8 +81,9 @@ def test_numeric_times_with_a_unit_give_the_same_hours():
 
 
 def test_numeric_prediction_times_follow_the_same_rule():
-    labels = pd.DataFrame({"subject_id": [1, 2], "prediction_time": [T0, T0 + pd.Timedelta(hours=1)],
-                           "boolean_value": [True, False]})
+    labels = pd.DataFrame(
+        {"subject_id": [1, 2], "prediction_time": [T0, T0 + pd.Timedelta(hours=1)], "boolean_value": [True, False]}
+    )
     as_seconds = labels.assign(prediction_time=lambda f: _epoch_seconds(f["prediction_time"]))
     e = _error(_events(), labels={"adverse_event": as_seconds})
     assert e.column == "prediction_time" and "datetime64" in str(e)
@@ -96,14 +101,19 @@ def test_time_zone_aware_times_become_naive_utc():
     assert any("naive UTC" in n for n in data.accounting.notes)
 
 
-@pytest.mark.parametrize("times", [
-    ["2024-01-01T08:00+01:00", "2024-06-01T08:00+02:00"],
-    [pd.Timestamp("2024-01-01 08:00", tz="UTC"), pd.Timestamp("2024-06-01 08:00", tz="Europe/Berlin")],
-    [pd.Timestamp("2024-01-01 08:00", tz="UTC"), pd.Timestamp("2024-06-01 08:00")],
-], ids=["string offsets", "two zones", "naive and aware"])
+@pytest.mark.parametrize(
+    "times",
+    [
+        ["2024-01-01T08:00+01:00", "2024-06-01T08:00+02:00"],
+        [pd.Timestamp("2024-01-01 08:00", tz="UTC"), pd.Timestamp("2024-06-01 08:00", tz="Europe/Berlin")],
+        [pd.Timestamp("2024-01-01 08:00", tz="UTC"), pd.Timestamp("2024-06-01 08:00")],
+    ],
+    ids=["string offsets", "two zones", "naive and aware"],
+)
 def test_mixed_utc_offsets_are_refused(times):
-    df = pd.DataFrame({"subject_id": [1, 1], "time": pd.Series(times, dtype=object),
-                       "code": ["ED//ARRIVAL", "ED//TRIAGE"]})
+    df = pd.DataFrame(
+        {"subject_id": [1, 1], "time": pd.Series(times, dtype=object), "code": ["ED//ARRIVAL", "ED//TRIAGE"]}
+    )
     e = _error(df)
     assert e.column == "time" and "mixed" in str(e)
 
@@ -119,11 +129,15 @@ def test_string_subject_ids_are_refused_not_merged():
     assert e.column == "subject_id" and "001" in str(e) and e.count == len(df)
 
 
-@pytest.mark.parametrize("ids,problem", [
-    (pd.Series([True] * 6 + [False] * 4), "boolean"),
-    (pd.Series([2 ** 63 + 1] * 6 + [2] * 4, dtype=np.uint64), "int64 range"),
-    (pd.Series([1.0] * 6 + [2.5] * 4), "fractional"),
-], ids=["bool", "uint64 above int64", "fractional float"])
+@pytest.mark.parametrize(
+    "ids,problem",
+    [
+        (pd.Series([True] * 6 + [False] * 4), "boolean"),
+        (pd.Series([2**63 + 1] * 6 + [2] * 4, dtype=np.uint64), "int64 range"),
+        (pd.Series([1.0] * 6 + [2.5] * 4), "fractional"),
+    ],
+    ids=["bool", "uint64 above int64", "fractional float"],
+)
 def test_subject_ids_that_would_merge_or_wrap_are_refused(ids, problem):
     e = _error(_events().assign(subject_id=ids))
     assert e.column == "subject_id" and problem in str(e)
@@ -149,9 +163,13 @@ def test_string_pathway_ids_are_kept_one_to_one():
 
 
 def _labels(values, column="boolean_value"):
-    return pd.DataFrame({"subject_id": [1, 1, 2], "prediction_time": [T0, T0 + pd.Timedelta(minutes=10),
-                                                                       T0 + pd.Timedelta(hours=1)],
-                         column: values})
+    return pd.DataFrame(
+        {
+            "subject_id": [1, 1, 2],
+            "prediction_time": [T0, T0 + pd.Timedelta(minutes=10), T0 + pd.Timedelta(hours=1)],
+            column: values,
+        }
+    )
 
 
 def test_binary_labels_outside_zero_one_are_refused():
@@ -160,11 +178,14 @@ def test_binary_labels_outside_zero_one_are_refused():
     assert "7.0" in str(e)
 
 
-@pytest.mark.parametrize("task,column,values", [
-    ("adverse_event", "boolean_value", [0.0, np.nan, 1.0]),
-    ("unit_workload", "float_value", [1.5, np.inf, 2.0]),
-    ("adverse_event", "boolean_value", [1.0, -np.inf, 0.0]),
-])
+@pytest.mark.parametrize(
+    "task,column,values",
+    [
+        ("adverse_event", "boolean_value", [0.0, np.nan, 1.0]),
+        ("unit_workload", "float_value", [1.5, np.inf, 2.0]),
+        ("adverse_event", "boolean_value", [1.0, -np.inf, 0.0]),
+    ],
+)
 def test_null_or_infinite_labels_are_refused(task, column, values):
     e = _error(_events(), labels={task: _labels(values, column)})
     assert e.column == column and repr(task) in str(e) and e.count == 1
@@ -176,8 +197,13 @@ def test_string_labels_name_the_task_and_column():
 
 
 def test_valid_labels_still_match():
-    data = _connect(_events(), labels={"adverse_event": _labels([False, True, False]),
-                                       "unit_workload": _labels([1.5, 2.0, 0.5], "float_value")})
+    data = _connect(
+        _events(),
+        labels={
+            "adverse_event": _labels([False, True, False]),
+            "unit_workload": _labels([1.5, 2.0, 0.5], "float_value"),
+        },
+    )
     b = data.batch([0, 1])
     assert b.labels["adverse_event"][0, 2:4].tolist() == [0.0, 1.0]
     assert b.labels["unit_workload"][1, 1].item() == 0.5
@@ -220,7 +246,10 @@ def test_a_vital_sign_without_time_is_not_a_static_fact():
     assert data.accounting.dropped == {"null time on a timed event": 1}
     codes = data.schema.categorical_vocab["code"]
     assert [codes[i] for i in data.batch([1]).categorical["code"][0].tolist()] == [
-        "SEX//M", "ED//ARRIVAL", "LAB//LACTATE"]
+        "SEX//M",
+        "ED//ARRIVAL",
+        "LAB//LACTATE",
+    ]
 
 
 def test_an_untimed_row_of_a_timed_stage_is_refused():

@@ -24,8 +24,19 @@ from hamburg_mamba.data.meds_io import write_meds
 
 N_SUBJECTS = 40
 SUBJECTS_PER_SHARD = 8
-EVENT_COLUMNS = ("subject_id", "time", "code", "numeric_value", "text_value", "pathway_id", "hospital", "stage",
-                 "unit", "triage_group", "arrival_mode")
+EVENT_COLUMNS = (
+    "subject_id",
+    "time",
+    "code",
+    "numeric_value",
+    "text_value",
+    "pathway_id",
+    "hospital",
+    "stage",
+    "unit",
+    "triage_group",
+    "arrival_mode",
+)
 ARGUMENTS = ("source", "labels", "hospital_status", "time_unit", "prediction_time", "boolean_value", "float_value")
 
 
@@ -35,8 +46,13 @@ def valid_root(small, tmp_path_factory) -> Path:
     keep = np.sort(ev["subject_id"].unique())[:N_SUBJECTS]
     events = ev[ev["subject_id"].isin(keep)].reset_index(drop=True)
     labels = {t: f[f["subject_id"].isin(keep)].reset_index(drop=True) for t, f in small.labels.items()}
-    return write_meds(tmp_path_factory.mktemp("malformed") / "valid", events, labels=labels,
-                      subjects_per_shard=SUBJECTS_PER_SHARD, system_tables={"hospital_hourly": small.hospital_hourly})
+    return write_meds(
+        tmp_path_factory.mktemp("malformed") / "valid",
+        events,
+        labels=labels,
+        subjects_per_shard=SUBJECTS_PER_SHARD,
+        system_tables={"hospital_hourly": small.hospital_hourly},
+    )
 
 
 # --- the malformations: each takes the copied root and a seeded generator and breaks the copy -------------
@@ -65,31 +81,40 @@ def _rows(rng, df, k=3):
 
 def _set(col, value, k=3, retype=False):
     """`value` in `col` of k rows of the first shard; retype: the whole column becomes strings first."""
+
     def change(root, rng):
         def f(df):
             if retype:
                 df[col] = df[col].astype(str)
             df.loc[_rows(rng, df, k), col] = value
             return df
+
         _rewrite(_shards(root)[0], f, retyped=(col,) if retype else ())
+
     return change
 
 
 def _cast(col, convert):
     def change(root, rng):
         _rewrite(_shards(root)[1], lambda df: df.assign(**{col: convert(df[col])}), retyped=(col,))
+
     return change
 
 
 def _drop_column(col):
     def change(root, rng):
         _rewrite(_shards(root)[0], lambda df: df.drop(columns=[col]))
+
     return change
 
 
 def _duplicate_rows(root, rng):
-    _rewrite(_shards(root)[0], lambda df: pd.concat([df, df.iloc[_rows(rng, df, 5)]]).sort_values(
-        ["subject_id", "time"], na_position="first", kind="stable"))
+    _rewrite(
+        _shards(root)[0],
+        lambda df: pd.concat([df, df.iloc[_rows(rng, df, 5)]]).sort_values(
+            ["subject_id", "time"], na_position="first", kind="stable"
+        ),
+    )
 
 
 def _shuffle_rows(root, rng):
@@ -120,7 +145,7 @@ def _subject_split_across_shards(root, rng):
     a, b = _shards(root)[:2]
     da = pq.read_table(a).to_pandas()
     rows = da.index[da["subject_id"] == da["subject_id"].iloc[0]]
-    moved = da.loc[rows[len(rows) // 2:]]  # the later half of one subject's events
+    moved = da.loc[rows[len(rows) // 2 :]]  # the later half of one subject's events
     _rewrite(a, lambda df: df.drop(moved.index))
     _rewrite(b, lambda df: pd.concat([df, moved]))
 
@@ -130,6 +155,7 @@ def _vital_without_time(root, rng):
         vitals = np.nonzero(df["code"].str.startswith("VITAL//").to_numpy())[0]
         df.loc[rng.choice(vitals, 2, replace=False), "time"] = pd.NaT
         return df.sort_values(["subject_id", "time"], na_position="first", kind="stable")
+
     _rewrite(_shards(root)[0], f)
 
 
@@ -138,6 +164,7 @@ def _birth_after_events(root, rng):
         birth = np.nonzero((df["code"] == "MEDS_BIRTH").to_numpy())[0][0]
         df.loc[birth, "time"] = df.loc[df["subject_id"] == df.loc[birth, "subject_id"], "time"].max()
         return df
+
     _rewrite(_shards(root)[0], f)
 
 
@@ -148,7 +175,9 @@ def _label(task, column, value):
                 df = df.astype({column: str if isinstance(value, str) else float})
             df.loc[_rows(rng, df, 2), column] = value
             return df
+
         _rewrite(root / "labels" / task / "labels.parquet", f, retyped=(column,) if value is not None else ())
+
     return change
 
 

@@ -32,8 +32,8 @@ def _raw_rows(events, data, rows):
     static = data.schema.lookup["stage"]["static"]
     stage = enc.categorical[:, list(data.schema.categorical_vocab).index("stage")]
     out = []
-    for flat, p in zip(rows.flat, rows.pathway):
-        n_static = int((stage[enc.offsets[p]:enc.offsets[p + 1]] == static).sum())
+    for flat, p in zip(rows.flat, rows.pathway, strict=True):
+        n_static = int((stage[enc.offsets[p] : enc.offsets[p + 1]] == static).sum())
         times, hospitals = by_pathway[int(enc.pathway_id[p])]
         k = flat - enc.offsets[p] - n_static
         out.append((times[k], hospitals[k]))
@@ -82,8 +82,9 @@ def _long_pathway():
 
 def test_truncation_keeps_the_static_head_and_the_last_events():
     events = _long_pathway()
-    data = connect_hamburg_data(events, split="subject", split_fractions=(1.0, 0.0, 0.0), max_len=6,
-                                truncation="keep_last")
+    data = connect_hamburg_data(
+        events, split="subject", split_fractions=(1.0, 0.0, 0.0), max_len=6, truncation="keep_last"
+    )
     b = data.batch([0, 1])
     codes = data.schema.categorical_vocab["code"]
     # subject 7: SEX, BIRTH, then the last four of its ten pulses (66..69); subject 8 is short and untouched

@@ -15,9 +15,14 @@ from hamburg_mamba.data.synthetic import HEAT_WAVE_UPLIFT, SyntheticConfig, gene
 
 # The preset at half a percent of the catalogue's volumes: about 400 pathways over the whole spring.
 TINY_SCALE = 0.005
-EXTERNAL_NAMES = ("Universitaetsklinikum Emscherstadt", "St. Marien Emscherstadt",
-                  "Evangelisches Klinikum Emscherstadt-Sued", "Knappschaftskrankenhaus Emscherstadt",
-                  "St. Josef Emscherstadt-Nord", "Elisabeth-Krankenhaus Emscherstadt")
+EXTERNAL_NAMES = (
+    "Universitaetsklinikum Emscherstadt",
+    "St. Marien Emscherstadt",
+    "Evangelisches Klinikum Emscherstadt-Sued",
+    "Knappschaftskrankenhaus Emscherstadt",
+    "St. Josef Emscherstadt-Nord",
+    "Elisabeth-Krankenhaus Emscherstadt",
+)
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +99,33 @@ def test_generate_external_preset_writes_its_hospital_table(tmp_path):
 def test_generate_builds_another_city_from_options(tmp_path):
     root = tmp_path / "city"
     hospitals = ["Bethesda Bergedorf", "BG Klinikum", "Asklepios West"]
-    argv = ["generate", "--out", str(root), "--hospitals", *hospitals, "--scale", "0.02", "--start", "2024-04-01",
-            "--days", "10", "--heat-wave-start", "2024-04-03", "--heat-wave-days", "2", "--heat-wave-level", "low",
-            "--flu-peak", "2024-04-05", "--mci-time", "2024-04-08 11:00", "--mci-casualties", "5", "--seed", "3"]
+    argv = [
+        "generate",
+        "--out",
+        str(root),
+        "--hospitals",
+        *hospitals,
+        "--scale",
+        "0.02",
+        "--start",
+        "2024-04-01",
+        "--days",
+        "10",
+        "--heat-wave-start",
+        "2024-04-03",
+        "--heat-wave-days",
+        "2",
+        "--heat-wave-level",
+        "low",
+        "--flu-peak",
+        "2024-04-05",
+        "--mci-time",
+        "2024-04-08 11:00",
+        "--mci-casualties",
+        "5",
+        "--seed",
+        "3",
+    ]
     assert main(argv) == 0
     blob = read_meds(root)
     assert blob["hospitals"]["hospital"].tolist() == hospitals
@@ -119,27 +148,42 @@ def cli_error(argv, capsys) -> str:
 GEN = ["generate", "--out", "x"]
 
 
-@pytest.mark.parametrize("argv,named", [
-    (GEN + ["--days", "1"], "--days"),
-    (GEN + ["--seed", "-1"], "--seed"),
-    (GEN + ["--hospitals", "Nowhere", "Albertinen"], "--hospitals: unknown ['Nowhere']"),
-    (GEN + ["--hospitals", "Albertinen"], "--hospitals: expected at least 2"),
-    (GEN + ["--hospitals", "Albertinen", "Albertinen"], "--hospitals: listed more than once"),
-    (GEN + ["--hospitals", "Albertinen", "St. Marien Emscherstadt"], "--hospitals: hospitals of one city"),
-    (GEN + ["--start", "spring"], "--start"),
-    (GEN + ["--flu-peak", "2025-01-01"], "--flu-peak: 2025-01-01 lies outside"),
-    (GEN + ["--heat-wave-start", "2023-07-31"], "--heat-wave-start: 2023-07-31 lies outside"),
-    (GEN + ["--mci-time", "2023-12-01 00:00"], "--mci-time: 2023-12-01 00:00 lies outside"),
-    (GEN + ["--mci-time", "noon"], "--mci-time"),
-    # another season needs its own crisis dates: the preset's August heat wave is not in a March window
-    (GEN + ["--start", "2024-03-01"], "--heat-wave-start: the hamburg preset's 2023-08-14"),
-    (GEN + ["--preset", "external", "--start", "2024-06-01", "--heat-wave-start", "2024-06-05",
-            "--mci-time", "2024-06-20 10:00"], "--flu-peak: the external preset's 2024-03-05"),
-    (GEN + ["--heat-wave-level", "tropical"], "--heat-wave-level"),
-    (GEN + ["--heat-wave-days", "-2"], "--heat-wave-days"),
-    (GEN + ["--mci-casualties", "-1"], "--mci-casualties"),
-    (GEN + ["--preset", "external", "--tiny"], "--tiny"),
-])
+@pytest.mark.parametrize(
+    "argv,named",
+    [
+        (GEN + ["--days", "1"], "--days"),
+        (GEN + ["--seed", "-1"], "--seed"),
+        (GEN + ["--hospitals", "Nowhere", "Albertinen"], "--hospitals: unknown ['Nowhere']"),
+        (GEN + ["--hospitals", "Albertinen"], "--hospitals: expected at least 2"),
+        (GEN + ["--hospitals", "Albertinen", "Albertinen"], "--hospitals: listed more than once"),
+        (GEN + ["--hospitals", "Albertinen", "St. Marien Emscherstadt"], "--hospitals: hospitals of one city"),
+        (GEN + ["--start", "spring"], "--start"),
+        (GEN + ["--flu-peak", "2025-01-01"], "--flu-peak: 2025-01-01 lies outside"),
+        (GEN + ["--heat-wave-start", "2023-07-31"], "--heat-wave-start: 2023-07-31 lies outside"),
+        (GEN + ["--mci-time", "2023-12-01 00:00"], "--mci-time: 2023-12-01 00:00 lies outside"),
+        (GEN + ["--mci-time", "noon"], "--mci-time"),
+        # another season needs its own crisis dates: the preset's August heat wave is not in a March window
+        (GEN + ["--start", "2024-03-01"], "--heat-wave-start: the hamburg preset's 2023-08-14"),
+        (
+            GEN
+            + [
+                "--preset",
+                "external",
+                "--start",
+                "2024-06-01",
+                "--heat-wave-start",
+                "2024-06-05",
+                "--mci-time",
+                "2024-06-20 10:00",
+            ],
+            "--flu-peak: the external preset's 2024-03-05",
+        ),
+        (GEN + ["--heat-wave-level", "tropical"], "--heat-wave-level"),
+        (GEN + ["--heat-wave-days", "-2"], "--heat-wave-days"),
+        (GEN + ["--mci-casualties", "-1"], "--mci-casualties"),
+        (GEN + ["--preset", "external", "--tiny"], "--tiny"),
+    ],
+)
 def test_generate_errors_name_the_option(argv, named, capsys):
     assert named in cli_error(argv, capsys)
 
@@ -150,8 +194,9 @@ def test_a_crisis_switched_off_needs_no_date_in_the_window(capsys):
     from hamburg_mamba.cli import build_parser
 
     parser = build_parser()
-    args = parser.parse_args(GEN + ["--start", "2024-03-01", "--heat-wave-days", "0", "--mci-casualties", "0",
-                                    "--flu-peak", "2024-03-10"])
+    args = parser.parse_args(
+        GEN + ["--start", "2024-03-01", "--heat-wave-days", "0", "--mci-casualties", "0", "--flu-peak", "2024-03-10"]
+    )
     args.check(args, args.parser)
     assert args.config.start == "2024-03-01" and args.config.heat_wave_days == 0
 
@@ -160,12 +205,15 @@ def test_heat_wave_levels_of_the_cli_are_the_generators():
     assert HEAT_WAVE_LEVELS == tuple(HEAT_WAVE_UPLIFT)
 
 
-@pytest.mark.parametrize("change,named", [
-    (dict(hospitals=("Albertinen", "Universitaetsklinikum Emscherstadt")), "SyntheticConfig.hospitals"),
-    (dict(flu_peak="late"), "SyntheticConfig.flu_peak"),
-    (dict(mci_casualties=-3), "SyntheticConfig.mci_casualties"),
-    (dict(flu_peak_share=1.5), "SyntheticConfig.flu_peak_share"),
-])
+@pytest.mark.parametrize(
+    "change,named",
+    [
+        (dict(hospitals=("Albertinen", "Universitaetsklinikum Emscherstadt")), "SyntheticConfig.hospitals"),
+        (dict(flu_peak="late"), "SyntheticConfig.flu_peak"),
+        (dict(mci_casualties=-3), "SyntheticConfig.mci_casualties"),
+        (dict(flu_peak_share=1.5), "SyntheticConfig.flu_peak_share"),
+    ],
+)
 def test_bad_external_config_is_named(change, named):
     with pytest.raises(ValueError, match=named.replace(".", r"\.")):
         SyntheticConfig.external(**change)

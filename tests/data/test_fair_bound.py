@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import chi2
-
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -72,7 +71,7 @@ def _null_z(y, p, se, subject, hours, window, mask=None):
     if not mask.any():
         return 0.0
     y, p, se, subject, hours = (x[mask] for x in (y, p, se, subject, hours))
-    var = (p * (1.0 - p) * (1.0 + 2.0 * _overlaps(subject, hours, window)) + se ** 2).sum()
+    var = (p * (1.0 - p) * (1.0 + 2.0 * _overlaps(subject, hours, window)) + se**2).sum()
     return (y - p).sum() / max(np.sqrt(var), 1e-12)
 
 
@@ -89,7 +88,7 @@ def _paired_z(loss_a, loss_b, cluster):
     d = loss_a - loss_b
     _, inv = np.unique(cluster, return_inverse=True)
     per = np.bincount(inv, weights=d - d.mean())
-    return d.sum() / max(np.sqrt((per ** 2).sum()), 1e-12)
+    return d.sum() / max(np.sqrt((per**2).sum()), 1e-12)
 
 
 def _log_loss(y, p):
@@ -137,8 +136,15 @@ def _at_onset(table, pathways):
     onset = pathways[["subject_id", "t_onset"]].sort_values("t_onset")
     rows = table.sort_values("prediction_time")
     rows = rows.assign(prediction_time=rows["prediction_time"].astype("datetime64[ns]"))
-    return pd.merge_asof(rows, onset, left_on="prediction_time", right_on="t_onset", by="subject_id",
-                         tolerance=pd.Timedelta(milliseconds=1), direction="nearest").dropna(subset=["t_onset"])
+    return pd.merge_asof(
+        rows,
+        onset,
+        left_on="prediction_time",
+        right_on="t_onset",
+        by="subject_id",
+        tolerance=pd.Timedelta(milliseconds=1),
+        direction="nearest",
+    ).dropna(subset=["t_onset"])
 
 
 def test_bound_is_fair_where_the_oracle_reads_the_future(demo):
@@ -159,9 +165,15 @@ def test_bound_is_fair_where_the_oracle_reads_the_future(demo):
 
 
 COURSE_TASKS = ("adverse_event", "icu_transfer", "in_hospital_death")
-NEWS2_CODES = {"respiration_rate": "VITAL//RESP_RATE", "spo2": "VITAL//SPO2", "on_oxygen": "VITAL//O2",
-               "systolic_bp": "VITAL//SBP", "pulse": "VITAL//PULSE", "consciousness": "VITAL//ACVPU",
-               "temperature": "VITAL//TEMP"}
+NEWS2_CODES = {
+    "respiration_rate": "VITAL//RESP_RATE",
+    "spo2": "VITAL//SPO2",
+    "on_oxygen": "VITAL//O2",
+    "systolic_bp": "VITAL//SBP",
+    "pulse": "VITAL//PULSE",
+    "consciousness": "VITAL//ACVPU",
+    "temperature": "VITAL//TEMP",
+}
 
 
 def _latest_news2(events, rows):
@@ -171,8 +183,14 @@ def _latest_news2(events, rows):
     score, _ = news2_score({k: wide[c].to_numpy(dtype=float) for k, c in NEWS2_CODES.items()})
     sets = wide.index.to_frame(index=False).assign(news2=score)
     sets["time"] = sets["time"].astype("datetime64[ns]")
-    return pd.merge_asof(rows.sort_values("t"), sets.sort_values("time"), left_on="t", right_on="time",
-                         by="subject_id", direction="backward")
+    return pd.merge_asof(
+        rows.sort_values("t"),
+        sets.sort_values("time"),
+        left_on="t",
+        right_on="time",
+        by="subject_id",
+        direction="backward",
+    )
 
 
 def _known_at_t(demo, task):
@@ -180,14 +198,21 @@ def _known_at_t(demo, task):
     vitals, age, arrival mode, severity at onset, then severity at the physician and the hours since, the triage
     group after ED//TRIAGE, the disposition after it is made, and in bed the strain, the hours since the bed and
     the unit. Returns (frame with columns y, bound, subject_id, and the feature matrix X)."""
-    rows = demo.labels[task].assign(bound=demo.bound[task]["value"].to_numpy(),
-                                    t=demo.labels[task]["prediction_time"].astype("datetime64[ns]"))
+    rows = demo.labels[task].assign(
+        bound=demo.bound[task]["value"].to_numpy(), t=demo.labels[task]["prediction_time"].astype("datetime64[ns]")
+    )
     pw = demo.pathways.assign(t_phys=lambda f: f.t_arrive + pd.to_timedelta(f.wait_h, unit="h"))
     pw["t_ready"] = np.where(pw.disposition == "home", pw.t_end, pw.t_bed - pd.to_timedelta(pw.boarding_h, unit="h"))
     # label times are rounded to microseconds, the pathway table's to nanoseconds: a millisecond of slack
     rows = rows.assign(t_match=rows.t + pd.Timedelta(milliseconds=1))
-    rows = pd.merge_asof(rows.sort_values("t_match"), pw.sort_values("t_onset"), left_on="t_match",
-                         right_on="t_onset", by="subject_id", direction="backward")
+    rows = pd.merge_asof(
+        rows.sort_values("t_match"),
+        pw.sort_values("t_onset"),
+        left_on="t_match",
+        right_on="t_onset",
+        by="subject_id",
+        direction="backward",
+    )
     assert rows.t_onset.notna().all(), f"{task}: rows without a pathway"
     rows = _latest_news2(demo.events, rows)
     hours = lambda a, b: ((a - b) / pd.Timedelta(hours=1)).to_numpy(dtype=float)
@@ -195,11 +220,19 @@ def _known_at_t(demo, task):
     triaged = hours(rows.t, rows.t_arrive) >= TRIAGE_AFTER_ARRIVAL_H
     decided = hours(rows.t, pd.to_datetime(rows.t_ready)) >= 0
     in_bed = np.nan_to_num(hours(rows.t, rows.t_bed), nan=-1.0) >= 0
-    cols = {"news2": rows.news2.fillna(0.0), "no_vitals": rows.news2.isna(), "age": rows.age, "ems": rows.ems,
-            "s_onset": rows.severity_onset, "seen": seen, "s_phys": np.where(seen, rows.severity_physician, 0.0),
-            "since_phys": np.where(seen, np.log1p(np.maximum(hours(rows.t, rows.t_phys), 0.0)), 0.0),
-            "in_bed": in_bed, "strain": np.where(in_bed, rows.strain, 0.0),
-            "since_bed": np.where(in_bed, np.log1p(np.maximum(np.nan_to_num(hours(rows.t, rows.t_bed)), 0.0)), 0.0)}
+    cols = {
+        "news2": rows.news2.fillna(0.0),
+        "no_vitals": rows.news2.isna(),
+        "age": rows.age,
+        "ems": rows.ems,
+        "s_onset": rows.severity_onset,
+        "seen": seen,
+        "s_phys": np.where(seen, rows.severity_physician, 0.0),
+        "since_phys": np.where(seen, np.log1p(np.maximum(hours(rows.t, rows.t_phys), 0.0)), 0.0),
+        "in_bed": in_bed,
+        "strain": np.where(in_bed, rows.strain, 0.0),
+        "since_bed": np.where(in_bed, np.log1p(np.maximum(np.nan_to_num(hours(rows.t, rows.t_bed)), 0.0)), 0.0),
+    }
     for g in range(1, 6):
         cols[f"mts{g}"] = triaged & (rows.triage_group == g)
     for d in ("ward", "ICU"):

@@ -18,15 +18,19 @@ ALL_TRAIN = dict(split="subject", split_fractions=(1.0, 0.0, 0.0))
 def _events():
     """Three subjects: an ambulance pathway whose destination (B) is known from EMS//TRANSPORT on, and two
     walk-ins at A; subject 1 has a static birth fact."""
-    rows = [(1, pd.NaT, "MEDS_BIRTH", None, None, None),
-            (1, T0 + pd.Timedelta(hours=1), "EMS//DISPATCH", None, 1, None),
-            (1, T0 + pd.Timedelta(hours=1.2), "VITAL//PULSE", 90.0, 1, None),
-            (1, T0 + pd.Timedelta(hours=1.5), "EMS//TRANSPORT", None, 1, "B"),
-            (1, T0 + pd.Timedelta(hours=2), "ED//ARRIVAL", None, 1, "B"),
-            (1, T0 + pd.Timedelta(hours=3), "VITAL//PULSE", 95.0, 1, None)]
+    rows = [
+        (1, pd.NaT, "MEDS_BIRTH", None, None, None),
+        (1, T0 + pd.Timedelta(hours=1), "EMS//DISPATCH", None, 1, None),
+        (1, T0 + pd.Timedelta(hours=1.2), "VITAL//PULSE", 90.0, 1, None),
+        (1, T0 + pd.Timedelta(hours=1.5), "EMS//TRANSPORT", None, 1, "B"),
+        (1, T0 + pd.Timedelta(hours=2), "ED//ARRIVAL", None, 1, "B"),
+        (1, T0 + pd.Timedelta(hours=3), "VITAL//PULSE", 95.0, 1, None),
+    ]
     for s in (2, 3):
-        rows += [(s, T0 + pd.Timedelta(hours=s), "ED//ARRIVAL", None, s, "A"),
-                 (s, T0 + pd.Timedelta(hours=s + 1), "VITAL//PULSE", 80.0, s, "A")]
+        rows += [
+            (s, T0 + pd.Timedelta(hours=s), "ED//ARRIVAL", None, s, "A"),
+            (s, T0 + pd.Timedelta(hours=s + 1), "VITAL//PULSE", 80.0, s, "A"),
+        ]
     return pd.DataFrame(rows, columns=["subject_id", "time", "code", "numeric_value", "pathway_id", "hospital"])
 
 
@@ -52,8 +56,7 @@ def test_each_event_gets_the_hospital_it_knows_and_its_training_rank():
     assert at_a.sum() == 4 and at_b.sum() == 3
     np.testing.assert_array_equal(x[at_a], 0.0)
     np.testing.assert_array_equal(x[at_b], 1.0)
-    assert any("hospital descriptors (2 columns): attached to 7 of 9 timed events" in n
-               for n in data.accounting.notes)
+    assert any("hospital descriptors (2 columns): attached to 7 of 9 timed events" in n for n in data.accounting.notes)
 
 
 def test_an_unseen_hospital_gets_its_own_descriptors_not_unknown():
@@ -92,8 +95,9 @@ def test_descriptors_switched_off_and_schemas_round_trip():
     assert not any(n.startswith("hospital:") for n in off.schema.numeric_features)
     data = connect_hamburg_data(_events(), hospital_table=TABLE, hospital_columns=["beds"], **ALL_TRAIN)
     assert data.schema.numeric_features[-1] == "hospital:beds" and data.schema.hospital_columns == ("beds",)
-    again = connect_hamburg_data(_events(), hospital_table=TABLE, schema=DatasetSchema.from_json(
-        data.schema.to_json()), **ALL_TRAIN)
+    again = connect_hamburg_data(
+        _events(), hospital_table=TABLE, schema=DatasetSchema.from_json(data.schema.to_json()), **ALL_TRAIN
+    )
     np.testing.assert_array_equal(again.encoded.numeric, data.encoded.numeric)
     blob = json.loads(data.schema.to_json())
     for key in ("hospital_columns", "hospital_transforms"):
@@ -102,14 +106,17 @@ def test_descriptors_switched_off_and_schemas_round_trip():
     assert DatasetSchema.from_json(json.dumps(blob)).hospital_columns == ()  # schemas from before descriptors
 
 
-@pytest.mark.parametrize("table,named", [
-    (TABLE.drop(columns="beds"), "beds"),
-    (TABLE.drop(columns="hospital"), "hospital"),
-    (TABLE.assign(beds=["many", "few", "some"]), "beds"),
-    (TABLE.assign(beds=[100.0, -4.0, 9.0]), "beds"),
-    (TABLE.assign(care_level=[1.0, np.inf, 2.0]), "care_level"),
-    (TABLE.assign(hospital=["A", "A", "C"]), "hospital"),
-])
+@pytest.mark.parametrize(
+    "table,named",
+    [
+        (TABLE.drop(columns="beds"), "beds"),
+        (TABLE.drop(columns="hospital"), "hospital"),
+        (TABLE.assign(beds=["many", "few", "some"]), "beds"),
+        (TABLE.assign(beds=[100.0, -4.0, 9.0]), "beds"),
+        (TABLE.assign(care_level=[1.0, np.inf, 2.0]), "care_level"),
+        (TABLE.assign(hospital=["A", "A", "C"]), "hospital"),
+    ],
+)
 def test_a_malformed_table_is_named(table, named):
     with pytest.raises(DataValidationError) as err:
         connect_hamburg_data(_events(), hospital_table=table, hospital_columns=["beds", "care_level"], **ALL_TRAIN)

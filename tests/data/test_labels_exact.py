@@ -64,8 +64,13 @@ def test_event_labels_equal_the_label_file_merged_by_hand(small, small_data, tas
     ev = _timed_events_in_pathway_order(small, small_data)
     for field, table in (("labels", small.labels[task]), ("oracle", small.oracle[task])):
         col = _value_column(table)
-        want = ev.merge(table[["subject_id", "prediction_time", col]], how="left", left_on=["subject_id", "time"],
-                        right_on=["subject_id", "prediction_time"], validate="many_to_one")[col]
+        want = ev.merge(
+            table[["subject_id", "prediction_time", col]],
+            how="left",
+            left_on=["subject_id", "time"],
+            right_on=["subject_id", "prediction_time"],
+            validate="many_to_one",
+        )[col]
         want = want.astype("float64").to_numpy()
         got, got_mask, heads = _batched(small_data, field, task)
         assert got.size == want.size, "timed events laid out"
@@ -88,8 +93,13 @@ def test_pathway_labels_are_joined_at_the_pathways_own_discharge(small, small_da
     pw = pw.merge(end, on="pathway_id", how="left", validate="one_to_one")
     for field, table in (("labels", small.labels[task]), ("oracle", small.oracle[task])):
         col = _value_column(table)
-        want = pw.merge(table[["subject_id", "prediction_time", col]], how="left", left_on=["subject_id", "end"],
-                        right_on=["subject_id", "prediction_time"], validate="one_to_one")[col]
+        want = pw.merge(
+            table[["subject_id", "prediction_time", col]],
+            how="left",
+            left_on=["subject_id", "end"],
+            right_on=["subject_id", "prediction_time"],
+            validate="one_to_one",
+        )[col]
         want = want.astype("float64").to_numpy()
         got, got_mask, _ = _batched(small_data, field, task)
         has = ~np.isnan(want)
@@ -112,17 +122,33 @@ def _hygiene_case(tick):
     """Three subjects by first pathway start: 1 train (a second pathway after C1), 2 tuning, 3 held-out.
     Events sit one `tick` before, exactly at and after each cut-off; every event has a label."""
     rows = [  # subject, pathway, time
-        (1, 12, C0 - 30 * H), (1, 12, C0 - 20 * H),
-        (1, 10, C0 - 5 * H), (1, 10, C0 - tick), (1, 10, C0), (1, 10, C0 + 3 * H),
-        (1, 11, C1 + 2 * H), (1, 11, C1 + 4 * H),
-        (2, 20, C1 - 2 * H), (2, 20, C1 - tick), (2, 20, C1), (2, 20, C1 + 6 * H),
-        (3, 30, C1 + H), (3, 30, C1 + 9 * H),
+        (1, 12, C0 - 30 * H),
+        (1, 12, C0 - 20 * H),
+        (1, 10, C0 - 5 * H),
+        (1, 10, C0 - tick),
+        (1, 10, C0),
+        (1, 10, C0 + 3 * H),
+        (1, 11, C1 + 2 * H),
+        (1, 11, C1 + 4 * H),
+        (2, 20, C1 - 2 * H),
+        (2, 20, C1 - tick),
+        (2, 20, C1),
+        (2, 20, C1 + 6 * H),
+        (3, 30, C1 + H),
+        (3, 30, C1 + 9 * H),
     ]
     ev = pd.DataFrame(rows, columns=["subject_id", "pathway_id", "time"])
     ev["code"] = "VITAL//PULSE"
     ev["numeric_value"] = 80.0
-    labels = {"adverse_event": pd.DataFrame({"subject_id": ev["subject_id"], "prediction_time": ev["time"],
-                                             "boolean_value": np.arange(len(ev)) % 2 == 0})}
+    labels = {
+        "adverse_event": pd.DataFrame(
+            {
+                "subject_id": ev["subject_id"],
+                "prediction_time": ev["time"],
+                "boolean_value": np.arange(len(ev)) % 2 == 0,
+            }
+        )
+    }
     ends = ev.groupby("pathway_id").agg(subject_id=("subject_id", "first"), prediction_time=("time", "max"))
     labels["readmission_30d"] = ends.reset_index(drop=True).assign(boolean_value=True)
     return ev, labels
@@ -130,8 +156,13 @@ def _hygiene_case(tick):
 
 # By hand, per pathway in time order: training labels at or after C0 are hidden (pathway 10 from C0 on, all of
 # 11), tuning labels at or after C1 (pathway 20 from C1 on), held-out labels never.
-KEPT = {12: [True, True], 10: [True, True, False, False], 11: [False, False], 20: [True, True, False, False],
-        30: [True, True]}
+KEPT = {
+    12: [True, True],
+    10: [True, True, False, False],
+    11: [False, False],
+    20: [True, True, False, False],
+    30: [True, True],
+}
 # readmission is read at each pathway's end: 10 ends after C0, 11 after C1, 20 after C1 (hidden); 12 ends before
 # C0 and 30 is held out (kept)
 KEPT_PATHWAY = {10: False, 11: False, 12: True, 20: False, 30: True}
@@ -141,14 +172,16 @@ def _check_hygiene(tick):
     ev, labels = _hygiene_case(tick)
     data = connect_hamburg_data(ev, labels=labels, split="temporal", temporal_cutoffs=(str(C0), str(C1)))
     enc = data.encoded
-    assert dict(zip(enc.subject_id, enc.split)) == {1: "train", 2: "tuning", 3: "held_out"}
+    assert dict(zip(enc.subject_id, enc.split, strict=True)) == {1: "train", 2: "tuning", 3: "held_out"}
     hidden = mask_labels_after_cutoffs(data, (str(C0), str(C1)))
     _, mask, _ = enc.event_labels["adverse_event"]
-    got = {int(p): mask[a:b].tolist() for p, a, b in zip(enc.pathway_id, enc.offsets[:-1], enc.offsets[1:])}
+    got = {
+        int(p): mask[a:b].tolist() for p, a, b in zip(enc.pathway_id, enc.offsets[:-1], enc.offsets[1:], strict=True)
+    }
     assert got == KEPT
     assert hidden["adverse_event"] == sum(not k for v in KEPT.values() for k in v) == 6
     _, pmask, _ = enc.pathway_labels["readmission_30d"]
-    assert dict(zip(enc.pathway_id.tolist(), pmask.tolist())) == KEPT_PATHWAY
+    assert dict(zip(enc.pathway_id.tolist(), pmask.tolist(), strict=True)) == KEPT_PATHWAY
     assert hidden["readmission_30d"] == 3
 
 
@@ -156,8 +189,11 @@ def test_temporal_split_hides_labels_at_and_after_the_splits_own_period():
     _check_hygiene(pd.Timedelta(seconds=1))
 
 
-@pytest.mark.xfail(strict=True, reason="mask_labels_after_cutoffs compares times rebuilt from float32 hours "
-                   "since the pathway start (event_times_us: 1.7 ms steps 5 h into a stay, 0.1 s after 500 h), "
-                   "so a label 1 us before a cut-off is hidden; the encoded pathways keep no exact event time")
+@pytest.mark.xfail(
+    strict=True,
+    reason="mask_labels_after_cutoffs compares times rebuilt from float32 hours "
+    "since the pathway start (event_times_us: 1.7 ms steps 5 h into a stay, 0.1 s after 500 h), "
+    "so a label 1 us before a cut-off is hidden; the encoded pathways keep no exact event time",
+)
 def test_temporal_split_label_hygiene_to_the_microsecond():
     _check_hygiene(pd.Timedelta(microseconds=1))

@@ -41,8 +41,9 @@ def test_each_subject_in_one_shard_and_codes_documented(small_root):
 
 def test_round_trip_identical(small_root, small):
     back = read_meds(small_root)
-    got = events_to_arrow(back["events"].drop(columns=["shard"]).sort_values(
-        ["subject_id"], kind="stable").reset_index(drop=True))
+    got = events_to_arrow(
+        back["events"].drop(columns=["shard"]).sort_values(["subject_id"], kind="stable").reset_index(drop=True)
+    )
     want = events_to_arrow(small.events)
     assert got.schema.equals(want.schema)
     assert got.equals(want)

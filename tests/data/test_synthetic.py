@@ -103,8 +103,11 @@ def _monte_carlo_course(data_cfg, reps, seed):
         icu24 = icu24 + ((c["t_icu_in"][rows] > tb) & (c["t_icu_in"][rows] <= tb + 24) & (c["disp"][rows] != 2))
     oracle = S._course_oracles(pw, rows, pw["t_bed"][rows], np.ones(rows.size, bool))
     ward = pw["disp"][rows] != 2
-    return {"death": (died / reps, oracle["death"]), "ae24": (ae24 / reps, oracle["ae24"]),
-            "icu24": (icu24[ward] / reps, oracle["icu24"][ward])}
+    return {
+        "death": (died / reps, oracle["death"]),
+        "ae24": (ae24 / reps, oracle["ae24"]),
+        "icu24": (icu24[ward] / reps, oracle["icu24"][ward]),
+    }
 
 
 def test_adverse_event_oracles_match_monte_carlo():
@@ -124,15 +127,25 @@ def test_staff_violation_oracle_matches_binomial_sampling(demo):
     assert len(st) > 50
     rng = np.random.default_rng(3)
     reps = 4000
-    present = rng.binomial(st["nurses_scheduled"].to_numpy()[:, None], 1 - st["p_sick"].to_numpy(float)[:, None],
-                           size=(len(st), reps))
+    present = rng.binomial(
+        st["nurses_scheduled"].to_numpy()[:, None], 1 - st["p_sick"].to_numpy(float)[:, None], size=(len(st), reps)
+    )
     ppn = st["mean_census"].to_numpy(float)[:, None] / np.maximum(present, 1)
     freq = (ppn > st["ppugv_limit"].to_numpy(float)[:, None]).mean(1)
     assert np.abs(freq - st["p_ratio_violation"].to_numpy(float)).max() < 0.04
 
 
-@pytest.mark.parametrize("task", ["adverse_event", "icu_transfer", "in_hospital_death", "readmission_30d",
-                                  "ratio_violation_next_shift", "unit_workload"])
+@pytest.mark.parametrize(
+    "task",
+    [
+        "adverse_event",
+        "icu_transfer",
+        "in_hospital_death",
+        "readmission_30d",
+        "ratio_violation_next_shift",
+        "unit_workload",
+    ],
+)
 def test_oracle_calibrated_in_the_large(demo, task):
     y = demo.labels[task].iloc[:, 2].to_numpy(dtype=float)
     p = demo.oracle[task]["float_value"].to_numpy(dtype=float)
@@ -147,7 +160,7 @@ def test_oracle_calibrated_in_the_large(demo, task):
         key = frame["subject_id"].to_numpy()
     _, cluster = np.unique(key, return_inverse=True)
     per_subject = np.bincount(cluster, weights=y - p)
-    se = np.sqrt((per_subject ** 2).sum()) / y.size
+    se = np.sqrt((per_subject**2).sum()) / y.size
     assert abs(y.mean() - p.mean()) <= 4 * se, (y.mean(), p.mean(), se)
 
 

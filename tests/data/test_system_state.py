@@ -29,8 +29,7 @@ def _random_feed(rng, hospitals=("A", "B"), rows=60):
         t = T0 + pd.to_timedelta(np.cumsum(rng.uniform(0.5, 5.0, rows)), unit="h")
         census = rng.integers(0, 30, rows).astype(float)
         census[rng.random(rows) < 0.1] = np.nan
-        parts.append(pd.DataFrame({"hospital": h, "time": t, "census": census,
-                                   "closed": rng.random(rows) < 0.2}))
+        parts.append(pd.DataFrame({"hospital": h, "time": t, "census": census, "closed": rng.random(rows) < 0.2}))
     return pd.DataFrame(pd.concat(parts, ignore_index=True))
 
 
@@ -38,7 +37,7 @@ def _reference(feed, columns, hospital, t_us, lag_h, max_age_h, tau_h=TREND_TIME
     """Per event, by brute force: the latest row with time + lag <= t (age <= max_age), and value minus the
     exp(-age / tau)-weighted mean of that hospital's rows up to the row (NaN values skipped)."""
     out = np.full((t_us.size, 2 * len(columns)), np.nan)
-    for e, (h, t) in enumerate(zip(hospital, t_us)):
+    for e, (h, t) in enumerate(zip(hospital, t_us, strict=True)):
         rows = feed[feed["hospital"] == h].sort_values("time")
         times = rows["time"].to_numpy().astype("datetime64[us]").astype(np.int64)
         avail = times + lag_h * US_PER_HOUR
@@ -78,11 +77,15 @@ def test_features_equal_brute_force(lag_h, max_age_h):
 def test_a_row_is_invisible_until_its_lag_has_passed():
     feed = pd.DataFrame({"hospital": ["A", "A"], "time": [T0, T0 + pd.Timedelta(hours=1)], "census": [3.0, 9.0]})
     table = check_status_table(feed, ["census"], Accounting())
-    at = [T0 + pd.Timedelta(hours=2) - pd.Timedelta(microseconds=1), T0 + pd.Timedelta(hours=2),
-          T0 + pd.Timedelta(minutes=59)]
+    at = [
+        T0 + pd.Timedelta(hours=2) - pd.Timedelta(microseconds=1),
+        T0 + pd.Timedelta(hours=2),
+        T0 + pd.Timedelta(minutes=59),
+    ]
     t_us = pd.DatetimeIndex(at).to_numpy().astype("datetime64[us]").astype(np.int64)
-    got = status_features(table, ["census"], np.array(["A"] * 3, dtype=object), t_us, np.ones(3, bool),
-                          Accounting(), lag_h=1.0)
+    got = status_features(
+        table, ["census"], np.array(["A"] * 3, dtype=object), t_us, np.ones(3, bool), Accounting(), lag_h=1.0
+    )
     assert got[0, 0] == 3.0  # the 01:00 row is available from 02:00, not a microsecond earlier
     assert got[1, 0] == 9.0
     assert np.isnan(got[2, 0])  # before 01:00 nothing has been reported
@@ -98,9 +101,22 @@ def _events_with_hospital():
 
 def _hourly_feed(hospitals=("A", "B"), hours=24):
     t = T0 + pd.to_timedelta(np.arange(hours), unit="h")
-    return pd.DataFrame(pd.concat([pd.DataFrame({"hospital": h, "time": t, "ed_census": np.arange(hours) + 100 * i,
-                                                 "closed_to_ems": np.arange(hours) % 5 == 0})
-                                   for i, h in enumerate(hospitals)], ignore_index=True))
+    return pd.DataFrame(
+        pd.concat(
+            [
+                pd.DataFrame(
+                    {
+                        "hospital": h,
+                        "time": t,
+                        "ed_census": np.arange(hours) + 100 * i,
+                        "closed_to_ems": np.arange(hours) % 5 == 0,
+                    }
+                )
+                for i, h in enumerate(hospitals)
+            ],
+            ignore_index=True,
+        )
+    )
 
 
 def test_connector_attaches_the_feed_and_refits_nothing_at_inference():
@@ -129,8 +145,9 @@ def test_connector_attaches_the_feed_and_refits_nothing_at_inference():
 
 def test_feed_switched_off_and_old_schemas_load():
     events = _events_with_hospital()
-    data = connect_hamburg_data(events, hospital_status=_hourly_feed(), status_columns=(), split="subject",
-                                split_fractions=(1.0, 0.0, 0.0))
+    data = connect_hamburg_data(
+        events, hospital_status=_hourly_feed(), status_columns=(), split="subject", split_fractions=(1.0, 0.0, 0.0)
+    )
     assert data.schema.numeric_features == ("value", "age_years") and data.encoded.numeric.shape[1] == 2
     blob = json.loads(data.schema.to_json())
     for key in ("status_columns", "status_transforms", "status_lag_h", "status_max_age_h"):
@@ -141,8 +158,9 @@ def test_feed_switched_off_and_old_schemas_load():
 def test_a_schema_with_z_scored_status_features_is_refused():
     """A model trained on z-scores would read ranks as if they were z-scores: silent garbage."""
     events = _events_with_hospital()
-    data = connect_hamburg_data(events, hospital_status=_hourly_feed(), split="subject",
-                                split_fractions=(1.0, 0.0, 0.0))
+    data = connect_hamburg_data(
+        events, hospital_status=_hourly_feed(), split="subject", split_fractions=(1.0, 0.0, 0.0)
+    )
     blob = json.loads(data.schema.to_json())
     blob["status_stats"] = {name: {"mean": 0.0, "std": 1.0, "count": 1} for name in blob.pop("status_transforms")}
     with pytest.raises(ValueError, match="status_stats"):
@@ -156,11 +174,13 @@ def test_default_columns_and_bad_feeds_are_named():
     with pytest.raises(DataValidationError, match="'nedocs'"):
         connect_hamburg_data(events, hospital_status=_hourly_feed(), status_columns=["nedocs"], **kw)
     with pytest.raises(DataValidationError, match="hidden ground truth"):
-        connect_hamburg_data(events, hospital_status=_hourly_feed().assign(closure_hazard=0.1),
-                             status_columns=["closure_hazard"], **kw)
+        connect_hamburg_data(
+            events, hospital_status=_hourly_feed().assign(closure_hazard=0.1), status_columns=["closure_hazard"], **kw
+        )
     with pytest.raises(DataValidationError, match="numeric or boolean"):
-        connect_hamburg_data(events, hospital_status=_hourly_feed().assign(ed_census="full"),
-                             status_columns=["ed_census"], **kw)
+        connect_hamburg_data(
+            events, hospital_status=_hourly_feed().assign(ed_census="full"), status_columns=["ed_census"], **kw
+        )
     dup = pd.concat([_hourly_feed(), _hourly_feed().iloc[:1]], ignore_index=True)
     with pytest.raises(DataValidationError, match="same \\(hospital, time\\)"):
         connect_hamburg_data(events, hospital_status=dup, **kw)
@@ -174,8 +194,9 @@ def test_generator_feed_reaches_events(small):
     hospital is not known yet have none."""
     from hamburg_mamba.train.data_setup import event_times_us
 
-    data = connect_hamburg_data(small.events, labels=small.labels, hospital_status=small.hospital_hourly,
-                                split="subject", seed=0)
+    data = connect_hamburg_data(
+        small.events, labels=small.labels, hospital_status=small.hospital_hourly, split="subject", seed=0
+    )
     s, enc = data.schema, data.encoded
     # the generator stamps the hospital on every event from the departure or ED arrival on (test_time_travel.py)
     stamped = enc.categorical[:, list(s.categorical_vocab).index("hospital")]
@@ -254,8 +275,11 @@ def test_bounded_rank_is_monotone_and_bounded_far_outside_the_training_range(kin
     float32 cast the model reads, and inside (-EXCESS_MAX, 1 + EXCESS_MAX) for values 1e12 past the range,
     where a z-score grows without bound."""
     rng = np.random.default_rng(3)
-    train = {"continuous": rng.lognormal(2.0, 0.7, 50_000), "counts": rng.poisson(12.0, 50_000).astype(float),
-             "flag": (rng.random(50_000) < 0.05).astype(float)}[kind]
+    train = {
+        "continuous": rng.lognormal(2.0, 0.7, 50_000),
+        "counts": rng.poisson(12.0, 50_000).astype(float),
+        "flag": (rng.random(50_000) < 0.05).astype(float),
+    }[kind]
     t = BoundedRank.fit(train)
     lo, hi = train.min(), train.max()
     inside = np.linspace(lo, hi, 100_001)
@@ -320,14 +344,24 @@ def test_event_hospital_is_the_record_forward_filled_within_the_pathway():
     its own hospital only, never pathway 10's. A static fact with a hospital fills nothing. Status features
     follow the known hospital: present from the departure on, B's feed after the transfer."""
     h = lambda k: T0 + pd.Timedelta(hours=k, minutes=30)
-    rows = [(1, None, "SEX//F", np.nan, "B", None),
-            (1, h(3), "EMS//DISPATCH", np.nan, None, 10), (1, h(4), "EMS//TRANSPORT", np.nan, "A", 10),
-            (1, h(5), "VITAL//PULSE", 80.0, None, 10), (1, h(6), "VITAL//PULSE", 81.0, None, 11),
-            (1, h(7), "VITAL//PULSE", 82.0, None, 10), (1, h(8), "ADT//TRANSFER", np.nan, "B", 10),
-            (1, h(9), "VITAL//PULSE", 83.0, None, 10)]
+    rows = [
+        (1, None, "SEX//F", np.nan, "B", None),
+        (1, h(3), "EMS//DISPATCH", np.nan, None, 10),
+        (1, h(4), "EMS//TRANSPORT", np.nan, "A", 10),
+        (1, h(5), "VITAL//PULSE", 80.0, None, 10),
+        (1, h(6), "VITAL//PULSE", 81.0, None, 11),
+        (1, h(7), "VITAL//PULSE", 82.0, None, 10),
+        (1, h(8), "ADT//TRANSFER", np.nan, "B", 10),
+        (1, h(9), "VITAL//PULSE", 83.0, None, 10),
+    ]
     events = pd.DataFrame(rows, columns=["subject_id", "time", "code", "numeric_value", "hospital", "pathway_id"])
-    data = connect_hamburg_data(events, hospital_status=_hourly_feed(), status_columns=["ed_census"],
-                                split="subject", split_fractions=(1.0, 0.0, 0.0))
+    data = connect_hamburg_data(
+        events,
+        hospital_status=_hourly_feed(),
+        status_columns=["ed_census"],
+        split="subject",
+        split_fractions=(1.0, 0.0, 0.0),
+    )
     enc, vocab = data.encoded, data.schema.lookup["hospital"]
     A, B, U = vocab["A"], vocab["B"], UNKNOWN_INDEX
     p10, p11 = list(enc.pathway_id).index(10), list(enc.pathway_id).index(11)

@@ -61,8 +61,9 @@ def events(city):
 
 @pytest.fixture(scope="module")
 def full(city):
-    return connect_hamburg_data(city.events, hospital_status=city.hospital_hourly, split="temporal",
-                                temporal_cutoffs=TINY_CUTOFFS)
+    return connect_hamburg_data(
+        city.events, hospital_status=city.hospital_hourly, split="temporal", temporal_cutoffs=TINY_CUTOFFS
+    )
 
 
 @pytest.fixture(scope="module")
@@ -74,15 +75,21 @@ def cutoffs(city, events) -> list[pd.Timestamp]:
     ems = ev[ev["code"] == "EMS//ON_SCENE"].sort_values("time")
     pick = lambda q: ems.iloc[int(q * (len(ems) - 1))]
     on_scene = pick(0.25)
-    scene_vitals = ev[(ev["pathway_id"] == pick(0.5)["pathway_id"]) & (ev["stage"] == "EMS")
-                      & ev["code"].str.startswith("VITAL//")]["time"].iloc[0]
+    scene_vitals = ev[
+        (ev["pathway_id"] == pick(0.5)["pathway_id"]) & (ev["stage"] == "EMS") & ev["code"].str.startswith("VITAL//")
+    ]["time"].iloc[0]
     departure = ev[(ev["pathway_id"] == pick(0.75)["pathway_id"]) & (ev["code"] == "EMS//TRANSPORT")]["time"].iloc[0]
     start = pd.Timestamp(city.config.start)
-    cuts = [on_scene["time"], scene_vitals, departure + pd.Timedelta(minutes=1),
-            pd.Timestamp(city.config.mci_time) + pd.Timedelta(minutes=12),
-            start + pd.Timedelta(hours=24 * 6 + 10 + 1),  # a status row published exactly now (1 h lag)
-            start + pd.Timedelta(days=2, hours=7, minutes=13), start + pd.Timedelta(days=9, hours=14, minutes=41),
-            start + pd.Timedelta(days=13, hours=22, minutes=5)]
+    cuts = [
+        on_scene["time"],
+        scene_vitals,
+        departure + pd.Timedelta(minutes=1),
+        pd.Timestamp(city.config.mci_time) + pd.Timedelta(minutes=12),
+        start + pd.Timedelta(hours=24 * 6 + 10 + 1),  # a status row published exactly now (1 h lag)
+        start + pd.Timedelta(days=2, hours=7, minutes=13),
+        start + pd.Timedelta(days=9, hours=14, minutes=41),
+        start + pd.Timedelta(days=13, hours=22, minutes=5),
+    ]
     assert len(cuts) == N_CUTS
     return cuts
 
@@ -106,8 +113,10 @@ def matching_rows(full, part, events, t):
     assert (where >= 0).all()
     # each truncated pathway is its full self's static head plus its timed events up to t: a prefix
     timed_by_t = events[events["_timed"] & (events["time"] <= t)].groupby("pathway_id").size()
-    static_head = full.encoded.lengths - full.pathways.set_index("pathway_id")["n_timed"].reindex(
-        full.encoded.pathway_id).to_numpy()
+    static_head = (
+        full.encoded.lengths
+        - full.pathways.set_index("pathway_id")["n_timed"].reindex(full.encoded.pathway_id).to_numpy()
+    )
     want = static_head[where] + timed_by_t.reindex(part.encoded.pathway_id).fillna(0).to_numpy(np.int64)
     np.testing.assert_array_equal(part.encoded.lengths, want)
     lengths = part.encoded.lengths
@@ -142,11 +151,13 @@ def test_a_pathway_attribute_appears_from_the_event_that_reveals_it(city, events
     assert events.loc[~events["_timed"], column].isna().all(), f"{column} on a static fact"
     ev = events[events["_timed"]]
     known_from = reveal_times(ev, REVEALED_BY[column]).reindex(ev["pathway_id"]).to_numpy()
-    known = (ev["time"].to_numpy() >= known_from)
+    known = ev["time"].to_numpy() >= known_from
     present = ev[column].notna().to_numpy()
     early = present & ~known
-    assert not early.any(), (f"{column} is on {int(early.sum())} events before the event that reveals it, e.g.\n"
-                             f"{ev[early].head(8).to_string()}")
+    assert not early.any(), (
+        f"{column} is on {int(early.sum())} events before the event that reveals it, e.g.\n"
+        f"{ev[early].head(8).to_string()}"
+    )
     assert present[known].all(), f"{column} is missing on {int((~present[known]).sum())} events after it is known"
     truth = city.pathways.set_index("pathway_id")
     stamped = ev[column][present].to_numpy()
@@ -170,9 +181,11 @@ def test_a_unit_appears_only_once_the_patient_is_in_it(events):
     admitted = reveal_times(ev, ("ADT//ADMIT",)).reindex(pathway).to_numpy()
     in_icu = reveal_times(ev[ev["unit"] == "ICU"], ("ADT//ADMIT", "ADT//TRANSFER_ICU")).reindex(pathway).to_numpy()
     unit = ev["unit"]
-    checks = {"a unit before ED arrival": unit.notna().to_numpy() & ~(t >= arrived),
-              "a bed unit before admission": (unit.notna() & (unit != "ED")).to_numpy() & ~(t >= admitted),
-              "the ICU before ICU admission or transfer": (unit == "ICU").to_numpy() & ~(t >= in_icu)}
+    checks = {
+        "a unit before ED arrival": unit.notna().to_numpy() & ~(t >= arrived),
+        "a bed unit before admission": (unit.notna() & (unit != "ED")).to_numpy() & ~(t >= admitted),
+        "the ICU before ICU admission or transfer": (unit == "ICU").to_numpy() & ~(t >= in_icu),
+    }
     for what, bad in checks.items():
         assert not bad.any(), f"{what} on {int(bad.sum())} events, e.g.\n{ev[bad].head(8).to_string()}"
 
@@ -181,10 +194,12 @@ def test_every_value_is_known_at_its_event(events):
     """A value is a measurement taken at the event, or a duration ending at it that started at an earlier event
     of the same pathway (its end is the event itself, so nothing after the event is needed)."""
     ev = events[events["_timed"] & events["numeric_value"].notna()]
-    unexplained = sorted(set(ev["code"]) - set(DURATION_SINCE)
-                         - {c for c in set(ev["code"]) if c.startswith(MEASURED_PREFIXES)})
-    assert not unexplained, f"codes with a value that is neither a measurement nor a duration ending at the event: " \
-                            f"{unexplained}"
+    unexplained = sorted(
+        set(ev["code"]) - set(DURATION_SINCE) - {c for c in set(ev["code"]) if c.startswith(MEASURED_PREFIXES)}
+    )
+    assert not unexplained, (
+        f"codes with a value that is neither a measurement nor a duration ending at the event: {unexplained}"
+    )
     checked = 0
     for code, (start_codes, hours_per_unit) in DURATION_SINCE.items():
         rows = ev[ev["code"] == code]
@@ -193,8 +208,9 @@ def test_every_value_is_known_at_its_event(events):
         assert not pd.isna(began).any(), f"{code}: a value without the event its duration starts at"
         assert (began <= rows["time"].to_numpy()).all(), f"{code}: a duration that starts after the event"
         elapsed_h = (rows["time"].to_numpy() - began) / np.timedelta64(1, "h")
-        np.testing.assert_allclose(rows["numeric_value"].to_numpy(float) * hours_per_unit, elapsed_h, rtol=1e-5,
-                                   atol=1e-4, err_msg=code)
+        np.testing.assert_allclose(
+            rows["numeric_value"].to_numpy(float) * hours_per_unit, elapsed_h, rtol=1e-5, atol=1e-4, err_msg=code
+        )
         checked += len(rows)
     assert checked > 100
 
@@ -226,14 +242,15 @@ def test_model_inputs_up_to_t_do_not_change_when_the_future_is_removed(city, eve
     part = connect_truncated(city, events, full, t)
     where, rows = matching_rows(full, part, events, t)
     event_level, pathway_level = per_event_and_per_pathway_fields(full.encoded)
-    assert {"categorical", "numeric", "numeric_missing", "time_since_prev_h", "time_since_start_h"} <= set(
-        event_level)
+    assert {"categorical", "numeric", "numeric_missing", "time_since_prev_h", "time_since_start_h"} <= set(event_level)
     for name in event_level:
-        np.testing.assert_array_equal(getattr(part.encoded, name), getattr(full.encoded, name)[rows],
-                                      err_msg=f"{name} at cut-off {t}")
+        np.testing.assert_array_equal(
+            getattr(part.encoded, name), getattr(full.encoded, name)[rows], err_msg=f"{name} at cut-off {t}"
+        )
     for name in pathway_level:
-        np.testing.assert_array_equal(getattr(part.encoded, name), getattr(full.encoded, name)[where],
-                                      err_msg=f"{name} at cut-off {t}")
+        np.testing.assert_array_equal(
+            getattr(part.encoded, name), getattr(full.encoded, name)[where], err_msg=f"{name} at cut-off {t}"
+        )
     # the status features really are there (not all missing), so their equality says something
     assert (~part.encoded.numeric_missing[:, 2:]).any()
 
@@ -249,7 +266,7 @@ def expected_event_hospital(city, events, data, t=None):
     by_pathway = {pid: g["time"] for pid, g in timed.groupby("pathway_id", sort=False)}
     enc = data.encoded
     out = []
-    for pid, n in zip(enc.pathway_id, enc.lengths):
+    for pid, n in zip(enc.pathway_id, enc.lengths, strict=True):
         times = by_pathway[pid]
         known = (times >= reveal.get(pid, pd.NaT)).to_numpy()
         out += [UNKNOWN_INDEX] * (n - known.size)
@@ -268,8 +285,7 @@ def test_event_hospital_up_to_t_is_the_hospital_known_then(city, events, full, c
         part = connect_truncated(city, events, full, t)
         _, rows = matching_rows(full, part, events, t)
         np.testing.assert_array_equal(part.encoded.event_hospital_id, want[rows], err_msg=f"at cut-off {t}")
-        np.testing.assert_array_equal(part.encoded.event_hospital_id,
-                                      expected_event_hospital(city, events, part, t))
+        np.testing.assert_array_equal(part.encoded.event_hospital_id, expected_event_hospital(city, events, part, t))
         stage = part.encoded.categorical[:, list(part.schema.categorical_vocab).index("stage")]
         timed = stage != part.schema.lookup["stage"]["static"]
         before_departure += int((timed & (part.encoded.event_hospital_id == UNKNOWN_INDEX)).sum())

@@ -7,7 +7,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-
 # The known model's tuning predictions are sigmoid(TUNING_SHIFT + TUNING_SCALE * logit(oracle)): a recalibration
 # fitted on tuning rows undoes this (slope about 1 / TUNING_SCALE), one fitted on held-out rows (where the model
 # predicts the oracle itself) would not, so the fitted map shows which split it saw.
@@ -29,7 +28,9 @@ class KnownModel(torch.nn.Module):
 
     def __init__(self, data):
         super().__init__()
-        self.config = SimpleNamespace(tasks={t: {"level": s.level, "kind": s.kind} for t, s in data.schema.tasks.items()})
+        self.config = SimpleNamespace(
+            tasks={t: {"level": s.level, "kind": s.kind} for t, s in data.schema.tasks.items()}
+        )
         tuning = data.encoded.pathway_id[data.encoded.split == "tuning"]
         self.register_buffer("tuning_ids", torch.as_tensor(tuning, dtype=torch.int64))
 

@@ -16,8 +16,13 @@ def _us(hours):
 def test_hospital_risk_is_the_mean_latest_prediction_of_present_pathways():
     # hospital 2: pathway 0 rows at 0.5 h (0.2) and 2.5 h (0.6); pathway 1 rows at 1.0 h (0.4) and 3.0 h (0.4)
     t = _us([0.5, 2.5, 1.0, 3.0])
-    series = C.hospital_risk_series(t, np.array([2, 2, 2, 2]), np.array([0, 0, 1, 1]),
-                                    np.array([0.2, 0.6, 0.4, 0.4]), pd.date_range(H0, periods=5, freq="h"))
+    series = C.hospital_risk_series(
+        t,
+        np.array([2, 2, 2, 2]),
+        np.array([0, 0, 1, 1]),
+        np.array([0.2, 0.6, 0.4, 0.4]),
+        pd.date_range(H0, periods=5, freq="h"),
+    )
     # hour 0: nobody yet -> filled 0; hour 1: p0 0.2, p1 0.4 -> 0.3; hour 2: 0.2, 0.4 -> 0.3;
     # hour 3: p0 left after 2.5 h, p1 0.4 -> 0.4; hour 4: nobody -> carried forward 0.4
     np.testing.assert_allclose(series[2].to_numpy(), [0.0, 0.3, 0.3, 0.4, 0.4])
@@ -25,9 +30,15 @@ def test_hospital_risk_is_the_mean_latest_prediction_of_present_pathways():
 
 def _table(hours, starts):
     """Open hospital-hours of one hospital (none closed), closure starts at the given hour indexes."""
-    hourly = pd.DataFrame({"hospital": "A", "time": pd.date_range(H0, periods=hours, freq="h"),
-                           "closure_start": np.isin(np.arange(hours), starts), "closed_at_hour_start": False,
-                           "closure_hazard": np.float32(0.01)})
+    hourly = pd.DataFrame(
+        {
+            "hospital": "A",
+            "time": pd.date_range(H0, periods=hours, freq="h"),
+            "closure_start": np.isin(np.arange(hours), starts),
+            "closed_at_hour_start": False,
+            "closure_hazard": np.float32(0.01),
+        }
+    )
     return C.hospital_hours(hourly, horizons=(6,))
 
 

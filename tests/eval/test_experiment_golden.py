@@ -32,8 +32,15 @@ LOGIT_EPS = 1e-6
 @pytest.fixture(scope="module")
 def evaluation(tiny_spec, known_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval")
-    run_comparison(tiny_spec, {MODEL: known_model}, out, baselines=("oracle",), n_boot=N_BOOT,
-                   max_false_alarms_per_week=ALARM_BUDGET, timeline=False)
+    run_comparison(
+        tiny_spec,
+        {MODEL: known_model},
+        out,
+        baselines=("oracle",),
+        n_boot=N_BOOT,
+        max_false_alarms_per_week=ALARM_BUDGET,
+        timeline=False,
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     pred = pd.read_parquet(out / "predictions.parquet")
     return metrics, pred
@@ -88,8 +95,9 @@ def _known_predictions(data, split, task):
 def test_recalibration_is_fitted_on_tuning_rows_only(evaluation, tiny_data):
     metrics, pred = evaluation
     got = metrics["tasks"][TASK]["models"][MODEL]["recalibration"]
-    a, b = _logistic_fit(_logit(_known_predictions(tiny_data, "tuning", TASK)[1]),
-                         _known_predictions(tiny_data, "tuning", TASK)[0])
+    a, b = _logistic_fit(
+        _logit(_known_predictions(tiny_data, "tuning", TASK)[1]), _known_predictions(tiny_data, "tuning", TASK)[0]
+    )
     # Newton in float64 against Newton-CG at tol 1e-12: measured to agree within 2e-9
     assert got["intercept"] == pytest.approx(a, rel=1e-7, abs=1e-7)
     assert got["slope"] == pytest.approx(b, rel=1e-7)
@@ -120,7 +128,7 @@ def _ece_by_hand(y, p, bins=10):
     order = np.argsort(p, kind="mergesort")
     y, p = y[order], p[order]
     edges = np.linspace(0, y.size, bins + 1).round().astype(int)
-    return sum(abs(y[a:b].sum() - p[a:b].sum()) for a, b in zip(edges[:-1], edges[1:])) / y.size
+    return sum(abs(y[a:b].sum() - p[a:b].sum()) for a, b in zip(edges[:-1], edges[1:], strict=True)) / y.size
 
 
 def _calibration_in_the_large(y, p):
@@ -172,8 +180,7 @@ def test_bootstrap_interval_equals_a_plain_cluster_bootstrap(evaluation, metric)
     p = pred[f"{TASK}|{MODEL}"].to_numpy()[m]
     # a closure label is shared by the hospital's patients: clusters are hospital-days (the hospital the row
     # knew, by name, and the row's calendar day), not subjects
-    cluster = (pred["hospital"].astype(str) + "|" + pd.to_datetime(pred["time"]).dt.strftime("%Y-%m-%d")
-               ).to_numpy()[m]
+    cluster = (pred["hospital"].astype(str) + "|" + pd.to_datetime(pred["time"]).dt.strftime("%Y-%m-%d")).to_numpy()[m]
     subjects = pred["subject_id"].to_numpy()[m]
     ref = REFERENCE[metric]
     tol = TOLERANCE.get(metric, 1e-12)
@@ -234,8 +241,14 @@ def test_closure_alarm_threshold_is_chosen_on_the_tuning_period(evaluation, tiny
         if split == "tuning":
             p = _sigmoid(-1.0 + 2.0 * _logit(p))
         hours = pd.date_range(lo, hi - pd.Timedelta(hours=1), freq="h")
-        series = C.hospital_risk_series(rows.time_us, enc.event_hospital_name[rows.flat], rows.pathway,
-                                        p.astype(np.float32).astype(np.float64), hours, end_us[rows.pathway])
+        series = C.hospital_risk_series(
+            rows.time_us,
+            enc.event_hospital_name[rows.flat],
+            rows.pathway,
+            p.astype(np.float32).astype(np.float64),
+            hours,
+            end_us[rows.pathway],
+        )
         mine = ((table["time"] >= lo) & (table["time"] < hi)).to_numpy()
         part = table[mine].reset_index(drop=True)
         thresholds[split] = C.choose_threshold(part, C.score_rows(part, series), ALARM_BUDGET)

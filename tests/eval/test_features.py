@@ -79,8 +79,11 @@ def test_sex_and_season_subgroups_match_the_raw_events(tiny):
     np.testing.assert_array_equal(groups["sex"], want)
     assert {"F", "M"} <= set(groups["sex"])
     month = pd.to_datetime(rows.time_us, unit="us").month
-    season = np.where(np.isin(month, [12, 1, 2]), "winter", np.where(np.isin(month, [3, 4, 5]), "spring",
-                      np.where(np.isin(month, [6, 7, 8]), "summer", "autumn")))
+    season = np.where(
+        np.isin(month, [12, 1, 2]),
+        "winter",
+        np.where(np.isin(month, [3, 4, 5]), "spring", np.where(np.isin(month, [6, 7, 8]), "summer", "autumn")),
+    )
     if len(set(season)) > 1:
         np.testing.assert_array_equal(groups["season"], season)
     else:  # the tiny city's held-out days lie in one season: set aside with that level

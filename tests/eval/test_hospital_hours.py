@@ -14,10 +14,15 @@ US = 3.6e9
 
 def _hourly(hours, starts=(), closed=(), hospital="A", hazard=0.01):
     """A hand-built hourly table of one hospital: closure starts and closed-at-start hours by index."""
-    return pd.DataFrame({"hospital": hospital, "time": pd.date_range(H0, periods=hours, freq="h"),
-                         "closure_start": np.isin(np.arange(hours), starts),
-                         "closed_at_hour_start": np.isin(np.arange(hours), closed),
-                         "closure_hazard": np.full(hours, hazard, dtype=np.float32)})
+    return pd.DataFrame(
+        {
+            "hospital": hospital,
+            "time": pd.date_range(H0, periods=hours, freq="h"),
+            "closure_start": np.isin(np.arange(hours), starts),
+            "closed_at_hour_start": np.isin(np.arange(hours), closed),
+            "closure_hazard": np.full(hours, hazard, dtype=np.float32),
+        }
+    )
 
 
 def test_open_hours_labels_and_by_design_hours_by_hand():
@@ -29,7 +34,7 @@ def test_open_hours_labels_and_by_design_hours_by_hand():
     at = lambda h: t.loc[H0 + pd.Timedelta(hours=h)]
     # the decision at 28 (04:00) sees 28..33: no start; at 29 the window 29..34 holds the start at 34
     assert not at(28)["y_6h"] and at(29)["y_6h"] and at(34)["y_6h"] and at(34)["start"]
-    assert not (H0 + pd.Timedelta(hours=35)) in t.index
+    assert (H0 + pd.Timedelta(hours=35)) not in t.index
     assert not at(40)["y_6h"]  # reopened: the next start is none
     # by design at 6 h: the first day, and rows whose 6 h window lies in 21:00-06:00
     assert at(10)["by_design_6h"] and at(24 + 21)["by_design_6h"] and at(24 + 23)["by_design_6h"]
@@ -40,7 +45,7 @@ def test_open_hours_labels_and_by_design_hours_by_hand():
     labelled = table["labelled_24h"] & (table["time"] >= H0 + pd.Timedelta(hours=7))
     assert labelled.sum() == 72 - 5 - 23 - 7 and not table.loc[labelled, "by_design_24h"].any()
     # clairvoyant: 1 - (1 - 0.01)^6 over a 6 h window inside the table
-    assert at(40)["clairvoyant_6h"] == pytest.approx(1 - 0.99 ** 6, rel=1e-6)
+    assert at(40)["clairvoyant_6h"] == pytest.approx(1 - 0.99**6, rel=1e-6)
 
 
 def test_tiny_city_table_equals_a_plain_loop(tiny_root):
@@ -55,7 +60,7 @@ def test_tiny_city_table_equals_a_plain_loop(tiny_root):
                 continue
             row = {"hospital": name, "time": g.loc[i, "time"]}
             for k in C.HORIZONS_H:
-                window = g.iloc[i:i + k]
+                window = g.iloc[i : i + k]
                 row[f"y_{k}h"] = bool(window["closure_start"].any())
                 row[f"labelled_{k}h"] = i + k <= len(g)
                 # the generator's hazard is exactly 0 where no closure may start
@@ -106,7 +111,7 @@ def test_score_pools_latest_predictions_at_the_hospital_known_then():
 def _plain_leads(times, on, starts):
     """Hours the alarm stood at each start, walking back hour by hour; None when off at the start."""
     out = []
-    on_at = dict(zip(times, on))
+    on_at = dict(zip(times, on, strict=True))
     for s in starts:
         if not on_at[s]:
             out.append(None)

@@ -76,6 +76,7 @@ def test_calibration_slope_matches_unpenalised_logistic_regression(sample):
     assert 0.35 < slope < 0.65
     # calibration-in-the-large: the root of the offset model's score equation, found by bisection (scipy)
     from scipy.optimize import brentq
+
     lp = M.logit(p_over)
     want = brentq(lambda a: np.sum(y - 1 / (1 + np.exp(-(a + lp)))), -10, 10, xtol=1e-14)
     assert intercept == pytest.approx(want, abs=1e-9)
@@ -131,8 +132,7 @@ def test_platt_recalibration_repairs_miscalibration(sample):
     lr = LogisticRegression(C=np.inf, solver="newton-cg", tol=1e-12, max_iter=1000).fit(M.logit(bad)[:, None], y)
     assert recal.slope == pytest.approx(lr.coef_[0, 0], rel=1e-7)
     assert recal.intercept == pytest.approx(lr.intercept_[0], rel=1e-7)
-    np.testing.assert_allclose(fixed, 1 / (1 + np.exp(-(lr.intercept_[0] + lr.coef_[0, 0] * M.logit(bad)))),
-                               rtol=1e-7)
+    np.testing.assert_allclose(fixed, 1 / (1 + np.exp(-(lr.intercept_[0] + lr.coef_[0, 0] * M.logit(bad)))), rtol=1e-7)
 
 
 def test_bad_input_named():

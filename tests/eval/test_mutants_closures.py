@@ -19,11 +19,18 @@ HOURS = 6
 # (hospital, pathway, hours since H0, risk). Pathway 10 ends before the grid and comes first in pathway order;
 # 12 ends exactly on hour 0 with a row exactly on it; 13 covers one hour only; 14 runs past the grid's end.
 ROWS = [
-    (2, 10, -3.5, 0.9), (2, 10, -1.2, 0.8),
-    (2, 12, -0.5, 0.7), (2, 12, 0.0, 0.3),
-    (2, 13, 1.5, 0.2), (2, 13, 2.5, 0.8),
-    (2, 14, 3.2, 0.6), (2, 14, 4.0, 0.1), (2, 14, 5.0, 0.35), (2, 14, 8.0, 0.4),
-    (3, 20, 0.5, 0.5), (3, 20, 4.0, 0.25),
+    (2, 10, -3.5, 0.9),
+    (2, 10, -1.2, 0.8),
+    (2, 12, -0.5, 0.7),
+    (2, 12, 0.0, 0.3),
+    (2, 13, 1.5, 0.2),
+    (2, 13, 2.5, 0.8),
+    (2, 14, 3.2, 0.6),
+    (2, 14, 4.0, 0.1),
+    (2, 14, 5.0, 0.35),
+    (2, 14, 8.0, 0.4),
+    (3, 20, 0.5, 0.5),
+    (3, 20, 4.0, 0.25),
 ]
 
 
@@ -48,7 +55,7 @@ def _plain_series(rows, hours):
 @pytest.mark.parametrize("unit", ["us", "ns", "s"])
 def test_risk_series_edges_equal_a_plain_loop(unit):
     """The grid may come in any datetime unit (pandas makes ns, s or us indexes): the hours are the same."""
-    hospital, pathway, hours, risk = (np.array(c) for c in zip(*ROWS))
+    hospital, pathway, hours, risk = (np.array(c) for c in zip(*ROWS, strict=True))
     time_us = (H0.to_datetime64().astype("datetime64[us]").astype(np.int64) + hours * 3.6e9).astype(np.int64)
     grid = pd.date_range(H0, periods=HOURS, freq="h").as_unit(unit)
     got = C.hospital_risk_series(time_us, hospital, pathway, risk, grid)

@@ -29,7 +29,7 @@ def test_net_benefit_by_hand():
 
 def _plain_threshold(y, p, sensitivity):
     """Highest candidate threshold whose sensitivity (share of positives with p >= t) reaches the target."""
-    pos = [pi for yi, pi in zip(y, p) if yi == 1]
+    pos = [pi for yi, pi in zip(y, p, strict=True) if yi == 1]
     ok = [t for t in pos if sum(pi >= t for pi in pos) / len(pos) >= sensitivity]
     return max(ok)
 

@@ -77,8 +77,7 @@ def test_each_task_is_resampled_by_its_labels_unit(tiny_spec, known_model, tmp_p
     from hamburg_mamba.eval.experiment import _row_clusters, run_comparison
     from hamburg_mamba.eval.predictions import prediction_rows
 
-    run_comparison(tiny_spec, {"known": known_model}, tmp_path, baselines=("oracle",), n_boot=N_BOOT,
-                   timeline=False)
+    run_comparison(tiny_spec, {"known": known_model}, tmp_path, baselines=("oracle",), n_boot=N_BOOT, timeline=False)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     pred = pd.read_parquet(tmp_path / "predictions.parquet")
     data = tiny_spec.connect()
@@ -87,7 +86,7 @@ def test_each_task_is_resampled_by_its_labels_unit(tiny_spec, known_model, tmp_p
     # by hand: the hospital-day key of each row from the predictions file's own columns
     names = data.encoded.event_hospital_name[rows.flat]
     day = pd.to_datetime(pred["time"]).dt.strftime("%Y-%m-%d").to_numpy()
-    by_hand = np.array([f"{'unknown' if n is None else n}|{d}" for n, d in zip(names, day)])
+    by_hand = np.array([f"{'unknown' if n is None else n}|{d}" for n, d in zip(names, day, strict=True)])
     np.testing.assert_array_equal(clusters["hospital_day"], by_hand)
     for task, kind in (("closure_6h", "hospital_day"), ("ratio_violation_next_shift", "unit_shift")):
         r = metrics["tasks"][task]

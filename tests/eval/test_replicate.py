@@ -12,12 +12,21 @@ from hamburg_mamba.eval import replicate as R
 
 # Three replicates of known AUROCs; catboost has none on `icu` in the third (one class in its held-out rows).
 RECORDS = [
-    {"generator_seed": 0, "training_seed": 0, "auroc": {"ae": {"mamba": 0.70, "catboost": 0.60, "news2": 0.65},
-                                                        "icu": {"mamba": 0.80, "catboost": 0.85}}},
-    {"generator_seed": 0, "training_seed": 1, "auroc": {"ae": {"mamba": 0.74, "catboost": 0.76, "news2": 0.65},
-                                                        "icu": {"mamba": 0.70, "catboost": 0.75}}},
-    {"generator_seed": 1, "training_seed": 0, "auroc": {"ae": {"mamba": 0.78, "catboost": 0.68, "news2": 0.71},
-                                                        "icu": {"mamba": 0.90}}},
+    {
+        "generator_seed": 0,
+        "training_seed": 0,
+        "auroc": {"ae": {"mamba": 0.70, "catboost": 0.60, "news2": 0.65}, "icu": {"mamba": 0.80, "catboost": 0.85}},
+    },
+    {
+        "generator_seed": 0,
+        "training_seed": 1,
+        "auroc": {"ae": {"mamba": 0.74, "catboost": 0.76, "news2": 0.65}, "icu": {"mamba": 0.70, "catboost": 0.75}},
+    },
+    {
+        "generator_seed": 1,
+        "training_seed": 0,
+        "auroc": {"ae": {"mamba": 0.78, "catboost": 0.68, "news2": 0.71}, "icu": {"mamba": 0.90}},
+    },
 ]
 
 
@@ -46,10 +55,13 @@ def test_one_value_has_no_sd_and_none_has_no_mean():
 
 
 def test_replicate_aurocs_reads_binary_tasks_with_a_value():
-    metrics = {"tasks": {
-        "ae": {"kind": "binary", "models": {"mamba": {"auroc": {"value": 0.7}}, "gru": {"auroc": {"value": None}}}},
-        "load": {"kind": "regression", "models": {"mamba": {"mae": 1.0}}},
-        "none": {"kind": "binary", "models": {}}}}
+    metrics = {
+        "tasks": {
+            "ae": {"kind": "binary", "models": {"mamba": {"auroc": {"value": 0.7}}, "gru": {"auroc": {"value": None}}}},
+            "load": {"kind": "regression", "models": {"mamba": {"mae": 1.0}}},
+            "none": {"kind": "binary", "models": {}},
+        }
+    }
     assert R.replicate_aurocs(metrics) == {"ae": {"mamba": 0.7}}
 
 
@@ -76,15 +88,25 @@ def test_a_folder_of_another_city_is_refused(tmp_path):
 
 
 def test_replicate_tiny_two_cities_two_seeds(tmp_path):
-    config = R.ReplicateConfig(out=tmp_path, recipe=cli.replicate_recipe(tiny=True), generator_seeds=(0, 1),
-                               training_seeds=(0, 1), backbones=("mamba",), tiny=True, jobs=1)
+    config = R.ReplicateConfig(
+        out=tmp_path,
+        recipe=cli.replicate_recipe(tiny=True),
+        generator_seeds=(0, 1),
+        training_seeds=(0, 1),
+        backbones=("mamba",),
+        tiny=True,
+        jobs=1,
+    )
     result = R.run_replicates(config, log=lambda m: None)
     records = result["replicates"]
     assert [(r["generator_seed"], r["training_seed"]) for r in records] == [(0, 0), (0, 1), (1, 0), (1, 1)]
     # each record is its own evaluation's metrics, read independently here
     for r in records:
-        metrics = json.loads((tmp_path / f"city-{r['generator_seed']}" / f"seed-{r['training_seed']}" / "eval"
-                              / "metrics.json").read_text())
+        metrics = json.loads(
+            (
+                tmp_path / f"city-{r['generator_seed']}" / f"seed-{r['training_seed']}" / "eval" / "metrics.json"
+            ).read_text()
+        )
         assert r["auroc"]["closure_6h"]["mamba"] == metrics["tasks"]["closure_6h"]["models"]["mamba"]["auroc"]["value"]
         assert metrics["catboost_settings"]["seed"] == r["training_seed"]
     # the two generator seeds made two cities; the two training seeds two different models
@@ -101,10 +123,14 @@ def test_replicate_tiny_two_cities_two_seeds(tmp_path):
     assert s["differences"]["catboost"]["positive"] == sum(d > 0 for d in diffs)
     readme = (tmp_path / "README.md").read_text()
     assert "4 replicates" in readme and "| closure_6h |" in readme
-    assert json.loads((tmp_path / "replicates.json").read_text())["summary"] == json.loads(json.dumps(result["summary"]))
+    assert json.loads((tmp_path / "replicates.json").read_text())["summary"] == json.loads(
+        json.dumps(result["summary"])
+    )
 
     # a second call keeps what is done: no run retrained, no evaluation repeated
-    done = sorted(tmp_path.glob("city-*/seed-*/*/**/*.safetensors")) + sorted(tmp_path.glob("city-*/seed-*/eval/metrics.json"))
+    done = sorted(tmp_path.glob("city-*/seed-*/*/**/*.safetensors")) + sorted(
+        tmp_path.glob("city-*/seed-*/eval/metrics.json")
+    )
     stamps = {p: p.stat().st_mtime_ns for p in done}
     assert R.run_replicates(config, log=lambda m: None)["replicates"] == records
     assert {p: p.stat().st_mtime_ns for p in done} == stamps

@@ -22,9 +22,11 @@ from hamburg_mamba.train.data_setup import TINY_CUTOFFS
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_TIMEOUT_S = 120
 # Written into the DOM once the page has loaded: per <img>, 1 when it decoded to a picture with a width.
-RENDER_PROBE = ("<script>window.addEventListener('load', () => { document.body.setAttribute('data-rendered', "
-                "Array.from(document.images).map(i => (i.complete && i.naturalWidth > 0) ? 1 : 0).join(',')); });"
-                "</script>")
+RENDER_PROBE = (
+    "<script>window.addEventListener('load', () => { document.body.setAttribute('data-rendered', "
+    "Array.from(document.images).map(i => (i.complete && i.naturalWidth > 0) ? 1 : 0).join(',')); });"
+    "</script>"
+)
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +39,14 @@ def reported(tiny_root, tmp_path_factory):
     from hamburg_mamba.train.data_setup import DataSpec
 
     spec = DataSpec(root=str(tiny_root), split="temporal", temporal_cutoffs=TINY_CUTOFFS)
-    run_comparison(spec, {"mamba": str(run_dir)}, base / "eval", n_boot=5, timeline=True,
-                   catboost=CatBoostSettings(iterations=20, seed=5))
+    run_comparison(
+        spec,
+        {"mamba": str(run_dir)},
+        base / "eval",
+        n_boot=5,
+        timeline=True,
+        catboost=CatBoostSettings(iterations=20, seed=5),
+    )
     RP.write_report(base / "eval", base / "report")
     return base
 
@@ -74,8 +82,15 @@ def test_report_states_the_models_settings_and_the_single_seed(reported):
     tc = json.loads((reported / "runs" / "mamba" / "train_config.json").read_text())
     row = next(line for line in md.splitlines() if line.startswith("| mamba | mamba |"))
     assert f"| {tc['seed']} |" in row and f"| {tc['lr']:g} |" in row and f"| {tc['batch_size']} |" in row
-    for heading in ("Intended use", "Participants", "Outcomes and prediction times", "Missing data", "Sample size",
-                    "Models", "Limitations"):
+    for heading in (
+        "Intended use",
+        "Participants",
+        "Outcomes and prediction times",
+        "Missing data",
+        "Sample size",
+        "Models",
+        "Limitations",
+    ):
         assert f"## {heading} (TRIPOD+AI" in md
     assert "One seed" in md and "hamburg-mamba replicate" in md
     assert "iterations 20," in md and "seed 5 (early stopping" in md
@@ -86,7 +101,7 @@ def test_each_model_keeps_its_colour_in_every_figure(reported, figure):
     import matplotlib.image
 
     pixels = (matplotlib.image.imread(reported / "report" / figure)[..., :3] * 255).round().astype(int)
-    colours = {tuple(int(RP.MODEL_COLORS[m][i:i + 2], 16) for i in (1, 3, 5)) for m in ("mamba", "catboost")}
+    colours = {tuple(int(RP.MODEL_COLORS[m][i : i + 2], 16) for i in (1, 3, 5)) for m in ("mamba", "catboost")}
     present = {tuple(c) for c in np.unique(pixels.reshape(-1, 3), axis=0)}
     assert colours <= present
 
@@ -129,9 +144,20 @@ def test_html_figures_render_in_a_headless_browser(reported, tmp_path):
     page = (reported / "report" / "report.html").read_text()
     probe = tmp_path / "probe.html"
     probe.write_text(page.replace("</body>", RENDER_PROBE + "</body>"))
-    dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
-                          "--dump-dom", probe.as_uri()], capture_output=True, text=True,
-                         timeout=CHROMIUM_TIMEOUT_S).stdout
+    dom = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            probe.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=CHROMIUM_TIMEOUT_S,
+    ).stdout
     rendered = re.search(r'data-rendered="([^"]*)"', dom)
     assert rendered, f"the page did not finish loading in chromium; DOM starts {dom[:300]!r}"
     flags = rendered.group(1).split(",")

@@ -17,8 +17,9 @@ from hamburg_mamba.nn import HamburgMambaConfig
 # Table sizes per categorical field (pad and unk included), small but > 2 so every field has real tokens.
 VOCAB_SIZES = {"code": 24, "stage": 8, "hospital": 6, "unit": 10, "triage_group": 7, "arrival_mode": 5}
 assert tuple(VOCAB_SIZES) == CATEGORICAL_FIELDS
-ALL_TASKS = {n: {"kind": t.kind, "level": t.level, "horizon_h": t.horizon_h, "group": t.group}
-             for n, t in TASKS.items()}
+ALL_TASKS = {
+    n: {"kind": t.kind, "level": t.level, "horizon_h": t.horizon_h, "group": t.group} for n, t in TASKS.items()
+}
 # The code whose appearance the planted labels remember (crisis: from then on; readmission: per pathway).
 TRIGGER_CODE = 2
 MISSING_RATE = 0.3
@@ -26,12 +27,18 @@ LABEL_MISSING_RATE = 0.2
 
 
 def small_config(backbone: str = "mamba", tasks: dict | None = None, **kwargs) -> HamburgMambaConfig:
-    return HamburgMambaConfig.small(vocab_sizes=dict(VOCAB_SIZES), num_numeric=len(NUMERIC_FEATURES),
-                                    tasks=dict(tasks or ALL_TASKS), backbone=backbone, **kwargs)
+    return HamburgMambaConfig.small(
+        vocab_sizes=dict(VOCAB_SIZES),
+        num_numeric=len(NUMERIC_FEATURES),
+        tasks=dict(tasks or ALL_TASKS),
+        backbone=backbone,
+        **kwargs,
+    )
 
 
-def make_batch(lengths, seed: int = 0, max_len: int | None = None, planted: bool = False,
-               trigger_rate: float = 0.5) -> PathwayBatch:
+def make_batch(
+    lengths, seed: int = 0, max_len: int | None = None, planted: bool = False, trigger_rate: float = 0.5
+) -> PathwayBatch:
     """Random pathways of the given lengths, right-padded to max_len (default: the longest).
 
     Random labels for every declared task, or with planted=True labels the model can only get right by
@@ -47,9 +54,7 @@ def make_batch(lengths, seed: int = 0, max_len: int | None = None, planted: bool
     L = int(max_len if max_len is not None else lengths.max())
     mask = torch.arange(L)[None, :] < lengths[:, None]  # (B, L)
 
-    categorical = {
-        name: torch.randint(2, size, (B, L), generator=g) * mask for name, size in VOCAB_SIZES.items()
-    }
+    categorical = {name: torch.randint(2, size, (B, L), generator=g) * mask for name, size in VOCAB_SIZES.items()}
     # One hospital per pathway, as in real data.
     hospital_id = torch.randint(2, VOCAB_SIZES["hospital"], (B,), generator=g)
     categorical["hospital"] = hospital_id[:, None] * mask
@@ -125,11 +130,19 @@ def select(batch: PathwayBatch, rows, steps: slice | None = None) -> PathwayBatc
     label_mask = {n: ev(v) if v.dim() == 2 else v[rows] for n, v in batch.label_mask.items()}
     return PathwayBatch(
         categorical={n: ev(v) for n, v in batch.categorical.items()},
-        numeric=ev(batch.numeric), numeric_missing=ev(batch.numeric_missing),
-        time_since_prev_h=ev(batch.time_since_prev_h), time_since_start_h=ev(batch.time_since_start_h),
-        hour_of_day=ev(batch.hour_of_day), day_of_week=ev(batch.day_of_week),
-        mask=mask, lengths=mask.sum(1), labels=labels, label_mask=label_mask,
-        event_hospital_id=ev(batch.event_hospital_id), subject_id=batch.subject_id[rows], pathway_id=batch.pathway_id[rows],
+        numeric=ev(batch.numeric),
+        numeric_missing=ev(batch.numeric_missing),
+        time_since_prev_h=ev(batch.time_since_prev_h),
+        time_since_start_h=ev(batch.time_since_start_h),
+        hour_of_day=ev(batch.hour_of_day),
+        day_of_week=ev(batch.day_of_week),
+        mask=mask,
+        lengths=mask.sum(1),
+        labels=labels,
+        label_mask=label_mask,
+        event_hospital_id=ev(batch.event_hospital_id),
+        subject_id=batch.subject_id[rows],
+        pathway_id=batch.pathway_id[rows],
     )
 
 

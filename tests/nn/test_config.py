@@ -36,8 +36,9 @@ def test_reordered_config_json_gives_the_same_predictions(saved, order):
     assert order(list(ALL_TASKS)) != list(ALL_TASKS) and order(list(VOCAB_SIZES)) != list(VOCAB_SIZES)
     model, folder = saved
     path = folder / "config.json"
-    path.write_text(json.dumps(reorder_objects(json.loads(path.read_text()), order), indent=1,
-                               sort_keys=order is sorted))
+    path.write_text(
+        json.dumps(reorder_objects(json.loads(path.read_text()), order), indent=1, sort_keys=order is sorted)
+    )
     loaded = HamburgHealthcareSafetyMamba.from_pretrained(folder).eval()
     assert list(loaded.config.tasks) == list(ALL_TASKS)
     assert list(loaded.config.vocab_sizes) == list(VOCAB_SIZES)
@@ -72,18 +73,21 @@ def test_pairs_are_checked(saved):
             HamburgMambaConfig.from_json(json.dumps(blob))
 
 
-@pytest.mark.parametrize("field,value,expected", [
-    ("d_model", "16", "an int >= 1"),
-    ("d_model", 16.0, "an int >= 1"),
-    ("n_layers", -1, "an int >= 1"),
-    ("n_layers", True, "an int >= 1"),
-    ("dropout", 1.0, "a finite number >= 0 and < 1"),
-    ("norm_eps", 0, "a finite number > 0"),
-    ("use_reference_scan", "yes", "true or false"),
-    ("dt_rank", 0, "'auto' or a positive int"),
-    ("cat_embed_dim", None, "an int >= 1"),
-    ("num_numeric", -2, "an int >= 0"),
-])
+@pytest.mark.parametrize(
+    "field,value,expected",
+    [
+        ("d_model", "16", "an int >= 1"),
+        ("d_model", 16.0, "an int >= 1"),
+        ("n_layers", -1, "an int >= 1"),
+        ("n_layers", True, "an int >= 1"),
+        ("dropout", 1.0, "a finite number >= 0 and < 1"),
+        ("norm_eps", 0, "a finite number > 0"),
+        ("use_reference_scan", "yes", "true or false"),
+        ("dt_rank", 0, "'auto' or a positive int"),
+        ("cat_embed_dim", None, "an int >= 1"),
+        ("num_numeric", -2, "an int >= 0"),
+    ],
+)
 def test_bad_value_in_config_json_names_field_value_and_expectation(saved, field, value, expected):
     _, folder = saved
     path = folder / "config.json"
@@ -97,13 +101,16 @@ def test_bad_value_in_config_json_names_field_value_and_expectation(saved, field
     assert repr(value) in message
 
 
-@pytest.mark.parametrize("change,named", [
-    ({"vocab_sizes": [["code", 0]]}, "vocab_sizes"),
-    ({"tasks": [["x", {"kind": "binary", "level": "event", "horizon_h": -1.0, "group": "crisis"}]]}, "horizon_h"),
-    ({"tasks": [["x", {"kind": "binary", "level": "event", "group": "crisis"}]]}, "tasks['x']"),
-    ({"target_stats": {"unit_workload": [0.0, 0.0]}}, "target_stats"),
-    ({"dt_min": 0.2, "dt_max": 0.1}, "dt_max"),
-])
+@pytest.mark.parametrize(
+    "change,named",
+    [
+        ({"vocab_sizes": [["code", 0]]}, "vocab_sizes"),
+        ({"tasks": [["x", {"kind": "binary", "level": "event", "horizon_h": -1.0, "group": "crisis"}]]}, "horizon_h"),
+        ({"tasks": [["x", {"kind": "binary", "level": "event", "group": "crisis"}]]}, "tasks['x']"),
+        ({"target_stats": {"unit_workload": [0.0, 0.0]}}, "target_stats"),
+        ({"dt_min": 0.2, "dt_max": 0.1}, "dt_max"),
+    ],
+)
 def test_bad_structured_values_are_named(saved, change, named):
     _, folder = saved
     blob = json.loads((folder / "config.json").read_text())

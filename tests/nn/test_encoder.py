@@ -3,9 +3,9 @@
 import math
 
 import torch
+from nn_batches import make_batch, small_config
 
 from hamburg_mamba.nn import HamburgClinicalEncoder
-from nn_batches import make_batch, small_config
 
 
 def test_encoder_equals_its_formula_with_per_code_value_scale():
@@ -31,8 +31,17 @@ def test_encoder_equals_its_formula_with_per_code_value_scale():
                 numeric[b, t, f] = enc.numeric_missing[f] if batch.numeric_missing[b, t, f] else v[b, t, f] * w + c
     hour = 2 * math.pi * batch.hour_of_day / 24
     day = 2 * math.pi * batch.day_of_week.float() / 7
-    time = torch.stack([torch.log1p(batch.time_since_prev_h), torch.log1p(batch.time_since_start_h),
-                        hour.sin(), hour.cos(), day.sin(), day.cos()], -1)
+    time = torch.stack(
+        [
+            torch.log1p(batch.time_since_prev_h),
+            torch.log1p(batch.time_since_start_h),
+            hour.sin(),
+            hour.cos(),
+            day.sin(),
+            day.cos(),
+        ],
+        -1,
+    )
     want = enc.proj(torch.cat(parts + [numeric.flatten(-2), time], -1))
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 

@@ -44,8 +44,12 @@ def test_time_fields_and_features_equal_the_formula():
     b = data.batch([0])
     n_static = 2
     clock = _clock_by_hand()
-    got = {"prev": b.time_since_prev_h[0], "start": b.time_since_start_h[0], "hour": b.hour_of_day[0],
-           "day": b.day_of_week[0]}
+    got = {
+        "prev": b.time_since_prev_h[0],
+        "start": b.time_since_start_h[0],
+        "hour": b.hour_of_day[0],
+        "day": b.day_of_week[0],
+    }
     # static facts have no clock: all zero
     for name, t in got.items():
         assert t[:n_static].tolist() == [0] * n_static, name
@@ -57,9 +61,20 @@ def test_time_fields_and_features_equal_the_formula():
     assert got["day"][timed].tolist() == [c[3] for c in clock] == [6, 6, 6, 0, 0, 0, 0]  # Sunday; Monday from midnight
 
     feats = time_features(b)[0].double()  # (L, 6)
-    want = torch.tensor([[math.log1p(p), math.log1p(s), math.sin(2 * math.pi * h / 24), math.cos(2 * math.pi * h / 24),
-                          math.sin(2 * math.pi * d / 7), math.cos(2 * math.pi * d / 7)] for p, s, h, d in clock],
-                        dtype=torch.float64)
+    want = torch.tensor(
+        [
+            [
+                math.log1p(p),
+                math.log1p(s),
+                math.sin(2 * math.pi * h / 24),
+                math.cos(2 * math.pi * h / 24),
+                math.sin(2 * math.pi * d / 7),
+                math.cos(2 * math.pi * d / 7),
+            ]
+            for p, s, h, d in clock
+        ],
+        dtype=torch.float64,
+    )
     torch.testing.assert_close(feats[timed], want, rtol=0, atol=2e-6)
     # static rows: log1p(0) = 0, hour 0 and weekday 0 (sin 0, cos 1)
     torch.testing.assert_close(feats[:n_static], torch.tensor([[0, 0, 0, 1, 0, 1]] * n_static, dtype=torch.float64))

@@ -41,8 +41,9 @@ def trained(tiny_data):
 
 @pytest.fixture(scope="module")
 def external_root(tmp_path_factory):
-    return write_synthetic(tmp_path_factory.mktemp("meds") / "external",
-                           generate_synthetic(SyntheticConfig.external(**EXTERNAL_TINY)))
+    return write_synthetic(
+        tmp_path_factory.mktemp("meds") / "external", generate_synthetic(SyntheticConfig.external(**EXTERNAL_TINY))
+    )
 
 
 def _connect(root, schema, table=None):
@@ -108,7 +109,7 @@ def test_predictions_follow_the_descriptors(trained, tiny_data, external_root):
     p1, _ = _predict(trained, changed)
     real = batch.mask.numpy()
     offsets = base.encoded.offsets
-    visited = np.array([at[offsets[p]:offsets[p + 1]].any() for p in range(len(offsets) - 1)])  # (P,)
+    visited = np.array([at[offsets[p] : offsets[p + 1]].any() for p in range(len(offsets) - 1)])  # (P,)
     assert visited.any() and (~visited).any()
     for task in p0:
         delta = np.where(real, np.abs(p1[task] - p0[task]), 0.0)
@@ -122,8 +123,9 @@ def test_hospital_identity_embeds_the_name_when_asked(tiny_data):
     other = batch.categorical["hospital"].clone()
     other[batch.mask] = UNKNOWN_INDEX
     for identity in (False, True):
-        config = HamburgMambaConfig.from_schema(tiny_data.schema, preset="small", d_model=32, n_layers=1,
-                                                hospital_identity=identity)
+        config = HamburgMambaConfig.from_schema(
+            tiny_data.schema, preset="small", d_model=32, n_layers=1, hospital_identity=identity
+        )
         torch.manual_seed(0)
         model = HamburgHealthcareSafetyMamba(config).eval()
         with torch.no_grad():

@@ -52,4 +52,4 @@ def test_backbone_learns_planted_signal(backbone):
     assert readmission > MIN_AUROC, f"readmission_30d AUROC {readmission:.3f}"
     error = (out.step_predictions["unit_workload"] - held_out.labels["unit_workload"])[held_out.mask]
     variance = held_out.labels["unit_workload"][held_out.mask].var()
-    assert float((error ** 2).mean()) < 0.5 * float(variance), "unit_workload explains < half the variance"
+    assert float((error**2).mean()) < 0.5 * float(variance), "unit_workload explains < half the variance"

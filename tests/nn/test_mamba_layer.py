@@ -99,7 +99,7 @@ def test_compiled_equals_reference_scan_float64_with_gradients():
         outs.append(y.detach())
         grads.append([xi.grad] + [p.grad for p in layer.parameters()])
     torch.testing.assert_close(outs[0], outs[1], rtol=1e-10, atol=1e-10)
-    for g_compiled, g_reference in zip(*grads):
+    for g_compiled, g_reference in zip(*grads, strict=True):
         torch.testing.assert_close(g_compiled, g_reference, rtol=1e-8, atol=1e-10)
 
 
@@ -110,8 +110,16 @@ def test_matches_transformers_mamba_mixer():
 
     torch.manual_seed(0)
     ours = SelectiveSSMLayer(d_model=16, d_state=8, d_conv=4, expand=2).eval()
-    config = transformers.MambaConfig(hidden_size=16, state_size=8, conv_kernel=4, expand=2, time_step_rank=1,
-                                      num_hidden_layers=1, use_bias=False, use_conv_bias=True)
+    config = transformers.MambaConfig(
+        hidden_size=16,
+        state_size=8,
+        conv_kernel=4,
+        expand=2,
+        time_step_rank=1,
+        num_hidden_layers=1,
+        use_bias=False,
+        use_conv_bias=True,
+    )
     theirs = MambaMixer(config, layer_idx=0).eval()
     theirs.load_state_dict(ours.state_dict())
     x = torch.randn(2, 24, 16)

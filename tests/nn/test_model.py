@@ -54,8 +54,7 @@ def scramble_padding(batch):
     return batch
 
 
-@pytest.mark.parametrize("backbone_name,max_len", [("mamba", 512), ("gru", 512), ("transformer", 200),
-                                                    ("hybrid", 512)])
+@pytest.mark.parametrize("backbone_name,max_len", [("mamba", 512), ("gru", 512), ("transformer", 200), ("hybrid", 512)])
 def test_padding_never_changes_real_outputs_or_final_state(backbone_name, max_len):
     """33 pathways of lengths 1..max_len, right-padded together and with garbage on the padding, give the same
     outputs at real events and the same final cache as each pathway on its own."""
@@ -69,9 +68,14 @@ def test_padding_never_changes_real_outputs_or_final_state(backbone_name, max_le
             n = int(lengths[i])
             alone = model(select(batch, [i], slice(0, n)), return_cache=True)
             for task in ALL_TASKS:
-                torch.testing.assert_close(together.step_logits[task][i, :n], alone.step_logits[task][0],
-                                           rtol=1e-4, atol=1e-4, msg=f"{task}, pathway {i} of length {n}")
-            for layer_t, layer_a in zip(together.cache, alone.cache):
+                torch.testing.assert_close(
+                    together.step_logits[task][i, :n],
+                    alone.step_logits[task][0],
+                    rtol=1e-4,
+                    atol=1e-4,
+                    msg=f"{task}, pathway {i} of length {n}",
+                )
+            for layer_t, layer_a in zip(together.cache, alone.cache, strict=True):
                 for key, value in layer_a.items():
                     got = layer_t[key][i]
                     if key in ("k", "v"):  # attention caches: only the first n events are state
@@ -95,7 +99,10 @@ def test_compiled_equals_reference_scan_model_float64():
     reference.load_state_dict(compiled.state_dict())
     batch = make_batch([70, 3, 41], seed=5)
     batch.numeric = batch.numeric.double()
-    batch.time_since_prev_h, batch.time_since_start_h = batch.time_since_prev_h.double(), batch.time_since_start_h.double()
+    batch.time_since_prev_h, batch.time_since_start_h = (
+        batch.time_since_prev_h.double(),
+        batch.time_since_start_h.double(),
+    )
     batch.hour_of_day = batch.hour_of_day.double()
     batch.check = lambda: None  # the contract is float32; float64 is a test-only precision mode
     results = []
@@ -185,8 +192,9 @@ def test_checkpoint_round_trip(tmp_path, backbone):
 
 def test_config_json_round_trip_and_from_schema():
     vocab = {name: ["<pad>", "<unk>"] + [f"{name}{i}" for i in range(size - 2)] for name, size in VOCAB_SIZES.items()}
-    schema = DatasetSchema(categorical_vocab=vocab, code_stats={}, age_stats=NumericStats(60.0, 20.0, 10),
-                           tasks=dict(TASKS))
+    schema = DatasetSchema(
+        categorical_vocab=vocab, code_stats={}, age_stats=NumericStats(60.0, 20.0, 10), tasks=dict(TASKS)
+    )
     config = HamburgMambaConfig.from_schema(schema)
     assert config.vocab_sizes == VOCAB_SIZES and config.num_numeric == 2
     assert (config.d_model, config.n_layers, config.d_state, config.d_conv, config.expand) == (512, 12, 64, 4, 2)
@@ -200,13 +208,16 @@ def test_config_json_round_trip_and_from_schema():
     assert config.replace(backbone="hybrid", attn_every=4).layer_kinds() == (["mamba"] * 3 + ["attention"]) * 3
 
 
-@pytest.mark.parametrize("change,message", [
-    (dict(backbone="lstm"), "backbone"),
-    (dict(warning_thresholds=[0.5, 0.4, 0.6]), "warning_thresholds"),
-    (dict(warning_task="adverse_event"), "warning_task"),
-    (dict(tasks={"x": {"kind": "ordinal", "level": "event", "horizon_h": 1.0, "group": "safety"}}), "kind"),
-    (dict(target_stats={"closure_6h": [0.0, 1.0]}), "target_stats"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (dict(backbone="lstm"), "backbone"),
+        (dict(warning_thresholds=[0.5, 0.4, 0.6]), "warning_thresholds"),
+        (dict(warning_task="adverse_event"), "warning_task"),
+        (dict(tasks={"x": {"kind": "ordinal", "level": "event", "horizon_h": 1.0, "group": "safety"}}), "kind"),
+        (dict(target_stats={"closure_6h": [0.0, 1.0]}), "target_stats"),
+    ],
+)
 def test_bad_config_names_the_field(change, message):
     fields = dict(vocab_sizes=dict(VOCAB_SIZES), num_numeric=2, tasks=dict(ALL_TASKS))
     fields.update(change)

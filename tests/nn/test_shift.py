@@ -26,8 +26,16 @@ RARE = 0.05  # training prevalence below which a binary task counts as rare
 @pytest.fixture(scope="module")
 def trained(tiny_data, tmp_path_factory):
     config = build_model_config(tiny_data, backbone="mamba", preset="tiny")
-    tc = TrainConfig(epochs=2, max_steps=TRAIN_STEPS, batch_size=16, warmup_steps=4, lr=5e-3, eval_every=TRAIN_STEPS,
-                     progress=False, num_threads=1)
+    tc = TrainConfig(
+        epochs=2,
+        max_steps=TRAIN_STEPS,
+        batch_size=16,
+        warmup_steps=4,
+        lr=5e-3,
+        eval_every=TRAIN_STEPS,
+        progress=False,
+        num_threads=1,
+    )
     trainer = Trainer(build_model(config, seed=0), tiny_data, tc, tmp_path_factory.mktemp("shift") / "run")
     trainer.fit()
     return trainer.module.eval()
@@ -43,8 +51,9 @@ def _connect(root, schema, k: float | None):
                 continue  # a flag has no "beyond"
             values = hourly[column].astype(np.float64)
             hourly[column] = values.where(~late, values.max() + k * (values.std() + 1.0))
-    data = connect_hamburg_data(root, hospital_status=hourly, schema=schema, split="temporal",
-                                temporal_cutoffs=TINY_CUTOFFS)
+    data = connect_hamburg_data(
+        root, hospital_status=hourly, schema=schema, split="temporal", temporal_cutoffs=TINY_CUTOFFS
+    )
     mask_labels_after_cutoffs(data, TINY_CUTOFFS)
     return data
 
@@ -56,10 +65,11 @@ def _held_out_predictions(model, data) -> tuple[dict[str, np.ndarray], np.ndarra
     with torch.no_grad():
         out = model(batch)
     real = batch.mask.numpy()  # (B, L)
-    preds = {t: p.float().numpy()[real] for t, p in out.step_predictions.items()
-             if model.config.tasks[t]["kind"] == "binary"}
-    status = batch.numeric[..., len(NUMERIC_FEATURES):].numpy()[real]  # (E, F_status)
-    missing = batch.numeric_missing[..., len(NUMERIC_FEATURES):].numpy()[real]
+    preds = {
+        t: p.float().numpy()[real] for t, p in out.step_predictions.items() if model.config.tasks[t]["kind"] == "binary"
+    }
+    status = batch.numeric[..., len(NUMERIC_FEATURES) :].numpy()[real]  # (E, F_status)
+    missing = batch.numeric_missing[..., len(NUMERIC_FEATURES) :].numpy()[real]
     return preds, np.where(missing, np.nan, status)
 
 

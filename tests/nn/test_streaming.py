@@ -41,8 +41,12 @@ def test_step_equals_forward(backbone):
     for t in range(12):
         out = model.step(select(batch, [0, 1, 2], slice(t, t + 1)), cache)
         for task in ALL_TASKS:
-            torch.testing.assert_close(out.predictions[task], full.step_predictions[task][:, t].detach(),
-                                       **STREAM_TOL, msg=f"{task} at event {t}")
+            torch.testing.assert_close(
+                out.predictions[task],
+                full.step_predictions[task][:, t].detach(),
+                **STREAM_TOL,
+                msg=f"{task} at event {t}",
+            )
 
 
 def test_monitor_interleaved_pathways_equal_forward(backbone):
@@ -60,13 +64,13 @@ def test_monitor_interleaved_pathways_equal_forward(backbone):
         if not rows:
             continue
         steps = [clock - starts[i] for i in rows]
-        events = [select(batch, [i], slice(s, s + 1)) for i, s in zip(rows, steps)]
+        events = [select(batch, [i], slice(s, s + 1)) for i, s in zip(rows, steps, strict=True)]
         events = _concat(events)
         predictions = monitor.update(events)
         for task in ALL_TASKS:
             expected = full.step_predictions[task][rows, steps].detach()
             torch.testing.assert_close(predictions[task], expected, **STREAM_TOL, msg=f"{task} at clock {clock}")
-        finished = [int(batch.pathway_id[i]) for i, s in zip(rows, steps) if s == int(lengths[i]) - 1]
+        finished = [int(batch.pathway_id[i]) for i, s in zip(rows, steps, strict=True) if s == int(lengths[i]) - 1]
         if finished:
             monitor.close(finished)
         assert len(monitor) == len(rows) - len(finished)
@@ -100,8 +104,9 @@ def test_monitor_thousands_of_live_pathways():
         predictions = monitor.update(select(batch, torch.arange(2048), slice(t, t + 1)))
     assert len(monitor) == 2048
     full = model(select(batch, torch.arange(0, 2048, 97)))
-    torch.testing.assert_close(predictions["closure_24h"][::97], full.pathway_predictions["closure_24h"].detach(),
-                               **STREAM_TOL)
+    torch.testing.assert_close(
+        predictions["closure_24h"][::97], full.pathway_predictions["closure_24h"].detach(), **STREAM_TOL
+    )
 
 
 def test_step_refuses_training_mode_and_bad_events():
@@ -128,8 +133,13 @@ def odd_block(dtype=torch.float32, seed=0) -> HamburgMambaBlock:
     torch.manual_seed(seed)
     block = HamburgMambaBlock(small_config(**ODD_SIZES)).to(dtype)
     with torch.no_grad():
-        for p in (block.norm.weight, block.mixer.conv1d.bias, block.mixer.D, block.mixer.dt_proj.bias,
-                  block.mixer.A_log):
+        for p in (
+            block.norm.weight,
+            block.mixer.conv1d.bias,
+            block.mixer.D,
+            block.mixer.dt_proj.bias,
+            block.mixer.A_log,
+        ):
             p.add_(0.3 * torch.randn_like(p))
     return block.eval()
 
@@ -168,10 +178,15 @@ FUSED_MAX = mamba_module.FUSED_STEP_MAX_BATCH
 
 
 @pytest.mark.parametrize("batch", [1, 3, 6])
-@pytest.mark.parametrize("dtype, weights_dtype, tol", [
-    (torch.float32, None, 1e-5), (torch.float64, None, 1e-12),
-    (torch.float32, torch.float16, 1e-5), (torch.float32, torch.bfloat16, 1e-5),
-])
+@pytest.mark.parametrize(
+    "dtype, weights_dtype, tol",
+    [
+        (torch.float32, None, 1e-5),
+        (torch.float64, None, 1e-12),
+        (torch.float32, torch.float16, 1e-5),
+        (torch.float32, torch.bfloat16, 1e-5),
+    ],
+)
 def test_fused_block_step_equals_pytorch_ops(batch, dtype, weights_dtype, tol):
     """Fused op == the PyTorch-ops step (norm, mixer, residual, both caches) with the weights it reads; batch 6
     covers a full pass of 4 batch rows plus a remainder, the odd sizes every kernel tail."""
@@ -224,16 +239,44 @@ def test_fused_op_checks_its_arguments():
     x, cache = torch.randn(2, 40), block.empty_cache(2)
 
     def call(**changes):
-        args = dict(x=x, norm_weight=w.norm_weight, norm_eps=w.norm_eps, in_proj_weight=w.in_proj,
-                    conv_state=cache["conv"], conv_weight=w.conv_weight, conv_bias=w.conv_bias, x_proj_weight=w.x_proj,
-                    dt_proj_weight=w.dt_proj, dt_proj_bias=w.dt_bias, A=w.A, D=w.D, ssm_state=cache["ssm"],
-                    dt_scale=torch.ones(2), out_proj_weight=w.out_proj)
+        args = dict(
+            x=x,
+            norm_weight=w.norm_weight,
+            norm_eps=w.norm_eps,
+            in_proj_weight=w.in_proj,
+            conv_state=cache["conv"],
+            conv_weight=w.conv_weight,
+            conv_bias=w.conv_bias,
+            x_proj_weight=w.x_proj,
+            dt_proj_weight=w.dt_proj,
+            dt_proj_bias=w.dt_bias,
+            A=w.A,
+            D=w.D,
+            ssm_state=cache["ssm"],
+            dt_scale=torch.ones(2),
+            out_proj_weight=w.out_proj,
+        )
         args.update(changes)
         return mamba_block_step(**args)
 
     assert call().shape == (2, 40)
-    args = (x, w.norm_weight, w.norm_eps, w.in_proj, cache["conv"], w.conv_weight, w.conv_bias, w.x_proj, w.dt_proj,
-            w.dt_bias, w.A, w.D, cache["ssm"], torch.ones(2), w.out_proj)
+    args = (
+        x,
+        w.norm_weight,
+        w.norm_eps,
+        w.in_proj,
+        cache["conv"],
+        w.conv_weight,
+        w.conv_bias,
+        w.x_proj,
+        w.dt_proj,
+        w.dt_bias,
+        w.A,
+        w.D,
+        cache["ssm"],
+        torch.ones(2),
+        w.out_proj,
+    )
     torch.library.opcheck(torch.ops.hamburg_mamba.mamba_block_step, args)  # schema (in-place states), fake kernel
     with pytest.raises(TypeError, match="'in_proj_weight' must have the dtype of 'x'"):
         call(in_proj_weight=w.in_proj.double())
@@ -320,12 +363,19 @@ def _concat(batches):
         return torch.cat([get(b) for b in batches])
 
     return type(first)(
-        categorical={n: cat(lambda b: b.categorical[n]) for n in first.categorical},
-        numeric=cat(lambda b: b.numeric), numeric_missing=cat(lambda b: b.numeric_missing),
-        time_since_prev_h=cat(lambda b: b.time_since_prev_h), time_since_start_h=cat(lambda b: b.time_since_start_h),
-        hour_of_day=cat(lambda b: b.hour_of_day), day_of_week=cat(lambda b: b.day_of_week),
-        mask=cat(lambda b: b.mask), lengths=cat(lambda b: b.lengths), labels={}, label_mask={},
-        event_hospital_id=cat(lambda b: b.event_hospital_id), subject_id=cat(lambda b: b.subject_id),
+        categorical={n: cat(lambda b, n=n: b.categorical[n]) for n in first.categorical},
+        numeric=cat(lambda b: b.numeric),
+        numeric_missing=cat(lambda b: b.numeric_missing),
+        time_since_prev_h=cat(lambda b: b.time_since_prev_h),
+        time_since_start_h=cat(lambda b: b.time_since_start_h),
+        hour_of_day=cat(lambda b: b.hour_of_day),
+        day_of_week=cat(lambda b: b.day_of_week),
+        mask=cat(lambda b: b.mask),
+        lengths=cat(lambda b: b.lengths),
+        labels={},
+        label_mask={},
+        event_hospital_id=cat(lambda b: b.event_hospital_id),
+        subject_id=cat(lambda b: b.subject_id),
         pathway_id=cat(lambda b: b.pathway_id),
     )
 
@@ -344,5 +394,6 @@ def test_cuda_forward_and_streaming_match_cpu(backbone):
     monitor.join(select(batch, [0, 1, 2], slice(0, 3)).to("cuda"))
     predictions = monitor.update(select(batch, [0, 1, 2], slice(3, 4)).to("cuda"))
     for task in ALL_TASKS:
-        torch.testing.assert_close(predictions[task].cpu(), cpu.step_predictions[task][:, 3].detach(),
-                                   rtol=1e-3, atol=1e-3)
+        torch.testing.assert_close(
+            predictions[task].cpu(), cpu.step_predictions[task][:, 3].detach(), rtol=1e-3, atol=1e-3
+        )

@@ -1,4 +1,4 @@
-"""The model on batches from the data issue's generator and connector (the contract end to end): config from
+"""The model on batches from the data package's generator and connector (the contract end to end): config from
 the fitted schema, training step, streaming equal to the forward, system breakdown per hospital."""
 
 from __future__ import annotations
@@ -11,8 +11,15 @@ from hamburg_mamba.nn import HamburgHealthcareSafetyMamba, HamburgMambaConfig, P
 pytest.importorskip("pandas")
 
 # One week of three hospitals at 3 % of their 2016 ED volume: a few hundred pathways, seconds to generate.
-TINY_COHORT = dict(days=7, scale=0.03, hospitals=("Asklepios Harburg", "Albertinen", "Asklepios Nord"),
-                   heat_wave_start="2023-08-03", heat_wave_days=3, mci_time="2023-08-05 15:00", mci_casualties=10)
+TINY_COHORT = dict(
+    days=7,
+    scale=0.03,
+    hospitals=("Asklepios Harburg", "Albertinen", "Asklepios Nord"),
+    heat_wave_start="2023-08-03",
+    heat_wave_days=3,
+    mci_time="2023-08-05 15:00",
+    mci_casualties=10,
+)
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +27,9 @@ def data():
     from hamburg_mamba.data import SyntheticConfig, connect_hamburg_data, generate_synthetic
 
     synthetic = generate_synthetic(SyntheticConfig(**TINY_COHORT))
-    return connect_hamburg_data(synthetic.events, labels=synthetic.labels, oracle=synthetic.oracle,
-                                split="subject", seed=0)
+    return connect_hamburg_data(
+        synthetic.events, labels=synthetic.labels, oracle=synthetic.oracle, split="subject", seed=0
+    )
 
 
 def test_generated_batches_train_stream_and_warn(data):
@@ -46,8 +54,9 @@ def test_generated_batches_train_stream_and_warn(data):
         events = _events_at(batch, rows, t)
         predictions = monitor.update(events)
         for task in config.tasks:
-            torch.testing.assert_close(predictions[task], full.step_predictions[task][rows, t].detach(),
-                                       rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(
+                predictions[task], full.step_predictions[task][rows, t].detach(), rtol=1e-4, atol=1e-5
+            )
     breakdown = model.predict_system_breakdown(data.batch(train[:64]))
     assert set(breakdown.hospitals) <= set(range(config.vocab_sizes["hospital"]))
     assert sum(w.n_pathways for w in breakdown.hospitals.values()) == 64
@@ -61,9 +70,17 @@ def _events_at(batch, rows, t):
     one = slice(t, t + 1)
     return PathwayBatch(
         categorical={n: v[r, one] for n, v in batch.categorical.items()},
-        numeric=batch.numeric[r, one], numeric_missing=batch.numeric_missing[r, one],
-        time_since_prev_h=batch.time_since_prev_h[r, one], time_since_start_h=batch.time_since_start_h[r, one],
-        hour_of_day=batch.hour_of_day[r, one], day_of_week=batch.day_of_week[r, one],
-        mask=batch.mask[r, one], lengths=torch.ones(len(rows), dtype=torch.int64), labels={}, label_mask={},
-        event_hospital_id=batch.event_hospital_id[r, one], subject_id=batch.subject_id[r], pathway_id=batch.pathway_id[r],
+        numeric=batch.numeric[r, one],
+        numeric_missing=batch.numeric_missing[r, one],
+        time_since_prev_h=batch.time_since_prev_h[r, one],
+        time_since_start_h=batch.time_since_start_h[r, one],
+        hour_of_day=batch.hour_of_day[r, one],
+        day_of_week=batch.day_of_week[r, one],
+        mask=batch.mask[r, one],
+        lengths=torch.ones(len(rows), dtype=torch.int64),
+        labels={},
+        label_mask={},
+        event_hospital_id=batch.event_hospital_id[r, one],
+        subject_id=batch.subject_id[r],
+        pathway_id=batch.pathway_id[r],
     )

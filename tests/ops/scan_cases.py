@@ -33,8 +33,18 @@ TOLERANCE = {
 }
 
 
-def make_inputs(batch=2, dim=20, seqlen=33, dstate=8, groups=2, dtype=torch.float64, optional=OPTIONAL,
-                softplus=True, seed=0, requires_grad=False):
+def make_inputs(
+    batch=2,
+    dim=20,
+    seqlen=33,
+    dstate=8,
+    groups=2,
+    dtype=torch.float64,
+    optional=OPTIONAL,
+    softplus=True,
+    seed=0,
+    requires_grad=False,
+):
     """Random inputs in the ranges a trained Mamba sees (A < 0, steps of order 0.01-1)."""
     g = torch.Generator().manual_seed(seed)
     pdt = torch.float64 if dtype == torch.float64 else torch.float32
@@ -81,7 +91,7 @@ def run_with_grads(fn, args, softplus, dout, dlast):
     loss = (out.double() * dout).sum() + (last.double() * dlast).sum()
     names = [k for k in GRAD_NAMES if k in args]
     grads = torch.autograd.grad(loss, [args[k] for k in names])
-    return out, last, dict(zip(names, grads))
+    return out, last, dict(zip(names, grads, strict=True))
 
 
 def check_against_reference(args, softplus=True):
@@ -91,8 +101,7 @@ def check_against_reference(args, softplus=True):
     ref_args = as_float64(args)
     g = torch.Generator().manual_seed(1)
     dout = torch.randn(args["u"].shape, generator=g, dtype=torch.float64)
-    dlast = torch.randn(args["u"].shape[0], args["u"].shape[1], args["A"].shape[1], generator=g,
-                        dtype=torch.float64)
+    dlast = torch.randn(args["u"].shape[0], args["u"].shape[1], args["A"].shape[1], generator=g, dtype=torch.float64)
     out, last, grads = run_with_grads(selective_scan_fn, args, softplus, dout, dlast)
     rout, rlast, rgrads = run_with_grads(selective_scan_ref, ref_args, softplus, dout, dlast)
     assert out.dtype == dtype and out.shape == args["u"].shape
@@ -105,8 +114,6 @@ def check_against_reference(args, softplus=True):
         assert err < tol_grad, f"d{name}: {err:.2e}"
 
 
-
-
 def block_step_args(batch=2, d_model=6, d_inner=20, d_conv=3, dt_rank=2, dstate=4, seed=0) -> dict:
     """Keyword arguments of `mamba_block_step` (float32), in the ranges of a trained block."""
     g = torch.Generator().manual_seed(seed)
@@ -115,12 +122,21 @@ def block_step_args(batch=2, d_model=6, d_inner=20, d_conv=3, dt_rank=2, dstate=
         return torch.randn(*shape, generator=g) * scale
 
     return dict(
-        x=rnd(batch, d_model, scale=1.0), norm_weight=1 + rnd(d_model), norm_eps=1e-5,
-        in_proj_weight=rnd(2 * d_inner, d_model), conv_state=rnd(batch, d_inner, d_conv, scale=1.0),
-        conv_weight=rnd(d_inner, d_conv), conv_bias=rnd(d_inner), x_proj_weight=rnd(dt_rank + 2 * dstate, d_inner),
-        dt_proj_weight=rnd(d_inner, dt_rank), dt_proj_bias=rnd(d_inner) - 2.0,
-        A=-torch.rand(d_inner, dstate, generator=g) * 2 - 0.1, D=rnd(d_inner), ssm_state=rnd(batch, d_inner, dstate),
-        dt_scale=torch.rand(batch, generator=g) * 2, out_proj_weight=rnd(d_model, d_inner),
+        x=rnd(batch, d_model, scale=1.0),
+        norm_weight=1 + rnd(d_model),
+        norm_eps=1e-5,
+        in_proj_weight=rnd(2 * d_inner, d_model),
+        conv_state=rnd(batch, d_inner, d_conv, scale=1.0),
+        conv_weight=rnd(d_inner, d_conv),
+        conv_bias=rnd(d_inner),
+        x_proj_weight=rnd(dt_rank + 2 * dstate, d_inner),
+        dt_proj_weight=rnd(d_inner, dt_rank),
+        dt_proj_bias=rnd(d_inner) - 2.0,
+        A=-torch.rand(d_inner, dstate, generator=g) * 2 - 0.1,
+        D=rnd(d_inner),
+        ssm_state=rnd(batch, d_inner, dstate),
+        dt_scale=torch.rand(batch, generator=g) * 2,
+        out_proj_weight=rnd(d_model, d_inner),
     )
 
 

@@ -20,8 +20,9 @@ pytestmark = pytest.mark.skipif(
 
 def functions_using(pattern: str) -> set[str]:
     so = Path(hamburg_mamba._C.__file__)
-    disassembly = subprocess.run(["objdump", "-d", "-C", "--no-show-raw-insn", str(so)], capture_output=True,
-                                 text=True, check=True).stdout
+    disassembly = subprocess.run(
+        ["objdump", "-d", "-C", "--no-show-raw-insn", str(so)], capture_output=True, text=True, check=True
+    ).stdout
     found, current = set(), ""
     regex = re.compile(pattern)
     for line in disassembly.splitlines():

@@ -33,8 +33,20 @@ def scan_args() -> dict:
 
 
 def fwd_op_args(args: dict, save: bool = True) -> tuple:
-    return (args["u"], args["delta"], args["A"], args["B"], args["C"], args["D"], args["z"], args["delta_bias"],
-            args["initial_state"], args["dt_scale"], True, save)
+    return (
+        args["u"],
+        args["delta"],
+        args["A"],
+        args["B"],
+        args["C"],
+        args["D"],
+        args["z"],
+        args["delta_bias"],
+        args["initial_state"],
+        args["dt_scale"],
+        True,
+        save,
+    )
 
 
 @pytest.mark.parametrize("name", ["u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state", "dt_scale"])
@@ -53,14 +65,42 @@ def test_all_on_meta_still_gives_meta_shapes():
     assert checkpoints.shape == (2, 8, 1, 4)
 
 
-@pytest.mark.parametrize("name", ["dout", "dlast_state", "u", "delta", "A", "B", "C", "D", "z", "delta_bias",
-                                  "initial_state", "dt_scale", "checkpoints"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "dout",
+        "dlast_state",
+        "u",
+        "delta",
+        "A",
+        "B",
+        "C",
+        "D",
+        "z",
+        "delta_bias",
+        "initial_state",
+        "dt_scale",
+        "checkpoints",
+    ],
+)
 def test_selective_scan_bwd_rejects_a_meta_argument(name):
     args = scan_args()
     out, last, checkpoints = _ops.selective_scan_fwd(*fwd_op_args(args))
-    bwd = dict(dout=torch.randn_like(out), dlast_state=torch.randn_like(last), u=args["u"], delta=args["delta"],
-               A=args["A"], B=args["B"], C=args["C"], D=args["D"], z=args["z"], delta_bias=args["delta_bias"],
-               initial_state=args["initial_state"], dt_scale=args["dt_scale"], checkpoints=checkpoints)
+    bwd = dict(
+        dout=torch.randn_like(out),
+        dlast_state=torch.randn_like(last),
+        u=args["u"],
+        delta=args["delta"],
+        A=args["A"],
+        B=args["B"],
+        C=args["C"],
+        D=args["D"],
+        z=args["z"],
+        delta_bias=args["delta_bias"],
+        initial_state=args["initial_state"],
+        dt_scale=args["dt_scale"],
+        checkpoints=checkpoints,
+    )
     reference_moved = name == "u"
     with pytest.raises(ValueError, match=mix_pattern("dout", "cpu") if reference_moved else mix_pattern(name, "meta")):
         _ops.selective_scan_bwd(**moved(bwd, name), delta_softplus=True)
@@ -75,9 +115,18 @@ def test_autograd_through_a_meta_argument_is_rejected():
 
 def state_update_args() -> dict:
     args = scan_args()
-    return dict(state=args["initial_state"].clone(), x=args["u"][..., 0], dt=args["delta"][..., 0], A=args["A"],
-                B=args["B"][..., 0], C=args["C"][..., 0], D=args["D"], z=args["z"][..., 0],
-                dt_bias=args["delta_bias"], dt_scale=args["dt_scale"][:, 0])
+    return dict(
+        state=args["initial_state"].clone(),
+        x=args["u"][..., 0],
+        dt=args["delta"][..., 0],
+        A=args["A"],
+        B=args["B"][..., 0],
+        C=args["C"][..., 0],
+        D=args["D"],
+        z=args["z"][..., 0],
+        dt_bias=args["delta_bias"],
+        dt_scale=args["dt_scale"][:, 0],
+    )
 
 
 @pytest.mark.parametrize("name", ["state", "x", "dt", "A", "B", "C", "D", "z", "dt_bias", "dt_scale"])
@@ -91,8 +140,22 @@ def test_selective_state_update_rejects_a_meta_argument(name):
         assert torch.equal(args["state"], state_before)
 
 
-BLOCK_STEP_TENSORS = ["x", "norm_weight", "in_proj_weight", "conv_state", "conv_weight", "conv_bias", "x_proj_weight",
-                      "dt_proj_weight", "dt_proj_bias", "A", "D", "ssm_state", "dt_scale", "out_proj_weight"]
+BLOCK_STEP_TENSORS = [
+    "x",
+    "norm_weight",
+    "in_proj_weight",
+    "conv_state",
+    "conv_weight",
+    "conv_bias",
+    "x_proj_weight",
+    "dt_proj_weight",
+    "dt_proj_bias",
+    "A",
+    "D",
+    "ssm_state",
+    "dt_scale",
+    "out_proj_weight",
+]
 
 
 @pytest.mark.parametrize("name", BLOCK_STEP_TENSORS)

@@ -78,8 +78,20 @@ def test_opcheck_with_a_broadcast_constant_b():
     args = constant_bc(make_inputs(batch=2, dim=8, seqlen=70, dstate=5, dtype=torch.float32), "B")
     B = args["B"][:, :, None].expand(8, 5, 70).contiguous()[None].expand(2, 8, 5, 70)  # (B, D, N, L)
     C = args["C"].repeat_interleave(4, dim=1)  # (B, D, N, L)
-    op_args = (args["u"], args["delta"], args["A"], B, C, args["D"], args["z"], args["delta_bias"],
-               args["initial_state"], args["dt_scale"], True, True)
+    op_args = (
+        args["u"],
+        args["delta"],
+        args["A"],
+        B,
+        C,
+        args["D"],
+        args["z"],
+        args["delta_bias"],
+        args["initial_state"],
+        args["dt_scale"],
+        True,
+        True,
+    )
     torch.library.opcheck(torch.ops.hamburg_mamba.selective_scan_fwd, op_args)
 
 
@@ -106,8 +118,18 @@ def test_complex_parameters_are_refused(name):
 STATE_TOLERANCE = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1e-2}
 
 
-def step_args(batch=3, heads=4, per_head=5, dstate=6, groups=1, with_heads=True, x_dtype=torch.float32,
-              bc_dtype=torch.float32, optional=True, seed=0):
+def step_args(
+    batch=3,
+    heads=4,
+    per_head=5,
+    dstate=6,
+    groups=1,
+    with_heads=True,
+    x_dtype=torch.float32,
+    bc_dtype=torch.float32,
+    optional=True,
+    seed=0,
+):
     """Keyword arguments of one step (no state), in mamba_ssm's layouts with or without a heads axis."""
     g = torch.Generator().manual_seed(seed)
 
@@ -124,14 +146,17 @@ def step_args(batch=3, heads=4, per_head=5, dstate=6, groups=1, with_heads=True,
         dt_softplus=optional,
     )
     if optional:
-        args.update(D=rnd(*lead), z=rnd(batch, *lead, dtype=x_dtype), dt_bias=rnd(*lead, scale=0.2),
-                    dt_scale=torch.rand(batch, generator=g) * 2)
+        args.update(
+            D=rnd(*lead),
+            z=rnd(batch, *lead, dtype=x_dtype),
+            dt_bias=rnd(*lead, scale=0.2),
+            dt_scale=torch.rand(batch, generator=g) * 2,
+        )
     return args
 
 
 def as_float64(args):
-    return {k: v.double() if isinstance(v, torch.Tensor) and v.dtype.is_floating_point else v
-            for k, v in args.items()}
+    return {k: v.double() if isinstance(v, torch.Tensor) and v.dtype.is_floating_point else v for k, v in args.items()}
 
 
 def check_step(state, args, state_batch_indices=None):
@@ -151,14 +176,16 @@ def check_step(state, args, state_batch_indices=None):
     assert torch.equal(state[untouched], before[untouched])
 
 
-GRID = list(itertools.product(
-    [True, False],  # heads axis
-    [1, 2],  # groups
-    [False, True],  # state_batch_indices into a larger cache
-    [torch.float32, torch.float16, torch.bfloat16],  # state dtype
-    [(torch.float32, torch.float32), (torch.bfloat16, torch.float32), (torch.float16, torch.float16)],  # x, B/C
-    [True, False],  # D, z, dt_bias, dt_scale and softplus
-))
+GRID = list(
+    itertools.product(
+        [True, False],  # heads axis
+        [1, 2],  # groups
+        [False, True],  # state_batch_indices into a larger cache
+        [torch.float32, torch.float16, torch.bfloat16],  # state dtype
+        [(torch.float32, torch.float32), (torch.bfloat16, torch.float32), (torch.float16, torch.float16)],  # x, B/C
+        [True, False],  # D, z, dt_bias, dt_scale and softplus
+    )
+)
 
 
 @pytest.mark.parametrize("with_heads,groups,indexed,state_dtype,dtypes,optional", GRID)
@@ -184,10 +211,19 @@ def test_state_update_ref_is_one_step_of_the_scan_reference():
         return t.reshape(*t.shape[:-2], dim)
 
     out, last = selective_scan_ref(
-        flat(args["x"])[..., None], flat(args["dt"])[..., None], args["A"].reshape(dim, dstate),
-        args["B"][..., None], args["C"][..., None], D=flat(args["D"]), z=flat(args["z"])[..., None],
-        delta_bias=flat(args["dt_bias"]), delta_softplus=True, return_last_state=True,
-        initial_state=state.reshape(batch, dim, dstate), dt_scale=args["dt_scale"][:, None])
+        flat(args["x"])[..., None],
+        flat(args["dt"])[..., None],
+        args["A"].reshape(dim, dstate),
+        args["B"][..., None],
+        args["C"][..., None],
+        D=flat(args["D"]),
+        z=flat(args["z"])[..., None],
+        delta_bias=flat(args["dt_bias"]),
+        delta_softplus=True,
+        return_last_state=True,
+        initial_state=state.reshape(batch, dim, dstate),
+        dt_scale=args["dt_scale"][:, None],
+    )
     got = selective_state_update_ref(state, **args)
     torch.testing.assert_close(got.reshape(batch, dim), out[..., 0], rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(state.reshape(batch, dim, dstate), last, rtol=1e-12, atol=1e-12)
@@ -201,9 +237,16 @@ def test_scalar_per_head_a_and_dt_broadcast_as_mamba2():
     dt = torch.randn(batch, heads, generator=g)[..., None].expand(batch, heads, per_head)
     dt_bias = torch.randn(heads, generator=g)[:, None].expand(heads, per_head)
     D = torch.randn(heads, generator=g)[:, None].expand(heads, per_head)
-    args = dict(x=torch.randn(batch, heads, per_head, generator=g), dt=dt, A=A,
-                B=torch.randn(batch, 1, dstate, generator=g), C=torch.randn(batch, 1, dstate, generator=g), D=D,
-                dt_bias=dt_bias, dt_softplus=True)
+    args = dict(
+        x=torch.randn(batch, heads, per_head, generator=g),
+        dt=dt,
+        A=A,
+        B=torch.randn(batch, 1, dstate, generator=g),
+        C=torch.randn(batch, 1, dstate, generator=g),
+        D=D,
+        dt_bias=dt_bias,
+        dt_softplus=True,
+    )
     check_step(torch.randn(batch, heads, per_head, dstate, generator=g), args)
 
 
@@ -221,8 +264,20 @@ def test_positional_arguments_follow_mamba_ssm():
     indices = torch.tensor([3, 1])
     want = selective_state_update_ref(ref_state, **as_float64(args), state_batch_indices=indices)
     with torch.no_grad():
-        got = selective_state_update(state, args["x"], args["dt"], args["A"], args["B"], args["C"], args["D"],
-                                     args["z"], args["dt_bias"], True, indices, args["dt_scale"])
+        got = selective_state_update(
+            state,
+            args["x"],
+            args["dt"],
+            args["A"],
+            args["B"],
+            args["C"],
+            args["D"],
+            args["z"],
+            args["dt_bias"],
+            True,
+            indices,
+            args["dt_scale"],
+        )
     assert rel_l2(got, want) < 1e-5 and rel_l2(state, ref_state) < 1e-5
 
 
@@ -245,12 +300,15 @@ def test_negative_index_is_a_padding_slot():
     assert torch.allclose(state, before, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("indices,error,match", [
-    (torch.tensor([0, 7, 1]), ValueError, "must be < S = 5"),
-    (torch.tensor([2, 1, 2]), ValueError, "must not repeat a row"),
-    (torch.tensor([0.0, 1.0, 2.0]), TypeError, "must be an integer tensor"),
-    (torch.tensor([0, 1]), ValueError, r"must have shape \(B,\) = \(3,\)"),
-])
+@pytest.mark.parametrize(
+    "indices,error,match",
+    [
+        (torch.tensor([0, 7, 1]), ValueError, "must be < S = 5"),
+        (torch.tensor([2, 1, 2]), ValueError, "must not repeat a row"),
+        (torch.tensor([0.0, 1.0, 2.0]), TypeError, "must be an integer tensor"),
+        (torch.tensor([0, 1]), ValueError, r"must have shape \(B,\) = \(3,\)"),
+    ],
+)
 def test_bad_state_batch_indices_are_named(indices, error, match):
     state = torch.randn(5, 4, 5, 6)
     before = state.clone()

@@ -44,8 +44,9 @@ def test_each_optional_argument(option):
     optional = {"none": (), "all": OPTIONAL, "no_softplus": OPTIONAL, "ungrouped": OPTIONAL}.get(option, (option,))
     groups = None if option == "ungrouped" else 2
     softplus = option != "no_softplus"
-    args = make_inputs(dim=36, seqlen=70, dstate=16, groups=groups, optional=optional, softplus=softplus,
-                       requires_grad=True)
+    args = make_inputs(
+        dim=36, seqlen=70, dstate=16, groups=groups, optional=optional, softplus=softplus, requires_grad=True
+    )
     check_against_reference(args, softplus=softplus)
 
 
@@ -62,8 +63,7 @@ def test_low_precision_dtypes(dtype):
 
 def test_float32_accuracy_long_sequence():
     # L > 4096: the polynomial exp must not cost accuracy over long recurrences.
-    args = make_inputs(batch=1, dim=8, seqlen=5000, dstate=16, groups=None, dtype=torch.float32,
-                       requires_grad=True)
+    args = make_inputs(batch=1, dim=8, seqlen=5000, dstate=16, groups=None, dtype=torch.float32, requires_grad=True)
     check_against_reference(args)
 
 
@@ -72,7 +72,7 @@ def test_gradcheck_float64():
     names = [k for k in args if k != "dt_scale"]
 
     def fn(*tensors):
-        kw = dict(zip(names, tensors), dt_scale=args["dt_scale"])
+        kw = dict(zip(names, tensors, strict=True), dt_scale=args["dt_scale"])
         return selective_scan_fn(**kw, delta_softplus=True, return_last_state=True)
 
     assert torch.autograd.gradcheck(fn, [args[k] for k in names], eps=1e-6, atol=1e-7, rtol=1e-5)
@@ -85,7 +85,7 @@ def test_gradient_flows_through_last_state_only():
     _, rlast = selective_scan_ref(**rargs, delta_softplus=True, return_last_state=True)
     grads = torch.autograd.grad(last.sum(), [args["A"], args["initial_state"], args["B"]])
     rgrads = torch.autograd.grad(rlast.sum(), [rargs["A"], rargs["initial_state"], rargs["B"]])
-    for got, want in zip(grads, rgrads):
+    for got, want in zip(grads, rgrads, strict=True):
         assert rel_l2(got, want) < 1e-11
     assert grads[0].abs().sum() > 0
 
@@ -145,12 +145,21 @@ def test_padded_steps_are_exact_noops(dtype):
     dout = torch.randn(out.shape, dtype=torch.float64) * mask[:, None, :]
     loss = (out.double() * dout).sum() + last.double().sum()
     grads = torch.autograd.grad(loss, [args[k] for k in GRAD_NAMES])
-    grads = dict(zip(GRAD_NAMES, grads))
+    grads = dict(zip(GRAD_NAMES, grads, strict=True))
     # Each sequence alone, truncated to its length, gives bitwise the same outputs and last state.
     for b, n in enumerate(lengths):
-        one = {k: (v[b : b + 1, ..., :n] if k in ("u", "delta", "z", "B", "C") else
-                   v[b : b + 1, :n] if k == "dt_scale" else v[b : b + 1] if k == "initial_state" else v)
-               for k, v in args.items()}
+        one = {
+            k: (
+                v[b : b + 1, ..., :n]
+                if k in ("u", "delta", "z", "B", "C")
+                else v[b : b + 1, :n]
+                if k == "dt_scale"
+                else v[b : b + 1]
+                if k == "initial_state"
+                else v
+            )
+            for k, v in args.items()
+        }
         o1, s1 = selective_scan_fn(**one, delta_softplus=True, return_last_state=True)
         assert torch.equal(o1[0], out[b, :, :n])
         assert torch.equal(s1[0], last[b])
@@ -173,9 +182,18 @@ def test_state_update_equals_scan_step_by_step(dtype, grouped):
     ref_state = state.clone()
     with torch.no_grad():
         for t in range(args["u"].shape[-1]):
-            kw = dict(x=args["u"][..., t], dt=args["delta"][..., t], A=args["A"], B=args["B"][..., t],
-                      C=args["C"][..., t], D=args["D"], z=args["z"][..., t], dt_bias=args["delta_bias"],
-                      dt_softplus=True, dt_scale=args["dt_scale"][:, t])
+            kw = dict(
+                x=args["u"][..., t],
+                dt=args["delta"][..., t],
+                A=args["A"],
+                B=args["B"][..., t],
+                C=args["C"][..., t],
+                D=args["D"],
+                z=args["z"][..., t],
+                dt_bias=args["delta_bias"],
+                dt_softplus=True,
+                dt_scale=args["dt_scale"][:, t],
+            )
             steps.append(selective_state_update(state, **kw))
             ref_steps.append(selective_state_update_ref(ref_state, **kw))
     tol = 1e-12 if dtype == torch.float64 else 1e-5
@@ -190,8 +208,14 @@ def test_state_update_non_contiguous_state_is_updated_in_place():
     storage = args["initial_state"].transpose(1, 2).contiguous()  # (B, N, D)
     state = storage.transpose(1, 2)  # (B, D, N) view, not contiguous
     expected = state.clone()
-    kw = dict(x=args["u"][..., 0], dt=args["delta"][..., 0], A=args["A"], B=args["B"][..., 0],
-              C=args["C"][..., 0], dt_softplus=True)
+    kw = dict(
+        x=args["u"][..., 0],
+        dt=args["delta"][..., 0],
+        A=args["A"],
+        B=args["B"][..., 0],
+        C=args["C"][..., 0],
+        dt_softplus=True,
+    )
     with torch.no_grad():
         out = selective_state_update(state, **kw)
         ref = selective_state_update_ref(expected, **kw)
@@ -212,7 +236,7 @@ def test_bitwise_deterministic_across_runs_and_thread_counts():
     finally:
         torch.set_num_threads(threads)
     for other in results[1:]:
-        for x, y in zip(results[0], other):
+        for x, y in zip(results[0], other, strict=True):
             assert torch.equal(x, y)
 
 
@@ -232,15 +256,28 @@ def test_lower_isa_levels_match_reference(isa):
 
 
 def op_args(args, softplus=True, save=True):
-    return (args["u"], args["delta"], args["A"], args["B"], args["C"], args.get("D"), args.get("z"),
-            args.get("delta_bias"), args.get("initial_state"), args.get("dt_scale"), softplus, save)
+    return (
+        args["u"],
+        args["delta"],
+        args["A"],
+        args["B"],
+        args["C"],
+        args.get("D"),
+        args.get("z"),
+        args.get("delta_bias"),
+        args.get("initial_state"),
+        args.get("dt_scale"),
+        softplus,
+        save,
+    )
 
 
 @pytest.mark.parametrize("requires_grad", [False, True])
 @pytest.mark.parametrize("optional", [(), OPTIONAL])
 def test_opcheck_forward(requires_grad, optional):
-    args = make_inputs(batch=2, dim=20, seqlen=70, dstate=5, dtype=torch.float32, optional=optional,
-                       requires_grad=requires_grad)
+    args = make_inputs(
+        batch=2, dim=20, seqlen=70, dstate=5, dtype=torch.float32, optional=optional, requires_grad=requires_grad
+    )
     torch.library.opcheck(torch.ops.hamburg_mamba.selective_scan_fwd, op_args(args))
 
 
@@ -251,8 +288,19 @@ def test_opcheck_backward_and_state_update():
     bwd_args = (dout, dlast, *op_args(args)[:10], chk, True)
     torch.library.opcheck(torch.ops.hamburg_mamba.selective_scan_bwd, bwd_args)
     state = args["initial_state"].clone()
-    su_args = (state, args["u"][..., 0], args["delta"][..., 0], args["A"], args["B"][..., 0], args["C"][..., 0],
-               args["D"], args["z"][..., 0], args["delta_bias"], args["dt_scale"][:, 0], True)
+    su_args = (
+        state,
+        args["u"][..., 0],
+        args["delta"][..., 0],
+        args["A"],
+        args["B"][..., 0],
+        args["C"][..., 0],
+        args["D"],
+        args["z"][..., 0],
+        args["delta_bias"],
+        args["dt_scale"][:, 0],
+        True,
+    )
     torch.library.opcheck(torch.ops.hamburg_mamba.selective_state_update, su_args)
 
 
@@ -266,8 +314,10 @@ def test_checkpoints_hold_the_states_before_each_chunk():
         if t == 0:
             want = args["initial_state"]
         else:
-            sub = {n: (v[..., :t] if n in ("u", "delta", "z", "B", "C") else v[:, :t] if n == "dt_scale" else v)
-                   for n, v in args.items()}
+            sub = {
+                n: (v[..., :t] if n in ("u", "delta", "z", "B", "C") else v[:, :t] if n == "dt_scale" else v)
+                for n, v in args.items()
+            }
             _, want = selective_scan_ref(**sub, delta_softplus=True, return_last_state=True)
         assert rel_l2(chk[:, :, k], want) < 1e-12
 
@@ -276,8 +326,9 @@ def test_torch_compile_fullgraph_matches_eager():
     args = make_inputs(batch=2, dim=16, seqlen=40, dstate=8, dtype=torch.float32, requires_grad=True)
 
     def f(u, delta, A, B, C, D, z, delta_bias, initial_state, dt_scale):
-        out, last = selective_scan_fn(torch.tanh(u), delta, A, B, C, D, z, delta_bias, True, True, initial_state,
-                                      dt_scale)
+        out, last = selective_scan_fn(
+            torch.tanh(u), delta, A, B, C, D, z, delta_bias, True, True, initial_state, dt_scale
+        )
         return out * 2 + 1, last.square()
 
     order = ["u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state", "dt_scale"]
@@ -289,7 +340,7 @@ def test_torch_compile_fullgraph_matches_eager():
     assert torch.allclose(last_c, last_e, rtol=1e-5, atol=1e-5)
     grads_c = torch.autograd.grad(out_c.sum() + last_c.sum(), inputs[:9])
     grads_e = torch.autograd.grad(out_e.sum() + last_e.sum(), inputs[:9])
-    for gc, ge in zip(grads_c, grads_e):
+    for gc, ge in zip(grads_c, grads_e, strict=True):
         assert rel_l2(gc, ge) < 1e-5
 
 
@@ -301,7 +352,7 @@ def test_fake_tensor_shapes_match_real_outputs():
     with FakeTensorMode() as mode:
         fake_args = [mode.from_tensor(a) if isinstance(a, torch.Tensor) else a for a in op_args(args)]
         fake = torch.ops.hamburg_mamba.selective_scan_fwd(*fake_args)
-    for r, f in zip(real, fake):
+    for r, f in zip(real, fake, strict=True):
         assert r.shape == f.shape and r.dtype == f.dtype
 
 
@@ -322,19 +373,39 @@ def _fwd(**overrides):
 @pytest.mark.parametrize(
     "overrides,error,pattern",
     [
-        ({"delta": torch.zeros(2, 8, 11)}, ValueError, r"'delta' must have shape \(B, D, L\) = \(2, 8, 10\), got \(2, 8, 11\)"),
+        (
+            {"delta": torch.zeros(2, 8, 11)},
+            ValueError,
+            r"'delta' must have shape \(B, D, L\) = \(2, 8, 10\), got \(2, 8, 11\)",
+        ),
         ({"u": torch.zeros(2, 8)}, ValueError, r"'u' must have shape \(B, D, L\)"),
         ({"A": torch.zeros(8, 300)}, ValueError, r"N = A.shape\[1\] must be in \[1, 256\], got 300"),
         ({"A": torch.zeros(7, 4)}, ValueError, r"'A' must have shape \(D, N\) with D = 8"),
-        ({"B": torch.zeros(2, 3, 4, 10), "C": torch.zeros(2, 3, 4, 10)}, ValueError, r"G = B.shape\[1\] = 3 must divide D = 8"),
+        (
+            {"B": torch.zeros(2, 3, 4, 10), "C": torch.zeros(2, 3, 4, 10)},
+            ValueError,
+            r"G = B.shape\[1\] = 3 must divide D = 8",
+        ),
         ({"C": torch.zeros(2, 5, 10)}, ValueError, r"'C' must have shape \(B, N, L\) like 'B' = \(2, 4, 10\)"),
         ({"D": torch.zeros(9)}, ValueError, r"'D' must have shape \(D,\) = \(8,\), got \(9,\)"),
         ({"z": torch.zeros(1, 8, 10)}, ValueError, r"'z' must have shape"),
-        ({"initial_state": torch.zeros(2, 8, 5)}, ValueError, r"'initial_state' must have shape \(B, D, N\) = \(2, 8, 4\)"),
+        (
+            {"initial_state": torch.zeros(2, 8, 5)},
+            ValueError,
+            r"'initial_state' must have shape \(B, D, N\) = \(2, 8, 4\)",
+        ),
         ({"dt_scale": torch.zeros(2, 9)}, ValueError, r"'dt_scale' must have shape \(B, L\) = \(2, 10\)"),
         ({"dt_scale": -torch.ones(2, 10)}, ValueError, r"'dt_scale' must be non-negative"),
-        ({"u": torch.zeros(2, 8, 10, dtype=torch.int32)}, TypeError, r"'u' must be float32, float16, bfloat16 or float64, got Int"),
-        ({"delta": torch.zeros(2, 8, 10, dtype=torch.float64)}, TypeError, r"'delta' must have the dtype of 'u' \(Float\), got Double"),
+        (
+            {"u": torch.zeros(2, 8, 10, dtype=torch.int32)},
+            TypeError,
+            r"'u' must be float32, float16, bfloat16 or float64, got Int",
+        ),
+        (
+            {"delta": torch.zeros(2, 8, 10, dtype=torch.float64)},
+            TypeError,
+            r"'delta' must have the dtype of 'u' \(Float\), got Double",
+        ),
         ({"A": torch.zeros(8, 4, dtype=torch.float16)}, TypeError, r"'A' must be float32 or float64, got Half"),
         ({"u": torch.zeros(2, 8, 0), "delta": torch.zeros(2, 8, 0)}, ValueError, r"'u' must be non-empty"),
         ({"u": torch.zeros(0, 8, 10)}, ValueError, r"'u' must be non-empty"),

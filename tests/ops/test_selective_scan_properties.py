@@ -72,10 +72,17 @@ def cases(draw, specials: bool = False) -> Case:
     optional = tuple(name for name in OPTIONAL if draw(st.booleans()))
     names = ["u", "delta", "A", "B", "C", *optional]
     case = Case(
-        batch=draw(st.integers(1, 3)), dim=per_group * (groups or 1), seqlen=draw(st.sampled_from([1, 5, 64, 70])),
-        dstate=draw(st.sampled_from([1, 4, 17])), groups=groups, dtype=draw(st.sampled_from(DTYPES)),
-        optional=optional, softplus=draw(st.booleans()), return_last_state=draw(st.booleans()),
-        layouts={name: draw(st.sampled_from(LAYOUTS)) for name in names}, seed=draw(st.integers(0, 2**31 - 1)),
+        batch=draw(st.integers(1, 3)),
+        dim=per_group * (groups or 1),
+        seqlen=draw(st.sampled_from([1, 5, 64, 70])),
+        dstate=draw(st.sampled_from([1, 4, 17])),
+        groups=groups,
+        dtype=draw(st.sampled_from(DTYPES)),
+        optional=optional,
+        softplus=draw(st.booleans()),
+        return_last_state=draw(st.booleans()),
+        layouts={name: draw(st.sampled_from(LAYOUTS)) for name in names},
+        seed=draw(st.integers(0, 2**31 - 1)),
     )
     if specials:
         for _ in range(draw(st.integers(1, 3))):
@@ -88,8 +95,17 @@ def cases(draw, specials: bool = False) -> Case:
 
 def leaves(case: Case) -> dict[str, torch.Tensor]:
     """The inputs as tensors owning their values (an expanded argument's leaf has batch size 1)."""
-    args = make_inputs(batch=case.batch, dim=case.dim, seqlen=case.seqlen, dstate=case.dstate, groups=case.groups,
-                       dtype=case.dtype, optional=case.optional, softplus=case.softplus, seed=case.seed)
+    args = make_inputs(
+        batch=case.batch,
+        dim=case.dim,
+        seqlen=case.seqlen,
+        dstate=case.dstate,
+        groups=case.groups,
+        dtype=case.dtype,
+        optional=case.optional,
+        softplus=case.softplus,
+        seed=case.seed,
+    )
     for name, layout in case.layouts.items():
         if layout == "expanded" and name in BATCHED:
             args[name] = args[name][:1].clone()
@@ -110,12 +126,10 @@ def laid_out(name: str, leaf: torch.Tensor, layout: str, batch: int) -> torch.Te
     return leaf
 
 
-def run(fn, case: Case, leaf_values: dict[str, torch.Tensor], dout: torch.Tensor, dlast: torch.Tensor,
-        float64: bool):
+def run(fn, case: Case, leaf_values: dict[str, torch.Tensor], dout: torch.Tensor, dlast: torch.Tensor, float64: bool):
     """out, last_state and the gradients of <out, dout> (+ <last_state, dlast>) with respect to the leaves
     (in their own dtypes, or all in float64 for the reference)."""
-    leaf = {k: (v.double() if float64 else v).detach().requires_grad_(k != "dt_scale")
-            for k, v in leaf_values.items()}
+    leaf = {k: (v.double() if float64 else v).detach().requires_grad_(k != "dt_scale") for k, v in leaf_values.items()}
     args = {k: laid_out(k, v, case.layouts.get(k, "contiguous"), case.batch) for k, v in leaf.items()}
     result = fn(**args, delta_softplus=case.softplus, return_last_state=case.return_last_state)
     out, last = result if case.return_last_state else (result, None)
@@ -124,7 +138,7 @@ def run(fn, case: Case, leaf_values: dict[str, torch.Tensor], dout: torch.Tensor
         loss = loss + (last.double() * dlast).sum()
     names = [k for k in GRAD_NAMES if k in leaf]
     grads = torch.autograd.grad(loss, [leaf[k] for k in names], allow_unused=True)
-    return out, last, dict(zip(names, grads))
+    return out, last, dict(zip(names, grads, strict=True))
 
 
 def finite_rel_l2(got: torch.Tensor, want: torch.Tensor) -> float:
@@ -174,8 +188,20 @@ def test_matches_reference_on_random_shapes_options_dtypes_and_layouts(case):
 
 
 # Found by this test: without D the kernels added 0 * u, which made an infinite u NaN.
-INFINITE_U_WITHOUT_D = Case(batch=1, dim=1, seqlen=1, dstate=1, groups=None, dtype=torch.float32, optional=(),
-                            softplus=False, return_last_state=False, layouts={}, seed=0, specials=[("u", 0, math.inf)])
+INFINITE_U_WITHOUT_D = Case(
+    batch=1,
+    dim=1,
+    seqlen=1,
+    dstate=1,
+    groups=None,
+    dtype=torch.float32,
+    optional=(),
+    softplus=False,
+    return_last_state=False,
+    layouts={},
+    seed=0,
+    specials=[("u", 0, math.inf)],
+)
 
 
 @settings(PROPERTIES, max_examples=150)

@@ -29,8 +29,19 @@ from hamburg_mamba.ops.reference import SOFTPLUS_THRESHOLD
 
 # delta + delta_bias per channel: the exp-underflow region, the log1p(exp) branch, both sides of the
 # threshold within float32 resolution, and the identity branch.
-PRE_STEPS = (-1000.0, -100.0, -30.0, -5.0, 0.0, 5.0, SOFTPLUS_THRESHOLD - 1e-3, SOFTPLUS_THRESHOLD,
-             SOFTPLUS_THRESHOLD + 1e-3, 25.0, 40.0)
+PRE_STEPS = (
+    -1000.0,
+    -100.0,
+    -30.0,
+    -5.0,
+    0.0,
+    5.0,
+    SOFTPLUS_THRESHOLD - 1e-3,
+    SOFTPLUS_THRESHOLD,
+    SOFTPLUS_THRESHOLD + 1e-3,
+    25.0,
+    40.0,
+)
 DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
 
 # Largest per-channel relative L2 error allowed against the float64 reference (outputs, gradients). Measured
@@ -54,7 +65,10 @@ def channel_error(got: torch.Tensor, want: torch.Tensor, axis: int | None) -> fl
     if axis is None:
         got, want = got.reshape(1, -1), want.reshape(1, -1)
     else:
-        got, want = got.movedim(axis, 0).reshape(got.shape[axis], -1), want.movedim(axis, 0).reshape(want.shape[axis], -1)
+        got, want = (
+            got.movedim(axis, 0).reshape(got.shape[axis], -1),
+            want.movedim(axis, 0).reshape(want.shape[axis], -1),
+        )
     return ((got - want).norm(dim=1) / want.norm(dim=1).clamp_min(floor * math.sqrt(got.shape[1]))).max().item()
 
 
@@ -73,11 +87,13 @@ def assert_same_nonfinite(got: torch.Tensor, want: torch.Tensor, what: str, exac
     state, s * sum_n G_n B_n, where the reference sums s G_n B_n and meets inf - inf = NaN, so NaN and inf may
     trade places)."""
     got, want = got.detach().double(), want.detach().double()
-    assert torch.equal(got.isfinite(), want.isfinite()), \
+    assert torch.equal(got.isfinite(), want.isfinite()), (
         f"{what}: non-finite at {(~got.isfinite()).sum()} places, reference at {(~want.isfinite()).sum()}"
+    )
     if exact:
-        assert torch.equal(got.isnan(), want.isnan()), \
+        assert torch.equal(got.isnan(), want.isnan()), (
             f"{what}: NaN at {got.isnan().sum()} places, reference at {want.isnan().sum()}"
+        )
         assert torch.equal(got == math.inf, want == math.inf), f"{what}: +inf differs"
 
 
@@ -93,16 +109,26 @@ def finite_error(got: torch.Tensor, want: torch.Tensor, axis: int | None) -> flo
     return channel_error(got.movedim(axis, 0)[keep], want.movedim(axis, 0)[keep], 0)
 
 
-def check_close(got: torch.Tensor, want: torch.Tensor, axis: int | None, tol: float, what: str,
-                exact: bool = True) -> None:
+def check_close(
+    got: torch.Tensor, want: torch.Tensor, axis: int | None, tol: float, what: str, exact: bool = True
+) -> None:
     assert_same_nonfinite(got, want, what, exact)
     err = finite_error(got, want, axis)
     assert err < tol, f"{what}: {err:.2e}"
 
 
 # Axis of the channel dimension in each gradient (None: shared by channels, compared whole).
-GRAD_CHANNEL_AXIS = {"u": 1, "delta": 1, "z": 1, "A": 0, "D": 0, "delta_bias": 0, "initial_state": 1,
-                     "B": None, "C": None}
+GRAD_CHANNEL_AXIS = {
+    "u": 1,
+    "delta": 1,
+    "z": 1,
+    "A": 0,
+    "D": 0,
+    "delta_bias": 0,
+    "initial_state": 1,
+    "B": None,
+    "C": None,
+}
 
 
 def scan_with_pre_steps(dtype: torch.dtype) -> dict:
@@ -125,7 +151,7 @@ def scan_and_grads(fn, args: dict, dout: torch.Tensor, dlast: torch.Tensor):
     out, last = fn(**args, delta_softplus=True, return_last_state=True)
     loss = (out.double() * dout).sum() + (last.double() * dlast).sum()
     grads = torch.autograd.grad(loss, [args[k] for k in GRAD_NAMES])
-    return out, last, dict(zip(GRAD_NAMES, grads))
+    return out, last, dict(zip(GRAD_NAMES, grads, strict=True))
 
 
 def compare_scan(args: dict) -> None:
@@ -141,8 +167,7 @@ def compare_scan(args: dict) -> None:
     check_close(out, rout, 1, tol_out, f"{dtype} scan out")
     check_close(last, rlast, 1, tol_out, f"{dtype} scan last_state")
     for name in GRAD_NAMES:
-        check_close(grads[name], rgrads[name], GRAD_CHANNEL_AXIS[name], tol_grad, f"{dtype} scan d{name}",
-                    exact=False)
+        check_close(grads[name], rgrads[name], GRAD_CHANNEL_AXIS[name], tol_grad, f"{dtype} scan d{name}", exact=False)
 
 
 def check_scan_across_softplus_branches():
@@ -172,8 +197,18 @@ def step_inputs(dtype: torch.dtype, pre_steps) -> dict:
     bias = torch.where(values.isfinite(), values / 2, values).to(pdt)
     dt = torch.stack([torch.zeros(dim, dtype=torch.float64), values - bias.double()])  # (B, D)
     dt = torch.where(values.isfinite(), dt, torch.zeros_like(dt))
-    return dict(state=args["initial_state"], x=args["u"][..., 0], dt=dt.to(dtype), A=args["A"], B=args["B"][..., 0],
-                C=args["C"][..., 0], D=args["D"], z=args["z"][..., 0], dt_bias=bias, dt_scale=args["dt_scale"][:, 0])
+    return dict(
+        state=args["initial_state"],
+        x=args["u"][..., 0],
+        dt=dt.to(dtype),
+        A=args["A"],
+        B=args["B"][..., 0],
+        C=args["C"][..., 0],
+        D=args["D"],
+        z=args["z"][..., 0],
+        dt_bias=bias,
+        dt_scale=args["dt_scale"][:, 0],
+    )
 
 
 def compare_state_update(args: dict) -> None:
@@ -185,8 +220,9 @@ def compare_state_update(args: dict) -> None:
     with torch.no_grad():
         for _ in range(3):  # a state built from edge steps is carried into the next ones
             out = selective_state_update(state, **{k: v for k, v in args.items() if k != "state"}, dt_softplus=True)
-            rout = selective_state_update_ref(ref["state"], **{k: v for k, v in ref.items() if k != "state"},
-                                              dt_softplus=True)
+            rout = selective_state_update_ref(
+                ref["state"], **{k: v for k, v in ref.items() if k != "state"}, dt_softplus=True
+            )
             check_close(out, rout, 1, tol, f"{dtype} state_update out")
             check_close(state, ref["state"], 1, tol, f"{dtype} state_update state")
 
@@ -250,4 +286,3 @@ def test_best_isa_level(check):
 @pytest.mark.parametrize("isa", LOWER_ISA_LEVELS)
 def test_lower_isa_levels(isa):
     run_under_isa(isa, __file__, [c.__name__ for c in CHECKS])
-

@@ -6,7 +6,6 @@ argv: MEDS root, output folder. Trains the tiny model for a few steps and writes
 import sys
 from pathlib import Path
 
-import torch
 import torch.distributed as dist
 from safetensors.torch import save_file
 
@@ -17,8 +16,17 @@ STEPS = 4
 
 
 def train_config() -> TrainConfig:
-    return TrainConfig(epochs=1, max_steps=STEPS, batch_size=16, warmup_steps=2, lr=3e-3, checkpoint_every=2,
-                       progress=False, num_threads=1, eval_max_pathways=24)
+    return TrainConfig(
+        epochs=1,
+        max_steps=STEPS,
+        batch_size=16,
+        warmup_steps=2,
+        lr=3e-3,
+        checkpoint_every=2,
+        progress=False,
+        num_threads=1,
+        eval_max_pathways=24,
+    )
 
 
 def main(root: str, out: str) -> None:

@@ -23,8 +23,20 @@ from hamburg_mamba.train.data_setup import TINY_CUTOFFS
 
 def _trainer(data, run_dir, spec=None, d_model=16, **cfg):
     config = build_model_config(data, preset="tiny", d_model=d_model)
-    tc = TrainConfig(**{"epochs": 1, "max_steps": 3, "batch_size": 16, "warmup_steps": 1, "checkpoint_every": 2,
-                        "eval_max_pathways": 20, "progress": False, "num_threads": 1, "lr": 3e-3, **cfg})
+    tc = TrainConfig(
+        **{
+            "epochs": 1,
+            "max_steps": 3,
+            "batch_size": 16,
+            "warmup_steps": 1,
+            "checkpoint_every": 2,
+            "eval_max_pathways": 20,
+            "progress": False,
+            "num_threads": 1,
+            "lr": 3e-3,
+            **cfg,
+        }
+    )
     return Trainer(build_model(config, seed=tc.seed), data, tc, run_dir, data_spec=spec)
 
 
@@ -49,12 +61,15 @@ def _files(run: Path) -> dict[str, bytes]:
     return {p.relative_to(run).as_posix(): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("change,difference", [
-    (dict(max_steps=5), "train_config.json max_steps: saved 3, now 5"),
-    (dict(lr=1e-3), "train_config.json lr: saved 0.003, now 0.001"),
-    (dict(seed=1), "train_config.json seed: saved 0, now 1"),
-    (dict(d_model=32), "config.json d_model: saved 16, now 32"),
-])
+@pytest.mark.parametrize(
+    "change,difference",
+    [
+        (dict(max_steps=5), "train_config.json max_steps: saved 3, now 5"),
+        (dict(lr=1e-3), "train_config.json lr: saved 0.003, now 0.001"),
+        (dict(seed=1), "train_config.json seed: saved 0, now 1"),
+        (dict(d_model=32), "config.json d_model: saved 16, now 32"),
+    ],
+)
 def test_other_settings_are_refused_and_the_run_is_left_alone(tiny_data, tiny_spec, finished, change, difference):
     run, _ = finished
     before = _files(run)
@@ -129,15 +144,36 @@ SPLIT = ["--split", "temporal", "--cutoffs", *TINY_CUTOFFS]
 
 
 def _train_argv(data, run, *extra):
-    return ["train", "--data", str(data), "--out", str(run), "--preset", "tiny", "--max-steps", "3",
-            "--batch-size", "16", "--eval-max-pathways", "20", "--no-progress", "--threads", "1", *SPLIT, *extra]
+    return [
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(run),
+        "--preset",
+        "tiny",
+        "--max-steps",
+        "3",
+        "--batch-size",
+        "16",
+        "--eval-max-pathways",
+        "20",
+        "--no-progress",
+        "--threads",
+        "1",
+        *SPLIT,
+        *extra,
+    ]
 
 
 def test_cli_refuses_a_rerun_with_other_settings_and_overwrite_applies_them(tiny_root, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(_train_argv(tiny_root, run)) == 0
-    for extra, named in ((["--max-steps", "5"], "max_steps: saved 3, now 5"), (["--lr", "0.01"], "lr"),
-                         (["--set", "d_state=8"], "d_state")):
+    for extra, named in (
+        (["--max-steps", "5"], "max_steps: saved 3, now 5"),
+        (["--lr", "0.01"], "lr"),
+        (["--set", "d_state=8"], "d_state"),
+    ):
         argv = _train_argv(tiny_root, run) + extra
         capsys.readouterr()
         with pytest.raises(SystemExit) as exc:
@@ -163,8 +199,25 @@ def test_run_folder_works_from_another_directory(tiny_root, tmp_path, monkeypatc
     monkeypatch.chdir(elsewhere)
     assert main(["monitor", "--run", str(run), "--start", "2023-08-21 06:00", "--hours", "2"]) == 0
     assert "warning changes" in capsys.readouterr().out
-    assert main(["evaluate", "--runs", f"mamba={run}", "--out", "eval", "--baselines", "", "--n-boot", "2",
-                 "--no-timeline", "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--runs",
+                f"mamba={run}",
+                "--out",
+                "eval",
+                "--baselines",
+                "",
+                "--n-boot",
+                "2",
+                "--no-timeline",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert "mamba" in json.loads((elsewhere / "eval" / "metrics.json").read_text())["models"]
 
 

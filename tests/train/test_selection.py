@@ -17,8 +17,18 @@ RARE, COMMON = "icu_transfer", "closure_6h"
 
 def _trainer(data, run_dir, **cfg):
     config = build_model_config(data, backbone="mamba", preset="tiny")
-    tc = TrainConfig(**{"epochs": 1, "batch_size": 16, "warmup_steps": 2, "checkpoint_every": 100,
-                        "progress": False, "num_threads": 1, "lr": 3e-3, **cfg})
+    tc = TrainConfig(
+        **{
+            "epochs": 1,
+            "batch_size": 16,
+            "warmup_steps": 2,
+            "checkpoint_every": 100,
+            "progress": False,
+            "num_threads": 1,
+            "lr": 3e-3,
+            **cfg,
+        }
+    )
     return Trainer(build_model(config, seed=tc.seed), data, tc, run_dir)
 
 
@@ -42,7 +52,7 @@ def _hand_tuning_losses(data, model) -> dict[str, float]:
             for b, p in enumerate(tune):
                 a, e = enc.offsets[p], enc.offsets[p + 1]
                 keep = valid[a:e]
-                z.append(out.step_logits[task][b, :e - a].double().numpy()[keep])
+                z.append(out.step_logits[task][b, : e - a].double().numpy()[keep])
                 y.append(value[a:e][keep].astype(np.float64))
             z, y = np.concatenate(z), np.concatenate(y)
         else:
@@ -91,8 +101,9 @@ def test_selection_loss_is_the_training_objective_on_the_whole_tuning_split(tiny
 
 
 @pytest.mark.parametrize("selection, kept_step", [("objective", 2), ("unweighted", 4)])
-def test_trainer_keeps_the_weighted_best_where_the_unweighted_mean_disagrees(tiny_data, tmp_path, monkeypatch,
-                                                                             selection, kept_step):
+def test_trainer_keeps_the_weighted_best_where_the_unweighted_mean_disagrees(
+    tiny_data, tmp_path, monkeypatch, selection, kept_step
+):
     """Three evaluations with hand-set tuning losses. At the first every task sits at its best constant
     prediction's loss; at the second the rare task's loss doubles and the common one's falls by a fifth, which
     lowers the plain mean of task losses (the common task's loss is several times the rare one's) but raises the

@@ -23,9 +23,18 @@ def test_lr_schedule_hand_values():
 
 def _trainer(data, run_dir, spec=None, **cfg):
     config = build_model_config(data, backbone=cfg.pop("backbone", "mamba"), preset="tiny")
-    tc = TrainConfig(**{"epochs": 2, "batch_size": 16, "warmup_steps": 3, "checkpoint_every": 4, "progress": False,
-                        "num_threads": 1,
-                        "lr": 3e-3, **cfg})
+    tc = TrainConfig(
+        **{
+            "epochs": 2,
+            "batch_size": 16,
+            "warmup_steps": 3,
+            "checkpoint_every": 4,
+            "progress": False,
+            "num_threads": 1,
+            "lr": 3e-3,
+            **cfg,
+        }
+    )
     return Trainer(build_model(config, seed=tc.seed), data, tc, run_dir, data_spec=spec)
 
 
@@ -35,8 +44,7 @@ def test_training_lowers_tuning_loss_and_writes_a_loadable_run(tiny_data, tmp_pa
     summary = tr.fit()
     assert summary["steps"] > 0 and summary["best_step"] > 0
     assert summary["best_tuning_loss"] < before - 0.02
-    for f in ("config.json", "model.safetensors", "schema.json", "train_config.json", "data_spec.json",
-              "history.json"):
+    for f in ("config.json", "model.safetensors", "schema.json", "train_config.json", "data_spec.json", "history.json"):
         assert (tmp_path / "run" / f).exists(), f
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert min(h["tuning_loss"] for h in history) == pytest.approx(summary["best_tuning_loss"])
@@ -59,15 +67,16 @@ def test_resume_after_kill_gives_the_uninterrupted_weights(tiny_data, tmp_path):
     summary = resumed.fit()
     assert summary["steps"] == full.step
     assert not (tmp_path / "killed" / CHECKPOINTS / "step-0000008.tmp").exists()
-    for (name, a), b in zip(full.module.state_dict().items(), resumed.module.state_dict().values()):
+    for (name, a), b in zip(full.module.state_dict().items(), resumed.module.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     assert (tmp_path / "killed" / CHECKPOINTS / LATEST).read_text() == latest_checkpoint(tmp_path / "full").name
 
 
 def test_early_stopping_stops_and_keeps_the_best(tiny_data, tmp_path):
     # a learning rate far too high makes the tuning loss stop improving quickly
-    tr = _trainer(tiny_data, tmp_path / "run", epochs=50, eval_every=2, patience=2, lr=0.5, warmup_steps=0,
-                  grad_clip=0.0)
+    tr = _trainer(
+        tiny_data, tmp_path / "run", epochs=50, eval_every=2, patience=2, lr=0.5, warmup_steps=0, grad_clip=0.0
+    )
     summary = tr.fit()
     assert summary["stopped"] == "early_stopping"
     history = json.loads((tmp_path / "run" / "history.json").read_text())
@@ -107,7 +116,7 @@ def test_every_label_weighs_the_same_whatever_its_batch(tiny_data, tmp_path):
         sums, counts = {}, {}
         train = tiny_data.indices("train")
         for s in range(0, train.size, 7):
-            batch = tiny_data.batch(train[s:s + 7])
+            batch = tiny_data.batch(train[s : s + 7])
             out = model(batch)
             for task, value in out.task_losses.items():
                 n = float(trainer._label_count(batch, task))

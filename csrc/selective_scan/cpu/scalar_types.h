@@ -40,11 +40,17 @@ struct ComputeOf<double> {
 template <typename T>
 inline T store_as(typename ComputeOf<T>::type x);
 template <>
-inline float store_as<float>(float x) { return x; }
+inline float store_as<float>(float x) {
+  return x;
+}
 template <>
-inline double store_as<double>(double x) { return x; }
+inline double store_as<double>(double x) {
+  return x;
+}
 template <>
-inline half_t store_as<half_t>(float x) { return static_cast<half_t>(x); }
+inline half_t store_as<half_t>(float x) {
+  return static_cast<half_t>(x);
+}
 // Round to nearest even, NaN kept quiet: the same rounding as c10::BFloat16.
 template <>
 inline bfloat16_t store_as<bfloat16_t>(float x) {

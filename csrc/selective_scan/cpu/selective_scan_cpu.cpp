@@ -2,8 +2,8 @@
 // backward's partial gradients in a fixed order.
 #include "selective_scan_cpu.h"
 
-#include <cstdlib>
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <utility>

@@ -33,15 +33,14 @@ struct GemvJob {
   const void* residual = nullptr;
 };
 
-#define HAMBURG_MAMBA_DECLARE_ISA(isa)                                                                   \
-  namespace isa {                                                                                       \
-  void fwd_items(const SelectiveScanParams& p, int64_t begin, int64_t end);                             \
-  void bwd_items(const SelectiveScanBwdParams& p, const BwdPartials& part, int64_t begin, int64_t end); \
-  void state_update_items(const StateUpdateParams& p, int64_t begin, int64_t end);                      \
-  void gemv_items(const GemvJob& j, int64_t begin, int64_t end);                                        \
-  void rms_norm_items(const MambaBlockStepParams& p, void* normed, int64_t begin, int64_t end);          \
-  void conv_step_items(const MambaBlockStepParams& p, const void* xi, void* xc, int64_t begin,          \
-                       int64_t end);                                                                    \
+#define HAMBURG_MAMBA_DECLARE_ISA(isa)                                                                       \
+  namespace isa {                                                                                            \
+  void fwd_items(const SelectiveScanParams& p, int64_t begin, int64_t end);                                  \
+  void bwd_items(const SelectiveScanBwdParams& p, const BwdPartials& part, int64_t begin, int64_t end);      \
+  void state_update_items(const StateUpdateParams& p, int64_t begin, int64_t end);                           \
+  void gemv_items(const GemvJob& j, int64_t begin, int64_t end);                                             \
+  void rms_norm_items(const MambaBlockStepParams& p, void* normed, int64_t begin, int64_t end);              \
+  void conv_step_items(const MambaBlockStepParams& p, const void* xi, void* xc, int64_t begin, int64_t end); \
   }
 
 HAMBURG_MAMBA_DECLARE_ISA(avx512)

@@ -10,25 +10,23 @@ namespace hamburg_mamba {
 namespace {
 
 // Each work item is a (batch, block of 16 channels) pair of many thousand state updates, so grain 1.
-void torch_parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
-  at::parallel_for(0, n, 1, fn);
-}
+void torch_parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) { at::parallel_for(0, n, 1, fn); }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> selective_scan_fwd_cpu(
     const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B, const at::Tensor& C,
     const OptTensor& D, const OptTensor& z, const OptTensor& delta_bias, const OptTensor& initial_state,
     const OptTensor& dt_scale, bool delta_softplus, bool save_checkpoints) {
-  FwdPrepared prep = prepare_fwd(u, delta, A, B, C, D, z, delta_bias, initial_state, dt_scale, delta_softplus,
-                                 save_checkpoints);
+  FwdPrepared prep =
+      prepare_fwd(u, delta, A, B, C, D, z, delta_bias, initial_state, dt_scale, delta_softplus, save_checkpoints);
   cpu::selective_scan_fwd(prep.params, torch_parallel_for);
   return {prep.out, prep.last_state, prep.checkpoints};
 }
 
 BwdResult selective_scan_bwd_cpu(const at::Tensor& dout, const OptTensor& dlast_state, const at::Tensor& u,
-                                 const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B,
-                                 const at::Tensor& C, const OptTensor& D, const OptTensor& z,
-                                 const OptTensor& delta_bias, const OptTensor& initial_state,
-                                 const OptTensor& dt_scale, const at::Tensor& checkpoints, bool delta_softplus) {
+                                 const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B, const at::Tensor& C,
+                                 const OptTensor& D, const OptTensor& z, const OptTensor& delta_bias,
+                                 const OptTensor& initial_state, const OptTensor& dt_scale,
+                                 const at::Tensor& checkpoints, bool delta_softplus) {
   BwdPrepared prep = prepare_bwd(dout, dlast_state, u, delta, A, B, C, D, z, delta_bias, initial_state, dt_scale,
                                  checkpoints, delta_softplus);
   cpu::selective_scan_bwd(prep.params, torch_parallel_for);
@@ -36,9 +34,9 @@ BwdResult selective_scan_bwd_cpu(const at::Tensor& dout, const OptTensor& dlast_
 }
 
 at::Tensor selective_state_update_cpu(const at::Tensor& state, const at::Tensor& x, const at::Tensor& dt,
-                                      const at::Tensor& A, const at::Tensor& B, const at::Tensor& C,
-                                      const OptTensor& D, const OptTensor& z, const OptTensor& dt_bias,
-                                      const OptTensor& dt_scale, bool dt_softplus) {
+                                      const at::Tensor& A, const at::Tensor& B, const at::Tensor& C, const OptTensor& D,
+                                      const OptTensor& z, const OptTensor& dt_bias, const OptTensor& dt_scale,
+                                      bool dt_softplus) {
   StateUpdatePrepared prep = prepare_state_update(state, x, dt, A, B, C, D, z, dt_bias, dt_scale, dt_softplus);
   cpu::selective_state_update(prep.params, torch_parallel_for);
   finalize_state_update(state, prep);
@@ -54,8 +52,7 @@ at::Tensor mamba_block_step_cpu(const at::Tensor& x, const at::Tensor& norm_weig
                                 const at::Tensor& out_proj_weight) {
   MambaBlockStepPrepared prep =
       prepare_mamba_block_step(x, norm_weight, norm_eps, in_proj_weight, conv_state, conv_weight, conv_bias,
-                               x_proj_weight, dt_proj_weight, dt_proj_bias, A, D, ssm_state, dt_scale,
-                               out_proj_weight);
+                               x_proj_weight, dt_proj_weight, dt_proj_bias, A, D, ssm_state, dt_scale, out_proj_weight);
   cpu::mamba_block_step(prep.params, torch_parallel_for);
   return prep.out;
 }

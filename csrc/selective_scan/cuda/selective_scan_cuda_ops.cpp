@@ -36,8 +36,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> selective_scan_fwd_cuda(
     const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B, const at::Tensor& C,
     const OptTensor& D, const OptTensor& z, const OptTensor& delta_bias, const OptTensor& initial_state,
     const OptTensor& dt_scale, bool delta_softplus, bool save_checkpoints) {
-  FwdPrepared prep = prepare_fwd(u, delta, A, B, C, D, z, delta_bias, initial_state, dt_scale, delta_softplus,
-                                 save_checkpoints);
+  FwdPrepared prep =
+      prepare_fwd(u, delta, A, B, C, D, z, delta_bias, initial_state, dt_scale, delta_softplus, save_checkpoints);
   check_grid(prep.params.batch * prep.params.dim, "hamburg_mamba.selective_scan_fwd");
   const c10::cuda::CUDAGuard guard(u.device());
   check_launch(gpu::selective_scan_fwd_cuda(prep.params, current_stream(u)), "hamburg_mamba.selective_scan_fwd");
