@@ -451,7 +451,7 @@ def _save(plt, fig, path: Path) -> Path:
 
 def _roc_plot(metrics, tasks, pred, ppred, out_dir) -> Path:
     plt, fig, axes = _grid(len(tasks))
-    for ax, task in zip(axes, tasks, strict=True):
+    for ax, task in zip(axes[: len(tasks)], tasks, strict=True):  # the grid's spare axes are switched off
         y, models = _task_data(task, metrics, pred, ppred)
         if _one_class(ax, task, y):
             continue
@@ -530,7 +530,7 @@ def decision_thresholds(prevalence: float) -> np.ndarray:
 
 def _decision_plot(metrics, tasks, pred, ppred, out_dir) -> Path:
     plt, fig, axes = _grid(len(tasks))
-    for ax, task in zip(axes, tasks, strict=True):
+    for ax, task in zip(axes[: len(tasks)], tasks, strict=True):  # the grid's spare axes are switched off
         y, models = _task_data(task, metrics, pred, ppred, recalibrated=True)
         if _one_class(ax, task, y):
             continue
