@@ -21,6 +21,21 @@ TASK_GROUPS = ("safety", "staff", "crisis")
 WARNING_LEVELS = ("green", "yellow", "orange", "red")
 
 
+# The CPU size that trains on 2 cores in minutes (tests, the end-to-end sample); the training presets build on it.
+SMALL_PRESET = dict(
+    d_model=64,
+    n_layers=2,
+    d_state=16,
+    d_conv=4,
+    expand=2,
+    n_heads=4,
+    attn_every=2,
+    cat_embed_dim=16,
+    numeric_embed_dim=8,
+    dropout=0.0,
+)
+
+
 @dataclass
 class HamburgMambaConfig:
     """Everything needed to rebuild the model. Defaults are the prototype's seed size.
@@ -159,20 +174,7 @@ class HamburgMambaConfig:
     @classmethod
     def small(cls, **kwargs) -> HamburgMambaConfig:
         """A preset that trains on a 2-core CPU in minutes (tests, the end-to-end sample)."""
-        preset = dict(
-            d_model=64,
-            n_layers=2,
-            d_state=16,
-            d_conv=4,
-            expand=2,
-            n_heads=4,
-            attn_every=2,
-            cat_embed_dim=16,
-            numeric_embed_dim=8,
-            dropout=0.0,
-        )
-        preset.update(kwargs)
-        return cls(**preset)
+        return cls(**{**SMALL_PRESET, **kwargs})
 
     def replace(self, **changes) -> HamburgMambaConfig:
         return dataclasses.replace(self, **changes)

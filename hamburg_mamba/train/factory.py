@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from hamburg_mamba.nn import HamburgHealthcareSafetyMamba, HamburgMambaConfig
+from hamburg_mamba.nn.config import SMALL_PRESET
 
 # Named sizes. "tiny" is for tests (seconds on a CPU); "small" is nn's CPU preset; "demo" is what
 # `hamburg-mamba demo` trains in its 15-minute, 2-core budget (docs/experiments.md has the measurement). The demo's
@@ -25,31 +26,8 @@ PRESETS: dict[str, dict] = {
         dropout=0.0,
         head_hidden=16,
     ),
-    "small": dict(
-        d_model=64,
-        n_layers=2,
-        d_state=16,
-        d_conv=4,
-        expand=2,
-        n_heads=4,
-        attn_every=2,
-        cat_embed_dim=16,
-        numeric_embed_dim=8,
-        dropout=0.0,
-    ),
-    "demo": dict(
-        d_model=48,
-        n_layers=2,
-        d_state=16,
-        d_conv=4,
-        expand=2,
-        n_heads=4,
-        attn_every=2,
-        cat_embed_dim=16,
-        numeric_embed_dim=8,
-        dropout=0.0,
-        head_hidden=48,
-    ),
+    "small": dict(SMALL_PRESET),
+    "demo": {**SMALL_PRESET, "d_model": 48, "head_hidden": 48},
     "base": dict(),  # HamburgMambaConfig defaults (the prototype's size, a GPU)
 }
 
