@@ -289,7 +289,7 @@ def _split_args(p, defaults="temporal"):
 
 
 def _spec_from_args(args, root):
-    from hamburg_mamba.train.data_setup import DEMO_CUTOFFS, DataSpec
+    from hamburg_mamba.data.splits import DEMO_CUTOFFS, DataSpec
 
     return DataSpec(
         root=str(Path(root).resolve()),
@@ -364,7 +364,7 @@ def _check_generate_args(args, parser) -> None:
 
 def _preset_config(preset: str):
     from hamburg_mamba.data import SyntheticConfig
-    from hamburg_mamba.train.data_setup import tiny_synthetic_config
+    from hamburg_mamba.data.splits import tiny_synthetic_config
 
     return {"hamburg": SyntheticConfig, "tiny": tiny_synthetic_config, "external": SyntheticConfig.external}[preset]()
 
@@ -596,7 +596,7 @@ def cmd_monitor(args) -> int:
 
 def _run_data_spec(parser, run: str, argument: str = "--run", resolve_root: bool = True):
     """The run folder's data spec, or parser.error naming the argument, the file and what is wrong with it."""
-    from hamburg_mamba.train.data_setup import DataSpec
+    from hamburg_mamba.data.splits import DataSpec
 
     try:
         return DataSpec.load(run, resolve_root=resolve_root)
@@ -719,7 +719,7 @@ def _demo_data(args, data_root: Path) -> None:
     import shutil
 
     from hamburg_mamba.data import SyntheticConfig, generate_synthetic, write_synthetic
-    from hamburg_mamba.train.data_setup import tiny_synthetic_config
+    from hamburg_mamba.data.splits import tiny_synthetic_config
 
     record = data_root.parent / DEMO_DATA_FILE
     wanted = {"tiny": bool(args.tiny), "seed": 0}
@@ -809,7 +809,7 @@ def replicate_recipe(tiny: bool):
 
 
 def _tiny_cutoffs():
-    from hamburg_mamba.train.data_setup import TINY_CUTOFFS
+    from hamburg_mamba.data.splits import TINY_CUTOFFS
 
     return list(TINY_CUTOFFS)
 

@@ -1,6 +1,6 @@
 """Fixtures shared by every test folder: the tiny city, built once per session.
 
-The tiny city is the one `hamburg-mamba demo --tiny` uses (hamburg_mamba.train.data_setup.TINY_SYNTHETIC: 14
+The tiny city is the one `hamburg-mamba demo --tiny` uses (hamburg_mamba.data.splits.TINY_SYNTHETIC: 14
 days, 3 hospitals, about 14 k events; 3.5 s to generate, write and connect on the 2-core machine). Tests that
 modify the connected data must take a fresh `tiny_spec.connect()` instead of `tiny_data`.
 """
@@ -8,7 +8,7 @@ modify the connected data must take a fresh `tiny_spec.connect()` instead of `ti
 import pytest
 
 from hamburg_mamba.data import generate_synthetic, write_synthetic
-from hamburg_mamba.train.data_setup import TINY_CUTOFFS, DataSpec, tiny_synthetic_config
+from hamburg_mamba.data.splits import TINY_CUTOFFS, DataSpec, tiny_synthetic_config
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from hamburg_mamba.data.splits import event_times_us
 from hamburg_mamba.eval import closures as C
 from hamburg_mamba.eval import metrics as M
 from hamburg_mamba.eval.baselines import NEWS2_TASKS, CatBoostSettings, News2Baseline, catboost_predict, fit_catboost
@@ -26,7 +27,6 @@ from hamburg_mamba.eval.features import FeatureBuilder
 from hamburg_mamba.eval.participants import study_record
 from hamburg_mamba.eval.predictions import model_predictions, pathway_rows, prediction_rows
 from hamburg_mamba.eval.robustness import shift_robustness
-from hamburg_mamba.train.data_setup import event_times_us
 
 ALERT_SENSITIVITY = 0.8  # alert threshold: this sensitivity on the tuning rows, then applied to held-out
 CLOSURE_TASK = f"closure_{C.ALARM_HORIZON_H}h"  # drives the hospital alarm (the monitor's default)

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from hamburg_mamba.data.schema import NUMERIC_FEATURES, PAD_INDEX, UNKNOWN_INDEX
-from hamburg_mamba.train.data_setup import US_PER_HOUR, event_times_us
+from hamburg_mamba.data.splits import US_PER_HOUR, event_times_us
 
 MAX_CODES = 64  # codes with their own count / last value / hours-since columns (most frequent in training)
 VALUE_DECIMALS = 1  # vitals are charted to one decimal at most; undoing the z-score is rounded to that

@@ -15,8 +15,8 @@ import pandas as pd
 import torch
 
 from hamburg_mamba.data.batch import PathwayBatch
+from hamburg_mamba.data.splits import event_times_us
 from hamburg_mamba.nn import PathwayMonitor
-from hamburg_mamba.train.data_setup import event_times_us
 
 
 @dataclass

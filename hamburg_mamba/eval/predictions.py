@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from hamburg_mamba.train.data_setup import event_times_us
+from hamburg_mamba.data.splits import event_times_us
 
 # Inference batches are cut to about this many padded events (B x L), so long ICU stays do not pad short ones.
 EVENTS_PER_BATCH = 24_000

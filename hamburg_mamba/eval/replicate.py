@@ -138,7 +138,7 @@ def city(folder: Path, seed: int, tiny: bool) -> Path:
     """The MEDS root of the city of this generator seed under `folder`, generated unless already there; a
     folder holding another city is refused."""
     from hamburg_mamba.data import SyntheticConfig, generate_synthetic, write_synthetic
-    from hamburg_mamba.train.data_setup import tiny_synthetic_config
+    from hamburg_mamba.data.splits import tiny_synthetic_config
 
     root, record = folder / "data", folder / CITY_FILE
     wanted = {"tiny": tiny, "seed": seed}
@@ -159,9 +159,9 @@ def city(folder: Path, seed: int, tiny: bool) -> Path:
 def replicate(config: ReplicateConfig, root: Path, generator_seed: int, training_seed: int, log=print) -> dict:
     """Train every backbone with `training_seed` on the city at `root`, evaluate them with the baselines (CatBoost
     seeded the same), and return the evaluation's metrics (read back from its metrics.json)."""
+    from hamburg_mamba.data.splits import DEMO_CUTOFFS, TINY_CUTOFFS, DataSpec
     from hamburg_mamba.eval.baselines import CatBoostSettings
     from hamburg_mamba.eval.experiment import run_comparison
-    from hamburg_mamba.train.data_setup import DEMO_CUTOFFS, TINY_CUTOFFS, DataSpec
 
     folder = config.out / f"city-{generator_seed}" / f"seed-{training_seed}"
     cutoffs = TINY_CUTOFFS if config.tiny else DEMO_CUTOFFS
@@ -206,8 +206,8 @@ def train_all(jobs: list[TrainJob], processes: int) -> None:
 
 def train(job: TrainJob) -> dict:
     """Train one backbone (resuming or keeping a finished run with the same settings); returns its summary."""
+    from hamburg_mamba.data.splits import DataSpec
     from hamburg_mamba.train import TrainConfig, Trainer, build_model, build_model_config
-    from hamburg_mamba.train.data_setup import DataSpec
 
     spec = DataSpec(root=str(Path(job.data_root).resolve()), split="temporal", temporal_cutoffs=job.cutoffs)
     data = spec.connect()

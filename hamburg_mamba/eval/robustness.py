@@ -194,9 +194,9 @@ def stress_test(
     import dataclasses
 
     from hamburg_mamba.data import DatasetSchema, SyntheticConfig, generate_synthetic, write_synthetic
+    from hamburg_mamba.data.splits import DataSpec
     from hamburg_mamba.eval.experiment import _cluster_kind, _load_model, _row_clusters
     from hamburg_mamba.eval.predictions import model_predictions, pathway_rows, prediction_rows
-    from hamburg_mamba.train.data_setup import DataSpec
 
     if not runs:
         raise ValueError("stress_test: runs: expected at least one NAME -> run folder")

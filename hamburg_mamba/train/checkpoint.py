@@ -259,7 +259,7 @@ def settings_differences(run_dir: Path, settings: dict[str, dict]) -> list[str] 
 def _comparable(name: str, blob: dict, run_dir: Path) -> dict:
     """A settings file's content in the form the current code writes: old configs' object-form vocab_sizes and
     tasks as [name, value] pairs, an old data spec's relative root resolved (see resolve_data_root)."""
-    from hamburg_mamba.train.data_setup import resolve_data_root
+    from hamburg_mamba.data.splits import resolve_data_root
 
     blob = {k: v for k, v in blob.items() if k not in RUNTIME_ONLY.get(name, ())}
     if name == "config.json":

@@ -13,7 +13,7 @@ import pytest
 
 from hamburg_mamba.data import connect_hamburg_data
 from hamburg_mamba.data.schema import TASKS
-from hamburg_mamba.train.data_setup import mask_labels_after_cutoffs
+from hamburg_mamba.data.splits import mask_labels_after_cutoffs
 
 CHUNK = 256  # pathways per batch: every pathway of the cohort is checked, in batches of this size
 EVENT_TASKS = [t for t, s in TASKS.items() if s.level == "event"]

@@ -192,7 +192,7 @@ def test_generator_feed_reaches_events(small):
     """On the synthetic Hamburg, each event's `closed_to_ems` and `ed_census` are the generator's own hourly
     figures for its known hospital in the hour before the event's hour (the ground truth), and events whose
     hospital is not known yet have none."""
-    from hamburg_mamba.train.data_setup import event_times_us
+    from hamburg_mamba.data.splits import event_times_us
 
     data = connect_hamburg_data(
         small.events, labels=small.labels, hospital_status=small.hospital_hourly, split="subject", seed=0

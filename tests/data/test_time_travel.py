@@ -26,8 +26,8 @@ from hamburg_mamba.data import connect_hamburg_data, generate_synthetic
 from hamburg_mamba.data.connector import EncodedPathways
 from hamburg_mamba.data.meds_io import CODE_DESCRIPTIONS
 from hamburg_mamba.data.schema import UNKNOWN_INDEX
+from hamburg_mamba.data.splits import TINY_CUTOFFS, tiny_synthetic_config
 from hamburg_mamba.eval.features import FeatureBuilder
-from hamburg_mamba.train.data_setup import TINY_CUTOFFS, tiny_synthetic_config
 
 # Which event of a pathway reveals each attribute (a real record holds it from that event on, inclusive).
 REVEALED_BY = {

@@ -226,7 +226,7 @@ def test_alert_burden_counted_pathway_by_pathway(evaluation, tiny_data):
 def test_closure_alarm_threshold_is_chosen_on_the_tuning_period(evaluation, tiny_data, tiny_root, tiny_spec):
     """The known model's pooled score on the tuning hospital-hours picks the threshold; the held-out hours
     would pick another."""
-    from hamburg_mamba.train.data_setup import event_times_us
+    from hamburg_mamba.data.splits import event_times_us
 
     metrics, _ = evaluation
     table = C.hospital_hours(C.read_hourly(tiny_root))

@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 
 from hamburg_mamba import cli
+from hamburg_mamba.data.splits import TINY_CUTOFFS
 from hamburg_mamba.eval import replicate as R
 from hamburg_mamba.eval import report as RP
 from hamburg_mamba.eval.baselines import CatBoostSettings
 from hamburg_mamba.eval.experiment import run_comparison
-from hamburg_mamba.train.data_setup import TINY_CUTOFFS
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_TIMEOUT_S = 120
@@ -36,7 +36,7 @@ def reported(tiny_root, tmp_path_factory):
     recipe = cli.replicate_recipe(tiny=True)
     run_dir = base / "runs" / "mamba"
     R.train(R.TrainJob(str(tiny_root), TINY_CUTOFFS, str(run_dir), "mamba", 3, recipe))
-    from hamburg_mamba.train.data_setup import DataSpec
+    from hamburg_mamba.data.splits import DataSpec
 
     spec = DataSpec(root=str(tiny_root), split="temporal", temporal_cutoffs=TINY_CUTOFFS)
     run_comparison(

@@ -180,8 +180,8 @@ def test_table_from_rows_models_and_tasks_and_the_report_section():
 def test_stress_city_shifts_more_rows_and_every_model_is_tabled(tiny_data, tiny_spec, tmp_path):
     """A tiny run on the tiny city and on the same city with a twice as severe, wider flu wave (whose peak lies
     in the held-out days): the stronger crisis puts more held-out rows beyond the training range."""
+    from hamburg_mamba.data.splits import tiny_synthetic_config
     from hamburg_mamba.train import TrainConfig, Trainer, build_model, build_model_config
-    from hamburg_mamba.train.data_setup import tiny_synthetic_config
 
     config = build_model_config(tiny_data, backbone="gru", preset="tiny")
     tc = TrainConfig(epochs=1, max_steps=4, batch_size=16, warmup_steps=1, progress=False, num_threads=1)

@@ -13,8 +13,8 @@ import torch
 
 from hamburg_mamba.data import connect_hamburg_data
 from hamburg_mamba.data.schema import EXCESS_MAX, NUMERIC_FEATURES
+from hamburg_mamba.data.splits import TINY_CUTOFFS, mask_labels_after_cutoffs
 from hamburg_mamba.train import TrainConfig, Trainer, build_model, build_model_config
-from hamburg_mamba.train.data_setup import TINY_CUTOFFS, mask_labels_after_cutoffs
 
 TRAIN_STEPS = 40
 FAR, FARTHER = 1e3, 1e6  # standard deviations beyond the maximum

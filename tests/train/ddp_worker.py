@@ -9,8 +9,8 @@ from pathlib import Path
 import torch.distributed as dist
 from safetensors.torch import save_file
 
+from hamburg_mamba.data.splits import TINY_CUTOFFS, DataSpec
 from hamburg_mamba.train import TrainConfig, Trainer, build_model, build_model_config
-from hamburg_mamba.train.data_setup import TINY_CUTOFFS, DataSpec
 
 STEPS = 4
 

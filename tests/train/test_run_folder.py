@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from hamburg_mamba.cli import main
+from hamburg_mamba.data.splits import TINY_CUTOFFS
 from hamburg_mamba.train import TrainConfig, Trainer, build_model, build_model_config
 from hamburg_mamba.train.checkpoint import (
     CHECKPOINTS,
@@ -18,7 +19,6 @@ from hamburg_mamba.train.checkpoint import (
     RunSettingsMismatch,
     checkpoint_folders,
 )
-from hamburg_mamba.train.data_setup import TINY_CUTOFFS
 
 
 def _trainer(data, run_dir, spec=None, d_model=16, **cfg):
