@@ -56,6 +56,9 @@ class EncodedPathways:
     numeric_missing: np.ndarray  # (N, F) bool
     time_since_prev_h: np.ndarray  # (N,) float32
     time_since_start_h: np.ndarray  # (N,) float32
+    # (N,) int64 exact time of each event in microseconds since 1970 (static rows: their pathway's start). The
+    # float32 offsets above are model inputs; anything that compares an event with a cut-off or an hour uses this.
+    time_us: np.ndarray
     hour_of_day: np.ndarray  # (N,) float32
     day_of_week: np.ndarray  # (N,) int8
     event_labels: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]]  # task -> (N,) value, mask, oracle
@@ -768,6 +771,7 @@ def _encode(ev, cols, pw, rows, owner, schema, labels, oracle, acc, context) -> 
         numeric_missing=miss,
         time_since_prev_h=tsp,
         time_since_start_h=tss,
+        time_us=np.where(static, start_us, tus).astype(np.int64),
         hour_of_day=hod,
         day_of_week=dow,
         event_labels=ev_labels,

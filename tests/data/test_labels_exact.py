@@ -189,11 +189,5 @@ def test_temporal_split_hides_labels_at_and_after_the_splits_own_period():
     _check_hygiene(pd.Timedelta(seconds=1))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mask_labels_after_cutoffs compares times rebuilt from float32 hours "
-    "since the pathway start (event_times_us: 1.7 ms steps 5 h into a stay, 0.1 s after 500 h), "
-    "so a label 1 us before a cut-off is hidden; the encoded pathways keep no exact event time",
-)
 def test_temporal_split_label_hygiene_to_the_microsecond():
     _check_hygiene(pd.Timedelta(microseconds=1))
