@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,13 @@ from hamburg_mamba.eval import metrics as M
 from hamburg_mamba.eval.baselines import NEWS2_TASKS, CatBoostSettings, News2Baseline, catboost_predict, fit_catboost
 from hamburg_mamba.eval.features import FeatureBuilder
 from hamburg_mamba.eval.participants import study_record
-from hamburg_mamba.eval.predictions import model_predictions, pathway_rows, prediction_rows
+from hamburg_mamba.eval.predictions import (
+    PathwayRows,
+    PredictionRows,
+    model_predictions,
+    pathway_rows,
+    prediction_rows,
+)
 from hamburg_mamba.eval.robustness import shift_robustness
 
 ALERT_SENSITIVITY = 0.8  # alert threshold: this sensitivity on the tuning rows, then applied to held-out
@@ -43,8 +50,93 @@ SEX_PREFIX = "SEX//"  # the static sex fact's code (MEDS convention of the synth
 SEASONS = np.array(["winter"] * 2 + ["spring"] * 3 + ["summer"] * 3 + ["autumn"] * 3 + ["winter"], dtype=object)
 
 
-def _log(msg: str, t0: float) -> None:
-    print(f"[evaluate {time.perf_counter() - t0:6.1f}s] {msg}", flush=True)
+PREDICTED_SPLITS = ("tuning", "held_out")  # tuning fits the recalibration and thresholds, held_out is scored
+EVALUATED = "held_out"  # the split whose rows are scored
+# The generator's references: no recalibration (they are the probabilities themselves), and NEWS2, whose
+# logistic map is itself fitted on the tuning rows.
+NOT_RECALIBRATED = (ORACLE, FAIR_BOUND, "news2")
+
+# model -> split -> task -> (R,) event rows or (Q,) pathway rows of that split
+Predictions = dict[str, dict[str, dict[str, np.ndarray]]]
+
+
+@dataclass
+class EvaluationRows:
+    """A connected data set and its prediction rows per split: event rows (R per split) and pathway rows (Q)."""
+
+    data: object
+    events: dict[str, PredictionRows]
+    pathways: dict[str, PathwayRows]
+
+    @classmethod
+    def of(cls, data, splits) -> EvaluationRows:
+        return cls(
+            data=data,
+            events={s: prediction_rows(data, s) for s in splits},
+            pathways={s: pathway_rows(data, s) for s in splits},
+        )
+
+    def of_level(self, level: str) -> dict:
+        """split -> the rows a task of this level ('event' or 'pathway') is scored at."""
+        return self.events if level == "event" else self.pathways
+
+
+@dataclass
+class TuningChoices:
+    """What the tuning rows decide, applied unchanged wherever the models are scored: (model, task) -> the
+    Platt recalibration of a binary task (none for the references and NEWS2), and the alert threshold at
+    ALERT_SENSITIVITY of an event-level binary task (`alert_threshold`, from the labelled tuning rows kept in
+    `tuning`)."""
+
+    recalibration: dict[tuple[str, str], M.PlattRecalibration]
+    tuning: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]  # (model, task) -> (y, p) at the tuning rows
+    thresholds: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, tasks: dict, development: EvaluationRows, predictions: Predictions) -> TuningChoices:
+        recalibration, tuning = {}, {}
+        for task, task_spec in tasks.items():
+            if task_spec.kind != "binary":
+                continue
+            rows = development.of_level(task_spec.level)["tuning"]
+            labelled = rows.masks[task]
+            y = rows.labels[task][labelled]
+            for name, by_split in predictions.items():
+                if task not in by_split.get(EVALUATED, {}):
+                    continue
+                p = np.clip(np.asarray(by_split["tuning"][task], dtype=np.float64), 0.0, 1.0)[labelled]
+                if name not in NOT_RECALIBRATED and y.size:
+                    recalibration[(name, task)] = M.PlattRecalibration().fit(y, p)
+                if task_spec.level == "event":
+                    tuning[(name, task)] = (y, p)
+        return cls(recalibration, tuning)
+
+    def alert_threshold(self, name: str, task: str) -> float:
+        """Highest threshold reaching ALERT_SENSITIVITY on the tuning rows; computed when first asked for,
+        so a reference without a prediction at some tuning rows is only refused where it is scored."""
+        if (name, task) not in self.thresholds:
+            y, p = self.tuning[(name, task)]
+            self.thresholds[(name, task)] = (
+                M.threshold_at_sensitivity(y, p, ALERT_SENSITIVITY) if y.size else float("nan")
+            )
+        return self.thresholds[(name, task)]
+
+
+@dataclass
+class ScoredRows:
+    """Every task and model scored on one set of evaluation rows: `tasks` (the metrics.json entries),
+    `columns` ((model, task) -> raw and recalibrated probabilities at every row, for the predictions file),
+    `subgroups` (name -> (R,) level of each event row) and the notes on what was left out."""
+
+    tasks: dict
+    columns: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]
+    subgroups: dict[str, np.ndarray]
+    notes: list[str]
+    clusters: dict[str, dict[str, np.ndarray]]
+
+
+def _log(msg: str, started: float) -> None:
+    print(f"[evaluate {time.perf_counter() - started:6.1f}s] {msg}", flush=True)
 
 
 def run_comparison(
@@ -62,179 +154,301 @@ def run_comparison(
     """Evaluate trained runs (name -> run directory, or a model already loaded) and the baselines on `spec`'s
     held-out split. The schema comes from the first run directory; with loaded models only, it is fitted on
     the training split as training did."""
-    from hamburg_mamba.data import DatasetSchema
-
-    t0 = time.perf_counter()
+    started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    run_dirs = [Path(r) for r in runs.values() if isinstance(r, (str, Path))]
-    schema = DatasetSchema.load(run_dirs[0] / "schema.json") if run_dirs else None
-    data = spec.connect(schema=schema)
-    _log(f"connected {spec.root} ({spec.split} split)", t0)
+    data = spec.connect(schema=_run_schema(runs))
+    _log(f"connected {spec.root} ({spec.split} split)", started)
     tasks = data.schema.tasks
-    rows = {s: prediction_rows(data, s) for s in ("train", "tuning", "held_out")}
-    prow = {s: pathway_rows(data, s) for s in ("train", "tuning", "held_out")}
-    enc = data.encoded
-    preds: dict[str, dict[str, dict[str, np.ndarray]]] = {}  # model -> split -> task -> (R,) / (Q,)
-
+    development = EvaluationRows.of(data, ("train", *PREDICTED_SPLITS))
     models = {name: _load_model(run) for name, run in runs.items()}
-    for name, model in models.items():
-        preds[name] = {}
-        for s in ("tuning", "held_out"):
-            ev, pw = model_predictions(model, data, rows[s], prow[s], device=device)
-            preds[name][s] = {**ev, **pw}
-        _log(f"predicted with {name} ({sum(p.numel() for p in model.parameters()):,} parameters)", t0)
+    catboost_settings = catboost or CatBoostSettings()
+    features = FeatureBuilder(data)
 
-    fb = FeatureBuilder(data)
-    skipped_catboost: list[str] = []
+    predictions = sequence_model_predictions(models, development, PREDICTED_SPLITS, device, started)
+    notes: list[str] = []
     if "catboost" in baselines:
-        settings = catboost or CatBoostSettings()
-        X = {s: fb.table(rows[s].flat) for s in rows}
-        XP = {s: fb.table(prow[s].flat) for s in prow}
-        cats = fb.categorical_columns
-        preds["catboost"] = {"tuning": {}, "held_out": {}}
-        for task, spec_t in tasks.items():
-            src, Xs = (rows, X) if spec_t.level == "event" else (prow, XP)
-            tr, tu = src["train"].masks[task], src["tuning"].masks[task]
-            y_tr = src["train"].labels[task][tr]
-            if tr.sum() < 2 or (spec_t.kind == "binary" and y_tr.min() == y_tr.max()):
-                skipped_catboost.append(task)
-                continue
-            model = fit_catboost(
-                spec_t.kind, Xs["train"][tr], y_tr, Xs["tuning"][tu], src["tuning"].labels[task][tu], cats, settings
-            )
-            for s in ("tuning", "held_out"):
-                preds["catboost"][s][task] = catboost_predict(model, spec_t.kind, Xs[s])
-            _log(f"catboost {task}: {model.tree_count_} trees", t0)
+        fitted, skipped = fit_catboost_models(development, features, catboost_settings, started)
+        predictions["catboost"] = catboost_predictions(fitted, development, features, PREDICTED_SPLITS)
+        if skipped:
+            notes.append(f"catboost not fitted (training labels of one class or none): {skipped}")
     news2_missing = {}
-    results_notes = (
-        [f"catboost not fitted (training labels of one class or none): {skipped_catboost}"]
-        if (skipped_catboost)
-        else []
-    )
     if "news2" in baselines:
-        nb = News2Baseline()
-        preds["news2"] = {"tuning": {}, "held_out": {}}
-        scores = {}
-        for s in ("tuning", "held_out"):
-            scores[s], news2_missing[s] = nb.score(fb, rows[s].flat)
-        for task in NEWS2_TASKS:
-            if task not in tasks:
-                continue
-            m = rows["tuning"].masks[task]
-            nb.fit(task, scores["tuning"][m], rows["tuning"].labels[task][m])
-            for s in ("tuning", "held_out"):
-                preds["news2"][s][task] = nb.probability(task, scores[s])
-        preds["news2"]["held_out"]["news2_score"] = scores["held_out"]
+        predictions["news2"], news2_missing = news2_predictions(development, features)
     if "oracle" in baselines:
-        preds[ORACLE] = {s: {**rows[s].oracle, **prow[s].oracle} for s in ("tuning", "held_out")}
-        bound = _fair_bound_predictions(spec, data, rows, prow)
-        if bound is not None:
-            preds[FAIR_BOUND] = bound
-            _log(f"fair bound of {sorted(bound['held_out'])}", t0)
+        predictions.update(reference_predictions(spec, development, PREDICTED_SPLITS, started))
 
-    model_names = list(preds)
-    # --- recalibration on tuning, metrics on held-out ---
-    H = rows["held_out"]
-    HP = prow["held_out"]
-    clusters = {"event": _row_clusters(data, H), "pathway": {"subject": enc.subject_id[HP.pathway]}}
-    feats = fb.table(H.flat)
-    groups, dropped = _subgroups(data, feats, H)
-    results_notes += [f"subgroup {g} dropped: one level ({level}) in the held-out rows" for g, level in dropped]
-    patient_days = _patient_days(data, H)
-    primary_name = primary if primary in preds else (next(iter(models)) if models else None)
+    primary_name = primary if primary in predictions else (next(iter(models)) if models else None)
+    choices = TuningChoices.fit(tasks, development, predictions)
     results: dict = {
         "tasks": {},
-        "models": model_names,
+        "models": list(predictions),
         "n_boot": n_boot,
         "alert_sensitivity": ALERT_SENSITIVITY,
         "primary": primary_name,
         "clusters": CLUSTER_OF_GROUP,
     }
-    recal_cols = {}
-    for task, spec_t in tasks.items():
-        src = H if spec_t.level == "event" else HP
-        tu_src = rows["tuning"] if spec_t.level == "event" else prow["tuning"]
-        m, mt = src.masks[task], tu_src.masks[task]
-        y, yt = src.labels[task][m], tu_src.labels[task][mt]
-        task_res = {
-            "kind": spec_t.kind,
-            "level": spec_t.level,
-            "group": spec_t.group,
-            "n": int(m.sum()),
-            "prevalence": float(y.mean()) if y.size and spec_t.kind == "binary" else None,
-            "models": {},
-        }
-        for name in model_names:
-            if task not in preds[name].get("held_out", {}):
-                continue
-            p = np.asarray(preds[name]["held_out"][task], dtype=np.float64)
-            if spec_t.kind == "regression":
-                task_res["models"][name] = M.regression_metrics(y, p[m])
-                continue
-            p = np.clip(p, 0.0, 1.0)
-            pt = np.clip(np.asarray(preds[name]["tuning"][task], dtype=np.float64), 0.0, 1.0)[mt]
-            recal = (
-                M.PlattRecalibration().fit(yt, pt) if name not in (ORACLE, FAIR_BOUND, "news2") and yt.size else None
-            )
-            p_recal = recal(p) if recal is not None else p
-            recal_cols[(name, task)] = (p, p_recal)
-            if y.size == 0 or y.min() == y.max():
-                continue
-            cluster = clusters[spec_t.level][_cluster_kind(spec_t)][m]
-            est = M.bootstrap_binary(y, p[m], cluster=cluster, n_boot=n_boot)
-            entry = {k: v.as_dict() for k, v in est.items()}
-            entry["ece_recalibrated"] = M.ece(y, p_recal[m])
-            entry["brier_recalibrated"] = M.brier(y, p_recal[m])
-            if recal is not None:
-                entry["recalibration"] = {"intercept": recal.intercept, "slope": recal.slope}
-            if spec_t.level == "event":
-                threshold = M.threshold_at_sensitivity(yt, pt, ALERT_SENSITIVITY) if yt.size else float("nan")
-                entry["alert_burden"] = alert_burden(y, p[m], src.pathway[m], src.time_us[m], threshold, patient_days)
-                entry["subgroups"] = {g: _subgroup_auroc(y, p[m], groups[g][m], cluster, n_boot) for g in groups}
-            task_res["models"][name] = entry
-        if spec_t.kind == "binary":
-            task_res["cluster"] = _cluster_kind(spec_t)
-            task_res["comparisons"] = _paired_comparisons(
-                task,
-                src,
-                m,
-                preds,
-                primary_name,
-                task_res["models"],
-                clusters[spec_t.level][_cluster_kind(spec_t)][m],
-                n_boot,
-            )
-        results["tasks"][task] = task_res
-        _log(f"metrics {task}", t0)
+    held_out = development.events[EVALUATED], development.pathways[EVALUATED]
+    scored = score_rows(data, *held_out, features, predictions, choices, primary_name, n_boot, started)
+    results["tasks"] = scored.tasks
+    notes += scored.notes
+    results["robustness"] = robustness_of(data, *held_out, predictions, tasks, scored.clusters, n_boot, started)
 
-    # --- robustness: held-out rows whose system state lies beyond the training range ---
-    task_clusters = {t: clusters[s.level][_cluster_kind(s)] for t, s in tasks.items() if s.kind == "binary"}
-    results["robustness"] = shift_robustness(data, H, HP, preds, tasks, task_clusters, n_boot)
-    _log("robustness (shifted rows)", t0)
-
-    # --- closures: hospital warnings ---
     hourly = C.read_hourly(spec.root)
     if hourly is not None and CLOSURE_TASK in tasks:
-        results["closures"] = _closure_evaluation(
-            spec, data, rows, preds, hourly, max_false_alarms_per_week, n_boot, primary_name, out_dir
+        results["closures"], _ = evaluate_closures(
+            spec, development, predictions, hourly, max_false_alarms_per_week, n_boot, primary_name, out_dir
         )
-        _log("closure warnings (hospital-hours)", t0)
+        _log("closure warnings (hospital-hours)", started)
         if timeline:
             _timeline(data, models.get(primary_name), primary_name, hourly, out_dir, device)
-            _log(f"timeline ({primary_name})", t0)
-    results["notes"] = results_notes
+            _log(f"timeline ({primary_name})", started)
+    results["notes"] = notes
     results["news2_missing_vitals"] = news2_missing
     results["data_report"] = data.report()
     results["split"] = spec.as_dict()
-    results["periods"] = _periods(data, rows)
-    results["events_held_out"] = int(enc.lengths[np.unique(H.pathway)].sum())
-    results.update(study_record(data, rows, prow, _pathway_sex(data), runs, catboost or CatBoostSettings()))
-    _write_predictions(out_dir, data, H, HP, recal_cols, tasks, groups, preds)
+    results["periods"] = _periods(data, development.events)
+    results["events_held_out"] = int(data.encoded.lengths[np.unique(held_out[0].pathway)].sum())
+    results.update(
+        study_record(data, development.events, development.pathways, _pathway_sex(data), runs, catboost_settings)
+    )
+    _write_predictions(out_dir, data, *held_out, scored, tasks, predictions)
     (out_dir / "metrics.json").write_text(json.dumps(_clean(results), indent=1))
-    results["seconds"] = time.perf_counter() - t0
-    _log("done", t0)
+    results["seconds"] = time.perf_counter() - started
+    _log("done", started)
     return results
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Predictions of each family of model at the prediction rows
+
+
+def _run_schema(runs: dict):
+    """The schema saved in the first run directory; None with loaded models only (connect fits it then)."""
+    from hamburg_mamba.data import DatasetSchema
+
+    run_dirs = [Path(r) for r in runs.values() if isinstance(r, (str, Path))]
+    return DatasetSchema.load(run_dirs[0] / "schema.json") if run_dirs else None
+
+
+def sequence_model_predictions(models: dict, rows: EvaluationRows, splits, device: str, started: float) -> Predictions:
+    """Every sequence model's prediction of every task at each split's rows."""
+    out: Predictions = {}
+    for name, model in models.items():
+        out[name] = {}
+        for split in splits:
+            events, pathways = model_predictions(
+                model, rows.data, rows.events[split], rows.pathways[split], device=device
+            )
+            out[name][split] = {**events, **pathways}
+        _log(f"predicted with {name} ({sum(p.numel() for p in model.parameters()):,} parameters)", started)
+    return out
+
+
+def fit_catboost_models(
+    development: EvaluationRows, features: FeatureBuilder, settings: CatBoostSettings, started: float
+) -> tuple[dict, list[str]]:
+    """task -> CatBoost fitted on the development training rows (early-stopped on the tuning rows), and the
+    tasks left unfitted because their training labels hold one class or none."""
+    tables = _feature_tables(development, features, ("train", "tuning"))
+    fitted, skipped = {}, []
+    for task, task_spec in development.data.schema.tasks.items():
+        rows, table = development.of_level(task_spec.level), tables[task_spec.level]
+        train, tuning = rows["train"].masks[task], rows["tuning"].masks[task]
+        y_train = rows["train"].labels[task][train]
+        if train.sum() < 2 or (task_spec.kind == "binary" and y_train.min() == y_train.max()):
+            skipped.append(task)
+            continue
+        fitted[task] = fit_catboost(
+            task_spec.kind,
+            table["train"][train],
+            y_train,
+            table["tuning"][tuning],
+            rows["tuning"].labels[task][tuning],
+            features.categorical_columns,
+            settings,
+        )
+        _log(f"catboost {task}: {fitted[task].tree_count_} trees", started)
+    return fitted, skipped
+
+
+def catboost_predictions(fitted: dict, rows: EvaluationRows, features: FeatureBuilder, splits) -> dict:
+    """split -> task -> the fitted CatBoost's prediction at every row of the split."""
+    tables = _feature_tables(rows, features, splits)
+    tasks = rows.data.schema.tasks
+    return {
+        split: {
+            task: catboost_predict(model, tasks[task].kind, tables[tasks[task].level][split])
+            for task, model in fitted.items()
+        }
+        for split in splits
+    }
+
+
+def _feature_tables(rows: EvaluationRows, features: FeatureBuilder, splits) -> dict[str, dict[str, pd.DataFrame]]:
+    """level ('event', 'pathway') -> split -> the feature table at the split's rows of that level."""
+    return {
+        "event": {s: features.table(rows.events[s].flat) for s in splits},
+        "pathway": {s: features.table(rows.pathways[s].flat) for s in splits},
+    }
+
+
+def news2_predictions(development: EvaluationRows, features: FeatureBuilder) -> tuple[dict, dict]:
+    """NEWS2's probability per deterioration task at the tuning and held-out rows (the logistic map fitted on
+    the tuning rows), its raw score at the held-out rows ('news2_score'), and per split the rows missing each
+    vital."""
+    news2 = News2Baseline()
+    scores, missing = {}, {}
+    for split in PREDICTED_SPLITS:
+        scores[split], missing[split] = news2.score(features, development.events[split].flat)
+    out: dict = {split: {} for split in PREDICTED_SPLITS}
+    tuning = development.events["tuning"]
+    for task in NEWS2_TASKS:
+        if task not in development.data.schema.tasks:
+            continue
+        labelled = tuning.masks[task]
+        news2.fit(task, scores["tuning"][labelled], tuning.labels[task][labelled])
+        for split in PREDICTED_SPLITS:
+            out[split][task] = news2.probability(task, scores[split])
+    out[EVALUATED]["news2_score"] = scores[EVALUATED]
+    return out, missing
+
+
+def reference_predictions(spec, rows: EvaluationRows, splits, started: float) -> Predictions:
+    """The generator's references at each split's rows: the clairvoyant oracle, and the fair bound where the
+    data folder has one."""
+    out: Predictions = {ORACLE: {s: {**rows.events[s].oracle, **rows.pathways[s].oracle} for s in splits}}
+    bound = _fair_bound_predictions(spec, rows, splits)
+    if bound is not None:
+        out[FAIR_BOUND] = bound
+        _log(f"fair bound of {sorted(bound[EVALUATED])}", started)
+    return out
+
+
+def _fair_bound_predictions(spec, rows: EvaluationRows, splits) -> dict | None:
+    """split -> task -> the fair bound at the split's rows, for the tasks the folder's bound/ covers; None
+    without one. The connector reads it as the oracle of a second connection (same split, same rows)."""
+    from hamburg_mamba.data.fair_bound import read_bound
+
+    if not (Path(spec.root) / "bound").is_dir():
+        return None
+    bound = read_bound(spec.root)
+    again = spec.connect(schema=rows.data.schema, oracle=bound)
+    out = {}
+    for split in splits:
+        events, pathways = prediction_rows(again, split), pathway_rows(again, split)
+        same_events = np.array_equal(events.flat, rows.events[split].flat)
+        if not (same_events and np.array_equal(pathways.pathway, rows.pathways[split].pathway)):
+            raise RuntimeError(f"fair bound: the second connection laid out other {split} rows than the first")
+        out[split] = {t: v for t, v in {**events.oracle, **pathways.oracle}.items() if t in bound}
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Metrics at the evaluation rows
+
+
+def score_rows(
+    data,
+    rows: PredictionRows,
+    pathways: PathwayRows,
+    features: FeatureBuilder,
+    predictions: Predictions,
+    choices: TuningChoices,
+    primary: str | None,
+    n_boot: int,
+    started: float,
+) -> ScoredRows:
+    """Every task and model at the evaluation rows (`predictions[model][EVALUATED]`): discrimination and
+    calibration with cluster-bootstrap intervals, the recalibrated probabilities' ECE and Brier, alert burden
+    and subgroups (event tasks), and the paired differences to the primary model; the recalibration and the
+    alert thresholds are the tuning rows' (`choices`)."""
+    clusters = {"event": _row_clusters(data, rows), "pathway": {"subject": data.encoded.subject_id[pathways.pathway]}}
+    groups, dropped = _subgroups(data, features.table(rows.flat), rows)
+    notes = [f"subgroup {g} dropped: one level ({level}) in the held-out rows" for g, level in dropped]
+    patient_days = _patient_days(data, rows)
+    tasks, columns = {}, {}
+    for task, task_spec in data.schema.tasks.items():
+        source = rows if task_spec.level == "event" else pathways
+        task_clusters = clusters[task_spec.level][_cluster_kind(task_spec)]
+        tasks[task] = _score_task(
+            task, task_spec, source, predictions, choices, task_clusters, groups, patient_days, columns, n_boot
+        )
+        if task_spec.kind == "binary":
+            labelled = source.masks[task]
+            tasks[task]["cluster"] = _cluster_kind(task_spec)
+            tasks[task]["comparisons"] = _paired_comparisons(
+                task, source, labelled, predictions, primary, tasks[task]["models"], task_clusters[labelled], n_boot
+            )
+        _log(f"metrics {task}", started)
+    return ScoredRows(tasks=tasks, columns=columns, subgroups=groups, notes=notes, clusters=clusters)
+
+
+def _score_task(task, task_spec, source, predictions, choices, cluster, groups, patient_days, columns, n_boot) -> dict:
+    """One task's entry: its rows and prevalence, and per model its metrics at the labelled rows (regression:
+    errors; binary: `_binary_entry`). The binary models' raw and recalibrated probabilities at every row are
+    added to `columns`."""
+    labelled = source.masks[task]
+    y = source.labels[task][labelled]
+    entry = {
+        "kind": task_spec.kind,
+        "level": task_spec.level,
+        "group": task_spec.group,
+        "n": int(labelled.sum()),
+        "prevalence": float(y.mean()) if y.size and task_spec.kind == "binary" else None,
+        "models": {},
+    }
+    for name, by_split in predictions.items():
+        if task not in by_split.get(EVALUATED, {}):
+            continue
+        p = np.asarray(by_split[EVALUATED][task], dtype=np.float64)
+        if task_spec.kind == "regression":
+            entry["models"][name] = M.regression_metrics(y, p[labelled])
+            continue
+        p = np.clip(p, 0.0, 1.0)
+        recalibration = choices.recalibration.get((name, task))
+        p_recalibrated = recalibration(p) if recalibration is not None else p
+        columns[(name, task)] = (p, p_recalibrated)
+        if y.size == 0 or y.min() == y.max():
+            continue
+        entry["models"][name] = _binary_entry(
+            y, p[labelled], p_recalibrated[labelled], recalibration, cluster[labelled], n_boot
+        )
+        if task_spec.level == "event":
+            entry["models"][name]["alert_burden"] = alert_burden(
+                y,
+                p[labelled],
+                source.pathway[labelled],
+                source.time_us[labelled],
+                choices.alert_threshold(name, task),
+                patient_days,
+            )
+            entry["models"][name]["subgroups"] = {
+                g: _subgroup_auroc(y, p[labelled], levels[labelled], cluster[labelled], n_boot)
+                for g, levels in groups.items()
+            }
+    return entry
+
+
+def _binary_entry(y, p, p_recalibrated, recalibration, cluster, n_boot: int) -> dict:
+    """Metrics of raw probabilities p with cluster-bootstrap intervals, ECE and Brier after the tuning
+    recalibration, and the recalibration map itself. y, p, p_recalibrated, cluster: (R,) labelled rows."""
+    estimates = M.bootstrap_binary(y, p, cluster=cluster, n_boot=n_boot)
+    entry = {k: v.as_dict() for k, v in estimates.items()}
+    entry["ece_recalibrated"] = M.ece(y, p_recalibrated)
+    entry["brier_recalibrated"] = M.brier(y, p_recalibrated)
+    if recalibration is not None:
+        entry["recalibration"] = {"intercept": recalibration.intercept, "slope": recalibration.slope}
+    return entry
+
+
+def robustness_of(data, rows, pathways, predictions, tasks, clusters, n_boot: int, started: float) -> dict:
+    """The evaluation rows whose system state lies beyond the training range against the rest
+    (robustness.shift_robustness), clustered as the main tables."""
+    task_clusters = {t: clusters[s.level][_cluster_kind(s)] for t, s in tasks.items() if s.kind == "binary"}
+    out = shift_robustness(data, rows, pathways, predictions, tasks, task_clusters, n_boot)
+    _log("robustness (shifted rows)", started)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -356,61 +570,166 @@ def _paired_comparisons(task, src, m, preds, primary, evaluated, cluster, n_boot
     if primary not in evaluated:
         return {}
     y = src.labels[task][m]
-    mine = np.clip(np.asarray(preds[primary]["held_out"][task], dtype=np.float64), 0, 1)[m]
+    mine = np.clip(np.asarray(preds[primary][EVALUATED][task], dtype=np.float64), 0, 1)[m]
     out = {}
     for other in evaluated:
         if other != primary:
-            theirs = np.clip(np.asarray(preds[other]["held_out"][task], dtype=np.float64), 0, 1)[m]
+            theirs = np.clip(np.asarray(preds[other][EVALUATED][task], dtype=np.float64), 0, 1)[m]
             out[other] = {"auroc_difference": M.paired_difference(y, mine, theirs, cluster, n_boot).as_dict()}
     return out
 
 
-def _fair_bound_predictions(spec, data, rows, prow) -> dict | None:
-    """split -> task -> the fair bound at the split's rows, for the tasks the folder's bound/ covers; None
-    without one. The connector reads it as the oracle of a second connection (same split, same rows)."""
-    from hamburg_mamba.data.fair_bound import read_bound
-
-    if not (Path(spec.root) / "bound").is_dir():
-        return None
-    bound = read_bound(spec.root)
-    again = spec.connect(schema=data.schema, oracle=bound)
-    out = {}
-    for s in ("tuning", "held_out"):
-        r, p = prediction_rows(again, s), pathway_rows(again, s)
-        if not (np.array_equal(r.flat, rows[s].flat) and np.array_equal(p.pathway, prow[s].pathway)):
-            raise RuntimeError(f"fair bound: the second connection laid out other {s} rows than the first")
-        out[s] = {t: v for t, v in {**r.oracle, **p.oracle}.items() if t in bound}
-    return out
+# ----------------------------------------------------------------------------------------------------------
+# Closures at the hospital-hour
 
 
-def _closure_evaluation(spec, data, rows, preds, hourly, max_fa, n_boot, primary, out_dir) -> dict:
+@dataclass
+class ClosureComparators:
+    """The simple closure comparators (closures.py) as fitted on the training period's hospital-hours: per
+    horizon the rate at each hour of the day, and the logistic fit (intercept, slope) on the NEDOCS trend
+    (none when the schema reads no NEDOCS); both empty without training hours."""
+
+    horizons: list[int]
+    hour_of_day_rate: dict[int, np.ndarray]  # horizon -> (24,)
+    nedocs_trend_fit: dict[int, tuple[float, float]]
+
+    @classmethod
+    def fit(cls, root, schema, table: pd.DataFrame, period: dict, horizons: list[int]) -> ClosureComparators:
+        train = _in_hours(table, *period["train"]) if "train" in period else np.zeros(len(table), bool)
+        if not train.any():
+            return cls(horizons, {}, {})
+        fit_rows = {k: train & C.scored(table, k) & C.in_period(table, *period["train"], k) for k in horizons}
+        rates = {k: C.hour_of_day_rate(table, fit_rows[k], k) for k in horizons}
+        trend = _nedocs_trend(root, schema, table)
+        fits = {}
+        if trend is not None:
+            for k in horizons:
+                fit = fit_rows[k] & np.isfinite(trend)
+                fits[k] = M.fit_logistic(trend[fit], table[f"y_{k}h"].to_numpy()[fit].astype(np.float64))
+        return cls(horizons, rates, fits)
+
+    def scores(self, table: pd.DataFrame, trend: np.ndarray | None) -> dict[str, dict[int, np.ndarray]]:
+        """source -> horizon -> (T,) score of each comparator at these hospital-hours."""
+        out = {"always_on": {k: np.ones(len(table)) for k in self.horizons}}
+        hour_of_day = table["time"].dt.hour.to_numpy()
+        if self.hour_of_day_rate:
+            out["time_of_day"] = {k: rate[hour_of_day] for k, rate in self.hour_of_day_rate.items()}
+        if self.nedocs_trend_fit and trend is not None:
+            # a missing feed value (the first hour) is the hospital at its normal: trend 0
+            out["nedocs_trend"] = {
+                k: M.sigmoid(a + b * np.nan_to_num(trend, nan=0.0)) for k, (a, b) in self.nedocs_trend_fit.items()
+            }
+        return out
+
+
+@dataclass
+class ClosureRules:
+    """What the development city's hours decide: the comparators (fitted on the training hours) and each
+    source's alarm threshold (chosen on the tuning hours)."""
+
+    comparators: ClosureComparators
+    thresholds: dict[str, float]
+
+
+def evaluate_closures(
+    spec,
+    development: EvaluationRows,
+    predictions: Predictions,
+    hourly,
+    max_false_alarms_per_week,
+    n_boot,
+    primary,
+    out_dir,
+) -> tuple[dict, ClosureRules]:
     """Hospital-hour evaluation of the closure warnings (closures.py): per source (models pooled by
     `closures.hospital_risk_series`, the comparators, the clairvoyant hazard) AUROC per horizon on the held-out
     hours with hospital-day clusters and the paired difference to the primary model, and the alarm (threshold
     from the tuning hours) with its uncapped lead times, alarm share and precision."""
+    schema = development.data.schema
     table = C.hospital_hours(hourly)
-    period = _hour_periods(spec, rows, table)
+    period = _hour_periods(spec, development.events, table)
     in_split = {s: _in_hours(table, *period[s]) for s in period}
-    horizons = [k for k in C.HORIZONS_H if f"closure_{k}h" in data.schema.tasks]
-    sources = _closure_sources(spec, data, rows, preds, table, period, horizons)
-    held = in_split["held_out"]
-    res = {
+    horizons = _closure_horizons(schema)
+    comparators = ClosureComparators.fit(spec.root, schema, table, period, horizons)
+    sources = _closure_sources(
+        development, predictions, table, period, PREDICTED_SPLITS, comparators, _nedocs_trend(spec.root, schema, table)
+    )
+    tuning = table[in_split["tuning"]].reset_index(drop=True)
+    alarm_score = {name: np.nan_to_num(score[C.ALARM_HORIZON_H][in_split["tuning"]]) for name, score in sources.items()}
+    rules = ClosureRules(
+        comparators,
+        {name: C.choose_threshold(tuning, alarm_score[name], max_false_alarms_per_week) for name in sources},
+    )
+    result = _closure_header(horizons, primary, max_false_alarms_per_week)
+    result["periods"] = {s: [str(lo), str(hi)] for s, (lo, hi) in period.items()}
+    result.update(_score_closures(table, in_split[EVALUATED], period[EVALUATED], sources, rules, primary, n_boot))
+    _write_closure_series(table, in_split[EVALUATED], sources, out_dir)
+    return result, rules
+
+
+def _closure_horizons(schema) -> list[int]:
+    return [k for k in C.HORIZONS_H if f"closure_{k}h" in schema.tasks]
+
+
+def _closure_header(horizons, primary, max_false_alarms_per_week) -> dict:
+    return {
         "alarm_task": CLOSURE_TASK,
         "horizons_h": horizons,
         "refire_h": C.REFIRE_H,
         "primary": primary,
-        "max_false_alarms_per_week_on_tuning": max_fa,
+        "max_false_alarms_per_week_on_tuning": max_false_alarms_per_week,
         "cluster": "hospital_day",
-        "periods": {s: [str(lo), str(hi)] for s, (lo, hi) in period.items()},
-        "hours": _hour_counts(table, held, horizons),
-        "models": {},
-        "notes": [],
     }
+
+
+def _closure_sources(rows, predictions, table, period, splits, comparators, trend) -> dict[str, dict[int, np.ndarray]]:
+    """source -> horizon -> (T,) score at every hospital-hour: the models pooled from each split's own
+    prediction rows (NaN outside the splits' periods), the comparators, then the clairvoyant hazard."""
+    return {
+        **_pooled_model_scores(rows, predictions, table, period, splits, comparators.horizons),
+        **comparators.scores(table, trend),
+        "clairvoyant": {k: table[f"clairvoyant_{k}h"].to_numpy() for k in comparators.horizons},
+    }
+
+
+def _pooled_model_scores(rows: EvaluationRows, predictions, table, period, splits, horizons) -> dict:
+    """model -> horizon -> (T,) the model's closure predictions pooled per hospital-hour
+    (closures.hospital_risk_series), each split's hours from that split's prediction rows."""
+    encoded = rows.data.encoded
+    end_us = event_times_us(rows.data)[encoded.offsets[1:] - 1]  # (P,) each pathway's last event
+    out: dict[str, dict[int, np.ndarray]] = {}
+    for name, by_split in predictions.items():
+        if name in (ORACLE, FAIR_BOUND) or CLOSURE_TASK not in by_split.get(EVALUATED, {}):
+            continue
+        out[name] = {k: np.full(len(table), np.nan) for k in horizons}
+        for split in splits:
+            events, (lo, hi) = rows.events[split], period[split]
+            hours = pd.date_range(lo, hi - pd.Timedelta(hours=1), freq="h")
+            mine = _in_hours(table, lo, hi)
+            for k in horizons:
+                series = C.hospital_risk_series(
+                    events.time_us,
+                    encoded.event_hospital_name[events.flat],
+                    events.pathway,
+                    np.asarray(by_split[split][f"closure_{k}h"], np.float64),
+                    hours,
+                    end_us[events.pathway],
+                )
+                out[name][k][mine] = C.score_rows(table[mine], series)
+    return out
+
+
+def _score_closures(table, evaluated, period, sources, rules: ClosureRules, primary, n_boot) -> dict:
+    """The evaluated hospital-hours (`evaluated`: (T,) bool, within `period`) of every source: hour counts,
+    AUROC and AUPRC per horizon with hospital-day intervals, the paired difference to the primary model, and
+    the alarm at the tuning threshold."""
+    horizons = rules.comparators.horizons
+    out = {"hours": _hour_counts(table, evaluated, horizons), "models": {}, "notes": []}
     for k in horizons:
-        rows_k = held & C.scored(table, k) & C.in_period(table, *period["held_out"], k)
+        rows_k = evaluated & C.scored(table, k) & C.in_period(table, *period, k)
         finite = np.all([np.isfinite(v[k][rows_k]) for v in sources.values()], axis=0)
         if not finite.all():
-            res["notes"].append(
+            out["notes"].append(
                 f"{int((~finite).sum())} held-out hospital-hours at {k} h without any "
                 f"prediction of their hospital, left out for every source"
             )
@@ -418,25 +737,34 @@ def _closure_evaluation(spec, data, rows, preds, hourly, max_fa, n_boot, primary
         y = table[f"y_{k}h"].to_numpy()[rows_k]
         cluster = C.hospital_day(table)[rows_k]
         for name, score in sources.items():
-            entry = res["models"].setdefault(name, {"auroc": {}, "vs_primary": {}})
-            if y.size and 0 < y.sum() < y.size:
-                est = M.bootstrap_binary(y, score[k][rows_k], cluster, n_boot, metrics=("auroc", "auprc"))
-                entry["auroc"][str(k)] = est["auroc"].as_dict()
-                entry["auprc"] = {**entry.get("auprc", {}), str(k): est["auprc"].as_dict()}
-                if primary in sources and name != primary:
-                    entry["vs_primary"][str(k)] = M.paired_difference(
-                        y, sources[primary][k][rows_k], score[k][rows_k], cluster, n_boot
-                    ).as_dict()
-    alarm_k = C.ALARM_HORIZON_H
-    tuning, held_table = table[in_split["tuning"]].reset_index(drop=True), table[held].reset_index(drop=True)
-    frames = []
+            entry = out["models"].setdefault(name, {"auroc": {}, "vs_primary": {}})
+            if not (y.size and 0 < y.sum() < y.size):
+                continue
+            estimates = M.bootstrap_binary(y, score[k][rows_k], cluster, n_boot, metrics=("auroc", "auprc"))
+            entry["auroc"][str(k)] = estimates["auroc"].as_dict()
+            entry["auprc"] = {**entry.get("auprc", {}), str(k): estimates["auprc"].as_dict()}
+            if primary in sources and name != primary:
+                entry["vs_primary"][str(k)] = M.paired_difference(
+                    y, sources[primary][k][rows_k], score[k][rows_k], cluster, n_boot
+                ).as_dict()
+    evaluated_table = table[evaluated].reset_index(drop=True)
     for name, score in sources.items():
-        thr = C.choose_threshold(tuning, np.nan_to_num(score[alarm_k][in_split["tuning"]]), max_fa)
-        res["models"][name].update(C.warning_summary(held_table, np.nan_to_num(score[alarm_k][held]), thr, alarm_k))
-        frames.append(held_table[["hospital", "time"]].assign(model=name, risk=score[alarm_k][held]))
+        alarm_score = np.nan_to_num(score[C.ALARM_HORIZON_H][evaluated])
+        out["models"][name].update(
+            C.warning_summary(evaluated_table, alarm_score, rules.thresholds[name], C.ALARM_HORIZON_H)
+        )
+    return out
+
+
+def _write_closure_series(table, evaluated, sources, out_dir: Path) -> None:
+    frames = [
+        table.loc[evaluated, ["hospital", "time"]]
+        .reset_index(drop=True)
+        .assign(model=name, risk=score[C.ALARM_HORIZON_H][evaluated])
+        for name, score in sources.items()
+    ]
     if frames:
         pd.concat(frames).to_parquet(out_dir / "closure_series.parquet", index=False)
-    return res
 
 
 def _hour_periods(spec, rows, table) -> dict[str, tuple[pd.Timestamp, pd.Timestamp]]:
@@ -473,68 +801,15 @@ def _hour_counts(table, held, horizons) -> dict:
     return out
 
 
-def _closure_sources(spec, data, rows, preds, table, period, horizons) -> dict[str, dict[int, np.ndarray]]:
-    """source -> horizon -> (T,) score at every hospital-hour (NaN outside the tuning and held-out periods for
-    the models): the models pooled from their own period's prediction rows, then the comparators fitted on
-    the training period's hours, then the clairvoyant hazard."""
-    enc = data.encoded
-    end_us = event_times_us(data)[enc.offsets[1:] - 1]  # (P,) each pathway's last event
-    out: dict[str, dict[int, np.ndarray]] = {}
-    for name in preds:
-        if name in (ORACLE, FAIR_BOUND) or CLOSURE_TASK not in preds[name].get("held_out", {}):
-            continue
-        out[name] = {k: np.full(len(table), np.nan) for k in horizons}
-        for s in ("tuning", "held_out"):
-            r, (lo, hi) = rows[s], period[s]
-            hours = pd.date_range(lo, hi - pd.Timedelta(hours=1), freq="h")
-            mine = _in_hours(table, lo, hi)
-            for k in horizons:
-                series = C.hospital_risk_series(
-                    r.time_us,
-                    enc.event_hospital_name[r.flat],
-                    r.pathway,
-                    np.asarray(preds[name][s][f"closure_{k}h"], np.float64),
-                    hours,
-                    end_us[r.pathway],
-                )
-                out[name][k][mine] = C.score_rows(table[mine], series)
-    train = _in_hours(table, *period["train"]) if "train" in period else np.zeros(len(table), bool)
-    out["always_on"] = {k: np.ones(len(table)) for k in horizons}
-    hod = table["time"].dt.hour.to_numpy()
-    out["time_of_day"] = (
-        {
-            k: C.hour_of_day_rate(table, train & C.scored(table, k) & C.in_period(table, *period["train"], k), k)[hod]
-            for k in horizons
-        }
-        if train.any()
-        else {}
-    )
-    trend = _nedocs_trend(spec, data, table)
-    if trend is not None and train.any():
-        out["nedocs_trend"] = {}
-        for k in horizons:
-            fit = train & C.scored(table, k) & C.in_period(table, *period["train"], k) & np.isfinite(trend)
-            a, b = M.fit_logistic(trend[fit], table[f"y_{k}h"].to_numpy()[fit].astype(np.float64))
-            # a missing feed value (the first hour) is the hospital at its normal: trend 0
-            out["nedocs_trend"][k] = M.sigmoid(a + b * np.nan_to_num(trend, nan=0.0))
-    if not out["time_of_day"]:
-        del out["time_of_day"]
-    out["clairvoyant"] = {k: table[f"clairvoyant_{k}h"].to_numpy() for k in horizons}
-    return out
-
-
-def _nedocs_trend(spec, data, table) -> np.ndarray | None:
+def _nedocs_trend(root, schema, table) -> np.ndarray | None:
     """(T,) NEDOCS minus its 4-week trailing mean as the connector attaches it (`trend:nedocs`, the feed's lag
     and maximum age) at each hospital-hour; None when the model's schema reads no NEDOCS."""
     from hamburg_mamba.data import system_state as SS
     from hamburg_mamba.data.validate import Accounting
 
-    schema = data.schema
     if "nedocs" not in (schema.status_columns or ()):
         return None
-    feed = pd.read_parquet(
-        Path(spec.root) / "system" / "hospital_hourly.parquet", columns=["hospital", "time", "nedocs"]
-    )
+    feed = pd.read_parquet(Path(root) / "system" / "hospital_hourly.parquet", columns=["hospital", "time", "nedocs"])
     acc = Accounting()
     checked = SS.check_status_table(feed, ["nedocs"], acc)
     times = table["time"].to_numpy().astype("datetime64[us]").astype(np.int64)
@@ -554,8 +829,6 @@ def _nedocs_trend(spec, data, table) -> np.ndarray | None:
 def _timeline(data, model, name, hourly, out_dir, device) -> None:
     """Hourly closure risk per hospital over the whole window (every split; train/tuning are in-sample), for
     the primary model and the oracle, plus the closure starts for the plot."""
-    from hamburg_mamba.eval.predictions import PredictionRows
-
     parts = [prediction_rows(data, s, tasks=[CLOSURE_TASK]) for s in ("train", "tuning", "held_out")]
     allr = PredictionRows(
         split="all",
@@ -606,32 +879,38 @@ def _periods(data, rows) -> dict:
     return out
 
 
-def _write_predictions(out_dir, data, H, HP, recal_cols, tasks, groups, preds) -> None:
-    enc = data.encoded
-    cols = {
-        "pathway_id": enc.pathway_id[H.pathway],
-        "subject_id": enc.subject_id[H.pathway],
-        "time": np.asarray(H.time_us).astype("datetime64[us]"),
-        "hospital_id": H.hospital,
+def _write_predictions(out_dir, data, rows, pathways, scored: ScoredRows, tasks, predictions) -> None:
+    """predictions.parquet (event rows) and pathway_predictions.parquet (pathway rows) of the evaluation rows:
+    ids, time, hospital, subgroups, per task the label and mask, per model the raw (and recalibrated)
+    probability."""
+    encoded = data.encoded
+    event_columns = {
+        "pathway_id": encoded.pathway_id[rows.pathway],
+        "subject_id": encoded.subject_id[rows.pathway],
+        "time": np.asarray(rows.time_us).astype("datetime64[us]"),
+        "hospital_id": rows.hospital,
     }
-    cols.update({g: v.astype(str) for g, v in groups.items()})
-    pcols = {"pathway_id": enc.pathway_id[HP.pathway], "subject_id": enc.subject_id[HP.pathway]}
-    for task, spec_t in tasks.items():
-        target = cols if spec_t.level == "event" else pcols
-        src = H if spec_t.level == "event" else HP
-        target[f"{task}|label"] = src.labels[task]
-        target[f"{task}|mask"] = src.masks[task]
-        for name in preds:
-            if (name, task) in recal_cols:
-                raw, rec = recal_cols[(name, task)]
+    event_columns.update({g: levels.astype(str) for g, levels in scored.subgroups.items()})
+    pathway_columns = {
+        "pathway_id": encoded.pathway_id[pathways.pathway],
+        "subject_id": encoded.subject_id[pathways.pathway],
+    }
+    for task, task_spec in tasks.items():
+        target = event_columns if task_spec.level == "event" else pathway_columns
+        source = rows if task_spec.level == "event" else pathways
+        target[f"{task}|label"] = source.labels[task]
+        target[f"{task}|mask"] = source.masks[task]
+        for name in predictions:
+            if (name, task) in scored.columns:
+                raw, recalibrated = scored.columns[(name, task)]
                 target[f"{task}|{name}"] = raw
-                target[f"{task}|{name}|recal"] = rec
-            elif task in preds[name].get("held_out", {}):
-                target[f"{task}|{name}"] = np.asarray(preds[name]["held_out"][task], dtype=np.float64)
-    if "news2" in preds and "news2_score" in preds["news2"]["held_out"]:
-        cols["news2_score"] = preds["news2"]["held_out"]["news2_score"]
-    pd.DataFrame(cols).to_parquet(out_dir / "predictions.parquet", index=False)
-    pd.DataFrame(pcols).to_parquet(out_dir / "pathway_predictions.parquet", index=False)
+                target[f"{task}|{name}|recal"] = recalibrated
+            elif task in predictions[name].get(EVALUATED, {}):
+                target[f"{task}|{name}"] = np.asarray(predictions[name][EVALUATED][task], dtype=np.float64)
+    if "news2" in predictions and "news2_score" in predictions["news2"][EVALUATED]:
+        event_columns["news2_score"] = predictions["news2"][EVALUATED]["news2_score"]
+    pd.DataFrame(event_columns).to_parquet(out_dir / "predictions.parquet", index=False)
+    pd.DataFrame(pathway_columns).to_parquet(out_dir / "pathway_predictions.parquet", index=False)
 
 
 def _clean(x):
