@@ -1160,4 +1160,200 @@ INSTANTIATE_TEST_SUITE_P(Isa, IsaSoftplusBranches,
                                            ScalarType::kBFloat16),
                          [](const auto& info) { return std::string(name_of(info.param)); });
 
+// ---------------------------------------------------------------------------------------------------------
+// mamba_block_step: one event of the pre-norm residual Mamba block, two events in a row (so the conv window
+// and the state carry over), against a float64 reference written out stage by stage. Sizes put every kernel
+// path to work: d_model 21 and d_inner 40 are not multiples of 16 (vector blocks and a tail, an odd 16-wide
+// block in the projections' inputs), dt_rank 3 is all tail, N 18 one state block and a tail, and batch 7 is
+// a pass of 4 rows plus a remainder of 3.
+
+struct BlockSizes {
+  int64_t B, M, E, K, R, N;
+};
+
+// Every input in float64, float32-exact; the projections rounded to the weight type under test.
+struct BlockProblem {
+  BlockSizes s;
+  Vec x0, x1;               // the two events' inputs, (B, M)
+  Vec norm_weight;          // (M,)
+  Vec in_proj;              // (2E, M)
+  Vec conv_state;           // (B, E, K), oldest first
+  Vec conv_weight, conv_bias;  // (E, K), (E,)
+  Vec x_proj;               // (R + 2N, E)
+  Vec dt_proj;              // (E, R)
+  Vec dt_bias, A, Dv;       // (E,), (E, N), (E,)
+  Vec ssm_state;            // (B, E, N)
+  Vec dt_scale;             // (B,)
+  Vec out_proj;             // (M, E)
+};
+
+constexpr double kBlockNormEps = 1e-5;
+
+BlockProblem make_block_problem(BlockSizes s, ScalarType weight_type, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  auto fill = [&](int64_t n, double lo, double hi) {
+    Vec v(static_cast<size_t>(n));
+    for (double& x : v) x = static_cast<float>(std::uniform_real_distribution<double>(lo, hi)(rng));
+    return v;
+  };
+  auto weights = [&](int64_t rows, int64_t in) {
+    const double bound = 1 / std::sqrt(static_cast<double>(in));  // torch's Linear initialisation
+    Vec w = fill(rows * in, -bound, bound);
+    round_all(w, weight_type);
+    return w;
+  };
+  BlockProblem p;
+  p.s = s;
+  p.x0 = fill(s.B * s.M, -2, 2);
+  p.x1 = fill(s.B * s.M, -2, 2);
+  p.norm_weight = fill(s.M, 0.5, 1.5);
+  p.in_proj = weights(2 * s.E, s.M);
+  p.conv_state = fill(s.B * s.E * s.K, -1, 1);
+  p.conv_weight = fill(s.E * s.K, -0.5, 0.5);
+  p.conv_bias = fill(s.E, -0.2, 0.2);
+  p.x_proj = weights(s.R + 2 * s.N, s.E);
+  p.dt_proj = weights(s.E, s.R);
+  // dt + dt_bias on both sides of 0, so softplus matters.
+  p.dt_bias = fill(s.E, -2, 1);
+  p.A = fill(s.E * s.N, -3, -0.1);
+  p.Dv = fill(s.E, -1, 1);
+  p.ssm_state = fill(s.B * s.E * s.N, -1, 1);
+  p.dt_scale = fill(s.B, 0.5, 1.5);
+  p.out_proj = weights(s.M, s.E);
+  return p;
+}
+
+// out[r] = sum_i W[first_row + r, i] v[i] for `rows` rows of a row-major (., in) weight.
+Vec matvec(const Vec& W, int64_t first_row, int64_t rows, int64_t in, const double* v) {
+  Vec out(static_cast<size_t>(rows), 0.0);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < in; ++i) out[r] += W[(first_row + r) * in + i] * v[i];
+  return out;
+}
+
+// One event for every batch row, advancing conv_state and ssm_state in place; returns out (B, M).
+Vec ref_block_step(const BlockProblem& p, const Vec& x, Vec& conv_state, Vec& ssm_state) {
+  const auto [B, M, E, K, R, N] = p.s;
+  Vec out(static_cast<size_t>(B * M));
+  for (int64_t b = 0; b < B; ++b) {
+    const double* xb = x.data() + b * M;
+    double squares = 0;
+    for (int64_t m = 0; m < M; ++m) squares += xb[m] * xb[m];
+    const double inv = 1 / std::sqrt(squares / M + kBlockNormEps);
+    Vec normed(static_cast<size_t>(M));
+    for (int64_t m = 0; m < M; ++m) normed[m] = xb[m] * inv * p.norm_weight[m];
+    const Vec xi = matvec(p.in_proj, 0, E, M, normed.data());
+    const Vec z = matvec(p.in_proj, E, E, M, normed.data());
+    Vec xc(static_cast<size_t>(E));
+    for (int64_t e = 0; e < E; ++e) {
+      double* window = conv_state.data() + (b * E + e) * K;
+      std::rotate(window, window + 1, window + K);  // oldest input out, newest in at the end
+      window[K - 1] = xi[e];
+      double acc = p.conv_bias[e];
+      for (int64_t k = 0; k < K; ++k) acc += window[k] * p.conv_weight[e * K + k];
+      xc[e] = acc * sigmoid(acc);
+    }
+    const Vec dt_r = matvec(p.x_proj, 0, R, E, xc.data());
+    const Vec Bv = matvec(p.x_proj, R, N, E, xc.data());
+    const Vec Cv = matvec(p.x_proj, R + N, N, E, xc.data());
+    const Vec dt = matvec(p.dt_proj, 0, E, R, dt_r.data());
+    Vec y(static_cast<size_t>(E));
+    for (int64_t e = 0; e < E; ++e) {
+      const double step = softplus(dt[e] + p.dt_bias[e]) * p.dt_scale[b];
+      double ye = p.Dv[e] * xc[e];
+      for (int64_t n = 0; n < N; ++n) {
+        double& h = ssm_state[(b * E + e) * N + n];
+        h = std::exp(step * p.A[e * N + n]) * h + step * xc[e] * Bv[n];
+        ye += Cv[n] * h;
+      }
+      y[e] = ye * z[e] * sigmoid(z[e]);
+    }
+    const Vec proj = matvec(p.out_proj, 0, M, E, y.data());
+    for (int64_t m = 0; m < M; ++m) out[b * M + m] = xb[m] + proj[m];
+  }
+  return out;
+}
+
+struct BlockRun {
+  Vec out0, out1, conv_state, ssm_state;
+};
+
+// The two events through the kernel: activations in `type` (float64 or float32), projections in `weight_type`.
+BlockRun run_block_steps(const BlockProblem& p, ScalarType type, ScalarType weight_type, const ParallelFor& pf) {
+  const auto [B, M, E, K, R, N] = p.s;
+  const Buffer norm_weight = Buffer::flat(p.norm_weight, type), in_proj = Buffer::flat(p.in_proj, weight_type),
+               conv_weight = Buffer::flat(p.conv_weight, type), conv_bias = Buffer::flat(p.conv_bias, type),
+               x_proj = Buffer::flat(p.x_proj, weight_type), dt_proj = Buffer::flat(p.dt_proj, weight_type),
+               dt_bias = Buffer::flat(p.dt_bias, type), A = Buffer::flat(p.A, type), Dv = Buffer::flat(p.Dv, type),
+               dt_scale = Buffer::flat(p.dt_scale, type), out_proj = Buffer::flat(p.out_proj, weight_type);
+  Buffer conv_state = Buffer::flat(p.conv_state, type), ssm_state = Buffer::flat(p.ssm_state, type);
+  hamburg_mamba::MambaBlockStepParams bp;
+  bp.dtype = type;
+  bp.weight_dtype = weight_type;
+  bp.batch = B;
+  bp.d_model = M;
+  bp.d_inner = E;
+  bp.d_conv = K;
+  bp.dt_rank = R;
+  bp.dstate = N;
+  bp.norm_eps = kBlockNormEps;
+  bp.norm_weight = norm_weight.data();
+  bp.in_proj = in_proj.data();
+  bp.conv_state = conv_state.data();
+  bp.conv_weight = conv_weight.data();
+  bp.conv_bias = conv_bias.data();
+  bp.x_proj = x_proj.data();
+  bp.dt_proj = dt_proj.data();
+  bp.dt_bias = dt_bias.data();
+  bp.A = A.data();
+  bp.Dvec = Dv.data();
+  bp.ssm_state = ssm_state.data();
+  bp.dt_scale = dt_scale.data();
+  bp.out_proj = out_proj.data();
+  Buffer workspace = Buffer::zeros(bp.workspace_elements(), type);
+  bp.workspace = workspace.data();
+  BlockRun r;
+  for (const Vec* x : {&p.x0, &p.x1}) {
+    const Buffer xb = Buffer::flat(*x, type);
+    Buffer out = Buffer::zeros(B * M, type);
+    bp.x = xb.data();
+    bp.out = out.data();
+    hamburg_mamba::cpu::mamba_block_step(bp, pf);
+    (x == &p.x0 ? r.out0 : r.out1) = out.decode();
+  }
+  r.conv_state = conv_state.decode();
+  r.ssm_state = ssm_state.decode();
+  return r;
+}
+
+class IsaBlockStep : public ::testing::TestWithParam<std::pair<ScalarType, ScalarType>> {};
+
+TEST_P(IsaBlockStep, TwoEventsMatchReference) {
+  const auto [type, weight_type] = GetParam();
+  const BlockSizes s{7, 21, 40, 4, 3, 18};
+  const BlockProblem p = make_block_problem(s, weight_type, 1000);
+  Vec conv_state = p.conv_state, ssm_state = p.ssm_state;
+  const Vec out0 = ref_block_step(p, p.x0, conv_state, ssm_state);
+  const Vec out1 = ref_block_step(p, p.x1, conv_state, ssm_state);
+  // The weights are exact in every type, so float32 differs from the reference by float32 arithmetic only.
+  const double tol = type == ScalarType::kFloat64 ? kTolFloat64 : kTolFloat32Out;
+  const std::string ctx = std::string(name_of(type)) + " weights " + name_of(weight_type);
+  for (const ParallelFor& pf : {ParallelFor(serial_for), two_threads()}) {
+    const BlockRun k = run_block_steps(p, type, weight_type, pf);
+    EXPECT_LE(rel_l2(k.out0, out0), tol) << "first event's out " << ctx;
+    EXPECT_LE(rel_l2(k.out1, out1), tol) << "second event's out " << ctx;
+    EXPECT_LE(rel_l2(k.conv_state, conv_state), tol) << "conv_state " << ctx;
+    EXPECT_LE(rel_l2(k.ssm_state, ssm_state), tol) << "ssm_state " << ctx;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isa, IsaBlockStep,
+                         ::testing::Values(std::pair{ScalarType::kFloat64, ScalarType::kFloat64},
+                                           std::pair{ScalarType::kFloat32, ScalarType::kFloat32},
+                                           std::pair{ScalarType::kFloat32, ScalarType::kFloat16},
+                                           std::pair{ScalarType::kFloat32, ScalarType::kBFloat16}),
+                         [](const auto& info) {
+                           return std::string(name_of(info.param.first)) + "_weights_" + name_of(info.param.second);
+                         });
+
 }  // namespace
