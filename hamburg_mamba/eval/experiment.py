@@ -8,6 +8,9 @@
     closure_series.parquet       held-out hospital-hours (closures.hospital_hours) with every source's score
     timeline.parquet             hourly closure risk per hospital over the whole window (primary model, oracle)
     metrics.json                 everything numeric (see `run_comparison`)
+    external/<city>/             per external city (`run_comparison(external=...)`): its predictions.parquet,
+                                 pathway_predictions.parquet and closure_series.parquet, every pathway of the
+                                 city scored (metrics under metrics.json's "external")
 """
 
 from __future__ import annotations
@@ -20,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hamburg_mamba.data.splits import event_times_us
+from hamburg_mamba.data.splits import MEDS_MARKER, DataSpec, event_times_us
 from hamburg_mamba.eval import closures as C
 from hamburg_mamba.eval import metrics as M
 from hamburg_mamba.eval.baselines import NEWS2_TASKS, CatBoostSettings, News2Baseline, catboost_predict, fit_catboost
 from hamburg_mamba.eval.features import FeatureBuilder
-from hamburg_mamba.eval.participants import study_record
+from hamburg_mamba.eval.participants import participant_table, study_record
 from hamburg_mamba.eval.predictions import (
     PathwayRows,
     PredictionRows,
@@ -50,6 +53,10 @@ SEX_PREFIX = "SEX//"  # the static sex fact's code (MEDS convention of the synth
 SEASONS = np.array(["winter"] * 2 + ["spring"] * 3 + ["summer"] * 3 + ["autumn"] * 3 + ["winter"], dtype=object)
 
 
+# An external city is evaluated whole: a temporal split with both cut-offs before any data puts every subject in
+# held_out (train < c0 <= tuning < c1 <= held_out), so nothing of it can reach a fitting step.
+EXTERNAL_CUTOFFS = ("1970-01-01", "1970-01-01")
+EXTERNAL_DIR = "external"  # out_dir/external/<city>/ holds an external city's prediction files
 PREDICTED_SPLITS = ("tuning", "held_out")  # tuning fits the recalibration and thresholds, held_out is scored
 EVALUATED = "held_out"  # the split whose rows are scored
 # The generator's references: no recalibration (they are the probabilities themselves), and NEWS2, whose
@@ -150,11 +157,18 @@ def run_comparison(
     max_false_alarms_per_week: float = C.DEFAULT_MAX_FALSE_ALARMS_PER_WEEK,
     device: str = "cpu",
     timeline: bool = True,
+    external: dict[str, str | Path] | None = None,
 ) -> dict:
     """Evaluate trained runs (name -> run directory, or a model already loaded) and the baselines on `spec`'s
     held-out split. The schema comes from the first run directory; with loaded models only, it is fitted on
-    the training split as training did."""
+    the training split as training did.
+
+    external: city name -> MEDS root of another city (`write_synthetic`, e.g. `SyntheticConfig.external()`).
+    Every pathway there is scored by the models, CatBoost and NEWS2 as fitted on `spec`'s development splits,
+    with the tuning split's recalibration and thresholds, under the development schema (vocabulary and
+    normalisation not refitted); nothing of it is fitted on. Results under metrics["external"][city]."""
     started = time.perf_counter()
+    external = _check_external(external, spec)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data = spec.connect(schema=_run_schema(runs))
@@ -172,9 +186,13 @@ def run_comparison(
         predictions["catboost"] = catboost_predictions(fitted, development, features, PREDICTED_SPLITS)
         if skipped:
             notes.append(f"catboost not fitted (training labels of one class or none): {skipped}")
-    news2_missing = {}
+    else:
+        fitted = None
+    news2_missing, news2 = {}, None
     if "news2" in baselines:
-        predictions["news2"], news2_missing = news2_predictions(development, features)
+        news2, predictions["news2"], news2_missing, skipped = news2_predictions(development, features)
+        if skipped:
+            notes.append(f"news2 not fitted (tuning labels of one class or none): {skipped}")
     if "oracle" in baselines:
         predictions.update(reference_predictions(spec, development, PREDICTED_SPLITS, started))
 
@@ -195,8 +213,9 @@ def run_comparison(
     results["robustness"] = robustness_of(data, *held_out, predictions, tasks, scored.clusters, n_boot, started)
 
     hourly = C.read_hourly(spec.root)
+    closure_rules = None
     if hourly is not None and CLOSURE_TASK in tasks:
-        results["closures"], _ = evaluate_closures(
+        results["closures"], closure_rules = evaluate_closures(
             spec, development, predictions, hourly, max_false_alarms_per_week, n_boot, primary_name, out_dir
         )
         _log("closure warnings (hospital-hours)", started)
@@ -213,6 +232,16 @@ def run_comparison(
         study_record(data, development.events, development.pathways, _pathway_sex(data), runs, catboost_settings)
     )
     _write_predictions(out_dir, data, *held_out, scored, tasks, predictions)
+    if external:
+        development_fit = DevelopmentFit(
+            development, features, models, fitted, news2, choices, closure_rules, primary_name, baselines
+        )
+        results["external"] = {
+            city: evaluate_external(
+                city, root, development_fit, n_boot, max_false_alarms_per_week, device, out_dir, started
+            )
+            for city, root in external.items()
+        }
     (out_dir / "metrics.json").write_text(json.dumps(_clean(results), indent=1))
     results["seconds"] = time.perf_counter() - started
     _log("done", started)
@@ -293,25 +322,33 @@ def _feature_tables(rows: EvaluationRows, features: FeatureBuilder, splits) -> d
     }
 
 
-def news2_predictions(development: EvaluationRows, features: FeatureBuilder) -> tuple[dict, dict]:
-    """NEWS2's probability per deterioration task at the tuning and held-out rows (the logistic map fitted on
-    the tuning rows), its raw score at the held-out rows ('news2_score'), and per split the rows missing each
-    vital."""
+def news2_predictions(
+    development: EvaluationRows, features: FeatureBuilder
+) -> tuple[News2Baseline, dict, dict, list[str]]:
+    """NEWS2 with its logistic map per deterioration task fitted on the tuning rows; its probability at the
+    tuning and held-out rows and its raw score at the held-out rows ('news2_score'); per split the rows
+    missing each vital; the tasks left without a map because their tuning labels hold one class or none (the
+    logistic fit has no maximum there: its probabilities would be NaN)."""
     news2 = News2Baseline()
     scores, missing = {}, {}
     for split in PREDICTED_SPLITS:
         scores[split], missing[split] = news2.score(features, development.events[split].flat)
     out: dict = {split: {} for split in PREDICTED_SPLITS}
     tuning = development.events["tuning"]
+    skipped = []
     for task in NEWS2_TASKS:
         if task not in development.data.schema.tasks:
             continue
         labelled = tuning.masks[task]
-        news2.fit(task, scores["tuning"][labelled], tuning.labels[task][labelled])
+        y = tuning.labels[task][labelled]
+        if not 0 < y.sum() < y.size:
+            skipped.append(task)
+            continue
+        news2.fit(task, scores["tuning"][labelled], y)
         for split in PREDICTED_SPLITS:
             out[split][task] = news2.probability(task, scores[split])
     out[EVALUATED]["news2_score"] = scores[EVALUATED]
-    return out, missing
+    return news2, out, missing, skipped
 
 
 def reference_predictions(spec, rows: EvaluationRows, splits, started: float) -> Predictions:
@@ -577,6 +614,123 @@ def _paired_comparisons(task, src, m, preds, primary, evaluated, cluster, n_boot
             theirs = np.clip(np.asarray(preds[other][EVALUATED][task], dtype=np.float64), 0, 1)[m]
             out[other] = {"auroc_difference": M.paired_difference(y, mine, theirs, cluster, n_boot).as_dict()}
     return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# External validation: another city, every model as fitted on the development city
+
+
+@dataclass
+class DevelopmentFit:
+    """Everything fitted or chosen on the development city that an external city is scored with, unchanged."""
+
+    development: EvaluationRows
+    features: FeatureBuilder  # its code columns are CatBoost's
+    models: dict
+    catboost: dict | None  # task -> CatBoost fitted on the development training rows
+    news2: News2Baseline | None  # logistic maps fitted on the development tuning rows
+    choices: TuningChoices
+    closure_rules: ClosureRules | None
+    primary: str | None
+    baselines: tuple
+
+
+def _check_external(external, spec) -> dict[str, Path]:
+    """external as city -> absolute MEDS root; ValueError naming the entry that is not one."""
+    if external is None:
+        return {}
+    if not isinstance(external, dict):
+        raise ValueError(f"external: expected a dict of city name -> MEDS root, got {type(external).__name__}")
+    out = {}
+    for city, root in external.items():
+        if not isinstance(city, str) or not city.strip() or city in (".", "..") or any(c in city for c in "/\\"):
+            raise ValueError(f"external: city name {city!r} must be a non-empty name without path separators")
+        if not isinstance(root, (str, Path)) or not (Path(root) / MEDS_MARKER).is_file():
+            raise ValueError(f"external[{city!r}]: {root!r} is not a MEDS root (no {MEDS_MARKER} there)")
+        if Path(root).resolve() == Path(spec.root).resolve():
+            raise ValueError(f"external[{city!r}]: {root} is the development data itself, not another city")
+        out[city] = Path(root).resolve()
+    return out
+
+
+def evaluate_external(
+    city: str, root: Path, fit: DevelopmentFit, n_boot: int, max_false_alarms_per_week, device, out_dir, started
+) -> dict:
+    """One external city scored as the held-out split is: the same metrics, clusters, paired comparisons,
+    subgroups, robustness and hospital-hour closures, with every model, map and threshold from `fit`."""
+    spec = DataSpec(root=str(root), split="temporal", temporal_cutoffs=EXTERNAL_CUTOFFS)
+    data = spec.connect(schema=fit.development.data.schema)
+    early = int((data.encoded.split != EVALUATED).sum())
+    if early:
+        raise ValueError(f"external[{city!r}]: {early} pathways start before {EXTERNAL_CUTOFFS[1]}")
+    _log(f"connected external city {city} ({root})", started)
+    rows = EvaluationRows.of(data, (EVALUATED,))
+    features = FeatureBuilder(data, codes=fit.features.code_columns)
+    predictions = sequence_model_predictions(fit.models, rows, (EVALUATED,), device, started)
+    if fit.catboost is not None:
+        predictions["catboost"] = catboost_predictions(fit.catboost, rows, features, (EVALUATED,))
+    news2_missing = {}
+    if fit.news2 is not None:
+        predictions["news2"], news2_missing[EVALUATED] = _news2_at(fit.news2, rows.events[EVALUATED], features)
+    if "oracle" in fit.baselines:
+        predictions.update(reference_predictions(spec, rows, (EVALUATED,), started))
+    held = rows.events[EVALUATED], rows.pathways[EVALUATED]
+    scored = score_rows(data, *held, features, predictions, fit.choices, fit.primary, n_boot, started)
+    tasks = data.schema.tasks
+    result = {
+        "tasks": scored.tasks,
+        "models": list(predictions),
+        "n_boot": n_boot,
+        "alert_sensitivity": ALERT_SENSITIVITY,
+        "primary": fit.primary,
+        "clusters": CLUSTER_OF_GROUP,
+        "hospitals": sorted({str(h) for h in data.encoded.event_hospital_name[held[0].flat] if h is not None}),
+        "robustness": robustness_of(data, *held, predictions, tasks, scored.clusters, n_boot, started),
+    }
+    city_dir = out_dir / EXTERNAL_DIR / city
+    city_dir.mkdir(parents=True, exist_ok=True)
+    hourly = C.read_hourly(root)
+    if hourly is not None and fit.closure_rules is not None:
+        result["closures"] = _external_closures(
+            root, rows, predictions, hourly, fit.closure_rules, fit.primary, max_false_alarms_per_week, n_boot, city_dir
+        )
+        _log(f"closure warnings of {city} (hospital-hours)", started)
+    result["notes"] = scored.notes
+    result["news2_missing_vitals"] = news2_missing
+    result["data_report"] = data.report()
+    result["split"] = spec.as_dict()
+    result["periods"] = _periods(data, rows.events)
+    result["events_held_out"] = int(data.encoded.lengths[np.unique(held[0].pathway)].sum())
+    result["participants"] = participant_table(data, rows.events, rows.pathways, _pathway_sex(data))
+    _write_predictions(city_dir, data, *held, scored, tasks, predictions)
+    _log(f"external city {city} done", started)
+    return result
+
+
+def _news2_at(news2: News2Baseline, rows: PredictionRows, features: FeatureBuilder) -> tuple[dict, dict]:
+    """task -> NEWS2's probability at these rows through its fitted maps, plus 'news2_score'; and the rows
+    missing each vital."""
+    score, missing = news2.score(features, rows.flat)
+    out = {task: news2.probability(task, score) for task in news2.coef}
+    out["news2_score"] = score
+    return {EVALUATED: out}, missing
+
+
+def _external_closures(root, rows, predictions, hourly, rules, primary, max_false_alarms_per_week, n_boot, city_dir):
+    """The external city's own hospital-hours, all of them evaluated: the models pooled from its prediction
+    rows, the comparators as fitted on the development training hours and every alarm threshold as chosen on
+    the development tuning hours."""
+    schema = rows.data.schema
+    table = C.hospital_hours(hourly)
+    whole = (pd.Timestamp(table["time"].min()), pd.Timestamp(table["time"].max()) + pd.Timedelta(hours=1))
+    evaluated = np.ones(len(table), bool)
+    trend = _nedocs_trend(root, schema, table)
+    sources = _closure_sources(rows, predictions, table, {EVALUATED: whole}, (EVALUATED,), rules.comparators, trend)
+    result = _closure_header(rules.comparators.horizons, primary, max_false_alarms_per_week)
+    result["periods"] = {EVALUATED: [str(whole[0]), str(whole[1])]}
+    result.update(_score_closures(table, evaluated, whole, sources, rules, primary, n_boot))
+    _write_closure_series(table, evaluated, sources, city_dir)
+    return result
 
 
 # ----------------------------------------------------------------------------------------------------------
