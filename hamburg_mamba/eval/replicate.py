@@ -7,10 +7,18 @@ that city's held-out period. Over the replicates the summary gives, per task and
 mean, SD and range, and per replicate the primary model's AUROC minus each other model's (paired: same city,
 same seed, same rows), with their mean and the number of replicates where the primary model is ahead.
 
+It also checks that no warning model saturates: per replicate, model and binary task whose held-out prevalence is
+below `robustness.RARE_PREVALENCE` (5 %), the share of held-out predictions above `robustness.SATURATION_P`
+(0.9), read from the evaluation's prediction files. The criterion reads the raw probability the model emits (that
+is what saturates; the tuning-split recalibration is reported beside it): a model passes when at most
+`SATURATION_MAX_SHARE` (1 %) of the rows are above 0.9, or no more than the fair bound puts there on the same rows
+(P(label | simulator state at t), data/fair_bound.py; the closure and staffing tasks have none, so 1 % is their
+limit).
+
     OUT/city-<g>/data                  the city of generator seed g (city.json records which one it is)
     OUT/city-<g>/seed-<s>/runs/<bb>    backbone bb trained with seed s
-    OUT/city-<g>/seed-<s>/eval         run_comparison's folder (metrics.json)
-    OUT/replicates.json                per-replicate AUROCs and the summary
+    OUT/city-<g>/seed-<s>/eval         run_comparison's folder (metrics.json, predictions.parquet, ...)
+    OUT/replicates.json                per-replicate AUROCs and saturation checks, the summary
     OUT/README.md                      the summary tables
 
 Every step resumes: a city already generated, a run already trained with the same settings and an evaluation
@@ -28,6 +36,9 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+
+from hamburg_mamba.eval.robustness import RARE_PREVALENCE, SATURATION_P
 
 BACKBONES = ("mamba", "hybrid", "gru", "transformer")
 BASELINES = ("catboost", "news2", "oracle")  # oracle brings the fair bound where the city has one
@@ -37,6 +48,12 @@ REPLICATE_BOOT = 10
 CITY_FILE = "city.json"
 METRICS_FILE = "metrics.json"
 WEIGHTS_FILE = "model.safetensors"
+PREDICTION_FILES = ("predictions.parquet", "pathway_predictions.parquet")  # event rows, pathway rows
+# The saturation criterion: at most this share of a rare task's held-out predictions above SATURATION_P, unless
+# the fair bound has as many there (a calibrated model may then follow it).
+SATURATION_MAX_SHARE = 0.01
+REFERENCES = ("oracle", "fair_bound")  # not models: the generator's probabilities (experiment.ORACLE, FAIR_BOUND)
+FAIR_BOUND = "fair_bound"
 
 
 @dataclass
@@ -114,23 +131,43 @@ def run_replicates(config: ReplicateConfig, log=print) -> dict:
         root = city(config.out / f"city-{g}", g, config.tiny)
         log(f"[replicate {time.perf_counter() - t0:7.1f}s] city {g}: {root}")
         for s in config.training_seeds:
-            metrics = replicate(
+            replicate(
                 config,
                 root,
                 g,
                 s,
                 log=lambda m, g=g, s=s: log(f"[replicate {time.perf_counter() - t0:7.1f}s] city {g} seed {s}: {m}"),
             )
-            records.append({"generator_seed": g, "training_seed": s, "auroc": replicate_aurocs(metrics)})
+            records.append(replicate_record(config, g, s))
+    return write_summary(config, records, time.perf_counter() - t0)
+
+
+def replicate_record(config: ReplicateConfig, generator_seed: int, training_seed: int) -> dict:
+    """One finished replicate, read back from its evaluation folder: held-out AUROCs and the saturation check."""
+    eval_dir = config.out / f"city-{generator_seed}" / f"seed-{training_seed}" / "eval"
+    metrics = json.loads((eval_dir / METRICS_FILE).read_text())
+    return {
+        "generator_seed": generator_seed,
+        "training_seed": training_seed,
+        "auroc": replicate_aurocs(metrics),
+        "saturation": saturation_check(eval_dir, metrics),
+    }
+
+
+def write_summary(config: ReplicateConfig, records: list[dict], seconds: float) -> dict:
+    """Summarise the records; write replicates.json and README.md under `config.out`; return what was written."""
     summary = summarise(records, config.primary)
     result = {
         "settings": _settings(config),
         "replicates": records,
         "summary": summary,
-        "seconds": time.perf_counter() - t0,
+        "saturation": saturation_verdict(records, config.backbones),
+        "seconds": seconds,
     }
     (config.out / "replicates.json").write_text(json.dumps(result, indent=1))
-    (config.out / "README.md").write_text(summary_markdown(summary, config, result["seconds"]))
+    (config.out / "README.md").write_text(
+        summary_markdown(summary, config, seconds) + saturation_markdown(records, result["saturation"])
+    )
     return result
 
 
@@ -156,9 +193,9 @@ def city(folder: Path, seed: int, tiny: bool) -> Path:
     return root
 
 
-def replicate(config: ReplicateConfig, root: Path, generator_seed: int, training_seed: int, log=print) -> dict:
-    """Train every backbone with `training_seed` on the city at `root`, evaluate them with the baselines (CatBoost
-    seeded the same), and return the evaluation's metrics (read back from its metrics.json)."""
+def replicate(config: ReplicateConfig, root: Path, generator_seed: int, training_seed: int, log=print) -> None:
+    """Train every backbone with `training_seed` on the city at `root` and evaluate them with the baselines
+    (CatBoost seeded the same) into the replicate's eval folder; both steps keep what is already current."""
     from hamburg_mamba.data.splits import DEMO_CUTOFFS, TINY_CUTOFFS, DataSpec
     from hamburg_mamba.eval.baselines import CatBoostSettings
     from hamburg_mamba.eval.experiment import run_comparison
@@ -185,7 +222,6 @@ def replicate(config: ReplicateConfig, root: Path, generator_seed: int, training
             catboost=CatBoostSettings(iterations=config.recipe.catboost_iterations, seed=training_seed),
         )
         log("evaluated")
-    return json.loads((eval_dir / METRICS_FILE).read_text())
 
 
 def _is_current(result: Path, inputs: list[Path]) -> bool:
@@ -297,6 +333,163 @@ def spread(values: list[float]) -> dict:
         "min": float(x.min()),
         "max": float(x.max()),
     }
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Saturation on rare tasks
+
+
+def saturation_check(eval_dir: Path, metrics: dict) -> dict:
+    """The saturation check of one evaluation, from its prediction files: `checked` task -> its held-out rows
+    (label mask), prevalence, the fair bound's share above SATURATION_P (None without a bound) and per model
+    (every evaluated model but the references) `task_saturation`'s entry; `not_checked` task -> prevalence for
+    the binary tasks at or above RARE_PREVALENCE (None: no labelled held-out row)."""
+    models = [m for m in metrics["models"] if m not in REFERENCES]
+    out = {"checked": {}, "not_checked": {}}
+    for name in PREDICTION_FILES:
+        table = pd.read_parquet(Path(eval_dir) / name)
+        for task, r in metrics["tasks"].items():
+            if r["kind"] != "binary" or f"{task}|label" not in table:
+                continue
+            entry = task_saturation(table, task, models)
+            if entry["prevalence"] is not None and entry["prevalence"] < RARE_PREVALENCE:
+                out["checked"][task] = entry
+            else:
+                out["not_checked"][task] = entry["prevalence"]
+    for task, r in metrics["tasks"].items():
+        if r["kind"] == "binary" and task not in out["checked"]:
+            out["not_checked"].setdefault(task, None)  # in no prediction file: nothing to check
+    return out
+
+
+def task_saturation(table: pd.DataFrame, task: str, models: list[str]) -> dict:
+    """One task's check on the rows of `table` whose `<task>|mask` is set (the held-out rows with a label).
+
+    A model's entry: `raw` and `recalibrated` (the `|recal` column) share of rows above SATURATION_P, `max` raw
+    prediction, and `passes` (read from `raw`): raw share <= SATURATION_MAX_SHARE or <= the fair bound's share.
+    A row where the bound is missing counts as not above (the stricter reading) and is counted in
+    `fair_bound_missing`; a row where a model has no prediction counts as not above and is counted in its
+    `missing`.
+    """
+    mask = table[f"{task}|mask"].to_numpy(dtype=bool)
+    y = table[f"{task}|label"].to_numpy(dtype=np.float64)[mask]
+    entry = {"rows": int(mask.sum()), "prevalence": float(y.mean()) if y.size else None, "models": {}}
+    bound = None
+    if f"{task}|{FAIR_BOUND}" in table:
+        b = table[f"{task}|{FAIR_BOUND}"].to_numpy(dtype=np.float64)[mask]
+        bound = _share_above(np.nan_to_num(b, nan=0.0))
+        entry["fair_bound_missing"] = int(np.isnan(b).sum())
+    entry["fair_bound"] = bound
+    limit = max(SATURATION_MAX_SHARE, bound or 0.0)
+    for m in models:
+        if f"{task}|{m}" not in table:
+            continue
+        raw, missing = _predictions(table, f"{task}|{m}", mask)
+        recal = _predictions(table, f"{task}|{m}|recal", mask)[0] if f"{task}|{m}|recal" in table else None
+        share = _share_above(raw)
+        entry["models"][m] = {
+            "raw": share,
+            "recalibrated": _share_above(recal) if recal is not None else None,
+            "max": float(raw.max()) if raw.size else None,
+            "passes": share is None or share <= limit,
+        }
+        if missing:
+            entry["models"][m]["missing"] = missing
+    return entry
+
+
+def _predictions(table: pd.DataFrame, column: str, mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """The column on the labelled rows, a missing value (NEWS2 without the vital signs it scores) as 0, and the
+    number of missing values; anything else outside [0, 1] is refused."""
+    p = table[column].to_numpy(dtype=np.float64)[mask]
+    missing = np.isnan(p)
+    bad = ~missing & ~((p >= 0.0) & (p <= 1.0))
+    if bad.any():
+        raise ValueError(
+            f"predictions: column {column!r} has {int(bad.sum())} values outside [0, 1] on labelled rows; "
+            f"expected probabilities"
+        )
+    return np.where(missing, 0.0, p), int(missing.sum())
+
+
+def _share_above(p: np.ndarray) -> float | None:
+    return float((p > SATURATION_P).mean()) if p.size else None
+
+
+def saturation_verdict(records: list[dict], backbones: tuple[str, ...]) -> dict:
+    """Over all replicates: the criterion's settings, every (replicate, task, model) that fails, and whether the
+    criterion holds for the backbones (the warning models; other models' failures are listed, not counted)."""
+    failures = [
+        {
+            "generator_seed": r["generator_seed"],
+            "training_seed": r["training_seed"],
+            "task": task,
+            "model": m,
+            "raw": e["raw"],
+            "fair_bound": entry["fair_bound"],
+            "prevalence": entry["prevalence"],
+        }
+        for r in records
+        for task, entry in r["saturation"]["checked"].items()
+        for m, e in entry["models"].items()
+        if not e["passes"]
+    ]
+    checked = {m for r in records for e in r["saturation"]["checked"].values() for m in e["models"]}
+    return {
+        "threshold": SATURATION_P,
+        "rare_prevalence": RARE_PREVALENCE,
+        "max_share": SATURATION_MAX_SHARE,
+        "criterion_reads": "raw",
+        "backbones_checked": [b for b in backbones if b in checked],
+        "holds": not any(f["model"] in backbones for f in failures),
+        "failures": failures,
+    }
+
+
+def saturation_markdown(records: list[dict], verdict: dict) -> str:
+    p, share = verdict["threshold"], 100 * verdict["max_share"]
+    holds = "holds" if verdict["holds"] else "does NOT hold"
+    lines = [
+        f"## Saturation: share of held-out predictions above {p:g} on tasks with prevalence "
+        f"< {100 * verdict['rare_prevalence']:g} %",
+        "",
+        f"A model passes when at most {share:g} % of its raw predictions are above {p:g}, or no more than the fair "
+        f"bound's share on the same rows ('-': no bound for the task, the {share:g} % limit alone). The "
+        f"recalibrated share (Platt on the tuning split) is shown beside it, not judged. Criterion over the "
+        f"backbones {verdict['backbones_checked']}: **{holds}** ({len(verdict['failures'])} failing rows of any "
+        f"model).",
+        "",
+        "| city | seed | task | prevalence | rows | fair bound > 0.9 | model | > 0.9 raw | > 0.9 recal. | max raw | |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        for task, entry in r["saturation"]["checked"].items():
+            for m, e in entry["models"].items():
+                lines.append(
+                    f"| {r['generator_seed']} | {r['training_seed']} | {task} | {entry['prevalence']:.4f} | "
+                    f"{entry['rows']} | {_pct(entry['fair_bound'])} | {m} | {_pct(e['raw'])}{_missing(e)} | "
+                    f"{_pct(e['recalibrated'])} | {_num(e['max'])} | {'pass' if e['passes'] else 'FAIL'} |"
+                )
+    skipped: dict[str, list[float | None]] = {}
+    for r in records:
+        for task, prevalence in r["saturation"]["not_checked"].items():
+            skipped.setdefault(task, []).append(prevalence)
+    listed = [f"{t} ({', '.join(_num(v) for v in values)})" for t, values in skipped.items()]
+    lines += [
+        "",
+        f"Binary tasks not checked, with their held-out prevalence in each replicate where they were not "
+        f"('-': no labelled row): {', '.join(listed) or 'none'}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _missing(entry: dict) -> str:
+    return f" ({entry['missing']} rows without one)" if entry.get("missing") else ""
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.2f} %"
 
 
 def summary_markdown(summary: dict, config: ReplicateConfig, seconds: float) -> str:

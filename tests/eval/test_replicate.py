@@ -123,6 +123,12 @@ def test_replicate_tiny_two_cities_two_seeds(tmp_path):
     assert s["differences"]["catboost"]["positive"] == sum(d > 0 for d in diffs)
     readme = (tmp_path / "README.md").read_text()
     assert "4 replicates" in readme and "| closure_6h |" in readme
+    # every binary task of every replicate is either checked for saturation or listed with its prevalence
+    binary = {t for t, r in metrics["tasks"].items() if r["kind"] == "binary"}
+    for r in records:
+        assert set(r["saturation"]["checked"]) | set(r["saturation"]["not_checked"]) == binary
+        assert all(e["prevalence"] < 0.05 and "mamba" in e["models"] for e in r["saturation"]["checked"].values())
+    assert "## Saturation" in readme and result["saturation"]["criterion_reads"] == "raw"
     assert json.loads((tmp_path / "replicates.json").read_text())["summary"] == json.loads(
         json.dumps(result["summary"])
     )
