@@ -685,6 +685,10 @@ def evaluate_external(
         "primary": fit.primary,
         "clusters": CLUSTER_OF_GROUP,
         "hospitals": sorted({str(h) for h in data.encoded.event_hospital_name[held[0].flat] if h is not None}),
+        "unseen_hospitals": sorted(
+            {str(h) for h in data.encoded.event_hospital_name[held[0].flat] if h is not None}
+            - set(data.schema.categorical_vocab["hospital"])
+        ),
         "robustness": robustness_of(data, *held, predictions, tasks, scored.clusters, n_boot, started),
     }
     city_dir = out_dir / EXTERNAL_DIR / city

@@ -65,6 +65,15 @@ LABELS = {
 }
 
 
+HELD_OUT_LABEL = "held-out (Hamburg)"  # the development city's held-out period, as the tables name it
+
+
+def data_sets(metrics: dict) -> list[tuple[str, dict]]:
+    """(label, block) per evaluated data set: the held-out period (metrics itself), then each external city
+    (metrics["external"][city], the same layout)."""
+    return [(HELD_OUT_LABEL, metrics)] + [(f"external ({c})", b) for c, b in metrics.get("external", {}).items()]
+
+
 def model_color(name: str) -> str:
     """The model's colour in every figure; a name outside the palette gets a grey."""
     return MODEL_COLORS.get(name, OTHER_COLOR)
@@ -81,24 +90,35 @@ def _ordered(models):
 
 
 def summary_table(metrics: dict) -> str:
-    """Markdown: held-out AUROC (95 % CI) per binary task and model, with prevalence; MAE for regression."""
-    models = _ordered(metrics["models"])
-    head = "| task | prevalence | " + " | ".join(LABELS.get(m, m) for m in models) + " |"
-    lines = [head, "|" + "---|" * (len(models) + 2)]
-    for task, r in metrics["tasks"].items():
-        cells = []
-        for m in models:
-            e = r["models"].get(m)
-            if e is None:
-                cells.append("-")
-            elif r["kind"] == "regression":
-                cells.append(f"MAE {e['mae']:.2f}")
-            else:
-                a = e["auroc"]
-                cells.append(M.Estimate(*(np.nan if a[k] is None else a[k] for k in ("value", "low", "high"))).fmt())
-        prev = f"{r['prevalence']:.3f}" if r.get("prevalence") is not None else "-"
-        lines.append(f"| {task} | {prev} | " + " | ".join(cells) + " |")
+    """Markdown: AUROC (95 % CI) per binary task and model, with prevalence; MAE for regression. One row per
+    task and data set (held-out period, each external city), with a data-set column when there is more than
+    one."""
+    sets = data_sets(metrics)
+    models = _ordered(list(dict.fromkeys(m for _, block in sets for m in block["models"])))
+    first = ["task", "data set"] if len(sets) > 1 else ["task"]
+    head = "| " + " | ".join(first) + " | prevalence | " + " | ".join(LABELS.get(m, m) for m in models) + " |"
+    lines = [head, "|" + "---|" * (len(models) + len(first) + 1)]
+    for task in metrics["tasks"]:
+        for label, block in sets:
+            if task in block["tasks"]:
+                lines.append(_summary_row(task, label if len(sets) > 1 else None, block["tasks"][task], models))
     return "\n".join(lines)
+
+
+def _summary_row(task: str, data_set: str | None, r: dict, models: list[str]) -> str:
+    cells = []
+    for m in models:
+        e = r["models"].get(m)
+        if e is None:
+            cells.append("-")
+        elif r["kind"] == "regression":
+            cells.append(f"MAE {e['mae']:.2f}")
+        else:
+            a = e["auroc"]
+            cells.append(M.Estimate(*(np.nan if a[k] is None else a[k] for k in ("value", "low", "high"))).fmt())
+    prev = f"{r['prevalence']:.3f}" if r.get("prevalence") is not None else "-"
+    first = f"{task} | {data_set}" if data_set else task
+    return f"| {first} | {prev} | " + " | ".join(cells) + " |"
 
 
 def _verdict(diff: dict, margin: float = 0.0) -> str:
@@ -165,32 +185,54 @@ def _pct(x) -> str:
     return "n/a" if x is None else f"{100 * x:.0f} %"
 
 
-def _task_table(r: dict) -> str:
-    models = _ordered(r["models"])
-    if r["kind"] == "regression":
-        lines = ["| model | MAE | RMSE | R2 |", "|---|---|---|---|"]
-        for m in models:
-            e = r["models"][m]
-            lines.append(f"| {m} | {e['mae']:.3f} | {e['rmse']:.3f} | {e['r2']:.3f} |")
-        return "\n".join(lines)
-    lines = [
-        "| model | AUROC | AUPRC | Brier | cal. slope | cal. intercept | ECE | ECE recal. | "
-        "alerts / 100 patient-days (threshold: 80 % sens. on tuning) | held-out sens. |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for m in models:
-        e = r["models"][m]
-        f = lambda k, d=3, e=e: M.Estimate(
-            *(np.nan if e[k][x] is None else e[k][x] for x in ("value", "low", "high"))
-        ).fmt(d)
-        ab = e.get("alert_burden", {}).get("alerts_per_100_patient_days")
-        sens = e.get("alert_burden", {}).get("sensitivity")
-        lines.append(
-            f"| {LABELS.get(m, m)} | {f('auroc')} | {f('auprc')} | {f('brier', 4)} | {f('calibration_slope', 2)} | "
-            f"{f('calibration_intercept', 2)} | {f('ece', 4)} | {e['ece_recalibrated']:.4f} | "
-            f"{'-' if ab is None else f'{ab:.1f}'} | {_pct(sens)} |"
-        )
+def _task_table(entries: list[tuple[str, dict]]) -> str:
+    """Markdown: one row per model of one task, per data set ((label, task entry) each; a data-set column when
+    there is more than one)."""
+    regression = entries[0][1]["kind"] == "regression"
+    first = ["data set", "model"] if len(entries) > 1 else ["model"]
+    rest = (
+        ["MAE", "RMSE", "R2"]
+        if regression
+        else [
+            "AUROC",
+            "AUPRC",
+            "Brier",
+            "cal. slope",
+            "cal. intercept",
+            "ECE",
+            "ECE recal.",
+            "alerts / 100 patient-days (threshold: 80 % sens. on tuning)",
+            "held-out sens.",
+        ]
+    )
+    lines = ["| " + " | ".join(first + rest) + " |", "|" + "---|" * (len(first) + len(rest))]
+    for label, r in entries:
+        for m in _ordered(r["models"]):
+            cells = ([label] if len(entries) > 1 else []) + [LABELS.get(m, m) if not regression else m]
+            cells += _regression_cells(r["models"][m]) if regression else _binary_cells(r["models"][m])
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _regression_cells(e: dict) -> list[str]:
+    return [f"{e['mae']:.3f}", f"{e['rmse']:.3f}", f"{e['r2']:.3f}"]
+
+
+def _binary_cells(e: dict) -> list[str]:
+    f = lambda k, d=3: M.Estimate(*(np.nan if e[k][x] is None else e[k][x] for x in ("value", "low", "high"))).fmt(d)
+    ab = e.get("alert_burden", {}).get("alerts_per_100_patient_days")
+    sens = e.get("alert_burden", {}).get("sensitivity")
+    return [
+        f("auroc"),
+        f("auprc"),
+        f("brier", 4),
+        f("calibration_slope", 2),
+        f("calibration_intercept", 2),
+        f("ece", 4),
+        f"{e['ece_recalibrated']:.4f}",
+        "-" if ab is None else f"{ab:.1f}",
+        _pct(sens),
+    ]
 
 
 def write_report(
@@ -223,29 +265,29 @@ def write_report(
         "",
     ]
     md += tripod.sections(metrics, primary)
+    scope = "held-out" if "external" not in metrics else "held-out and external (each city scored whole)"
     md += [
-        "## Summary: held-out AUROC (95 % cluster-bootstrap CI: subjects for patient tasks, hospital-days "
+        f"## Summary: {scope} AUROC (95 % cluster-bootstrap CI: subjects for patient tasks, hospital-days "
         "for closure tasks, unit-shifts for staff tasks)",
         "",
         summary_table(metrics),
         "",
     ]
+    sets = data_sets(metrics)
     md += [f"## Goal check ({primary})", ""] + (goal_check(metrics, primary) or ["- no safety task evaluated"]) + [""]
-    for task, r in metrics["tasks"].items():
-        if not r["models"]:
-            continue
-        md += [
-            f"### {task} ({r['group']}, {r['level']}-level, n = {r['n']}"
-            + (f", prevalence {r['prevalence']:.4f}" if r.get("prevalence") is not None else "")
-            + ")",
-            "",
-            _task_table(r),
-            "",
-        ]
-    md += closure_section(metrics.get("closures"))
-    md += _subgroup_section(metrics, primary)
+    for label, block in sets[1:]:
+        md += [f"{label}:", ""] + (goal_check(block, primary) or ["- no safety task evaluated"]) + [""]
+    for task in metrics["tasks"]:
+        entries = [(label, block["tasks"][task]) for label, block in sets if block["tasks"].get(task, {}).get("models")]
+        if entries:
+            md += [_task_heading(task, entries, len(sets) > 1), "", _task_table(entries), ""]
+    md += closure_section(metrics.get("closures"), [(label, block.get("closures")) for label, block in sets[1:]])
+    for label, block in sets:
+        md += _subgroup_section(block, primary, "" if len(sets) == 1 else f", {label}")
     md += robustness.report_section(metrics)
-    md += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
+    for label, block in sets[1:]:
+        md += robustness.report_section(block, title=f"Robustness: {label}, rows beyond the training range")
+    md += ["## Plots (held-out period)", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
     md += ["## Notes", ""] + [f"- {n}" for n in metrics.get("notes", [])]
     miss = metrics.get("news2_missing_vitals", {}).get("held_out")
     if miss:
@@ -273,10 +315,25 @@ def write_report(
     return path
 
 
-def closure_section(cl: dict | None) -> list[str]:
-    """Markdown: the hospital-hour closure table (closures.py) with its unit, counts and rules."""
+def _task_heading(task: str, entries: list[tuple[str, dict]], several: bool) -> str:
+    """### task (group, level, n and prevalence per data set)."""
+    r = entries[0][1]
+    sizes = "; ".join(
+        (f"{label}: " if several else "")
+        + f"n = {e['n']}"
+        + (f", prevalence {e['prevalence']:.4f}" if e.get("prevalence") is not None else "")
+        for label, e in entries
+    )
+    return f"### {task} ({r['group']}, {r['level']}-level, {sizes})"
+
+
+def closure_section(cl: dict | None, external: list[tuple[str, dict | None]] = ()) -> list[str]:
+    """Markdown: the hospital-hour closure table (closures.py) with its unit, counts and rules; with external
+    cities ((label, their closures entry)) one block of rows per data set, every threshold from the
+    development tuning hours."""
     if not cl:
         return []
+    sets = [(HELD_OUT_LABEL, cl)] + [(label, e) for label, e in external if e]
     h = cl["hours"]
     ks = [str(k) for k in cl["horizons_h"]]
     counts = "; ".join(
@@ -298,8 +355,17 @@ def closure_section(cl: dict | None) -> list[str]:
         f"{cl['models'][next(iter(cl['models']))]['horizon_h'] if cl['models'] else '-'} h on the scored hours.",
         "",
     ]
+    for label, e in sets[1:]:
+        md += [
+            f"{label}: every open hour of its own hospitals ({e['hours']['open']} hospital-hours, "
+            f"{e['hours']['closures']} closure starts), the models' scores pooled from its prediction rows; the "
+            f"comparators as fitted on the development training hours and every threshold as chosen on the "
+            f"development tuning hours.",
+            "",
+        ]
     head = (
-        ["source"]
+        (["data set"] if len(sets) > 1 else [])
+        + ["source"]
         + [f"AUROC {k} h" for k in ks]
         + [
             f"{cl['primary']} minus, {ks[0]} h",
@@ -316,6 +382,14 @@ def closure_section(cl: dict | None) -> list[str]:
         ]
     )
     md += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, block in sets:
+        md += _closure_rows(block, ks, label if len(sets) > 1 else None)
+    notes = [f"- {n}" for _, block in sets for n in block.get("notes", [])]
+    return md + [""] + notes + [""]
+
+
+def _closure_rows(cl: dict, ks: list[str], data_set: str | None) -> list[str]:
+    md = []
     models = _ordered([m for m in cl["models"] if m not in CLOSURE_ORDER]) + [
         m for m in CLOSURE_ORDER if m in cl["models"]
     ]
@@ -326,7 +400,8 @@ def closure_section(cl: dict | None) -> list[str]:
         md.append(
             "| "
             + " | ".join(
-                [
+                ([data_set] if data_set else [])
+                + [
                     LABELS.get(m, m),
                     *aucs,
                     "-" if diff is None else _fmt_diff(diff),
@@ -344,7 +419,7 @@ def closure_section(cl: dict | None) -> list[str]:
             )
             + " |"
         )
-    return md + [""] + [f"- {n}" for n in cl.get("notes", [])] + [""]
+    return md
 
 
 def _est(d: dict | None, digits: int = 3) -> str:
@@ -357,7 +432,7 @@ def _num(x) -> str:
     return "n/a" if x is None else f"{x:.1f}"
 
 
-def _subgroup_section(metrics, primary) -> list[str]:
+def _subgroup_section(metrics, primary, data_set: str = "") -> list[str]:
     out = []
     for task in ("adverse_event", "in_hospital_death", "closure_6h"):
         r = metrics["tasks"].get(task)
@@ -365,7 +440,7 @@ def _subgroup_section(metrics, primary) -> list[str]:
             continue
         models = [m for m in _ordered(r["models"]) if "subgroups" in r["models"][m]]
         out += [
-            f"### Subgroups: {task} AUROC (95 % intervals, clusters as the task's)",
+            f"### Subgroups: {task} AUROC (95 % intervals, clusters as the task's){data_set}",
             "",
             "| subgroup | n | prevalence | " + " | ".join(models) + " |",
             "|" + "---|" * (len(models) + 3),

@@ -89,6 +89,7 @@ def sections(metrics: dict, primary: str) -> list[str]:
         + _missing_data(metrics)
         + _sample_size(metrics)
         + _models(metrics, runs)
+        + _model_evaluation(metrics)
         + _limitations(metrics, runs, primary)
     )
 
@@ -161,9 +162,13 @@ def _participants(metrics) -> list[str]:
             "- not recorded by this evaluation (rerun `hamburg-mamba evaluate`)",
             "",
         ]
-    splits = [s for s in ("train", "tuning", "held_out") if s in parts]
     periods = metrics.get("periods", {})
-    head = "| | " + " | ".join(SPLIT_NAMES.get(s, s) for s in splits) + " |"
+    columns = [(SPLIT_NAMES[s], parts[s], periods.get(s)) for s in ("train", "tuning", "held_out") if s in parts]
+    for city, block in metrics.get("external", {}).items():
+        if "held_out" in block.get("participants", {}):
+            period = block.get("periods", {}).get("held_out")
+            columns.append((f"external validation ({city})", block["participants"]["held_out"], period))
+    head = "| | " + " | ".join(name for name, _, _ in columns) + " |"
     lines = [
         "## Participants (TRIPOD+AI items 5, 20)",
         "",
@@ -173,14 +178,10 @@ def _participants(metrics) -> list[str]:
         f"episode from the ambulance or ED arrival to discharge or death.",
         "",
         head,
-        "|" + "---|" * (len(splits) + 1),
+        "|" + "---|" * (len(columns) + 1),
     ]
-    row = lambda name, f: lines.append(f"| {name} | " + " | ".join(f(parts[s]) for s in splits) + " |")
-    lines.append(
-        "| period | "
-        + " | ".join(f"{periods[s][0][:10]} .. {periods[s][1][:10]}" if s in periods else "-" for s in splits)
-        + " |"
-    )
+    row = lambda name, f: lines.append(f"| {name} | " + " | ".join(f(part) for _, part, _ in columns) + " |")
+    lines.append("| period | " + " | ".join(f"{p[0][:10]} .. {p[1][:10]}" if p else "-" for _, _, p in columns) + " |")
     row("patients", lambda p: f"{p['patients']:,}")
     row("pathways", lambda p: f"{p['pathways']:,}")
     row("events", lambda p: f"{p['events']:,}")
@@ -190,10 +191,10 @@ def _participants(metrics) -> list[str]:
         ("triage_group", "Manchester triage group (1 = immediate)"),
         ("arrival_mode", "arrival mode"),
     ):
-        levels = sorted({lvl for s in splits for lvl in parts[s].get(field, {})})
+        levels = sorted({lvl for _, part, _ in columns for lvl in part.get(field, {})})
         for lvl in levels:
             row(f"{title}: {lvl}", lambda p, f=field, v=lvl: _share(p.get(f, {}).get(v, 0), p["pathways"]))
-    tasks = [t for t in metrics["tasks"] if any(t in parts[s]["outcomes"] for s in splits)]
+    tasks = [t for t in metrics["tasks"] if any(t in part["outcomes"] for _, part, _ in columns)]
     for t in tasks:
         row(f"{t}: with outcome / labelled pathways (rows)", lambda p, t=t: _outcome(p["outcomes"].get(t)))
     return lines + [""]
@@ -336,8 +337,56 @@ def _models(metrics, runs: dict) -> list[str]:
     return lines
 
 
+def _model_evaluation(metrics) -> list[str]:
+    """How the models were evaluated: temporal validation on the held-out period and, where run, external
+    validation on other cities with every model, map and threshold frozen."""
+    external = metrics.get("external", {})
+    lines = [
+        "## Model evaluation (TRIPOD+AI item 12)",
+        "",
+        "- Temporal validation: the held-out period follows the development periods (training, tuning) in the "
+        "same city; its rows were used for nothing but scoring.",
+    ]
+    if not external:
+        return lines + ["- External validation: not run (`run_comparison(external=...)` scores another city).", ""]
+    for city, block in external.items():
+        period = block.get("periods", {}).get("held_out") or ["-", "-"]
+        unseen = block.get("unseen_hospitals", [])
+        seen = [h for h in block.get("hospitals", []) if h not in unseen]
+        lines.append(
+            f"- External validation ({city}, `{block['split']['root']}`): every pathway of another city, "
+            f"{period[0][:10]} .. {period[1][:10]}; hospitals the models never saw: {', '.join(unseen) or 'none'} "
+            f"(they enter through their descriptors and status feed, the hospital vocabulary reads them as "
+            f"unknown); hospitals also in the development data: {', '.join(seen) or 'none'}."
+        )
+    return lines + [
+        "- On the external cities the models, CatBoost and NEWS2 are applied unchanged: the schema (vocabulary, "
+        "normalisation) of the development training split, CatBoost as fitted on it, NEWS2's maps, the Platt "
+        "recalibration and every alert and closure-alarm threshold as chosen on the development tuning split. "
+        "The metrics, cluster bootstrap and paired comparisons are the held-out period's; closures are scored "
+        "per open hour of the external city's own hospitals; the fair bound is the city's own where it was "
+        "generated.",
+        "",
+    ]
+
+
 def _cell(value) -> str:
     return "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _period_limitation(metrics) -> str:
+    external = list(metrics.get("external", {}))
+    if not external:
+        return (
+            "- **One period.** The held-out period is a single later period (temporal validation); no other site "
+            "or year was evaluated."
+        )
+    return (
+        f"- **Synthetic external cities.** Beside the held-out period, the external validation on "
+        f"{', '.join(external)} tests other hospitals and another season, but the city was drawn by the same "
+        f"generator with the same hazards: it tests transport across hospitals and time, not across the "
+        f"mechanisms that produce real data."
+    )
 
 
 def _limitations(metrics, runs: dict, primary: str) -> list[str]:
@@ -355,8 +404,7 @@ def _limitations(metrics, runs: dict, primary: str) -> list[str]:
         f"95 % intervals are over held-out patients (clusters), not over training runs or cities. The spread "
         f"over seeds and cities, and how often {primary} beats each other model, come from `{REPLICATE_HINT}` "
         f"(docs/experiments.md, Replication).",
-        "- **One period.** The held-out period is a single later period (temporal validation); no other site "
-        "or year was evaluated.",
+        _period_limitation(metrics),
         "- **Few events.** Rare outcomes have few pathways with the outcome (Sample size above); their "
         "intervals are wide and their calibration plots rest on few events.",
         "",
