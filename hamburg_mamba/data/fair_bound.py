@@ -40,6 +40,7 @@ Glossary: R prediction rows, K scenarios per row, M admitted scenarios (flat), B
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from pathlib import Path
@@ -49,7 +50,39 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from hamburg_mamba.data import synthetic as S
+from hamburg_mamba.data.synthetic.constants import (
+    DEATH_AFTER_AE_DELAY_H,
+    ED_MEAN_WAIT_MIN,
+    ED_TREAT_MEDIAN_H,
+    ED_TREAT_SIGMA,
+    ICU_AFTER_AE,
+    ICU_AFTER_AE_DELAY_H,
+    ICU_LOS_MU,
+    ICU_LOS_SIGMA,
+    MAX_UNTREATED_H,
+    MCI_SK_I_GROUP_2_SHARE,
+    MTS_TARGET_MIN,
+    TRIAGE_AFTER_ARRIVAL_H,
+    TRIAGE_NOISE_SD,
+    U_ICU,
+    UNITS,
+)
+from hamburg_mamba.data.synthetic.course import (
+    ICU,
+    admission_strain,
+    adverse_event_log_hazard,
+    crowding_factor,
+    disposition_probs,
+    fatal_probability,
+    hazard_grid,
+    icu_death_hazard,
+    mci_triage_group,
+    severity_at,
+    triage_group,
+    ward_plan_params,
+    ward_plan_start,
+)
+from hamburg_mamba.data.synthetic.records import Pathways
 
 SCENARIOS = 8  # Monte-Carlo scenarios per row before the bed (stratified draws; se reported per row)
 NEIGHBOURS = 8  # realised admissions (same hospital and unit, nearest ready time) a scenario borrows from
@@ -62,39 +95,31 @@ SCENARIO_CHUNK = 100_000  # admitted scenarios integrated at once (memory: chunk
 GRID_CHUNK_BINS = 2_000_000  # hourly bins of the inpatient closed form built at once
 SURVIVAL_STEP_H = 0.25  # resolution of the planned-stay survival tables
 NORMAL_TABLE_Z = 8.5  # range of the standard normal cdf table used to draw truncated log-normals
-# Mirrors of unnamed numbers in `synthetic._PathwayStore.add_arrivals`; the calibration tests fail if they drift.
-TRIAGE_AFTER_ARRIVAL_H = 5 / 60
-TRIAGE_NOISE_SD, MCI_TRIAGE = 0.45, (1, 3, 4)
-TREAT_SIGMA = 0.45
-ICU_LOS_LOG_SHIFT, ICU_LOS_SIGMA = -0.5, 1.0
-ICU_LOS_MU = math.log(S.ICU_LOS_DAYS * 24.0) + ICU_LOS_LOG_SHIFT
 ICU_DEATH_NODES = 48  # Gauss-Hermite nodes over the log-normal ICU stay
 LOG_HAZARD_TABLE = np.linspace(-25.0, 5.0, 601)  # log hourly ICU death hazards the death table covers
-
-
-def _crowding_factor(occupancy):
-    return np.minimum(0.4 + 0.6 * (occupancy / 0.7) ** 2, S.MAX_CROWDING_FACTOR)
 
 
 COURSE_TASKS = ("adverse_event", "icu_transfer", "in_hospital_death")
 
 
-def course_bounds(cfg, pw: dict, p: np.ndarray, t: np.ndarray, seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def course_bounds(
+    cfg, pw: Pathways, p: np.ndarray, t: np.ndarray, seed: int
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Fair bound of the three course labels at every row.
 
-    pw: the simulator's pathway columns; p, t: (R,) pathway row and prediction time (hours) of each label row.
+    pw: the simulator's pathways; p, t: (R,) pathway row and prediction time (hours) of each label row.
     Returns task -> ((R,) value, (R,) standard error). Rows the labels mask (after death, after the ICU
     admission, pathways still boarding when the window closes) get values too; the caller drops them.
     """
     R = p.size
     out = {k: (np.zeros(R), np.zeros(R)) for k in COURSE_TASKS}
-    t_ae, t_end, t_bed = pw["t_ae"][p], pw["t_end"][p], pw["t_bed"][p]
+    t_ae, t_end, t_bed = pw.adverse_event_time[p], pw.end_time[p], pw.bed_time[p]
     after_ae = t >= t_ae
     left_alive = ~after_ae & (t >= t_end)  # sent home or discharged: every course label is 0
     in_bed = ~after_ae & ~left_alive & (t >= t_bed)
-    on_ward = in_bed & (t >= S._ward_plan_start(pw, p))  # a direct ICU admission after its step-down included
+    on_ward = in_bed & (t >= ward_plan_start(pw, p))  # a direct ICU admission after its step-down included
     in_icu = in_bed & ~on_ward  # a direct ICU admission before its step-down: the rest of its ICU stay is unknown
-    unfinished = (pw["disp"][p] > 0) & np.isnan(t_bed)  # still boarding at the window's end: labels masked
+    unfinished = (pw.disposition[p] > 0) & np.isnan(t_bed)  # still boarding at the window's end: labels masked
     before_bed = ~after_ae & ~left_alive & ~in_bed & ~unfinished
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0xFB]))
     _fill(out, after_ae, _after_adverse_event(cfg, pw, p[after_ae], t[after_ae], rng))
@@ -117,18 +142,18 @@ def _after_adverse_event(cfg, pw, p, t, rng) -> dict:
     """Fatal at t_ae + 0.5 h with the logistic probability; else a ward patient goes to the ICU at t_ae + 1 h
     with ICU_AFTER_AE and may die there (hazard fixed by the severity at the event, over the ICU stay, whose
     rest is drawn SCENARIOS times once the patient is in the ICU)."""
-    t_ae = pw["t_ae"][p]
-    s_ae = S.severity_at(pw, p, t_ae)
-    q = _fatal_prob(s_ae, pw["ae_strain"][p])
-    h_icu = S._icu_death_hazard(s_ae)
-    undecided = t < t_ae + S.DEATH_AFTER_AE_DELAY_H  # the death would come at t_ae + 0.5 h
-    ward = pw["disp"][p] != 2  # the simulator moves only ward patients to the ICU after an event
-    pending = t < t_ae + S.ICU_AFTER_AE_DELAY_H
+    t_ae = pw.adverse_event_time[p]
+    s_ae = severity_at(pw, p, t_ae)
+    q = fatal_probability(s_ae, pw.admission_strain[p])
+    h_icu = icu_death_hazard(s_ae)
+    undecided = t < t_ae + DEATH_AFTER_AE_DELAY_H  # the death would come at t_ae + 0.5 h
+    ward = pw.disposition[p] != ICU  # the simulator moves only ward patients to the ICU after an event
+    pending = t < t_ae + ICU_AFTER_AE_DELAY_H
     # once the death time has passed the fatality is known: dead (row masked) or transferred with ICU_AFTER_AE
-    icu_share = np.where(undecided, (1.0 - q) * S.ICU_AFTER_AE, np.where(pw["died"][p], 0.0, S.ICU_AFTER_AE))
+    icu_share = np.where(undecided, (1.0 - q) * ICU_AFTER_AE, np.where(pw.died[p], 0.0, ICU_AFTER_AE))
     icu = ward * pending * icu_share
     # in the ICU: the rest of its stay given the stay so far
-    icu_in = pw["t_icu_in"][p]
+    icu_in = pw.icu_in_time[p]
     inside = ward & ~pending & (t >= icu_in)
     stayed = np.where(inside, t - icu_in, 0.0)
     rest = _lognormal_above(_strata(rng, (p.size, SCENARIOS)), ICU_LOS_MU, ICU_LOS_SIGMA, stayed[:, None])
@@ -137,18 +162,14 @@ def _after_adverse_event(cfg, pw, p, t, rng) -> dict:
     dies_inside = -np.expm1(-h_icu[:, None] * np.maximum(rest, 0.0))  # (R, K)
     death = np.where(
         undecided,
-        q + (1.0 - q) * S.ICU_AFTER_AE * ward * _icu_death_prob(h_icu, cap),
+        q + (1.0 - q) * ICU_AFTER_AE * ward * _icu_death_prob(h_icu, cap),
         np.where(
-            pending, S.ICU_AFTER_AE * ward * _icu_death_prob(h_icu, cap), np.where(inside, dies_inside.mean(1), 0.0)
+            pending, ICU_AFTER_AE * ward * _icu_death_prob(h_icu, cap), np.where(inside, dies_inside.mean(1), 0.0)
         ),
     )
     se = np.where(inside & ~pending, dies_inside.std(1, ddof=1) / math.sqrt(SCENARIOS), 0.0)
     zero = np.zeros(p.size)
     return {"adverse_event": (zero, zero), "icu_transfer": (icu, zero), "in_hospital_death": (death, se)}
-
-
-def _fatal_prob(s, strain):
-    return 1.0 / (1.0 + np.exp(-(S.FATAL_INTERCEPT + S.FATAL_SEVERITY * s + S.FATAL_STRAIN * strain)))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -164,7 +185,7 @@ def _ward_closed_form(cfg, pw, p, t) -> dict:
         return {k: (v, np.zeros(p.size)) for k, v in value.items()}
     cap = 24.0 * cfg.max_los_days
     survival = _plan_survival_tables(cfg)
-    open_plan = {**pw, "ward_los_h": np.full_like(pw["ward_los_h"], cap)}
+    open_plan = dataclasses.replace(pw, planned_ward_stay_h=np.full_like(pw.planned_ward_stay_h, cap))
     paths = np.unique(p)
     chunk_of = np.floor(np.arange(paths.size) * cap / GRID_CHUNK_BINS).astype(np.int64)
     for c in np.unique(chunk_of):
@@ -177,19 +198,19 @@ def _ward_closed_form(cfg, pw, p, t) -> dict:
 
 
 def _grid_bounds(cfg, pw, open_plan, rows, p, t, survival) -> dict:
-    owner, t0, dt, log_h, offsets, s_mid = S.hazard_grid(open_plan, rows)  # (B,) each
+    owner, t0, dt, log_h, offsets, s_mid = hazard_grid(open_plan, rows)  # (B,) each
     h = np.exp(log_h)
     H_end = np.cumsum(h * dt)
     H_end = H_end - np.concatenate([[0.0], H_end])[offsets[:-1]][owner]  # per pathway, from its ward start
     H_start = H_end - h * dt
-    start = S._ward_plan_start(pw, rows)  # (P,)
-    unit = pw["ward_unit"][rows]
+    start = ward_plan_start(pw, rows)  # (P,)
+    unit = pw.ward_unit[rows]
     G = _survival(survival, unit[owner], t0 + dt / 2 - start[owner])
     first = np.exp(-H_start) * -np.expm1(-h * dt) * G  # (B,) P(first event in the bin, stay still running)
-    q = _fatal_prob(s_mid, pw["ae_strain"][rows][owner])
-    ward = (pw["disp"][rows] != 2)[owner]  # a direct ICU admission is not sent to the ICU again
-    to_icu = (1.0 - q) * S.ICU_AFTER_AE * ward
-    dies = q + to_icu * _icu_death_prob(S._icu_death_hazard(s_mid), 24.0 * cfg.max_los_days)
+    q = fatal_probability(s_mid, pw.admission_strain[rows][owner])
+    ward = (pw.disposition[rows] != ICU)[owner]  # a direct ICU admission is not sent to the ICU again
+    to_icu = (1.0 - q) * ICU_AFTER_AE * ward
+    dies = q + to_icu * _icu_death_prob(icu_death_hazard(s_mid), 24.0 * cfg.max_los_days)
     weights = {"ae": first, "death": first * dies, "icu": first * to_icu}
     cum = {k: np.cumsum(w) for k, w in weights.items()}
     j = np.searchsorted(rows, p)  # rows is sorted (np.unique)
@@ -212,9 +233,9 @@ def _grid_bounds(cfg, pw, open_plan, rows, p, t, survival) -> dict:
 
     now, H_now = mass_until(t)
     day = mass_until(t + 24.0)[0]
-    icu_day = mass_until(t + 24.0 - S.ICU_AFTER_AE_DELAY_H)[0]
+    icu_day = mass_until(t + 24.0 - ICU_AFTER_AE_DELAY_H)[0]
     end = mass_until(t + 1e9)[0]
-    alive = np.exp(-H_now) * np.maximum(_survival(survival, pw["ward_unit"][p], t - row_start), 1e-300)
+    alive = np.exp(-H_now) * np.maximum(_survival(survival, pw.ward_unit[p], t - row_start), 1e-300)
     return {
         "adverse_event": (day["ae"] - now["ae"]) / alive,
         "icu_transfer": (icu_day["icu"] - now["icu"]) / alive,
@@ -231,20 +252,11 @@ def _survival(tables, key, x):
     return tables[key, lo] * (1 - f) + tables[key, hi] * f
 
 
-def _ward_plan_params(ward_unit):
-    """(mu, sigma) of the log-normal planned ward stay (h) as `add_arrivals` draws it."""
-    ger = ward_unit == S.UNITS.index("GER")
-    mean_h = np.array([S.UNIT_LOS_DAYS.get(x, 1.0) for x in S.UNITS])[ward_unit] * 24.0
-    mean_h = np.where(ger, S.GER_PLAN_FACTOR * mean_h, mean_h)
-    sigma = np.where(ger, S.GER_LOS_SIGMA, S.LOS_SIGMA)
-    return np.log(mean_h) - sigma**2 / 2, sigma
-
-
 def _plan_survival_tables(cfg) -> np.ndarray:
     """(len(UNITS), nodes) survival of the capped log-normal planned ward stay per unit."""
     cap = 24.0 * cfg.max_los_days
     x = np.arange(0.0, cap + 2 * SURVIVAL_STEP_H, SURVIVAL_STEP_H)
-    mu, sigma = _ward_plan_params(np.arange(len(S.UNITS)))
+    mu, sigma = ward_plan_params(np.arange(len(UNITS)))
     out = np.where(x[None, :] < cap, _lognormal_sf(x[None, :], mu[:, None], sigma[:, None]), 0.0)
     return np.clip(out, 0.0, 1.0)
 
@@ -289,10 +301,10 @@ def _monte_carlo(cfg, pw, p, t, rng) -> dict:
     if R == 0:
         return {k: (zero, zero) for k in COURSE_TASKS}
     ed = _ed_scenarios(pw, p, t, rng)
-    weight = {0: np.where(ed["before_ready"], ed["p_home"], pw["disp"][p][:, None] == 0)}
+    weight = {0: np.where(ed["before_ready"], ed["p_home"], pw.disposition[p][:, None] == 0)}
     outcome = {k: np.zeros((R, K)) for k in COURSE_TASKS}
     for d in (1, 2):
-        w = np.where(ed["before_ready"], ed["p_icu"] if d == 2 else ed["p_ward"], pw["disp"][p][:, None] == d)
+        w = np.where(ed["before_ready"], ed["p_icu"] if d == 2 else ed["p_ward"], pw.disposition[p][:, None] == d)
         adm = np.nonzero(w > 0)
         included = np.zeros((R, K))
         if adm[0].size:
@@ -319,32 +331,33 @@ def _ed_scenarios(pw, p, t, rng) -> dict:
     triage group (a physician seen minutes after the arrival speaks for a high group, a wait under way for a
     low one), so that the scenarios are weighted by P(triage group | state at t)."""
     R, K = p.size, SCENARIOS
-    col = lambda k: pw[k][p][:, None]  # (R, 1)
-    before_triage = (t < pw["t_arrive"][p] + TRIAGE_AFTER_ARRIVAL_H)[:, None]
-    before_phys = (t < pw["t_phys"][p])[:, None]
-    before_ready = (t < pw["t_ready"][p])[:, None]
-    mts = np.where(before_triage, _draw_triage(pw, p, rng, K), col("mts"))  # (R, K)
-    mean_wait_h = S.ED_MEAN_WAIT_MIN[mts - 1] * _crowding_factor(col("crowding")) / 60.0
-    waited = np.maximum(t - pw["t_arrive"][p], 0.0)[:, None]
+    col = lambda column: column[p][:, None]  # (R, 1)
+    before_triage = (t < pw.arrival_time[p] + TRIAGE_AFTER_ARRIVAL_H)[:, None]
+    before_phys = (t < pw.physician_time[p])[:, None]
+    before_ready = (t < pw.ready_time[p])[:, None]
+    mts = np.where(before_triage, _draw_triage(pw, p, rng, K), col(pw.triage_group))  # (R, K)
+    mean_wait_h = ED_MEAN_WAIT_MIN[mts - 1] * crowding_factor(col(pw.ed_occupancy_at_arrival)) / 60.0
+    waited = np.maximum(t - pw.arrival_time[p], 0.0)[:, None]
     # exponential waits are memoryless: the rest of a wait under way is a fresh draw
     rest = -np.log1p(-_strata(rng, (R, K))) * mean_wait_h
-    wait = np.where(before_phys, waited + rest, col("wait_h"))
-    seen = np.where(before_phys, np.exp(-waited / mean_wait_h), np.exp(-col("wait_h") / mean_wait_h) / mean_wait_h)
+    wait = np.where(before_phys, waited + rest, col(pw.wait_h))
+    seen = np.where(before_phys, np.exp(-waited / mean_wait_h), np.exp(-col(pw.wait_h) / mean_wait_h) / mean_wait_h)
     likelihood = np.where(before_triage, seen, 1.0)
-    t_phys = col("t_arrive") + wait
-    delay = np.maximum(0.0, wait - S.MTS_TARGET_MIN[mts - 1] / 60.0)
-    s_phys = col("s0") + col("drift") * np.minimum(t_phys - col("t_onset"), S.MAX_UNTREATED_H)
-    treated = np.where(before_phys, 0.0, np.maximum(t[:, None] - col("t_phys"), 0.0))
-    treat = _lognormal_above(_strata(rng, (R, K)), np.log(S.ED_TREAT_MEDIAN_H[mts - 1]), TREAT_SIGMA, treated)
-    p_icu, p_ward = S._disposition_probs(s_phys, np.broadcast_to(col("age"), (R, K)))
+    t_phys = col(pw.arrival_time) + wait
+    delay = np.maximum(0.0, wait - MTS_TARGET_MIN[mts - 1] / 60.0)
+    s_phys = col(pw.severity_onset) + col(pw.drift_per_h) * np.minimum(t_phys - col(pw.onset_time), MAX_UNTREATED_H)
+    treated = np.where(before_phys, 0.0, np.maximum(t[:, None] - col(pw.physician_time), 0.0))
+    treat = _lognormal_above(_strata(rng, (R, K)), np.log(ED_TREAT_MEDIAN_H[mts - 1]), ED_TREAT_SIGMA, treated)
+    p_icu, p_ward = disposition_probs(s_phys, np.broadcast_to(col(pw.age), (R, K)))
     return dict(
         before_ready=before_ready,
         likelihood=likelihood,
         t_phys=t_phys,
         delay=delay,
         s_phys=s_phys,
-        s_inf=s_phys - (col("s_phys") - col("s_inf")),  # the settled level keeps its latent distance
-        t_ready=np.where(before_ready, t_phys + treat, col("t_ready")),
+        s_inf=s_phys
+        - (col(pw.severity_physician) - col(pw.severity_settled)),  # the settled level keeps its latent distance
+        t_ready=np.where(before_ready, t_phys + treat, col(pw.ready_time)),
         p_icu=p_icu,
         p_ward=p_ward,
         p_home=1.0 - p_icu - p_ward,
@@ -357,28 +370,24 @@ def _admitted_outcomes(cfg, pw, p, t, ed, adm, d, rng):
     rr = adm[0]
     n = rr.size
     direct = np.full(n, d == 2)
-    unit = np.full(n, S.U_ICU) if d == 2 else pw["ward_unit"][p][rr]
-    bedded = t[rr] >= pw["t_bed"][p][rr]  # a direct ICU admission in its ICU bed
+    unit = np.full(n, U_ICU) if d == 2 else pw.ward_unit[p][rr]
+    bedded = t[rr] >= pw.bed_time[p][rr]  # a direct ICU admission in its ICU bed
     t_ready = ed["t_ready"][adm]
     borrowed_bed, ratio = _borrow_bed(pw, p[rr], unit, t_ready, t[rr], rng)
-    t_bed = np.where(bedded, pw["t_bed"][p][rr], borrowed_bed)
-    strain = (
-        S.STRAIN_OVER_RATIO * np.maximum(ratio - 1.0, 0.0)
-        + S.STRAIN_BOARDING * np.log1p(t_bed - t_ready)
-        + S.STRAIN_DELAY * np.minimum(ed["delay"][adm], S.MAX_DELAY_EFFECT_H)
-    )
-    strain = np.where(bedded, pw["ae_strain"][p][rr], strain)
+    t_bed = np.where(bedded, pw.bed_time[p][rr], borrowed_bed)
+    strain = admission_strain(ratio, t_bed - t_ready, ed["delay"][adm])
+    strain = np.where(bedded, pw.admission_strain[p][rr], strain)
     cap = 24.0 * cfg.max_los_days
     u_icu, u_plan = (_strata(rng, (p.size, SCENARIOS))[adm] for _ in range(2))
     in_icu_for = np.where(bedded, t[rr] - t_bed, 0.0)
     icu_los = np.minimum(_lognormal_above(u_icu, ICU_LOS_MU, ICU_LOS_SIGMA, in_icu_for), cap)
-    mu, sigma = _ward_plan_params(pw["ward_unit"][p][rr])
+    mu, sigma = ward_plan_params(pw.ward_unit[p][rr])
     ward_plan = np.minimum(_lognormal_above(u_plan, mu, sigma, 0.0), cap)
     course = dict(
         t_phys=ed["t_phys"][adm],
         s_phys=ed["s_phys"][adm],
         s_inf=ed["s_inf"][adm],
-        tau=pw["tau"][p][rr],
+        tau=pw.relaxation_h[p][rr],
         strain=strain,
         t_bed=t_bed,
         icu_los=np.where(direct, icu_los, 0.0),
@@ -397,12 +406,12 @@ def _strata(rng, shape):
 
 
 def _draw_triage(pw, p, rng, K):
-    """Manchester group as `add_arrivals` draws it (MANV casualties by sorting category); the assessment noise
-    stratified over the scenarios."""
+    """Manchester group as the generator draws it (synthetic.course.start_pathways; MANV casualties by sorting
+    category), the assessment noise stratified over the scenarios."""
     noise = TRIAGE_NOISE_SD * np.interp(_strata(rng, (p.size, K)), _PHI, _Z)
-    mts = np.digitize(-(pw["s0"][p][:, None] + noise), -S.MTS_SEVERITY_CUTS) + 1
-    sk = pw["sk"][p][:, None]
-    mci = np.array(MCI_TRIAGE)[np.maximum(sk, 0)] + (sk == 0) * (rng.random((p.size, K)) < 0.5)
+    mts = triage_group(pw.severity_onset[p][:, None], noise)
+    sk = pw.mci_category[p][:, None]
+    mci = mci_triage_group(sk, rng.random((p.size, K)) < MCI_SK_I_GROUP_2_SHARE)
     return np.where(sk >= 0, mci, mts)
 
 
@@ -426,11 +435,11 @@ def _borrow_bed(pw, own, unit, ready, t, rng):
     from one of the NEIGHBOURS realised admissions to the same hospital and unit nearest in ready time (the same
     unit city-wide where the hospital has fewer than two), never the patient's own; a patient not bedded by t
     takes the first of BOARDING_TRIES draws that beds it after t, else t + RESIDUAL_BOARDING_H."""
-    admitted = np.nonzero(~np.isnan(pw["t_bed"]))[0]
-    nu = len(S.UNITS)
-    local = _pool(admitted, pw["hosp"][admitted] * nu + pw["first_unit"][admitted], pw["t_ready"][admitted])
-    city = _pool(admitted, pw["first_unit"][admitted], pw["t_ready"][admitted])
-    lo, hi, near = _bracket(local, pw["hosp"][own] * nu + unit, ready)
+    admitted = np.nonzero(~np.isnan(pw.bed_time))[0]
+    nu = len(UNITS)
+    local = _pool(admitted, pw.hospital[admitted] * nu + pw.first_unit[admitted], pw.ready_time[admitted])
+    city = _pool(admitted, pw.first_unit[admitted], pw.ready_time[admitted])
+    lo, hi, near = _bracket(local, pw.hospital[own] * nu + unit, ready)
     c_lo, c_hi, c_near = _bracket(city, unit, ready)
     use_city = hi - lo < 2
     shift = local["rows"].size  # the city pool's positions follow the local pool's
@@ -441,17 +450,17 @@ def _borrow_bed(pw, own, unit, ready, t, rng):
     for _ in range(BOARDING_TRIES):
         idx = np.clip(near + rng.integers(-(NEIGHBOURS // 2), NEIGHBOURS // 2, own.size), lo, np.maximum(hi - 1, lo))
         src = rows[np.minimum(idx, rows.size - 1)] if rows.size else own
-        hour = np.floor(ready) + np.floor(pw["t_bed"][src]) - np.floor(pw["t_ready"][src])
+        hour = np.floor(ready) + np.floor(pw.bed_time[src]) - np.floor(pw.ready_time[src])
         when = np.minimum(np.maximum(ready, hour + 0.5 * rng.random(own.size)), hour + 0.999)
         ok = todo & (src != own) & (when > t)
         bed[ok] = when[ok]
-        ratio[ok] = pw["strain_ratio"][src[ok]]
+        ratio[ok] = pw.nurse_load_ratio[src[ok]]
         todo &= ~ok
         if not todo.any():
             break
     missing = np.isnan(bed)
     bed[missing] = np.maximum(ready[missing], t[missing]) + RESIDUAL_BOARDING_H
-    ratio[missing] = np.nanmedian(pw["strain_ratio"]) if admitted.size else 0.0
+    ratio[missing] = np.nanmedian(pw.nurse_load_ratio) if admitted.size else 0.0
     return bed, ratio
 
 
@@ -488,29 +497,29 @@ def _scenario_outcomes(c: dict, cap: float) -> dict:
         ward_start = t_bed + part["icu_los"]
         end = ward_start + part["ward_plan"]
         s_bed = _severity(part, t_bed)
-        survive = np.exp(-S._icu_death_hazard(s_bed) * (ward_start - np.maximum(t, t_bed)))
+        survive = np.exp(-icu_death_hazard(s_bed) * (ward_start - np.maximum(t, t_bed)))
         survive = np.where(direct, survive, 1.0)
         day = _first_event(part, ward_start, np.maximum(np.minimum(t + 24.0, end), ward_start), WINDOW_BINS, cap, ())
         out["adverse_event"][sl] = survive * day["any"]
         out["icu_transfer"][sl] = (t_bed > t) & (t_bed <= t + 24.0)
         ward = ~direct  # only a ward admission goes to the ICU after an adverse event
         if ward.any():
-            icu_end = np.maximum(np.minimum(t + 24.0 - S.ICU_AFTER_AE_DELAY_H, end), t_bed)
+            icu_end = np.maximum(np.minimum(t + 24.0 - ICU_AFTER_AE_DELAY_H, end), t_bed)
             ward_icu = _first_event(
                 {k: v[ward] for k, v in part.items()}, t_bed[ward], icu_end[ward], WINDOW_BINS, cap, ("fatal",)
             )
-            out["icu_transfer"][sl][ward] = S.ICU_AFTER_AE * (ward_icu["any"] - ward_icu["fatal"])
+            out["icu_transfer"][sl][ward] = ICU_AFTER_AE * (ward_icu["any"] - ward_icu["fatal"])
         settled = np.clip(part["t_phys"] + SETTLED_TAUS * part["tau"], ward_start, end)
         early = _first_event(
             part, ward_start, settled, STAY_BINS, cap, ("fatal", "icu_death") if ward.any() else ("fatal",)
         )
-        h_inf = np.exp(S.AE_INTERCEPT + S.AE_SEVERITY * part["s_inf"] + S.AE_STRAIN * part["strain"])
-        q_inf = _fatal_prob(part["s_inf"], part["strain"])
-        dies_inf = q_inf + (1.0 - q_inf) * S.ICU_AFTER_AE * ~direct * _icu_death_prob(
-            S._icu_death_hazard(part["s_inf"]), cap
+        h_inf = np.exp(adverse_event_log_hazard(part["s_inf"], part["strain"]))
+        q_inf = fatal_probability(part["s_inf"], part["strain"])
+        dies_inf = q_inf + (1.0 - q_inf) * ICU_AFTER_AE * ~direct * _icu_death_prob(
+            icu_death_hazard(part["s_inf"]), cap
         )
         tail = np.exp(-early["hazard"]) * -np.expm1(-h_inf * (end - settled)) * dies_inf
-        ward_death = early["fatal"] + S.ICU_AFTER_AE * ward * early.get("icu_death", 0.0) + tail
+        ward_death = early["fatal"] + ICU_AFTER_AE * ward * early.get("icu_death", 0.0) + tail
         out["in_hospital_death"][sl] = 1.0 - survive + survive * ward_death
     return out
 
@@ -527,15 +536,15 @@ def _first_event(c, a, b, n_bins, cap, also=("fatal", "icu_death")) -> dict:
     width = np.maximum(b - a, 0.0) / n_bins  # (M,)
     mid = a[:, None] + width[:, None] * (np.arange(n_bins) + 0.5)  # (M, n_bins)
     s = _severity({k: v[:, None] for k, v in c.items() if k in ("s_inf", "s_phys", "t_phys", "tau")}, mid)
-    step = np.exp(S.AE_INTERCEPT + S.AE_SEVERITY * s + S.AE_STRAIN * c["strain"][:, None]) * width[:, None]
+    step = np.exp(adverse_event_log_hazard(s, c["strain"][:, None])) * width[:, None]
     H = np.cumsum(step, axis=1)
     first = np.exp(-(H - step)) * -np.expm1(-step)
     out = {"any": first.sum(1), "hazard": H[:, -1]}
     if also:
-        q = _fatal_prob(s, c["strain"][:, None])
+        q = fatal_probability(s, c["strain"][:, None])
         out["fatal"] = (first * q).sum(1)
     if "icu_death" in also:
-        out["icu_death"] = (first * (1.0 - q) * _icu_death_prob(S._icu_death_hazard(s), cap)).sum(1)
+        out["icu_death"] = (first * (1.0 - q) * _icu_death_prob(icu_death_hazard(s), cap)).sum(1)
     return out
 
 

@@ -1,7 +1,6 @@
 """Generator: calibration against published figures, oracles against Monte Carlo, determinism."""
 
 import filecmp
-import types
 
 import numpy as np
 import pandas as pd
@@ -11,6 +10,13 @@ from hamburg_mamba.data import synthetic as S
 from hamburg_mamba.data.calibration import calibration_table
 from hamburg_mamba.data.meds_io import write_synthetic
 from hamburg_mamba.data.schema import TASKS
+from hamburg_mamba.data.synthetic.arrivals import draw_arrivals
+from hamburg_mamba.data.synthetic.city import build_city, city_drivers
+from hamburg_mamba.data.synthetic.constants import ICU_AFTER_AE
+from hamburg_mamba.data.synthetic.course import inpatient_course
+from hamburg_mamba.data.synthetic.generate import spawn_streams
+from hamburg_mamba.data.synthetic.hospital import simulate_city
+from hamburg_mamba.data.synthetic.labels import course_oracles
 
 
 @pytest.mark.parametrize("city", ["demo", "smallest_eight"])
@@ -27,25 +33,30 @@ def test_adverse_event_in_the_last_hour_ends_the_stay_after_the_icu():
     events) must last until the ICU stay ends; discharge before ICU exit left a readmission label without a
     pathway end in the 10 M run."""
     cfg = S.SyntheticConfig(days=10, scale=0.05)
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(cfg.seed).spawn(8)]
-    city, drv = S._city(cfg), S._drivers(cfg)
-    arr = S._draw_arrivals(cfg, city, drv, streams[0])
-    pw = S._simulate(cfg, city, drv, arr, *[streams[i] for i in (1, 2, 5, 6)])["pathways"]
-    rows = np.nonzero(~np.isnan(pw["t_bed"]) & (pw["disp"] == 1))[0]
+    pw = _simulated_pathways(cfg)
+    rows = np.nonzero(~np.isnan(pw.bed_time) & (pw.disposition == 1))[0]
     assert rows.size > 20
     owner, t0, dt, log_h, offsets, _ = S.hazard_grid(pw, rows)
     total = np.add.reduceat(np.exp(log_h) * dt, offsets[:-1])  # cumulative hazard of each planned stay
     last_bin = np.exp(log_h[offsets[1:] - 1]) * dt[offsets[1:] - 1]
-    c = {k: v.copy() for k, v in pw.items()}
-    c["e_ae"][rows] = total - 0.5 * last_bin  # the event falls inside the plan's last hour
-    c["q_fatal"][rows] = 1.0  # never fatal
-    c["icu_after_ae"][rows] = True
-    c["e_icu_death"][rows] = np.inf  # never dies in the ICU
-    S._inpatient_course(cfg, types.SimpleNamespace(cols=c), rows, None)
-    plan_end = c["t_bed"][rows] + c["ward_los_h"][rows]
-    assert (c["t_ae"][rows] > plan_end - 1).all()
-    assert (c["t_icu_out"][rows] > plan_end).all()
-    assert (c["t_end"][rows] >= c["t_icu_out"][rows]).all()
+    c = pw.copy()
+    c.adverse_event_threshold[rows] = total - 0.5 * last_bin  # the event falls inside the plan's last hour
+    c.fatality_uniform[rows] = 1.0  # never fatal
+    c.icu_after_adverse_event[rows] = True
+    c.icu_death_threshold[rows] = np.inf  # never dies in the ICU
+    inpatient_course(c, rows)
+    plan_end = c.bed_time[rows] + c.planned_ward_stay_h[rows]
+    assert (c.adverse_event_time[rows] > plan_end - 1).all()
+    assert (c.icu_out_time[rows] > plan_end).all()
+    assert (c.end_time[rows] >= c.icu_out_time[rows]).all()
+
+
+def _simulated_pathways(cfg):
+    """The pathways of `cfg`'s simulation, drawn from the streams generate_synthetic gives the stages."""
+    rng_arrivals, rng_course, _, _, _, rng_readmission, rng_closure, _ = spawn_streams(cfg.seed)
+    city, drivers = build_city(cfg), city_drivers(cfg)
+    arrivals = draw_arrivals(cfg, city, drivers, rng_arrivals)
+    return simulate_city(cfg, city, drivers, arrivals, rng_course, rng_readmission, rng_closure)[0]
 
 
 def test_no_event_after_the_end_of_a_finished_pathway(demo):
@@ -82,31 +93,27 @@ def test_every_head_has_labels_and_oracles(demo):
 
 def _monte_carlo_course(data_cfg, reps, seed):
     cfg = data_cfg
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(cfg.seed).spawn(8)]
-    city, drv = S._city(cfg), S._drivers(cfg)
-    arr = S._draw_arrivals(cfg, city, drv, streams[0])
-    sim = S._simulate(cfg, city, drv, arr, *[streams[i] for i in (1, 2, 5, 6)])
-    pw = sim["pathways"]
-    rows = np.nonzero(~np.isnan(pw["t_bed"]))[0]
+    pw = _simulated_pathways(cfg)
+    rows = np.nonzero(~np.isnan(pw.bed_time))[0]
     rng = np.random.default_rng(seed)
     died = ae24 = icu24 = 0.0
     for _ in range(reps):  # re-draw only the outcome draws; the skeleton (beds, stays, strain) stays
-        c = {k: v.copy() for k, v in pw.items()}
-        c["e_ae"][rows] = rng.exponential(1.0, rows.size)
-        c["q_fatal"][rows] = rng.random(rows.size)
-        c["icu_after_ae"][rows] = rng.random(rows.size) < S.ICU_AFTER_AE
-        c["e_icu_death"][rows] = rng.exponential(1.0, rows.size)
-        S._inpatient_course(cfg, types.SimpleNamespace(cols=c), rows, None)
-        tb = c["t_bed"][rows]
-        died = died + c["died"][rows]
-        ae24 = ae24 + (c["t_ae"][rows] <= tb + 24)
-        icu24 = icu24 + ((c["t_icu_in"][rows] > tb) & (c["t_icu_in"][rows] <= tb + 24) & (c["disp"][rows] != 2))
-    oracle = S._course_oracles(pw, rows, pw["t_bed"][rows], np.ones(rows.size, bool))
-    ward = pw["disp"][rows] != 2
+        c = pw.copy()
+        c.adverse_event_threshold[rows] = rng.exponential(1.0, rows.size)
+        c.fatality_uniform[rows] = rng.random(rows.size)
+        c.icu_after_adverse_event[rows] = rng.random(rows.size) < ICU_AFTER_AE
+        c.icu_death_threshold[rows] = rng.exponential(1.0, rows.size)
+        inpatient_course(c, rows)
+        tb = c.bed_time[rows]
+        died = died + c.died[rows]
+        ae24 = ae24 + (c.adverse_event_time[rows] <= tb + 24)
+        icu24 = icu24 + ((c.icu_in_time[rows] > tb) & (c.icu_in_time[rows] <= tb + 24) & (c.disposition[rows] != 2))
+    oracle = course_oracles(pw, rows, pw.bed_time[rows], np.ones(rows.size, bool))
+    ward = pw.disposition[rows] != 2
     return {
-        "death": (died / reps, oracle["death"]),
-        "ae24": (ae24 / reps, oracle["ae24"]),
-        "icu24": (icu24[ward] / reps, oracle["icu24"][ward]),
+        "death": (died / reps, oracle.death),
+        "ae24": (ae24 / reps, oracle.adverse_event_24h),
+        "icu24": (icu24[ward] / reps, oracle.icu_24h[ward]),
     }
 
 
