@@ -26,7 +26,7 @@ import pandas as pd
 
 from hamburg_mamba.data.validate import Accounting, DataValidationError
 
-# What the synthetic city's table holds (synthetic._hospital_frame) and the descriptors used when none are named:
+# What the synthetic city's table holds (synthetic.hospital.hospital_frame), and the descriptors used if none are named:
 # annual ED visits and inpatient beds for size, the level of care for the kind of hospital.
 DEFAULT_DESCRIPTOR_COLUMNS = ("ed_visits_per_year", "beds", "care_level")
 PREFIX = "hospital:"

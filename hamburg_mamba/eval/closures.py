@@ -9,7 +9,7 @@ is "a new closure of j starts within k h": one of the hourly `closure_start` fla
 flagged at h happens during [h, h+1), after the decision at h:00). Rows whose window runs past the table are
 unlabelled.
 
-By design. The generator's closure hazard is 0 from 21:00 to 06:00 and in its first day (synthetic.py:
+By design. The generator's closure hazard is 0 from 21:00 to 06:00 and in its first day (synthetic/constants.py:
 CLOSURE_ALLOWED_FROM_H, CLOSURE_ALLOWED_UNTIL_H, CLOSURE_MIN_HISTORY_H); there is no refractory period beyond
 the running closure. A row whose whole window lies in such hours has label 0 by construction, whatever anyone
 predicts; those rows are counted apart ("by design", per horizon) and not scored. For 6 h these are the rows

@@ -396,7 +396,7 @@ def _limitations(metrics, runs: dict, primary: str) -> list[str]:
         "## Limitations (TRIPOD+AI item 27)",
         "",
         "- **Synthetic data.** Every patient, outcome and closure was drawn by the generator "
-        "(hamburg_mamba/data/synthetic.py); no result here says how the models would do on real patients.",
+        "(hamburg_mamba/data/synthetic/); no result here says how the models would do on real patients.",
         "- **The generator and the models share assumptions.** The generator's hazards read the vitals, the "
         "triage group and the hospital's NEDOCS that the models are given, with the functional forms its "
         "authors chose; a model can only rediscover them, and real data will hold risks nobody put in.",
