@@ -9,12 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from hamburg_mamba.data.cities import HOSPITALS
 from hamburg_mamba.data.synthetic import (
     CLOSURE_ALLOWED_FROM_H,
     CLOSURE_ALLOWED_UNTIL_H,
     EMS_SHARE,
     HEAT_WAVE_UPLIFT,
-    HOSPITALS,
     UNIT_LOS_DAYS,
     SyntheticData,
 )

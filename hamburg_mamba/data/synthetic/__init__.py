@@ -20,7 +20,6 @@ generate.py runs them (`generate_synthetic`); config.py holds `SyntheticConfig` 
 Time inside the simulation is float64 hours since `SyntheticConfig.start` (local time, no DST shift).
 """
 
-from hamburg_mamba.data.cities import HOSPITALS
 from hamburg_mamba.data.synthetic.config import CRISIS_DATES, EXTERNAL_PRESET, SyntheticConfig, SyntheticData
 from hamburg_mamba.data.synthetic.constants import (
     CLOSURE_ALLOWED_FROM_H,
@@ -50,7 +49,6 @@ __all__ = [
     "EXTERNAL_PRESET",
     "FIELD_KNOWN_FROM",
     "HEAT_WAVE_UPLIFT",
-    "HOSPITALS",
     "NIGHT_SHIFT_START_H",
     "UNITS",
     "UNIT_LOS_DAYS",
