@@ -646,7 +646,7 @@ def _check_external(external, spec) -> dict[str, Path]:
         if not isinstance(city, str) or not city.strip() or city in (".", "..") or any(c in city for c in "/\\"):
             raise ValueError(f"external: city name {city!r} must be a non-empty name without path separators")
         if not isinstance(root, (str, Path)) or not (Path(root) / MEDS_MARKER).is_file():
-            raise ValueError(f"external[{city!r}]: {root!r} is not a MEDS root (no {MEDS_MARKER} there)")
+            raise ValueError(f"external[{city!r}]: '{root}' is not a MEDS root (no {MEDS_MARKER} there)")
         if Path(root).resolve() == Path(spec.root).resolve():
             raise ValueError(f"external[{city!r}]: {root} is the development data itself, not another city")
         out[city] = Path(root).resolve()
