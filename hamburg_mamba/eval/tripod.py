@@ -1,7 +1,10 @@
 """The report's TRIPOD+AI sections: intended use, participants, outcomes and prediction times, missing data,
 sample size, model specifications and limitations (Collins GS, Moons KGM, Dhiman P, et al. TRIPOD+AI
 statement: updated guidance for reporting clinical prediction models that use regression or machine learning
-methods. BMJ 2024;385:e078378). Item numbers in the headings are the checklist's.
+methods. BMJ 2024;385:e078378). Item numbers in the headings are the checklist's: 3 background and intended
+users, 5 data sources, 8 outcome, 9 predictors, 10 sample size, 11 missing data, 12 analytical methods, 16
+differences between development and evaluation data, 20 participants, 22 model specification, 23 model
+performance, 26 limitations, 27 usability in the context of current care.
 
 Everything numeric is read from the evaluation's metrics.json (`participants.study_record`) and from the run
 folders it names (config.json, train_config.json, train_summary.json); the prose states what the code does.
@@ -134,7 +137,7 @@ def _intended_use(metrics) -> list[str]:
         else ""
     )
     lines = [
-        "## Intended use (TRIPOD+AI items 3, 6)",
+        "## Intended use (TRIPOD+AI items 3, 27)",
         "",
         "Decision support, not autonomous decisions: every alert goes to a person who reviews the patient or "
         "the hospital's state and decides. Intended setting: emergency departments, wards and ICUs of the "
@@ -223,7 +226,7 @@ def _outcome(o: dict | None) -> str:
 def _outcomes(metrics) -> list[str]:
     horizons = metrics.get("task_horizons_h", {})
     lines = [
-        "## Outcomes and prediction times (TRIPOD+AI items 7, 9)",
+        "## Outcomes and prediction times (TRIPOD+AI items 8, 9)",
         "",
         "A prediction at time t may use every event up to and including t (MEDS `prediction_time`), and the "
         "hospital status feed as published an hour earlier. Every model is scored at the same rows.",
@@ -249,7 +252,7 @@ def _missing_data(metrics) -> list[str]:
     miss = metrics.get("news2_missing_vitals", {}).get("held_out") or {}
     worst = max(miss.values()) if miss else 0
     return [
-        "## Missing data (TRIPOD+AI item 10)",
+        "## Missing data (TRIPOD+AI item 11)",
         "",
         "- No imputation. A measurement that was not taken is an event that did not happen: the sequence "
         "models see only the events recorded; a numeric feature absent from an event enters as a learned "
@@ -270,7 +273,7 @@ def _missing_data(metrics) -> list[str]:
 def _sample_size(metrics) -> list[str]:
     parts = metrics.get("participants", {})
     lines = [
-        "## Sample size (TRIPOD+AI item 8)",
+        "## Sample size (TRIPOD+AI item 10)",
         "",
         "No sample size was calculated in advance: the city's size (days, share of Hamburg's ED volume) was "
         "set by what trains on two CPU cores within the demo's budget. The effective size of a rare outcome "
@@ -288,7 +291,7 @@ def _sample_size(metrics) -> list[str]:
 
 
 def _models(metrics, runs: dict) -> list[str]:
-    lines = ["## Models (TRIPOD+AI items 12, 13)", ""]
+    lines = ["## Models (TRIPOD+AI items 12, 22)", ""]
     if runs:
         head = ["model", *MODEL_FIELDS, "parameters", *TRAIN_FIELDS, "steps run", "stopped", "kept step"]
         lines += [
@@ -342,7 +345,7 @@ def _model_evaluation(metrics) -> list[str]:
     validation on other cities with every model, map and threshold frozen."""
     external = metrics.get("external", {})
     lines = [
-        "## Model evaluation (TRIPOD+AI item 12)",
+        "## Model evaluation (TRIPOD+AI items 12, 16, 23)",
         "",
         "- Temporal validation: the held-out period follows the development periods (training, tuning) in the "
         "same city; its rows were used for nothing but scoring.",
@@ -393,7 +396,7 @@ def _limitations(metrics, runs: dict, primary: str) -> list[str]:
     seeds = {n: s["train_config"].get("seed") for n, s in runs.items() if "train_config" in s}
     seed_text = ", ".join(f"{n} {s}" for n, s in seeds.items()) or "none recorded"
     return [
-        "## Limitations (TRIPOD+AI item 27)",
+        "## Limitations (TRIPOD+AI item 26)",
         "",
         "- **Synthetic data.** Every patient, outcome and closure was drawn by the generator "
         "(hamburg_mamba/data/synthetic/); no result here says how the models would do on real patients.",

@@ -214,7 +214,7 @@ def test_report_shows_the_external_city_beside_the_held_out_period(evaluated, tm
     assert f"External validation ({CITY}" in evaluation and "St. Marien Emscherstadt" in evaluation
     assert f"external validation ({CITY})" in md[md.index("## Participants") : md.index("## Outcomes")]
     page = (tmp_path / "report" / "report.html").read_text()
-    assert f"<td>{label}</td>" in page and "<h2>Model evaluation (TRIPOD+AI item 12)</h2>" in page
+    assert f"<td>{label}</td>" in page and "<h2>Model evaluation (TRIPOD+AI items 12, 16, 23)</h2>" in page
     RP.write_report(out_alone, tmp_path / "alone")
     alone = (tmp_path / "alone" / "README.md").read_text()
     assert "external (" not in alone and "External validation: not run" in alone
