@@ -138,8 +138,9 @@ class Pathways(Columns):
     planned_ward_stay_h: np.ndarray = field(metadata=FLOAT)  # without death or ICU transfer
     icu_stay_h: np.ndarray = field(metadata=FLOAT)  # drawn for every pathway, used by those with an ICU stay
     # the outcome draws (integrated out by the oracles)
-    adverse_event_threshold: np.ndarray = field(metadata=FLOAT)  # unit exponential: the event when the cumulated
-    fatality_uniform: np.ndarray = field(metadata=FLOAT)  # hazard passes it; uniform of the fatality draw
+    # unit exponential: the adverse event happens when the cumulative hazard of the stay passes it
+    adverse_event_threshold: np.ndarray = field(metadata=FLOAT)
+    fatality_uniform: np.ndarray = field(metadata=FLOAT)  # uniform: the event is fatal below fatal_probability
     icu_death_threshold: np.ndarray = field(metadata=FLOAT)  # unit exponential of the cumulated ICU death hazard
     p_readmission: np.ndarray = field(metadata=FLOAT)  # 30-day readmission probability at the end of the stay
     # identities and categories
