@@ -5,6 +5,7 @@
     hamburg-mamba train --data runs/data --out runs/mamba --backbone mamba
     torchrun --nproc_per_node 2 -m hamburg_mamba.cli train ...     data-parallel (gloo on CPU, nccl on GPU)
     hamburg-mamba evaluate --runs mamba=runs/mamba gru=runs/gru --out runs/eval
+    hamburg-mamba evaluate --runs ... --out runs/eval --external Emscherstadt=runs/emscherstadt   + another city
     hamburg-mamba report --eval runs/eval --out runs/report
     hamburg-mamba monitor --run runs/mamba --start "2023-11-20 06:00" --hours 24
     hamburg-mamba replicate --out runs/replicate     every model over 3 training x 3 generator seeds (hours)
@@ -18,30 +19,17 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import shlex
 import sys
-import time
 from pathlib import Path
 
+from hamburg_mamba import workflows
 from hamburg_mamba.nn.config import BACKBONES
+from hamburg_mamba.workflows import BASELINES, DEMO_BACKBONES, DEMO_BOOT, InvalidArgument, TrainingFailed
 
-DEMO_BACKBONES = ("mamba", "hybrid", "gru", "transformer")
-# Demo budget (2 CPU cores, docs/experiments.md): four epochs per backbone at peak learning rate 5e-3 (an epoch of
-# the training period is 429 steps of 16 pathways; two epochs at 2e-3 left the safety heads under-trained), a
-# step cap as a guard, and bootstrap replicates. One torch thread: on the shared 2-core machine two
-# intra-op threads made short batches 40x slower (OpenMP threads waiting on each other under load), one thread
-# trains at 10-16 k events/s for every backbone (measured, docs/experiments.md).
-DEMO_EPOCHS = 4
-DEMO_LR = {"mamba": 5e-3, "hybrid": 5e-3, "gru": 5e-3, "transformer": 5e-3}  # per backbone (docs/model.md, sweep)
-DEMO_WEIGHT_DECAY = 0.01
-DEMO_STEPS = {"mamba": 2000, "hybrid": 2000, "gru": 2000, "transformer": 2000}
-DEMO_BATCH = 16
-DEMO_BOOT = 100
-DEMO_CATBOOST_ITERATIONS = 300
-TINY_STEPS = 6
-BASELINES = ("catboost", "news2", "oracle")
-DEMO_DATA_FILE = "demo_data.json"  # which city the demo generated into its data folder
+# The demo's recipe lives in workflows; replicate_recipe stays importable from here for its earlier callers.
+replicate_recipe = workflows.replicate_recipe
+
 GENERATE_PRESETS = ("hamburg", "tiny", "external")
 HEAT_WAVE_LEVELS = ("low", "severe", "extreme")  # hamburg_mamba.data.synthetic.HEAT_WAVE_UPLIFT
 # `generate` option -> the SyntheticConfig field it sets (the dates among them are checked against the window).
@@ -58,6 +46,8 @@ GENERATE_FIELDS = {
     "--mci-time": "mci_time",
     "--mci-casualties": "mci_casualties",
 }
+# Workflow settings whose option is not --<the setting's name with dashes>.
+OPTION_OF_SETTING = {"overrides": "--set"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,9 +56,17 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    if args.check:
-        args.check(args, args.parser)
-    return int(args.func(args) or 0)
+    try:
+        if args.check:
+            args.check(args, args.parser)
+        return int(args.func(args) or 0)
+    except InvalidArgument as e:
+        args.parser.error(f"{option(e.argument)}: {e.message}")
+
+
+def option(setting: str) -> str:
+    """The option of a workflow setting: overrides -> --set, batch_size -> --batch-size, tiny/out -> --tiny/--out."""
+    return "/".join(OPTION_OF_SETTING.get(s, "--" + s.replace("_", "-")) for s in setting.split("/"))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -208,6 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--primary", default=None, help="model drawn on the closure timeline (default: first run)")
     e.add_argument("--no-timeline", action="store_true", help="skip the whole-window closure timeline")
     e.add_argument("--threads", type=POSITIVE_INT, default=None, help="torch CPU threads")
+    e.add_argument(
+        "--external",
+        action="append",
+        default=[],
+        metavar="NAME=ROOT",
+        help="another city's MEDS root (e.g. from generate --preset external), scored whole with the models "
+        "and baselines as fitted on --data, nothing refitted; repeatable",
+    )
     e.set_defaults(func=cmd_evaluate, check=_check_evaluate_args, parser=e)
 
     r = sub.add_parser("report", help="Markdown summary and PNG plots from an evaluation folder")
@@ -224,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--every", type=POSITIVE, default=1.0, help="hours between warning checks")
     m.add_argument("--hospital", action="append", default=None, help="restrict to this hospital (repeatable)")
     m.add_argument("--threads", type=POSITIVE_INT, default=1, help="torch CPU threads")
-    m.set_defaults(func=cmd_monitor, check=_check_monitor_args, parser=m)
+    m.set_defaults(func=cmd_monitor, check=None, parser=m)
 
     d = sub.add_parser("demo", help="generate, train every backbone, evaluate, report; prints the summary table")
     d.add_argument("--out", default="runs/demo", help="folder for data, runs, evaluation and report")
@@ -248,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="regenerate the data and retrain every run when the folder holds a demo with other settings",
     )
     d.add_argument("--no-progress", action="store_true")
-    d.set_defaults(func=cmd_demo, check=_check_demo_args, parser=d)
+    d.set_defaults(func=cmd_demo, check=None, parser=d)
 
     rp = sub.add_parser(
         "replicate",
@@ -321,12 +327,10 @@ def _check_split_args(args, parser) -> None:
 
 
 def _timestamp(parser, name: str, text: str):
-    import pandas as pd
-
     try:
-        return pd.Timestamp(text)
-    except ValueError:
-        parser.error(f'{name}: expected a date such as 2023-11-20 or "2023-11-20 06:00", got {text!r}')
+        return workflows.parse_time(name, text)
+    except InvalidArgument as e:
+        parser.error(f"{name}: {e.message}")
 
 
 def _check_generate_args(args, parser) -> None:
@@ -348,7 +352,7 @@ def _check_generate_args(args, parser) -> None:
         field = text.split(":")[0].removeprefix("SyntheticConfig.")
         parser.error(f"{option_of[field]}:{text.split(':', 1)[1]}" if field in option_of else text)
     for field in config.outside_window():
-        if _crisis_is_off(config, field):
+        if workflows.crisis_is_off(config, field):
             continue
         option, when = option_of[field], getattr(config, field)
         window = f"the simulated window [{config.start}, {config.end.date()})"
@@ -369,15 +373,6 @@ def _preset_config(preset: str):
     return {"hamburg": SyntheticConfig, "tiny": tiny_synthetic_config, "external": SyntheticConfig.external}[preset]()
 
 
-def _crisis_is_off(config, field: str) -> bool:
-    """A crisis of no size has no date to check."""
-    return (
-        (field == "heat_wave_start" and config.heat_wave_days == 0)
-        or (field == "mci_time" and config.mci_casualties == 0)
-        or (field == "flu_peak" and config.flu_peak_share == 0)
-    )
-
-
 def _check_train_args(args, parser) -> None:
     _check_split_args(args, parser)
     try:
@@ -386,87 +381,64 @@ def _check_train_args(args, parser) -> None:
         parser.error(f"--set: {e}")
 
 
+def _overrides(items: list[str]) -> dict:
+    """--set FIELD=VALUE items -> {field: value}, VALUE parsed as JSON, else kept as text (ValueError naming the
+    item when FIELD is not one --set may change; the values are checked by workflows.TrainSettings)."""
+    fields = workflows.overridable_fields()
+    out = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or name not in fields:
+            raise ValueError(f"expected FIELD=VALUE with FIELD one of {fields}, got {item!r}")
+        try:
+            out[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[name] = raw
+    return out
+
+
 def _check_evaluate_args(args, parser) -> None:
     _check_split_args(args, parser)
-    unknown = sorted(set(b for b in args.baselines.split(",") if b) - set(BASELINES))
-    if unknown:
-        parser.error(f"--baselines: unknown {unknown}; choose from {BASELINES}")
-    runs = {}
-    for item in args.runs:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            parser.error(f"--runs: expected NAME=RUN_DIR, got {item!r}")
-        if name in runs:
-            parser.error(f"--runs: the name {name!r} is given twice")
-        if not Path(path).is_dir():
+    args.runs = _named_paths(parser, "--runs", "RUN_DIR", args.runs)
+    for name, path in args.runs.items():
+        if not path.is_dir():
             parser.error(f"--runs: {name}={path}: no such run folder")
-        runs[name] = path
-    args.runs = runs
-    if args.data is None and not runs:
+    args.external = _named_paths(parser, "--external", "ROOT", args.external)
+    if args.data is None and not args.runs:
         parser.error("--data: required when no --runs are given")
 
 
-def _check_monitor_args(args, parser) -> None:
-    _timestamp(parser, "--start", args.start)
-    if not Path(args.run).is_dir():
-        parser.error(f"--run: no such run folder {args.run}")
-
-
-def _check_demo_args(args, parser) -> None:
-    unknown = sorted(set(b for b in args.backbones.split(",") if b) - set(BACKBONES))
-    if unknown:
-        parser.error(f"--backbones: unknown {unknown}; choose from {BACKBONES}")
+def _named_paths(parser, option: str, what: str, items: list[str]) -> dict[str, Path]:
+    """NAME=PATH items -> {name: Path}; parser.error naming the option for a malformed item or a repeated name."""
+    out = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            parser.error(f"{option}: expected NAME={what}, got {item!r}")
+        if name in out:
+            parser.error(f"{option}: the name {name!r} is given twice")
+        out[name] = Path(path)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Commands: convert the parsed arguments, call the workflow, print its result. A workflow's InvalidArgument
+# becomes parser.error naming the option (main).
 
 
 def cmd_generate(args) -> int:
-    from hamburg_mamba.data import generate_synthetic, write_synthetic
-
-    t0 = time.perf_counter()
-    cfg = args.config  # built and checked by _check_generate_args
-    for field in cfg.outside_window():
-        if not _crisis_is_off(cfg, field):
-            print(
-                f"note: {field} {getattr(cfg, field)} lies outside [{cfg.start}, {cfg.end.date()}): that crisis "
-                f"is not simulated (of a flu wave, only the part inside the window)"
-            )
-    data = generate_synthetic(cfg)
-    root = write_synthetic(args.out, data)
-    print(
-        f"wrote {root}: {len(data.events):,} events, {len(data.pathways):,} pathways, "
-        f"{int(data.hospital_hourly['closure_start'].sum())} closures ({time.perf_counter() - t0:.1f} s)"
-    )
+    print(workflows.generate(args.config, Path(args.out)).line())  # args.config: built by _check_generate_args
     return 0
 
 
 def cmd_train(args) -> int:
-    import torch
-    import torch.distributed as dist
-
-    from hamburg_mamba.train import TrainConfig, Trainer, build_model, build_model_config
-    from hamburg_mamba.train.checkpoint import RunSettingsMismatch
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if world > 1:
-        backend = "nccl" if device.startswith("cuda") else "gloo"
-        dist.init_process_group(backend)
-        if device.startswith("cuda"):
-            local = int(os.environ.get("LOCAL_RANK", "0"))
-            torch.cuda.set_device(local)
-            device = f"cuda:{local}"
-    spec = _spec_from_args(args, args.data)
-    data = spec.connect()
-    rank = dist.get_rank() if world > 1 else 0
-    if rank == 0:
-        print(data.report())
-    try:
-        config = build_model_config(data, backbone=args.backbone, preset=args.preset, **args.overrides)
-    except ValueError as e:
-        args.parser.error(f"--preset/--set: {e}")
-    tc = TrainConfig(
+    settings = workflows.TrainSettings(
+        data=_spec_from_args(args, args.data),
+        out=Path(args.out),
+        backbone=args.backbone,
+        preset=args.preset,
+        overrides=args.overrides,
+        task_weighting=args.task_weighting,
         epochs=args.epochs,
         max_steps=args.max_steps,
         batch_size=args.batch_size,
@@ -477,341 +449,98 @@ def cmd_train(args) -> int:
         eval_max_pathways=args.eval_max_pathways,
         patience=args.patience,
         seed=args.seed,
+        threads=args.threads,
+        device=args.device,
+        overwrite=args.overwrite,
         progress=not args.no_progress,
-        num_threads=args.threads,
-        task_weighting=args.task_weighting,
     )
-    trainer = Trainer(build_model(config, seed=args.seed), data, tc, args.out, device=device, data_spec=spec.as_dict())
-    try:
-        summary = trainer.fit(overwrite=args.overwrite)
-    except RunSettingsMismatch as e:
-        args.parser.error(f"--out: {e}")
-    if rank == 0:
-        print(json.dumps(summary, indent=1))
-    if world > 1:
-        dist.destroy_process_group()
+    result = workflows.train(settings)
+    if result.rank == 0:
+        print(json.dumps(result.summary, indent=1))
     return 0
 
 
-# Config fields the data decides (from_schema, regression_target_stats); --set may not change them.
-DATA_FIELDS = ("vocab_sizes", "num_numeric", "tasks", "target_stats")
-
-
-def _overrides(items: list[str]) -> dict:
-    """--set FIELD=VALUE items -> {field: value}, each value checked against its field (ValueError naming the
-    field, the value and what was expected)."""
-    from hamburg_mamba.nn import HamburgMambaConfig
-
-    fields = [f.name for f in dataclasses.fields(HamburgMambaConfig) if f.name not in DATA_FIELDS]
-    out = {}
-    for item in items:
-        name, sep, raw = item.partition("=")
-        if not sep or name not in fields:
-            raise ValueError(f"expected FIELD=VALUE with FIELD one of {fields}, got {item!r}")
-        try:
-            out[name] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[name] = raw
-        HamburgMambaConfig.check_field(name, out[name])
-    return out
-
-
 def cmd_evaluate(args) -> int:
-    from hamburg_mamba.eval.baselines import CatBoostSettings
-    from hamburg_mamba.eval.experiment import run_comparison
-
-    runs = args.runs
-    if args.data is None:
-        first = next(iter(runs.values()))
-        spec = _run_data_spec(args.parser, first, "--runs")
+    runs = args.runs  # name -> Path, parsed by _check_evaluate_args
+    if args.data is not None:
+        spec = _spec_from_args(args, args.data)
+    else:
+        spec = workflows.run_data_spec(next(iter(runs.values())), "runs")
         if args.split:  # evaluate the run on another split of its data
             spec = _spec_from_args(args, spec.root)
-    else:
-        spec = _spec_from_args(args, args.data)
-    for path in runs.values():  # read by run_comparison; a malformed one is named here, not in a traceback
-        _run_schema(args.parser, path, "--runs")
-    baselines = tuple(b for b in args.baselines.split(",") if b)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    run_comparison(
-        spec,
-        runs,
-        args.out,
-        baselines=baselines,
+    settings = workflows.EvaluateSettings(
+        data=spec,
+        runs=runs,
+        out=Path(args.out),
+        baselines=tuple(b for b in args.baselines.split(",") if b),
         n_boot=args.n_boot,
-        catboost=CatBoostSettings(iterations=args.catboost_iterations),
+        catboost_iterations=args.catboost_iterations,
         primary=args.primary,
         timeline=not args.no_timeline,
+        threads=args.threads,
+        external=args.external,
     )
+    workflows.evaluate(settings)
     print(f"wrote {args.out}")
     return 0
 
 
-def cmd_report(args, command: str | None = None) -> int:
-    from hamburg_mamba.eval.report import goal_check, summary_table, write_report
-
-    path = write_report(args.eval, args.out, primary=args.primary, command=command)
-    metrics = json.loads((Path(args.eval) / "metrics.json").read_text())
-    print(summary_table(metrics))
-    print()
-    print("\n".join(goal_check(metrics, args.primary)))
-    print(f"\nreport: {path}")
+def cmd_report(args) -> int:
+    print(workflows.report(Path(args.eval), Path(args.out), primary=args.primary).text())
     return 0
 
 
 def cmd_monitor(args) -> int:
-    import torch
-
-    from hamburg_mamba.eval.monitor import replay
-    from hamburg_mamba.nn import HamburgHealthcareSafetyMamba
-
-    torch.set_num_threads(args.threads)
-    spec = _run_data_spec(args.parser, args.run, resolve_root=not args.data)
-    if args.data:
-        spec.root = str(Path(args.data).resolve())
-    data = spec.connect(schema=_run_schema(args.parser, args.run))
-    try:
-        model = HamburgHealthcareSafetyMamba.from_pretrained(args.run)
-    except (OSError, ValueError) as e:
-        args.parser.error(f"--run: {e}")
-    t0 = time.perf_counter()
-    print(
-        f"replaying {args.hours:g} h from {args.start} (levels: green < yellow < orange < red; "
-        f"thresholds {model.config.warning_thresholds} on {model.config.breakdown_task})"
+    settings = workflows.MonitorSettings(
+        run=Path(args.run),
+        start=args.start,
+        hours=args.hours,
+        every=args.every,
+        hospitals=tuple(args.hospital) if args.hospital else None,
+        threads=args.threads,
+        data=Path(args.data) if args.data else None,
     )
-    changes = replay(
-        model,
-        data,
-        args.start,
-        args.hours,
-        hospitals=args.hospital,
-        every_h=args.every,
-        on_change=lambda c: print(c.line(), flush=True),
-    )
-    print(f"{len(changes)} warning changes ({time.perf_counter() - t0:.1f} s)")
+    result = workflows.monitor(settings, on_change=lambda c: print(c.line(), flush=True))
+    print(f"{len(result.changes)} warning changes ({result.seconds:.1f} s)")
     return 0
-
-
-def _run_data_spec(parser, run: str, argument: str = "--run", resolve_root: bool = True):
-    """The run folder's data spec, or parser.error naming the argument, the file and what is wrong with it."""
-    from hamburg_mamba.data.splits import DataSpec
-
-    try:
-        return DataSpec.load(run, resolve_root=resolve_root)
-    except (OSError, ValueError) as e:
-        parser.error(f"{argument}: {e}")
-
-
-def _run_schema(parser, run: str, argument: str = "--run"):
-    """The run folder's fitted DatasetSchema, or parser.error naming the argument and the file."""
-    from hamburg_mamba.data import DatasetSchema
-
-    path = Path(run) / "schema.json"
-    try:
-        return DatasetSchema.load(path)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        parser.error(f"{argument}: {path} is missing or malformed ({type(e).__name__}: {e})")
 
 
 def cmd_demo(args) -> int:
-    t_start = time.perf_counter()
-    out = Path(args.out)
-    data_root = out / "data"
-    backbones = [b for b in args.backbones.split(",") if b]
-    timings = {}
-
-    def stamp(name, t):
-        timings[name] = time.perf_counter() - t
-        print(f"[demo] {name}: {timings[name]:.1f} s (total {time.perf_counter() - t_start:.1f} s)", flush=True)
-
-    t = time.perf_counter()
-    _demo_data(args, data_root)
-    stamp("generate", t)
-    split = ["--split", "temporal"] + (["--cutoffs", *_tiny_cutoffs()] if args.tiny else [])
-    commands = {}
-    for bb in backbones:
-        steps = args.steps or (TINY_STEPS if args.tiny else DEMO_STEPS.get(bb, 200))
-        commands[bb] = [
-            "train",
-            "--data",
-            str(data_root),
-            "--out",
-            str(out / "runs" / bb),
-            "--backbone",
-            bb,
-            "--preset",
-            "tiny" if args.tiny else "demo",
-            "--max-steps",
-            str(steps),
-            "--epochs",
-            "1" if args.tiny else str(DEMO_EPOCHS),
-            "--batch-size",
-            str(DEMO_BATCH),
-            "--lr",
-            str(DEMO_LR.get(bb, 5e-3)),
-            "--weight-decay",
-            str(DEMO_WEIGHT_DECAY),
-            "--warmup-steps",
-            str(max(steps // 10, 1)),
-            "--threads",
-            str(args.threads),
-            "--device",
-            "cpu",
-            *split,
-        ] + (["--overwrite"] if args.overwrite else [])
-    jobs = args.jobs or max(1, (os.cpu_count() or 1) // max(args.threads, 1))
-    t_train = time.perf_counter()
-    if jobs == 1 or len(commands) == 1:
-        for bb, command in commands.items():
-            t = time.perf_counter()
-            main(command + (["--no-progress"] if args.no_progress else []))
-            stamp(f"train {bb}", t)
-    else:
-        _train_in_parallel(commands, jobs, out / "runs", stamp)
-    stamp("train (all)", t_train)
-    runs = [f"{bb}={out / 'runs' / bb}" for bb in backbones]
-    t = time.perf_counter()
-    evaluate = [
-        "evaluate",
-        "--runs",
-        *runs,
-        "--out",
-        str(out / "eval"),
-        "--n-boot",
-        str(5 if args.tiny else args.n_boot),
-        "--catboost-iterations",
-        str(30 if args.tiny else DEMO_CATBOOST_ITERATIONS),
-        "--threads",
-        str(args.threads),
-    ]
-    if not runs:
-        evaluate += ["--data", str(data_root), *split]
-    main(evaluate)
-    stamp("evaluate", t)
-    t = time.perf_counter()
-    command = "hamburg-mamba demo" + "".join(
-        f" {shlex.quote(a)}" for a in (sys.argv[2:] if sys.argv[1:2] == ["demo"] else [])
+    settings = workflows.DemoSettings(
+        out=Path(args.out),
+        backbones=tuple(b for b in args.backbones.split(",") if b),
+        steps=args.steps,
+        n_boot=args.n_boot,
+        threads=args.threads,
+        jobs=args.jobs,
+        tiny=args.tiny,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
     )
-    r = build_parser().parse_args(
-        [
-            "report",
-            "--eval",
-            str(out / "eval"),
-            "--out",
-            str(out / "report"),
-            "--primary",
-            backbones[0] if backbones else "catboost",
-        ]
-    )
-    cmd_report(r, command=command)
-    stamp("report", t)
-    total = time.perf_counter() - t_start
-    (out / "timings.json").write_text(json.dumps({**timings, "total": total}, indent=1))
-    print(f"\n[demo] finished in {total / 60:.1f} min; report in {out / 'report' / 'README.md'}")
+    # the report names the command that made it, as typed
+    typed = sys.argv[2:] if sys.argv[1:2] == ["demo"] else []
+    command = "hamburg-mamba demo" + "".join(f" {shlex.quote(a)}" for a in typed)
+    try:
+        workflows.demo(settings, command=command)
+    except TrainingFailed as e:
+        raise SystemExit(f"demo: {e}") from None
     return 0
-
-
-def _demo_data(args, data_root: Path) -> None:
-    """Generate the demo's city unless the folder already holds the one asked for (recorded beside it); a
-    folder holding the other city is refused, or regenerated with --overwrite."""
-    import shutil
-
-    from hamburg_mamba.data import SyntheticConfig, generate_synthetic, write_synthetic
-    from hamburg_mamba.data.splits import tiny_synthetic_config
-
-    record = data_root.parent / DEMO_DATA_FILE
-    wanted = {"tiny": bool(args.tiny), "seed": 0}
-    if data_root.exists() and not args.overwrite:
-        held = json.loads(record.read_text()) if record.is_file() else "an unrecorded dataset"
-        if held == wanted:
-            return
-        args.parser.error(
-            f"--tiny/--out: {data_root} holds {held}, this demo needs {wanted}; pass --overwrite to "
-            "regenerate it (and retrain every run), or choose another --out"
-        )
-    shutil.rmtree(data_root, ignore_errors=True)
-    config = tiny_synthetic_config(wanted["seed"]) if args.tiny else SyntheticConfig(seed=wanted["seed"])
-    write_synthetic(data_root, generate_synthetic(config))
-    record.write_text(json.dumps(wanted))
-
-
-def _train_in_parallel(commands: dict[str, list[str]], jobs: int, log_dir: Path, stamp) -> None:
-    """Run `hamburg-mamba train` for each backbone in its own process, `jobs` at a time; each writes its output
-    to log_dir/<backbone>.log. Fails with the log's tail if a run fails."""
-    import subprocess
-    from concurrent.futures import ThreadPoolExecutor
-
-    log_dir.mkdir(parents=True, exist_ok=True)
-
-    def run(bb: str, command: list[str]) -> None:
-        t = time.perf_counter()
-        log = log_dir / f"{bb}.log"
-        print(f"[demo] train {bb}: started (log {log})", flush=True)
-        with open(log, "w") as f:
-            rc = subprocess.run(
-                [sys.executable, "-m", "hamburg_mamba.cli", *command, "--no-progress"],
-                stdout=f,
-                stderr=subprocess.STDOUT,
-            ).returncode
-        if rc != 0:
-            tail = log.read_text()[-3000:]
-            raise SystemExit(f"demo: training {bb} failed (exit {rc}); end of {log}:\n{tail}")
-        stamp(f"train {bb}", t)
-
-    with ThreadPoolExecutor(jobs) as pool:
-        for future in [pool.submit(run, bb, command) for bb, command in commands.items()]:
-            future.result()
 
 
 def cmd_replicate(args) -> int:
-    from hamburg_mamba.eval.replicate import ReplicateConfig, run_replicates
-
-    try:
-        config = ReplicateConfig(
-            out=Path(args.out),
-            recipe=replicate_recipe(args.tiny),
-            generator_seeds=tuple(args.generator_seeds),
-            training_seeds=tuple(args.training_seeds),
-            backbones=tuple(b for b in args.backbones.split(",") if b),
-            tiny=args.tiny,
-            jobs=args.jobs or os.cpu_count() or 1,
-            primary=args.primary,
-        )
-    except ValueError as e:
-        field, _, message = str(e).partition(":")  # ReplicateConfig names its field first
-        args.parser.error(f"--{field.replace('_', '-')}:{message}")
-    result = run_replicates(config)
-    print((Path(args.out) / "README.md").read_text())
-    print(
-        f"[replicate] {len(result['replicates'])} replicates in {result['seconds'] / 60:.1f} min; "
-        f"{Path(args.out) / 'replicates.json'}"
+    result = workflows.replicate(
+        Path(args.out),
+        generator_seeds=tuple(args.generator_seeds),
+        training_seeds=tuple(args.training_seeds),
+        backbones=tuple(b for b in args.backbones.split(",") if b),
+        primary=args.primary,
+        jobs=args.jobs,
+        tiny=args.tiny,
     )
+    print((result.out / "README.md").read_text())
+    summary = result.out / "replicates.json"
+    print(f"[replicate] {len(result.replicates)} replicates in {result.seconds / 60:.1f} min; {summary}")
     return 0
-
-
-def replicate_recipe(tiny: bool):
-    """The demo's training and evaluation settings (DEMO_*, TINY_STEPS), for every replicate."""
-    from hamburg_mamba.eval.replicate import Recipe
-
-    steps = {bb: TINY_STEPS if tiny else DEMO_STEPS[bb] for bb in DEMO_BACKBONES}
-    return Recipe(
-        preset="tiny" if tiny else "demo",
-        epochs=1 if tiny else DEMO_EPOCHS,
-        max_steps=steps,
-        lr=dict(DEMO_LR),
-        warmup_steps={bb: max(n // 10, 1) for bb, n in steps.items()},
-        batch_size=DEMO_BATCH,
-        weight_decay=DEMO_WEIGHT_DECAY,
-        catboost_iterations=30 if tiny else DEMO_CATBOOST_ITERATIONS,
-    )
-
-
-def _tiny_cutoffs():
-    from hamburg_mamba.data.splits import TINY_CUTOFFS
-
-    return list(TINY_CUTOFFS)
 
 
 if __name__ == "__main__":

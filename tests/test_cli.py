@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 
+from hamburg_mamba import workflows
 from hamburg_mamba.cli import build_parser, main
 
 COMMANDS = ("generate", "train", "evaluate", "report", "monitor", "demo")
@@ -178,53 +179,44 @@ def test_parser_has_every_command():
     assert set(COMMANDS) <= set(sub.choices)
 
 
-def test_demo_trains_in_parallel_processes_with_the_in_process_results(tmp_path):
-    """`demo` trains backbones in parallel processes; each run is seeded and single-threaded, so its weights are
-    bit-identical to the same `train` command run in this process."""
+def test_tiny_demo_trains_in_parallel_and_validates_on_the_external_city(tmp_path, capfd):
+    """`demo --tiny` end to end: the backbones trained in parallel worker processes give the weights of the same
+    training run in this process (seeded, single-threaded), and the evaluation scores the tiny external city:
+    the hospitals it reports are the three of the other city the demo configured, none seen in training."""
     from safetensors.torch import load_file
 
-    from hamburg_mamba.cli import _train_in_parallel
+    from hamburg_mamba.data.cities import EXTERNAL, EXTERNAL_HOSPITALS
+    from hamburg_mamba.data.splits import TINY_CUTOFFS, DataSpec
 
-    data = tmp_path / "data"
-    assert main(["generate", "--tiny", "--out", str(data)]) == 0
-    split = ["--split", "temporal", "--cutoffs", "2023-08-18", "2023-08-21"]
+    out = tmp_path / "demo"
+    argv = ["demo", "--tiny", "--out", str(out), "--backbones", "mamba,gru", "--jobs", "2", "--n-boot", "2"]
+    assert main(argv) == 0
+    printed = capfd.readouterr().out  # the "started" lines come from the worker processes
+    assert "[demo] train mamba: started" in printed and f"report: {out / 'report' / 'README.md'}" in printed
+    timings = json.loads((out / "timings.json").read_text())
+    assert {"generate", "generate external", "train mamba", "train gru", "evaluate", "report"} <= set(timings)
+    external = json.loads((out / "eval" / "metrics.json").read_text())["external"]
+    assert list(external) == [EXTERNAL]
+    configured = sorted(h.name for h in EXTERNAL_HOSPITALS[: workflows.TINY_EXTERNAL_HOSPITALS])
+    assert external[EXTERNAL]["hospitals"] == external[EXTERNAL]["unseen_hospitals"] == configured
 
-    def command(bb, out):
-        return [
-            "train",
-            "--data",
-            str(data),
-            "--out",
-            str(out),
-            "--backbone",
-            bb,
-            "--preset",
-            "tiny",
-            "--max-steps",
-            "3",
-            "--batch-size",
-            "16",
-            "--eval-max-pathways",
-            "20",
-            "--threads",
-            "1",
-            *split,
-        ]
-
-    stamps = []
-    _train_in_parallel(
-        {bb: command(bb, tmp_path / "par" / bb) for bb in ("mamba", "gru")},
-        2,
-        tmp_path / "par",
-        lambda name, t: stamps.append(name),
-    )
-    assert sorted(stamps) == ["train gru", "train mamba"]
-    assert main(command("mamba", tmp_path / "seq") + ["--no-progress"]) == 0
-    par = load_file(str(tmp_path / "par" / "mamba" / "model.safetensors"))
-    seq = load_file(str(tmp_path / "seq" / "model.safetensors"))
+    spec = DataSpec(root=str(out / "data"), split="temporal", temporal_cutoffs=TINY_CUTOFFS)
+    demo = workflows.DemoSettings(out=tmp_path / "seq", tiny=True, progress=False)
+    workflows.train(workflows.demo_train_settings(demo, "mamba", spec), log=lambda line: None)
+    par = load_file(str(out / "runs" / "mamba" / "model.safetensors"))
+    seq = load_file(str(tmp_path / "seq" / "runs" / "mamba" / "model.safetensors"))
     assert par.keys() == seq.keys() and all(torch.equal(par[k], seq[k]) for k in par)
-    with pytest.raises(SystemExit, match="training lstm failed"):
-        _train_in_parallel({"lstm": command("lstm", tmp_path / "bad")}, 2, tmp_path / "bad", lambda *a: None)
+
+
+def test_a_failed_worker_training_is_named_with_its_log(tmp_path):
+    """A run that fails in its worker process stops the demo with the run's name and the end of its log."""
+    from hamburg_mamba.data.splits import TINY_CUTOFFS, DataSpec
+
+    spec = DataSpec(root=str(tmp_path / "no-city"), split="temporal", temporal_cutoffs=TINY_CUTOFFS)
+    runs = {"broken": workflows.TrainSettings(data=spec, out=tmp_path / "run", preset="tiny", threads=1)}
+    with pytest.raises(workflows.TrainingFailed, match="training broken failed") as e:
+        workflows.train_in_parallel(runs, 2, tmp_path / "logs", lambda name, seconds: None)
+    assert "no-city" in str(e.value) and "Traceback" in str(e.value)  # the tail of the worker's log
 
 
 @pytest.mark.parametrize("hours,every", [(4.0, 0.0), (4.0, -1.0), (4.0, float("nan")), (0.0, 1.0)])
