@@ -293,11 +293,11 @@ MUTANTS = (
         "dz uses sigmoid(z) for silu'(z)",
     ),
     Mutant(
-        "backward_dD_reads_dy_times_y",
+        "backward_dD_ungated",
         KERNEL,
         "dD_acc += dy * u;",
-        "dD_acc += dy * y;",
-        "dD accumulates dy * y instead of dy * u",
+        "dD_acc += sc.g[t] * u;",
+        "dD accumulates dout u, the gradient before the gate, instead of dy u",
     ),
     Mutant(
         "reduce_dB_block_offset",

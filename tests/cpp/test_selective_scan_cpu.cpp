@@ -431,6 +431,7 @@ struct RunConfig {
   ScalarType type = ScalarType::kFloat32;
   bool backward = false;
   int64_t pad = 0;  // extra elements per row of u, delta, z, out, dout, B and C (strided inputs)
+  int64_t pad_C = 0;  // further extra elements per row of C alone, so that B's and C's strides differ
 };
 
 KernelRun run_scan(const Problem& p, const RunConfig& cfg, const ParallelFor& parallel_for) {
@@ -438,7 +439,8 @@ KernelRun run_scan(const Problem& p, const RunConfig& cfg, const ParallelFor& pa
   const int64_t B = p.s.B, D = p.s.D, L = p.s.L, N = p.s.N, G = p.s.G, pitch = L + cfg.pad;
   const Buffer u = Buffer::encode(p.u, t, L, cfg.pad), delta = Buffer::encode(p.delta, t, L, cfg.pad);
   const Buffer z = Buffer::encode(p.z, t, L, cfg.pad), dout = Buffer::encode(p.dout, t, L, cfg.pad);
-  const Buffer Bm = Buffer::encode(p.Bm, t, L, cfg.pad), Cm = Buffer::encode(p.Cm, t, L, cfg.pad);
+  const int64_t pitch_C = pitch + cfg.pad_C;
+  const Buffer Bm = Buffer::encode(p.Bm, t, L, cfg.pad), Cm = Buffer::encode(p.Cm, t, L, cfg.pad + cfg.pad_C);
   const Buffer A = Buffer::flat(p.A, c), Dv = Buffer::flat(p.Dv, c), bias = Buffer::flat(p.bias, c);
   const Buffer init = Buffer::flat(p.init, c), scale = Buffer::flat(p.scale, c), dlast = Buffer::flat(p.dlast, c);
 
@@ -457,9 +459,12 @@ KernelRun run_scan(const Problem& p, const RunConfig& cfg, const ParallelFor& pa
   fp.delta_softplus = p.o.softplus;
   fp.u_batch_stride = fp.delta_batch_stride = fp.z_batch_stride = fp.out_batch_stride = D * pitch;
   fp.u_d_stride = fp.delta_d_stride = fp.z_d_stride = fp.out_d_stride = pitch;
-  fp.B_batch_stride = fp.C_batch_stride = G * N * pitch;
-  fp.B_group_stride = fp.C_group_stride = N * pitch;
-  fp.B_n_stride = fp.C_n_stride = pitch;
+  fp.B_batch_stride = G * N * pitch;
+  fp.B_group_stride = N * pitch;
+  fp.B_n_stride = pitch;
+  fp.C_batch_stride = G * N * pitch_C;
+  fp.C_group_stride = N * pitch_C;
+  fp.C_n_stride = pitch_C;
   fp.u = u.data();
   fp.delta = delta.data();
   fp.Bmat = Bm.data();
@@ -877,7 +882,7 @@ INSTANTIATE_TEST_SUITE_P(Isa, IsaPadding, ::testing::Values(ScalarType::kFloat32
 
 // ---------------------------------------------------------------------------------------------------------
 // Determinism: bitwise identical between a serial and a 2-thread run, and between two runs; strided rows give
-// the same bits as contiguous ones.
+// the same bits as contiguous ones, also with B's and C's strides different.
 
 void expect_runs_bitwise_equal(const KernelRun& a, const KernelRun& b, const std::string& what) {
   const BufferPair all[] = {{"out", &a.out, &b.out},
@@ -903,11 +908,11 @@ TEST_P(IsaDeterminism, BitwiseAcrossThreadCountsRunsAndStrides) {
   const KernelRun two = run_scan(p, {t, true, 0}, two_threads());
   const KernelRun again = run_scan(p, {t, true, 0}, two_threads());
   const KernelRun three = run_scan(p, {t, true, 0}, make_openmp_for(3));
-  const KernelRun strided = run_scan(p, {t, true, 5}, two_threads());
+  const KernelRun strided = run_scan(p, {t, true, 5, 2}, two_threads());
   expect_runs_bitwise_equal(serial, two, "serial vs 2 threads");
   expect_runs_bitwise_equal(two, again, "two runs");
   expect_runs_bitwise_equal(serial, three, "serial vs 3 threads");
-  expect_runs_bitwise_equal(serial, strided, "contiguous vs padded rows");
+  expect_runs_bitwise_equal(serial, strided, "contiguous vs padded rows, C strided unlike B");
   EXPECT_TRUE(strided.out.padding_intact()) << "the forward wrote into the padding between rows of out";
 }
 
