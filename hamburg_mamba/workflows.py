@@ -677,60 +677,67 @@ class DemoResult:
 def demo(settings: DemoSettings, command: str | None = None, log: Log = say) -> DemoResult:
     """Run the whole demo into `settings.out`; `command` is the command line the report names as its origin.
     Every step resumes: cities already generated and runs already trained with the same settings are kept."""
-    from hamburg_mamba.data.splits import DEMO_CUTOFFS, TINY_CUTOFFS, DataSpec
-
     clock = _Clock(log)
-    out, tiny = settings.out, settings.tiny
-    t = time.perf_counter()
-    wanted = {"tiny": tiny, "seed": 0}  # the record demos have always written beside their data
-    data_root = _demo_city(
-        out / "data", out / DEMO_DATA_FILE, demo_city_config(tiny), wanted, overwrite=settings.overwrite, log=log
-    )
-    clock.stamp("generate", t)
-    t = time.perf_counter()
-    external_config = demo_external_config(tiny)
-    external_name = city_name(external_config)
-    wanted = {"city": external_name, "tiny": tiny, "seed": external_config.seed, "scale": external_config.scale}
-    external_root = _demo_city(
-        out / "external", out / DEMO_EXTERNAL_FILE, external_config, wanted, overwrite=settings.overwrite, log=log
-    )
-    clock.stamp("generate external", t)
-    cutoffs = TINY_CUTOFFS if tiny else DEMO_CUTOFFS
-    spec = DataSpec(root=str(data_root.resolve()), split="temporal", temporal_cutoffs=cutoffs)
+    spec, external = _demo_cities(settings, clock, log)
     runs = {bb: demo_train_settings(settings, bb, spec) for bb in settings.backbones}
-    t_train = time.perf_counter()
-    jobs = settings.jobs or max(1, (os.cpu_count() or 1) // settings.threads)
-    if jobs == 1 or len(runs) == 1:
-        for bb, run in runs.items():
-            t = time.perf_counter()
-            log(json.dumps(train(run, log=log).summary, indent=1))
-            clock.stamp(f"train {bb}", t)
-    else:
-        parallel = {bb: replace(run, progress=False) for bb, run in runs.items()}
-        train_in_parallel(parallel, jobs, out / "runs", lambda bb, seconds: clock.record(f"train {bb}", seconds))
-    clock.stamp("train (all)", t_train)
+    _demo_train(runs, settings, clock, log)
     t = time.perf_counter()
     evaluate(
         EvaluateSettings(
             data=spec,
             runs={bb: run.out for bb, run in runs.items()},
-            out=out / "eval",
-            n_boot=TINY_BOOT if tiny else settings.n_boot,
-            catboost_iterations=TINY_CATBOOST_ITERATIONS if tiny else DEMO_CATBOOST_ITERATIONS,
+            out=settings.out / "eval",
+            n_boot=TINY_BOOT if settings.tiny else settings.n_boot,
+            catboost_iterations=TINY_CATBOOST_ITERATIONS if settings.tiny else DEMO_CATBOOST_ITERATIONS,
             threads=settings.threads,
-            external={external_name: external_root},
+            external=external,
         )
     )
     clock.stamp("evaluate", t)
     t = time.perf_counter()
     primary = settings.backbones[0] if settings.backbones else "catboost"
-    result = report(out / "eval", out / "report", primary=primary, command=command)
+    result = report(settings.out / "eval", settings.out / "report", primary=primary, command=command)
     log(result.text())
     clock.stamp("report", t)
-    total = clock.total()
-    (out / "timings.json").write_text(json.dumps({**clock.timings, "total": total}, indent=1))
-    log(f"\n[demo] finished in {total / 60:.1f} min; report in {out / 'report' / 'README.md'}")
-    return DemoResult(out=out, timings={**clock.timings, "total": total}, report=result)
+    timings = {**clock.timings, "total": clock.total()}
+    (settings.out / "timings.json").write_text(json.dumps(timings, indent=1))
+    log(f"\n[demo] finished in {timings['total'] / 60:.1f} min; report in {result.path}")
+    return DemoResult(out=settings.out, timings=timings, report=result)
+
+
+def _demo_cities(settings: DemoSettings, clock: _Clock, log: Log) -> tuple[DataSpec, dict[str, Path]]:
+    """Generate (or keep) the development city and the external one: the development data's spec and the
+    external city as {name: MEDS root}."""
+    from hamburg_mamba.data.splits import DEMO_CUTOFFS, TINY_CUTOFFS, DataSpec
+
+    out, tiny = settings.out, settings.tiny
+    t = time.perf_counter()
+    wanted = {"tiny": tiny, "seed": 0}  # the record demos have always written beside their data
+    root = _demo_city(out / "data", out / DEMO_DATA_FILE, demo_city_config(tiny), wanted, settings.overwrite, log)
+    clock.stamp("generate", t)
+    t = time.perf_counter()
+    config = demo_external_config(tiny)
+    name = city_name(config)
+    wanted = {"city": name, "tiny": tiny, "seed": config.seed, "scale": config.scale}
+    external = _demo_city(out / "external", out / DEMO_EXTERNAL_FILE, config, wanted, settings.overwrite, log)
+    clock.stamp("generate external", t)
+    cutoffs = TINY_CUTOFFS if tiny else DEMO_CUTOFFS
+    return DataSpec(root=str(root.resolve()), split="temporal", temporal_cutoffs=cutoffs), {name: external}
+
+
+def _demo_train(runs: dict[str, TrainSettings], settings: DemoSettings, clock: _Clock, log: Log) -> None:
+    """Train every run: in this process when one job at a time, else in `jobs` worker processes."""
+    t = time.perf_counter()
+    jobs = settings.jobs or max(1, (os.cpu_count() or 1) // settings.threads)
+    if jobs == 1 or len(runs) == 1:
+        for bb, run in runs.items():
+            started = time.perf_counter()
+            log(json.dumps(train(run, log=log).summary, indent=1))
+            clock.stamp(f"train {bb}", started)
+    else:
+        quiet = {bb: replace(run, progress=False) for bb, run in runs.items()}  # a progress bar in a log file
+        train_in_parallel(quiet, jobs, settings.out / "runs", lambda bb, seconds: clock.record(f"train {bb}", seconds))
+    clock.stamp("train (all)", t)
 
 
 def demo_city_config(tiny: bool):
