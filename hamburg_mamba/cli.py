@@ -1,11 +1,13 @@
 """hamburg-mamba: generate data, train, evaluate, report, replay the monitor, or run the whole demo.
 
-    hamburg-mamba demo                          everything on the default synthetic Hamburg (2 CPU cores, < 15 min)
+    hamburg-mamba demo                          everything on the default synthetic Hamburg, validated on the
+                                                external city Emscherstadt too (2 CPU cores, < 15 min)
     hamburg-mamba generate --out runs/data
+    hamburg-mamba generate --preset external --out runs/emscherstadt     another city, for external validation
     hamburg-mamba train --data runs/data --out runs/mamba --backbone mamba
     torchrun --nproc_per_node 2 -m hamburg_mamba.cli train ...     data-parallel (gloo on CPU, nccl on GPU)
     hamburg-mamba evaluate --runs mamba=runs/mamba gru=runs/gru --out runs/eval
-    hamburg-mamba evaluate --runs ... --out runs/eval --external Emscherstadt=runs/emscherstadt   + another city
+    hamburg-mamba evaluate --runs ... --out runs/eval --external Emscherstadt=runs/emscherstadt   + that city whole
     hamburg-mamba report --eval runs/eval --out runs/report
     hamburg-mamba monitor --run runs/mamba --start "2023-11-20 06:00" --hours 24
     hamburg-mamba replicate --out runs/replicate     every model over 3 training x 3 generator seeds (hours)
@@ -61,10 +63,10 @@ def main(argv: list[str] | None = None) -> int:
             args.check(args, args.parser)
         return int(args.func(args) or 0)
     except InvalidArgument as e:
-        args.parser.error(f"{option(e.argument)}: {e.message}")
+        args.parser.error(f"{setting_option(e.argument)}: {e.message}")
 
 
-def option(setting: str) -> str:
+def setting_option(setting: str) -> str:
     """The option of a workflow setting: overrides -> --set, batch_size -> --batch-size, tiny/out -> --tiny/--out."""
     return "/".join(OPTION_OF_SETTING.get(s, "--" + s.replace("_", "-")) for s in setting.split("/"))
 
@@ -232,7 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--threads", type=POSITIVE_INT, default=1, help="torch CPU threads")
     m.set_defaults(func=cmd_monitor, check=None, parser=m)
 
-    d = sub.add_parser("demo", help="generate, train every backbone, evaluate, report; prints the summary table")
+    d = sub.add_parser(
+        "demo",
+        help="generate Hamburg and the external city, train every backbone, evaluate on both, report; prints the "
+        "summary table",
+    )
     d.add_argument("--out", default="runs/demo", help="folder for data, runs, evaluation and report")
     d.add_argument("--backbones", default=",".join(DEMO_BACKBONES), help="comma-separated backbones to train")
     d.add_argument(
@@ -247,7 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="backbones trained at once, each in its own process with --threads threads (default: CPU "
         "cores // threads); every run is seeded and single-process, so the results do not change",
     )
-    d.add_argument("--tiny", action="store_true", help="the two-week test city and a few steps (about a minute)")
+    d.add_argument(
+        "--tiny",
+        action="store_true",
+        help="the two-week test city, as external city its window with three of the other city's hospitals, and "
+        "a few steps (a minute or two)",
+    )
     d.add_argument(
         "--overwrite",
         action="store_true",

@@ -108,7 +108,7 @@ def test_invalid_argument_survives_a_process_boundary():
     "setting,option", [("batch_size", "--batch-size"), ("overrides", "--set"), ("tiny/out", "--tiny/--out")]
 )
 def test_a_workflow_setting_is_shown_as_its_option(setting, option):
-    assert cli.option(setting) == option
+    assert cli.setting_option(setting) == option
 
 
 def _cli_error(argv, capsys) -> str:
