@@ -37,6 +37,7 @@ from hamburg_mamba.data.validate import (
     ValidationPolicy,
     integer_ids,
     parse_times,
+    require_time_convention,
     validate_events,
 )
 
@@ -207,12 +208,12 @@ def connect_hamburg_data(
             hospital_status = blob["system"].get("hospital_hourly")
         if hospital_table is None:
             hospital_table = blob["hospitals"]
-    labels = _label_tables(labels or {}, "labels", time_unit)
-    oracle = _label_tables(oracle or {}, "oracle", time_unit)
     if splits is not None:
         file_splits = splits
 
     ev = validate_events(events, policy, acc, time_unit)
+    labels = _label_tables(labels or {}, "labels", time_unit, acc.time_zone_aware)
+    oracle = _label_tables(oracle or {}, "oracle", time_unit, acc.time_zone_aware)
     ev, pathway_keys = _assign_pathways(ev, acc)
     if schema is not None:
         ev = _unknown_codes(ev, schema, policy, acc)
@@ -846,16 +847,19 @@ def _lookup(vals: np.ndarray, tokens: list[str]) -> np.ndarray:
     return np.where((idx >= 0) & ~null, idx + 2, UNKNOWN_INDEX).astype(np.int64)
 
 
-def _label_tables(sets: dict[str, pd.DataFrame], what: str, time_unit) -> dict[str, pd.DataFrame]:
+def _label_tables(sets: dict[str, pd.DataFrame], what: str, time_unit, events_aware: bool) -> dict[str, pd.DataFrame]:
     """Each label table with subject_id as int64 and prediction_time as naive datetime64[us] (the rules of
-    the event table: `integer_ids`, `parse_times`); missing, null or unparseable keys name the task."""
+    the event table: `integer_ids`, `parse_times`); missing, null or unparseable keys name the task, and so
+    do times time-zone-aware where the events' are naive or the reverse (`require_time_convention`)."""
     out = {}
     for task, frame in sets.items():
         for col in ("subject_id", "prediction_time"):
             if col not in frame.columns:
                 raise DataValidationError(col, f"{what} of {task!r}: missing (MEDS label schema)", frame.head())
         sid = integer_ids(frame["subject_id"], "subject_id", frame)
-        t, bad, _ = parse_times(frame["prediction_time"], "prediction_time", time_unit, frame)
+        t, bad, aware = parse_times(frame["prediction_time"], "prediction_time", time_unit, frame)
+        if t.notna().any():
+            require_time_convention(aware, events_aware, "prediction_time", f"{what} of {task!r}", frame.head())
         for col, null in (("subject_id", sid.isna().to_numpy()), ("prediction_time", t.isna().to_numpy())):
             if null.any():
                 raise DataValidationError(

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from hamburg_mamba.data.validate import Accounting, DataValidationError, parse_times
+from hamburg_mamba.data.validate import Accounting, DataValidationError, parse_times, require_time_convention
 
 # Observable hourly columns of the synthetic Hamburg's status table (meds_io: system/hospital_hourly.parquet).
 DEFAULT_STATUS_COLUMNS = (
@@ -85,18 +85,17 @@ def check_status_table(
     """hospital (str), time (datetime64[us]), then the columns as float64 (NaN = missing); sorted by
     (hospital, time). Rows without hospital or time are dropped and counted; duplicates and infinite values
     fail (as an infinite numeric_value does: one inf would make the column's mean and std undefined).
-    `time` follows the event table's rules (`validate.parse_times`; time_unit for numeric times)."""
+    `time` follows the event table's rules (`validate.parse_times`; time_unit for numeric times) and is
+    time-zone-aware exactly when the events' time is (`validate.require_time_convention`)."""
     if not isinstance(status, pd.DataFrame):
         raise TypeError(f"hospital_status: expected a pandas DataFrame, got {type(status).__name__}")
     for col in ("hospital", "time", *columns):
         if col not in status.columns:
             raise DataValidationError(col, f"missing from hospital_status (columns: {list(status.columns)})")
-    out = pd.DataFrame(
-        {
-            "hospital": status["hospital"].astype("object"),
-            "time": parse_times(status["time"], "time", time_unit, status)[0],
-        }
-    )
+    time, _, aware = parse_times(status["time"], "time", time_unit, status)
+    if time.notna().any():
+        require_time_convention(aware, acc.time_zone_aware, "time", "hospital_status", status.head())
+    out = pd.DataFrame({"hospital": status["hospital"].astype("object"), "time": time})
     for col in columns:
         s = status[col]
         if not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s)):

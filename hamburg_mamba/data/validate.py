@@ -60,6 +60,8 @@ class Accounting:
     repaired: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     label_rows: dict[str, dict[str, int]] = field(default_factory=dict)
+    # whether the events' times were time-zone-aware (converted to naive UTC): the other tables must agree
+    time_zone_aware: bool = False
 
     @property
     def events_dropped(self) -> int:
@@ -121,6 +123,7 @@ def validate_events(
 
     # time: datetime; null only on static facts; unparseable is an error or a counted drop
     parsed, bad, converted = parse_times(df["time"], "time", time_unit, df)
+    acc.time_zone_aware = converted
     if converted:
         acc.notes.append("time: timezone-aware input converted to naive UTC")
     if bad.any():
@@ -289,6 +292,23 @@ def parse_times(
         bad &= t.astype(str).str.strip() != ""
     bad = bad.to_numpy(bool)
     return parsed, bad, converted
+
+
+def require_time_convention(aware: bool, events_aware: bool, column: str, table: str, rows: pd.DataFrame) -> None:
+    """Times of another table (labels, the status feed) must be time-zone-aware exactly when the events' are.
+
+    Aware times are converted to UTC, naive ones kept as they are, so naive local times beside aware events (or
+    the reverse) would be shifted by the zone's offset: labels matching no event, status rows read hours too
+    early or, worse, hours after the event they describe.
+    """
+    if aware != events_aware:
+        kind = {True: "time-zone-aware", False: "naive"}
+        raise DataValidationError(
+            column,
+            f"{table}: times are {kind[aware]} but the events' time is {kind[events_aware]}; give every "
+            f"table's times in one convention (e.g. all converted to UTC)",
+            rows,
+        )
 
 
 def _parse_time_strings(t: pd.Series, column: str, kind: str, frame: pd.DataFrame) -> pd.Series:
