@@ -328,11 +328,13 @@ def train_in_parallel(
     on_done(name, seconds) as each ends. Each run is seeded and single-process, so where it runs changes no
     weight. TrainingFailed names the first run that failed and ends with its log's tail."""
     check_number("jobs", jobs, int, 1)
+    if not runs:
+        return {}
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
     logs = {name: log_dir / f"{name}.log" for name in runs}
     results = {}
-    # spawn, not fork: a forked child would inherit the parent's torch thread pools mid-state
+    # spawn, not fork: a child forked after torch started its OpenMP threads can hang in its first parallel op
     with ProcessPoolExecutor(min(jobs, len(runs)), mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(_train_logged, name, settings, logs[name]): name for name, settings in runs.items()}
         for future in as_completed(futures):
@@ -340,6 +342,8 @@ def train_in_parallel(
             try:
                 results[name], seconds = future.result()
             except Exception as e:
+                for queued in futures:  # runs not yet started are not started; running ones end first
+                    queued.cancel()
                 tail = logs[name].read_text()[-3000:] if logs[name].is_file() else "(no log)"
                 raise TrainingFailed(f"training {name} failed ({e}); end of {logs[name]}:\n{tail}") from None
             on_done(name, seconds)

@@ -1,5 +1,5 @@
-"""The command line: --help on every command, and generate -> train -> evaluate -> report -> monitor on the
-two-week test city."""
+"""The command line: --help on every command, generate -> train -> evaluate -> report -> monitor on the
+two-week test city, and `demo --tiny` (parallel training, the tiny external city)."""
 
 import json
 import subprocess
