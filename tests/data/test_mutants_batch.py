@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from hamburg_mamba.data.batch import PathwayBatch, PathwayBatchSampler
+from hamburg_mamba.data.batch import PathwayBatch, PathwayBatchSampler, collate
+from hamburg_mamba.data.schema import PAD_INDEX
 
 
 def _batch(B=2, L=3, F=2) -> PathwayBatch:
@@ -89,3 +90,47 @@ def test_a_label_without_its_mask_is_named():
     b.label_mask = {}
     with pytest.raises(ValueError, match=r"labels\['death'\].*label_mask"):
         b.check()
+
+
+def test_collate_equals_a_plain_loop_with_its_padding(tiny_data):
+    enc, schema = tiny_data.encoded, tiny_data.schema
+    idx = [int(i) for i in np.argsort(enc.lengths)[[-1, 0, len(enc.lengths) // 2]]]  # longest, shortest, middle
+    b = collate(enc, idx, schema)
+    L = int(max(enc.lengths[i] for i in idx))
+    assert b.max_len == L and b.lengths.tolist() == [int(enc.lengths[i]) for i in idx]
+    event_tasks = {t: (v, m, o) for t, (v, m, o) in enc.event_labels.items()}
+    for r, p in enumerate(idx):
+        start = int(enc.offsets[p])
+        for pos in range(L):
+            real = pos < enc.lengths[p]
+            flat = start + pos
+            for j, f in enumerate(schema.categorical_vocab):
+                assert b.categorical[f][r, pos] == (enc.categorical[flat, j] if real else PAD_INDEX)
+            if not real:
+                assert bool(b.numeric_missing[r, pos].all())
+            assert b.event_hospital_id[r, pos] == (enc.event_hospital_id[flat] if real else PAD_INDEX)
+            for task, (val, m, orc) in event_tasks.items():
+                assert b.labels[task][r, pos] == (val[flat] if real else 0), task
+                assert b.label_mask[task][r, pos] == (bool(m[flat]) if real else False), task
+                if orc is not None:
+                    assert b.oracle[task][r, pos] == (orc[flat] if real else 0), task
+    for task, (val, m, orc) in enc.pathway_labels.items():
+        assert b.labels[task].tolist() == [val[p] for p in idx], task
+        assert b.label_mask[task].tolist() == [bool(m[p]) for p in idx], task
+        if orc is not None:
+            assert b.oracle[task].tolist() == [orc[p] for p in idx], task
+    assert any(orc is not None for _, _, orc in enc.pathway_labels.values())  # the tiny city has pathway oracles
+
+
+def test_collate_of_no_pathways_is_an_empty_batch(tiny_data):
+    b = collate(tiny_data.encoded, [], tiny_data.schema)
+    assert (b.batch_size, b.max_len) == (0, 0)
+    b.check()
+
+
+def test_dataloader_batches_of_one_and_its_shuffle(tiny_data):
+    train = tiny_data.indices("train")
+    plain = [int(b.pathway_id[0]) for b in tiny_data.dataloader("train", batch_size=1)]
+    assert plain == tiny_data.encoded.pathway_id[train].tolist()
+    shuffled = [int(b.pathway_id[0]) for b in tiny_data.dataloader("train", batch_size=1, shuffle=True, seed=1)]
+    assert sorted(shuffled) == sorted(plain) and shuffled != plain
