@@ -8,6 +8,7 @@ This is the only module of `hamburg_mamba.data` that imports torch; everything b
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -15,6 +16,9 @@ import torch
 from torch import Tensor
 
 from hamburg_mamba.data.schema import PAD_INDEX
+
+HOURS_PER_DAY = 24.0
+DAYS_PER_WEEK = 7
 
 
 @dataclass
@@ -90,7 +94,7 @@ class PathwayBatch:
         return PathwayBatch(**{f.name: pin(getattr(self, f.name)) for f in fields(self)})
 
     def check(self) -> None:
-        """Raise ValueError naming the first field whose shape or dtype breaks the contract above."""
+        """Raise ValueError naming the first field whose shape, dtype or values break the contract above."""
         B, L = self.mask.shape
         F = self.numeric.shape[-1]
         expect = {
@@ -124,6 +128,27 @@ class PathwayBatch:
                 )
         if not torch.equal(self.mask.sum(1), self.lengths):
             raise ValueError("PathwayBatch.lengths: does not equal mask.sum(1)")
+        self._check_values()
+
+    def _check_values(self) -> None:
+        # One NaN input makes every later output of its pathway NaN (the recurrence carries it), and a NaN in a
+        # masked slot still poisons the weights' gradients (0 * NaN); negative gaps mean events out of time order.
+        for name in ("numeric", "time_since_prev_h", "time_since_start_h", "hour_of_day"):
+            if not bool(torch.isfinite(getattr(self, name)).all()):
+                raise ValueError(f"PathwayBatch.{name}: expected finite values, got NaN or inf")
+        # Closed ranges: a time a microsecond before midnight is 24.0 hours in float32.
+        ranges = {
+            "time_since_prev_h": (0.0, math.inf),
+            "time_since_start_h": (0.0, math.inf),
+            "hour_of_day": (0.0, HOURS_PER_DAY),
+            "day_of_week": (0, DAYS_PER_WEEK - 1),
+        }
+        for name, (low, high) in ranges.items():
+            t = getattr(self, name)
+            if t.numel() and bool(((t < low) | (t > high)).any()):
+                raise ValueError(
+                    f"PathwayBatch.{name}: expected values in [{low}, {high}], got [{t.min().item()}, {t.max().item()}]"
+                )
 
 
 def collate(enc, idx: np.ndarray, schema) -> PathwayBatch:

@@ -173,6 +173,7 @@ class HamburgHealthcareSafetyMamba(nn.Module):
                         f"{tuple(batch.lengths.shape)}, got {tuple(label.shape)}"
                     )
                 prediction = output.pathway_logits[name]
+            check_label_values(name, spec["kind"], label, valid)
             losses[name] = task_loss(spec["kind"], prediction, label, valid, self.config.target_stats.get(name))
         output.task_losses = losses
         output.loss = torch.stack(list(losses.values())).mean() if losses else None
@@ -301,9 +302,23 @@ def _warning(
 
 def check_batch(batch) -> None:
     """The batch contract (`PathwayBatch.check`) plus what the model relies on: right padding, >= 1 event."""
+    if batch.mask.ndim != 2 or batch.mask.shape[0] < 1:
+        raise ValueError(f"batch.mask: expected (B, L) with B >= 1 pathways, got {tuple(batch.mask.shape)}")
     batch.check()
     if bool((batch.lengths < 1).any()):
         raise ValueError("batch.lengths: every pathway needs at least one real event")
     steps = torch.arange(batch.mask.shape[1], device=batch.mask.device)
     if not torch.equal(batch.mask, steps[None, :] < batch.lengths[:, None]):
         raise ValueError("batch.mask: expected right padding (each row True for its first `lengths` events)")
+
+
+def check_label_values(name: str, kind: str, label: Tensor, valid: Tensor) -> None:
+    """Labels where `valid`: finite, and 0 or 1 for a binary task (a BCE target of 2 or NaN trains silently)."""
+    seen = label[valid].float()
+    ok = torch.isfinite(seen) & ((seen == 0) | (seen == 1) if kind == "binary" else True)
+    if not bool(ok.all()):
+        expected = "0 or 1" if kind == "binary" else "finite values"
+        raise ValueError(
+            f"batch.labels[{name!r}]: a {kind} task expects {expected} where label_mask is True, got "
+            f"{seen[~ok][:5].tolist()}"
+        )
