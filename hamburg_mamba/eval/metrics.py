@@ -34,7 +34,16 @@ def _prep(y, p, w):
         raise ValueError("metrics: y must be 0/1")
     if np.isnan(p).any():
         raise ValueError(f"metrics: p has {int(np.isnan(p).sum())} NaN values")
+    if not (np.isfinite(w) & (w >= 0)).all():
+        raise ValueError(f"metrics: weight must be finite and >= 0, got {w[~(np.isfinite(w) & (w >= 0))][:5]}")
     return y, p, w
+
+
+def _probabilities(p) -> None:
+    """Brier, ECE and the calibration fits read p as a probability: a logit or a score would give a number
+    with no meaning (and logit() would clip it silently)."""
+    if p.size and not ((p >= 0) & (p <= 1)).all():
+        raise ValueError(f"metrics: p must be probabilities in [0, 1], got values in [{p.min()}, {p.max()}]")
 
 
 def auroc(y, p, weight=None) -> float:
@@ -91,6 +100,7 @@ def _ap_sorted_desc(y, p, w):
 
 def brier(y, p, weight=None) -> float:
     y, p, w = _prep(y, p, weight)
+    _probabilities(p)
     return float(np.sum(w * (p - y) ** 2) / w.sum())
 
 
@@ -102,6 +112,7 @@ def prevalence(y, weight=None) -> float:
 def ece(y, p, weight=None, bins: int = ECE_BINS) -> float:
     """Expected calibration error: sum over equal-mass bins of (bin weight share) |mean label - mean p|."""
     y, p, w = _prep(y, p, weight)
+    _probabilities(p)
     order = np.argsort(p, kind="mergesort")
     return _ece_sorted(y[order], p[order], w[order], bins)
 
@@ -169,6 +180,7 @@ def calibration_slope_intercept(y, p, weight=None) -> tuple[float, float]:
     """Calibration slope (logistic regression of y on logit p) and calibration-in-the-large (intercept of
     y ~ offset(logit p)); ideal 1 and 0 (Van Calster et al. 2019)."""
     y, p, w = _prep(y, p, weight)
+    _probabilities(p)
     return _calibration_fit(logit(p), y, w)
 
 
@@ -298,6 +310,8 @@ def bootstrap_binary(
     (tests/eval/test_metrics.py).
     """
     y, p, _ = _prep(y, p, None)
+    if set(metrics) - {"auroc", "auprc"}:  # the rank metrics alone take any score
+        _probabilities(p)
     sample = _SortedSample(y, p)
     point = sample.metrics(np.ones_like(y), metrics)
     draws = {m: [] for m in metrics}
@@ -384,6 +398,11 @@ class _SortedSample:
 def regression_metrics(y, yhat) -> dict[str, float]:
     y = np.asarray(y, dtype=np.float64)
     yhat = np.asarray(yhat, dtype=np.float64)
+    if y.ndim != 1 or y.shape != yhat.shape:  # (n,) against (n, 1) would broadcast to (n, n)
+        raise ValueError(f"regression_metrics: y and yhat need one shape (n,), got {y.shape} and {yhat.shape}")
+    for name, v in (("y", y), ("yhat", yhat)):
+        if not np.isfinite(v).all():
+            raise ValueError(f"regression_metrics: {name} has {int((~np.isfinite(v)).sum())} NaN or inf values")
     resid = y - yhat
     ss_tot = np.sum((y - y.mean()) ** 2)
     return {
