@@ -27,6 +27,9 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 # Pathways listed per warning as the ones pushing its score up most.
 TOP_PATHWAYS = 5
+# The vocabularies' "unknown" index (hamburg_mamba.data.schema.UNKNOWN_INDEX): as a hospital, no hospital known
+# yet (an ambulance before its departure) or one outside the training vocabulary (every hospital of a new city).
+UNKNOWN_HOSPITAL = 1
 
 
 @dataclass
@@ -79,11 +82,14 @@ class BreakdownWarning:
 @dataclass
 class SystemBreakdown:
     """pathway_risk: task -> (B,) prediction at each pathway's latest event; overall: the warning over all
-    pathways; hospitals: hospital_id -> the warning over that hospital's pathways."""
+    pathways; hospitals: hospital_id -> the warning over that hospital's pathways, for known hospitals only;
+    unattributed: pathways whose hospital is the unknown index (in `overall`, in no hospital's warning: "unknown"
+    is no hospital, and would merge every hospital outside the training vocabulary into one warning)."""
 
     pathway_risk: dict[str, Tensor]
     overall: BreakdownWarning
     hospitals: dict[int, BreakdownWarning]
+    unattributed: int = 0
 
 
 class HamburgHealthcareSafetyMamba(nn.Module):
@@ -274,11 +280,15 @@ def summarize_breakdown(
     if task is None:
         raise ValueError("predict_system_breakdown: the config has no binary crisis task to set a warning level")
     everyone = torch.ones_like(hospital_id, dtype=torch.bool)
+    known = hospital_id != UNKNOWN_HOSPITAL
     hospitals = {
-        h: _warning(config, task, risk, pathway_id, hospital_id == h) for h in torch.unique(hospital_id).tolist()
+        h: _warning(config, task, risk, pathway_id, hospital_id == h) for h in torch.unique(hospital_id[known]).tolist()
     }
     return SystemBreakdown(
-        pathway_risk=risk, overall=_warning(config, task, risk, pathway_id, everyone), hospitals=hospitals
+        pathway_risk=risk,
+        overall=_warning(config, task, risk, pathway_id, everyone),
+        hospitals=hospitals,
+        unattributed=int((~known).sum()),
     )
 
 
