@@ -190,6 +190,7 @@ def connect_hamburg_data(
         count since 1970-01-01 UTC; None (default) refuses numeric times, which would otherwise be read as
         nanoseconds. Time-zone-aware times are converted to naive UTC; mixed UTC offsets are refused.
     """
+    _check_arguments(split_fractions, temporal_cutoffs, holdout_window, max_len, truncation)
     policy = policy or ValidationPolicy()
     tasks = dict(TASKS if tasks is None else tasks)
     acc = Accounting()
@@ -372,6 +373,30 @@ def _pathway_table(ev: pd.DataFrame) -> pd.DataFrame:
     )
     pw = pw.reset_index().rename(columns={"_pathway": "pathway_id"})
     return pw.sort_values(["subject_id", "start", "pathway_id"], kind="stable").reset_index(drop=True)
+
+
+def _check_arguments(fractions, cutoffs, window, max_len, truncation) -> None:
+    """Arguments that otherwise gave a silently wrong split or layout: fractions summing to 1.5 (a held-out
+    split of one subject), reversed cut-offs or window (no tuning or no held-out split), an unknown truncation
+    (read as keep_last) or a max_len < 1 (every event dropped)."""
+    if truncation not in ("fail", "keep_last"):
+        raise ValueError(f"truncation: expected 'fail' or 'keep_last', got {truncation!r}")
+    if max_len is not None and not (isinstance(max_len, (int, np.integer)) and max_len >= 1):
+        raise ValueError(f"max_len: expected None or an integer >= 1, got {max_len!r}")
+    f = np.asarray(fractions, dtype=float)
+    if f.shape != (3,) or not (np.isfinite(f).all() and (f >= 0).all() and abs(f.sum() - 1.0) < 1e-9):
+        raise ValueError(
+            f"split_fractions: expected 3 fractions >= 0 summing to 1 (train, tuning, held_out), got {fractions!r}"
+        )
+    for name, pair in (("temporal_cutoffs", cutoffs), ("holdout_window", window)):
+        if pair is None:
+            continue
+        try:
+            lo, hi = (pd.Timestamp(t) for t in pair)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{name}: expected two dates, got {pair!r} ({e})") from None
+        if not lo <= hi:
+            raise ValueError(f"{name}: expected ({lo}, {hi}) in time order, got the second before the first")
 
 
 def _make_splits(pw, split, file_splits, fractions, cutoffs, window, seed, acc) -> pd.DataFrame:
