@@ -214,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME=ROOT",
         help="another city's MEDS root (e.g. from generate --preset external), scored whole with the models "
-        "and baselines as fitted on --data, nothing refitted; repeatable",
+        "and baselines as fitted on the development data, nothing refitted; repeatable",
     )
     e.set_defaults(func=cmd_evaluate, check=_check_evaluate_args, parser=e)
 
@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="generate Hamburg and the external city, train every backbone, evaluate on both, report; prints the "
         "summary table",
     )
-    d.add_argument("--out", default="runs/demo", help="folder for data, runs, evaluation and report")
+    d.add_argument("--out", default="runs/demo", help="folder for the two cities, runs, evaluation and report")
     d.add_argument("--backbones", default=",".join(DEMO_BACKBONES), help="comma-separated backbones to train")
     d.add_argument(
         "--steps", type=POSITIVE_INT, default=None, help="optimizer steps per backbone (default: DEMO_STEPS)"
