@@ -344,8 +344,11 @@ def _parse_time_strings(t: pd.Series, column: str, kind: str, frame: pd.DataFram
 
 
 def _codes(df: pd.DataFrame, policy: ValidationPolicy, acc: Accounting) -> pd.DataFrame:
-    """code: strings, not null and not blank (a blank code names nothing)."""
+    """code: strings, not null and not blank (a blank code names nothing). A categorical column of strings (what
+    pandas reads from a dictionary-encoded parquet column) is its strings."""
     code = df["code"]
+    if isinstance(code.dtype, pd.CategoricalDtype):
+        code = df["code"] = code.astype(object)
     kind = pd.api.types.infer_dtype(code, skipna=True)
     if not (pd.api.types.is_string_dtype(code) or pd.api.types.is_object_dtype(code)) or kind not in (
         "string",
