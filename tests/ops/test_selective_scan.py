@@ -115,6 +115,33 @@ def test_non_contiguous_inputs():
     check_against_reference(strided)
 
 
+def test_row_strided_inputs_keep_their_own_strides():
+    """Views with unit stride along L but padded rows are passed to the kernel as they are (not copied), so each
+    tensor's own channel / state / batch strides must reach the kernel: every tensor here has different ones."""
+    args = make_inputs(dim=12, seqlen=20, dstate=5, groups=2)
+
+    def padded(t, pads):
+        """`t` as a view into a larger zero tensor: dimension i padded by pads[i] (the last pad keeps stride 1)."""
+        big = t.new_zeros([n + p for n, p in zip(t.shape, pads, strict=True)])
+        view = big[tuple(slice(0, n) for n in t.shape)]
+        view.copy_(t)
+        return view
+
+    strided = dict(args)
+    strided["u"] = padded(args["u"], (1, 3, 5))
+    strided["delta"] = padded(args["delta"], (0, 2, 1))
+    strided["z"] = padded(args["z"], (2, 1, 9))
+    strided["B"] = padded(args["B"], (1, 0, 1, 2))
+    strided["C"] = padded(args["C"], (0, 1, 3, 7))
+    views = [strided[k] for k in ("u", "delta", "z", "B", "C")]
+    assert all(v.stride(-1) == 1 and not v.is_contiguous() for v in views)
+    assert len({v.stride()[:-1] for v in views}) == len(views)
+    for k, v in strided.items():
+        if k != "dt_scale" and isinstance(v, torch.Tensor):
+            v.requires_grad_(True)
+    check_against_reference(strided)
+
+
 def test_expanded_batch_broadcast_inputs():
     # B and C shared by the whole batch via stride-0 expansion.
     args = make_inputs(batch=3, dim=16, seqlen=12, dstate=4, groups=None, requires_grad=True)
