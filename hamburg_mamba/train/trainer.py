@@ -26,6 +26,7 @@ import json
 import math
 import random
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -340,7 +341,17 @@ class Trainer:
             per_batch[task] = max(float(keep.sum()) / self.steps_per_epoch, 1.0)
             scale[task] = 1.0
             if self.config.task_weighting == "baseline" and spec["kind"] == "binary" and keep.any():
-                p = float(np.clip(value[keep].mean(), 1e-4, 1 - 1e-4))
+                prevalence = float(value[keep].mean())
+                if prevalence in (0.0, 1.0):
+                    # The best constant prediction's loss is 0: dividing by it (clipped) would weigh this task
+                    # about a thousand times the others while it holds nothing to learn but its bias.
+                    warnings.warn(
+                        f"task {task!r}: every training label is {int(prevalence)}; its loss is not rescaled "
+                        f"(task_weighting='baseline' needs both classes)",
+                        stacklevel=2,
+                    )
+                    continue
+                p = float(np.clip(prevalence, 1e-4, 1 - 1e-4))
                 scale[task] = -(p * math.log(p) + (1 - p) * math.log(1 - p))
         return per_batch, scale
 

@@ -70,7 +70,7 @@ def _hand_tuning_losses(data, model) -> dict[str, float]:
 
 def _hand_scales(data, model) -> dict[str, float]:
     """The entropy of each binary task's training prevalence (the best constant prediction's loss); 1 for
-    regression."""
+    regression and for a binary task whose training labels hold one class."""
     enc, in_train = data.encoded, data.encoded.split == "train"
     out = {}
     for task, spec in model.config.tasks.items():
@@ -83,7 +83,8 @@ def _hand_scales(data, model) -> dict[str, float]:
         else:
             y, valid, _ = enc.pathway_labels[task]
             valid = valid & in_train
-        out[task] = _entropy(float(y[valid].mean()))
+        prevalence = float(y[valid].mean())
+        out[task] = 1.0 if prevalence in (0.0, 1.0) else _entropy(prevalence)  # one class: not rescaled
     return out
 
 

@@ -134,7 +134,11 @@ def test_every_label_weighs_the_same_whatever_its_batch(tiny_data, tmp_path):
         else:
             y, valid, _ = enc.pathway_labels[t]
             valid = valid & in_train
-        p = float(np.clip(y[valid].mean(), 1e-4, 1 - 1e-4))
+        prevalence = float(y[valid].mean())
+        if prevalence in (0.0, 1.0):  # one class: not rescaled (see the test below)
+            assert scale[t] == 1.0
+            continue
+        p = float(np.clip(prevalence, 1e-4, 1 - 1e-4))
         assert scale[t] == pytest.approx(-(p * math.log(p) + (1 - p) * math.log(1 - p)))
     want = sum(sums[t] / counts[t] / scale[t] for t in sums if counts[t]) / len(sums)
     assert sum(steps) / len(steps) == pytest.approx(want, rel=1e-5)
@@ -153,3 +157,17 @@ def test_weight_decay_reaches_matrices_only(tiny_data, tmp_path):
     names = {id(p): n for n, p in tr.module.named_parameters()}
     assert all(p.ndim >= 2 and "embed" not in names[id(p)] for p in decayed["params"])
     assert any("embed" in names[id(p)] for p in kept["params"])
+
+
+def test_a_binary_task_with_one_training_class_is_not_weighted_a_thousandfold(tiny_spec, tmp_path):
+    """Dividing by the best constant prediction's loss needs both classes: with every training label 0 that loss
+    is 0 (clipped to about 1e-3), which would make the task weigh about a thousand times the others."""
+    data = tiny_spec.connect()
+    enc = data.encoded
+    value, valid, oracle = enc.event_labels["adverse_event"]
+    enc.event_labels["adverse_event"] = (np.zeros_like(value), valid, oracle)
+    with pytest.warns(UserWarning, match="'adverse_event': every training label is 0"):
+        trainer = _trainer(data, tmp_path / "run")
+    assert trainer.task_scale["adverse_event"] == 1.0
+    rescaled = [t for t, s in trainer.task_scale.items() if s != 1.0]
+    assert rescaled and all(0 < trainer.task_scale[t] < math.log(2) + 1e-12 for t in rescaled)
