@@ -220,6 +220,13 @@ def connect_hamburg_data(
         ev = _unknown_codes(ev, schema, policy, acc)
 
     pw = _pathway_table(ev)
+    if pw.empty:
+        # Nothing to lay out: a schema fitted on no events and zero pathways would pass as a valid, empty data set.
+        raise DataValidationError(
+            "time",
+            f"no timed events to connect ({len(events)} rows in, {len(ev)} after validation; "
+            f"dropped: {dict(acc.dropped)})",
+        )
     if pathway_keys is not None:
         pw["pathway_key"] = pathway_keys[pw["pathway_id"].to_numpy()]
     split_table = _make_splits(pw, split, file_splits, split_fractions, temporal_cutoffs, holdout_window, seed, acc)

@@ -419,10 +419,19 @@ class PlattRecalibration:
     def __init__(self):
         self.intercept, self.slope = 0.0, 1.0
         self.separated = False  # True when the fitting rows admit no logistic map (identity kept)
+        self.one_class = False  # True when the fitting rows hold one class (identity kept)
 
     def fit(self, y, p) -> PlattRecalibration:
         y, p, _ = _prep(y, p, None)
-        if 0 < y.sum() < y.size:
+        if not 0 < y.sum() < y.size:
+            # one class (or no rows): no slope can be fitted; the identity is kept, and said so
+            self.one_class = True
+            warnings.warn(
+                f"PlattRecalibration: the {y.size} fitting rows hold one class; the identity is kept",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        else:
             intercept, slope = fit_logistic(logit(p), y)
             if np.isfinite(slope):
                 self.intercept, self.slope = intercept, slope
