@@ -75,3 +75,24 @@ def test_codes_are_the_most_frequent_in_training_and_can_be_given(tiny_data):
     assert FeatureBuilder(tiny_data, codes=given).code_columns == given
     with pytest.raises(ValueError, match=r"codes: 'NOT//A_CODE' is not in the schema's code vocabulary"):
         FeatureBuilder(tiny_data, codes=["NOT//A_CODE"])
+
+
+def test_raw_values_and_latest_are_float64_per_row_with_nan_where_absent(tiny_data):
+    enc, schema = tiny_data.encoded, tiny_data.schema
+    fb = FeatureBuilder(tiny_data)
+    code_col = list(schema.categorical_vocab).index("code")
+    tokens = schema.categorical_vocab["code"]
+    with_stats = next(c for c in fb.codes if tokens[c] in schema.code_stats)
+    without = next(c for c in fb.codes if tokens[c] not in schema.code_stats)
+    flat = np.flatnonzero(enc.categorical[:, code_col] == with_stats)[:50]
+    got = fb.raw_value(flat, with_stats)
+    stats = schema.code_stats[tokens[with_stats]]
+    want = [
+        np.nan if enc.numeric_missing[i, 0] else round(float(enc.numeric[i, 0]) * stats.std + stats.mean, 1)
+        for i in flat
+    ]
+    assert got.dtype == np.float64 and got.shape == flat.shape
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert fb.raw_value(flat[:7], without).shape == (7,) and np.isnan(fb.raw_value(flat[:7], without)).all()
+    for part in fb.latest(flat[:9], "NOT//A_CODE"):
+        assert part.shape == (9,) and np.isnan(part).all()
