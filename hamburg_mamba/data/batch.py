@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from hamburg_mamba.data.connector import NO_SITE
 from hamburg_mamba.data.schema import PAD_INDEX
 
 HOURS_PER_DAY = 24.0
@@ -49,6 +50,10 @@ class PathwayBatch:
     pathway_id: (B,) int64 pathway (encounter) id, unique within the dataset.
     oracle: task -> tensor of the label's shape, the generator's true probability (binary) or expected value
         (regression) behind each label; empty for data without ground truth.
+    event_site_id: (B, L) int64 row of `site_names` of the hospital known at each event, -1 (`NO_SITE`) where
+        none is known and on padding. Unlike `event_hospital_id` it tells apart hospitals outside the training
+        vocabulary; not a model input. None in a batch built by hand without its data set's hospitals.
+    site_names: the data set's hospital names (`EncodedPathways.sites`), indexed by `event_site_id`.
     """
 
     categorical: dict[str, Tensor]
@@ -66,6 +71,8 @@ class PathwayBatch:
     subject_id: Tensor
     pathway_id: Tensor
     oracle: dict[str, Tensor] = field(default_factory=dict)
+    event_site_id: Tensor | None = None
+    site_names: tuple[str, ...] = ()
 
     @property
     def batch_size(self) -> int:
@@ -77,6 +84,8 @@ class PathwayBatch:
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> PathwayBatch:
         def move(v):
+            if v is None or isinstance(v, tuple):
+                return v
             if isinstance(v, dict):
                 return {k: t.to(device, non_blocking=non_blocking) for k, t in v.items()}
             return v.to(device, non_blocking=non_blocking)
@@ -87,6 +96,8 @@ class PathwayBatch:
         """Called by torch's DataLoader when pin_memory=True."""
 
         def pin(v):
+            if v is None or isinstance(v, tuple):
+                return v
             if isinstance(v, dict):
                 return {k: t.pin_memory() for k, t in v.items()}
             return v.pin_memory()
@@ -128,7 +139,23 @@ class PathwayBatch:
                 )
         if not torch.equal(self.mask.sum(1), self.lengths):
             raise ValueError("PathwayBatch.lengths: does not equal mask.sum(1)")
+        self._check_sites()
         self._check_values()
+
+    def _check_sites(self) -> None:
+        site = self.event_site_id
+        if site is None:
+            return
+        if tuple(site.shape) != tuple(self.mask.shape) or site.dtype != torch.int64:
+            raise ValueError(
+                f"PathwayBatch.event_site_id: expected {tuple(self.mask.shape)} torch.int64, "
+                f"got {tuple(site.shape)} {site.dtype}"
+            )
+        if site.numel() and bool(((site < NO_SITE) | (site >= len(self.site_names))).any()):
+            raise ValueError(
+                f"PathwayBatch.event_site_id: expected {NO_SITE} (no hospital) or a row of site_names "
+                f"(0..{len(self.site_names) - 1}), got [{site.min().item()}, {site.max().item()}]"
+            )
 
     def _check_values(self) -> None:
         # One NaN input makes every later output of its pathway NaN (the recurrence carries it), and a NaN in a
@@ -195,6 +222,8 @@ def collate(enc, idx: np.ndarray, schema) -> PathwayBatch:
         subject_id=torch.from_numpy(enc.subject_id[idx].copy()),
         pathway_id=torch.from_numpy(enc.pathway_id[idx].copy()),
         oracle=oracle,
+        event_site_id=take(enc.event_site_id, NO_SITE),
+        site_names=tuple(enc.sites["hospital"]),
     )
 
 

@@ -45,6 +45,8 @@ SPLITS = ("train", "tuning", "held_out")
 BIRTH_CODE = "MEDS_BIRTH"
 US_PER_HOUR = 3.6e9
 DAYS_PER_YEAR = 365.25
+# EncodedPathways.event_site_id (and PathwayBatch.event_site_id) where no hospital is known yet
+NO_SITE = -1
 
 
 @dataclass
@@ -72,6 +74,12 @@ class EncodedPathways:
     # (N,) object: that hospital's name as recorded, None where unknown; a hospital outside the training
     # vocabulary (UNKNOWN_INDEX above) keeps its name, so hospital-level evaluation can score it as itself
     event_hospital_name: np.ndarray
+    # (N,) int64 row of `sites` of that hospital, NO_SITE where none is known. Not a model input: it tells apart
+    # the hospitals that event_hospital_id merges into UNKNOWN_INDEX (all of a city the model never saw)
+    event_site_id: np.ndarray
+    # the data set's hospitals, one row per site id, sorted by name: hospital (the name as a string), vocab_id
+    # (index in the training vocabulary, UNKNOWN_INDEX outside it), in_training_vocab (bool)
+    sites: pd.DataFrame
     subject_id: np.ndarray  # (P,) int64
     pathway_id: np.ndarray  # (P,) int64
     split: np.ndarray  # (P,) object
@@ -797,6 +805,8 @@ def _encode(ev, cols, pw, rows, owner, schema, labels, oracle, acc, context) -> 
             "matched": int(matched),
             "unmatched (no event at prediction_time)": len(frame) - int(matched),
         }
+    hospital_id, hospital_name = _event_hospital(cols, rows, schema), _event_hospital_name(cols, rows)
+    site_id, sites = _event_sites(hospital_name, hospital_id)
     return EncodedPathways(
         offsets=offsets.astype(np.int64),
         categorical=cat,
@@ -809,8 +819,10 @@ def _encode(ev, cols, pw, rows, owner, schema, labels, oracle, acc, context) -> 
         day_of_week=dow,
         event_labels=ev_labels,
         pathway_labels=pw_labels,
-        event_hospital_id=_event_hospital(cols, rows, schema),
-        event_hospital_name=_event_hospital_name(cols, rows),
+        event_hospital_id=hospital_id,
+        event_hospital_name=hospital_name,
+        event_site_id=site_id,
+        sites=sites,
         subject_id=pw["subject_id"].to_numpy(np.int64),
         pathway_id=pw["pathway_id"].to_numpy(np.int64),
         split=pw["split"].to_numpy(object),
@@ -833,6 +845,20 @@ def _event_hospital_name(cols: _EventColumns, rows: np.ndarray) -> np.ndarray:
         return np.full(rows.size, None, dtype=object)
     c = cols.known_hospital[rows]
     return np.where(c >= 0, hosp[1][np.maximum(c, 0)], None).astype(object)
+
+
+def _event_sites(name: np.ndarray, vocab_id: np.ndarray) -> tuple[np.ndarray, pd.DataFrame]:
+    """(N,) site id of each event and the site table (`EncodedPathways.event_site_id`, `EncodedPathways.sites`)
+    from its hospital's name (None where unknown) and training vocabulary index."""
+    known = pd.notna(name)
+    # names compared as strings, as the vocabulary compares them
+    codes, names = pd.factorize(name[known].astype(str), sort=True)
+    site_id = np.full(name.size, NO_SITE, dtype=np.int64)
+    site_id[known] = codes
+    first = np.unique(codes, return_index=True)[1]  # (S,) an event of each site: all share one vocabulary index
+    vocab = vocab_id[known][first].astype(np.int64)
+    sites = pd.DataFrame({"hospital": list(names), "vocab_id": vocab, "in_training_vocab": vocab != UNKNOWN_INDEX})
+    return site_id, sites
 
 
 def _status_out_of_range(schema: DatasetSchema, context: np.ndarray, split: np.ndarray) -> pd.DataFrame:

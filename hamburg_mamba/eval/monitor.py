@@ -58,6 +58,8 @@ def event_batch(data, flat: np.ndarray) -> PathwayBatch:
         event_hospital_id=col(enc.event_hospital_id, torch.int64),
         subject_id=torch.from_numpy(enc.subject_id[pathway]),
         pathway_id=torch.from_numpy(enc.pathway_id[pathway]),
+        event_site_id=col(enc.event_site_id, torch.int64),
+        site_names=tuple(enc.sites["hospital"]),
     )
 
 
@@ -65,7 +67,11 @@ def replay(
     model, data, start: str, hours: float, hospitals: list[str] | None = None, every_h: float = 1.0, on_change=None
 ) -> list[WarningChange]:
     """Stream every event of pathways active in [start, start + hours) and check the warning levels each
-    `every_h` hours from `start`; returns the changes (and calls on_change(change) as they happen)."""
+    `every_h` hours from `start`; returns the changes (and calls on_change(change) as they happen).
+
+    hospitals: names in the data set's hospital table (`EncodedPathways.sites`), seen in training or not; only
+    pathways known at one of them join. Warnings are per hospital name.
+    """
     for name, value in (("hours", hours), ("every_h", every_h)):
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise ValueError(f"replay: {name} must be a finite number of hours > 0, got {value!r}")
@@ -78,20 +84,20 @@ def replay(
     np.minimum.at(first, pathway_of, times)
     last = np.zeros(enc.lengths.size, dtype=np.int64)
     np.maximum.at(last, pathway_of, times)
-    names = data.schema.categorical_vocab["hospital"]
+    names = list(enc.sites["hospital"])
     active = (first < t1) & (last >= t0)
     if hospitals:
         wanted = [names.index(h) for h in hospitals if h in names]
         if len(wanted) != len(hospitals):
-            raise ValueError(f"hospitals: unknown names {sorted(set(hospitals) - set(names))}; known {names[2:]}")
+            raise ValueError(f"hospitals: unknown names {sorted(set(hospitals) - set(names))}; known {names}")
         # a pathway joins once it is known at one of them (departure or ED arrival) within the period
         at_wanted = np.zeros(enc.lengths.size, dtype=bool)
-        at_wanted[pathway_of[np.isin(enc.event_hospital_id, wanted) & (times < t1)]] = True
+        at_wanted[pathway_of[np.isin(enc.event_site_id, wanted) & (times < t1)]] = True
         active &= at_wanted
     flat = np.flatnonzero(active[pathway_of] & (times < t1))
     flat = flat[np.lexsort((flat, times[flat]))]  # time order; ties keep the recorded order
     monitor = PathwayMonitor(model)
-    levels: dict[int, str] = {}
+    levels: dict[str, str] = {}
     changes: list[WarningChange] = []
     check_at = t0
     i = 0
@@ -113,12 +119,12 @@ def replay(
             pending = pending[~take]
         if len(monitor):
             sb = monitor.system_breakdown()
-            for hid, w in sb.hospitals.items():
-                old = levels.get(hid, "green")
+            for hospital, w in sb.hospitals.items():
+                old = levels.get(hospital, "green")
                 if w.level != old:
                     ch = WarningChange(
                         pd.Timestamp(np.datetime64(int(check_at), "us")),
-                        names[hid],
+                        hospital,
                         old,
                         w.level,
                         w.score,
@@ -128,6 +134,6 @@ def replay(
                     changes.append(ch)
                     if on_change:
                         on_change(ch)
-                levels[hid] = w.level
+                levels[hospital] = w.level
         check_at += step_us
     return changes

@@ -11,6 +11,9 @@ this interface, including `step` for streaming one event per pathway.
 from __future__ import annotations
 
 import math
+import numbers
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,8 +30,10 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 # Pathways listed per warning as the ones pushing its score up most.
 TOP_PATHWAYS = 5
-# The vocabularies' "unknown" index (hamburg_mamba.data.schema.UNKNOWN_INDEX): as a hospital, no hospital known
-# yet (an ambulance before its departure) or one outside the training vocabulary (every hospital of a new city).
+# The vocabularies' padding and "unknown" indices (hamburg_mamba.data.schema.PAD_INDEX, UNKNOWN_INDEX): as a
+# hospital, unknown is no hospital known yet (an ambulance before its departure) or one outside the training
+# vocabulary (every hospital of a new city).
+PAD_HOSPITAL = 0
 UNKNOWN_HOSPITAL = 1
 
 
@@ -79,17 +84,70 @@ class BreakdownWarning:
     top_pathways: list[tuple[int, float]]
 
 
+class HospitalWarnings(Mapping):
+    """Hospital name -> the warning over its pathways, in name order.
+
+    vocab_id: name -> the hospital's index in the training vocabulary (UNKNOWN_HOSPITAL for one outside it).
+    Reading by that index (an int, the key before hospitals were keyed by name) still finds a hospital of the
+    training vocabulary, with a DeprecationWarning; a hospital outside it has no index of its own.
+    """
+
+    def __init__(self, warnings_by_name: dict[str, BreakdownWarning], vocab_id: dict[str, int]):
+        self._warnings = dict(sorted(warnings_by_name.items()))
+        self.vocab_id = vocab_id
+
+    def __getitem__(self, key) -> BreakdownWarning:
+        if isinstance(key, numbers.Integral) and not isinstance(key, bool):
+            key = self._name_of(int(key))
+        return self._warnings[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._warnings)
+
+    def __len__(self) -> int:
+        return len(self._warnings)
+
+    def __repr__(self) -> str:
+        return f"HospitalWarnings({self._warnings!r})"
+
+    def _name_of(self, vocab_id: int) -> str:
+        warnings.warn(
+            "SystemBreakdown.hospitals is keyed by hospital name; reading it by training vocabulary index is "
+            "deprecated (the names' indices are in SystemBreakdown.hospitals.vocab_id)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        names = [n for n, v in self.vocab_id.items() if v == vocab_id and v != UNKNOWN_HOSPITAL]
+        if not names:
+            raise KeyError(vocab_id)
+        return names[0]
+
+
 @dataclass
 class SystemBreakdown:
     """pathway_risk: task -> (B,) prediction at each pathway's latest event; overall: the warning over all
-    pathways; hospitals: hospital_id -> the warning over that hospital's pathways, for known hospitals only;
-    unattributed: pathways whose hospital is the unknown index (in `overall`, in no hospital's warning: "unknown"
-    is no hospital, and would merge every hospital outside the training vocabulary into one warning)."""
+    pathways; hospitals: hospital name -> the warning over the pathways whose latest event knew that hospital,
+    whether the training vocabulary holds it or not (`HospitalWarnings`); unattributed: pathways whose latest
+    event knew no hospital yet (an ambulance before its departure): in `overall`, in no hospital's warning."""
 
     pathway_risk: dict[str, Tensor]
     overall: BreakdownWarning
-    hospitals: dict[int, BreakdownWarning]
+    hospitals: HospitalWarnings
     unattributed: int = 0
+
+
+@dataclass
+class PathwaySites:
+    """The hospital each of B pathways belongs to at its latest event.
+
+    index: (B,) int64 row of `names`, negative where no hospital is known yet.
+    vocab_id: (B,) int64 the hospital's training vocabulary index (UNKNOWN_HOSPITAL outside it or where none).
+    names: the hospital names `index` points into (`PathwayBatch.site_names`).
+    """
+
+    index: Tensor
+    vocab_id: Tensor
+    names: Sequence[str]
 
 
 class HamburgHealthcareSafetyMamba(nn.Module):
@@ -232,7 +290,7 @@ class HamburgHealthcareSafetyMamba(nn.Module):
             output = self(batch)
         finally:
             self.train(was_training)
-        return summarize_breakdown(self.config, output.pathway_predictions, latest_hospital(batch), batch.pathway_id)
+        return summarize_breakdown(self.config, output.pathway_predictions, latest_sites(batch), batch.pathway_id)
 
     # ------------------------------------------------------------------------------------------------
     # Checkpoints
@@ -265,31 +323,55 @@ def predict_system_breakdown(model: HamburgHealthcareSafetyMamba, batch) -> Syst
     return model.predict_system_breakdown(batch)
 
 
-def latest_hospital(batch) -> Tensor:
-    """(B,) the hospital known at each pathway's latest real event (`PathwayBatch.event_hospital_id`): an
-    ambulance before its departure belongs to no hospital yet (the unknown index)."""
-    last = (batch.lengths - 1).clamp(min=0)  # (B,)
-    return batch.event_hospital_id.gather(1, last[:, None])[:, 0]
+def latest_sites(batch) -> PathwaySites:
+    """The hospital known at each pathway's latest real event (`PathwayBatch.event_site_id`): an ambulance
+    before its departure belongs to no hospital yet.
+
+    A batch without `event_site_id` (built by hand) falls back to its training vocabulary indices, named
+    "hospital <index>" (the config holds no names); hospitals outside the vocabulary then share one index and
+    count as unattributed.
+    """
+    last = (batch.lengths - 1).clamp(min=0)[:, None]  # (B, 1)
+    vocab_id = batch.event_hospital_id.gather(1, last)[:, 0]  # (B,)
+    if batch.event_site_id is not None:
+        return PathwaySites(batch.event_site_id.gather(1, last)[:, 0], vocab_id, batch.site_names)
+    index = torch.where((vocab_id == UNKNOWN_HOSPITAL) | (vocab_id == PAD_HOSPITAL), -1, vocab_id)  # (B,)
+    names = [f"hospital {i}" for i in range(int(index.max()) + 1 if index.numel() else 0)]
+    return PathwaySites(index, vocab_id, names)
 
 
 def summarize_breakdown(
-    config: HamburgMambaConfig, risk: dict[str, Tensor], hospital_id: Tensor, pathway_id: Tensor
+    config: HamburgMambaConfig, risk: dict[str, Tensor], sites: PathwaySites, pathway_id: Tensor
 ) -> SystemBreakdown:
-    """Warning levels from per-pathway predictions (task -> (B,)); shared by the batch and streaming paths."""
+    """Warning levels from per-pathway predictions (task -> (B,)) and hospitals; shared by the batch and
+    streaming paths."""
     task = config.breakdown_task
     if task is None:
         raise ValueError("predict_system_breakdown: the config has no binary crisis task to set a warning level")
-    everyone = torch.ones_like(hospital_id, dtype=torch.bool)
-    known = hospital_id != UNKNOWN_HOSPITAL
-    hospitals = {
-        h: _warning(config, task, risk, pathway_id, hospital_id == h) for h in torch.unique(hospital_id[known]).tolist()
-    }
+    known = sites.index >= 0  # (B,)
+    by_name, vocab_id = {}, {}
+    for site in torch.unique(sites.index[known]).tolist():
+        members = sites.index == site  # (B,)
+        name = sites.names[site]
+        by_name[name] = _warning(config, task, risk, pathway_id, members)
+        vocab_id[name] = _one_vocab_id(name, sites.vocab_id[members])
     return SystemBreakdown(
         pathway_risk=risk,
-        overall=_warning(config, task, risk, pathway_id, everyone),
-        hospitals=hospitals,
+        overall=_warning(config, task, risk, pathway_id, torch.ones_like(known)),
+        hospitals=HospitalWarnings(by_name, vocab_id),
         unattributed=int((~known).sum()),
     )
+
+
+def _one_vocab_id(name: str, vocab_id: Tensor) -> int:
+    """The training vocabulary index the pathways of hospital `name` share (one name, one index)."""
+    ids = torch.unique(vocab_id).tolist()
+    if len(ids) != 1:
+        raise ValueError(
+            f"event_hospital_id: the pathways at hospital {name!r} (event_site_id) carry vocabulary indices {ids}; "
+            "expected one per hospital"
+        )
+    return ids[0]
 
 
 def _warning(

@@ -15,7 +15,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hamburg_mamba.nn.mamba import check_weights_dtype
-from hamburg_mamba.nn.model import HamburgHealthcareSafetyMamba, SystemBreakdown, latest_hospital, summarize_breakdown
+from hamburg_mamba.nn.model import (
+    HamburgHealthcareSafetyMamba,
+    PathwaySites,
+    SystemBreakdown,
+    latest_sites,
+    summarize_breakdown,
+)
 
 DEFAULT_CAPACITY = 256
 
@@ -45,7 +51,12 @@ class PathwayMonitor:
         self.free = list(range(capacity - 1, -1, -1))
         device = next(model.parameters()).device
         self.latest = {t: torch.full((capacity,), float("nan"), device=device) for t in model.config.tasks}
-        self.hospital = torch.zeros(capacity, dtype=torch.int64, device=device)
+        self.hospital = torch.zeros(capacity, dtype=torch.int64, device=device)  # training vocabulary index
+        # the monitor's own hospital table, by name: pathways of several data sets may be live at once, and each
+        # data set numbers its hospitals (`PathwayBatch.site_names`) on its own
+        self.site_names: list[str] = []
+        self._site_of: dict[str, int] = {}
+        self.site = torch.full((capacity,), -1, dtype=torch.int64, device=device)  # row of site_names, -1: none
         self.events_seen = torch.zeros(capacity, dtype=torch.int64, device=device)
 
     def __len__(self) -> int:
@@ -68,7 +79,7 @@ class PathwayMonitor:
         cache = [{name: t[slots] for name, t in layer.items()} for layer in self.pool]
         out = self.model.step(events, cache, weights_dtype=self.weights_dtype)
         self._write(slots, cache)
-        self._record(slots, out.predictions, events.event_hospital_id[:, 0], increment=1)
+        self._record(slots, out.predictions, latest_sites(events), increment=1)
         return out.predictions
 
     @torch.no_grad()
@@ -82,7 +93,7 @@ class PathwayMonitor:
         slots = self._slots_for(ids)
         out = self.model(history, return_cache=True)
         self._write(slots, out.cache)
-        self._record(slots, out.pathway_predictions, latest_hospital(history), increment=history.lengths)
+        self._record(slots, out.pathway_predictions, latest_sites(history), increment=history.lengths)
         return out.pathway_predictions
 
     def close(self, pathway_ids) -> None:
@@ -105,9 +116,8 @@ class PathwayMonitor:
         if not self.slots:
             raise ValueError("PathwayMonitor.system_breakdown: no live pathway")
         pids, slots = self._live()
-        return summarize_breakdown(
-            self.model.config, {t: v[slots] for t, v in self.latest.items()}, self.hospital[slots], pids
-        )
+        sites = PathwaySites(self.site[slots], self.hospital[slots], self.site_names)
+        return summarize_breakdown(self.model.config, {t: v[slots] for t, v in self.latest.items()}, sites, pids)
 
     # ------------------------------------------------------------------------------------------------
 
@@ -142,6 +152,7 @@ class PathwayMonitor:
         self.pool = [{n: torch.cat([t, torch.zeros_like(t)]) for n, t in layer.items()} for layer in self.pool]
         self.latest = {n: torch.cat([t, torch.full_like(t, float("nan"))]) for n, t in self.latest.items()}
         self.hospital = torch.cat([self.hospital, torch.zeros_like(self.hospital)])
+        self.site = torch.cat([self.site, torch.full_like(self.site, -1)])
         self.events_seen = torch.cat([self.events_seen, torch.zeros_like(self.events_seen)])
         self.free.extend(range(2 * capacity - 1, capacity - 1, -1))
 
@@ -156,11 +167,27 @@ class PathwayMonitor:
                     t = _pad_to(t, size)
                 pool[slots] = t.to(pool.dtype)
 
-    def _record(self, slots: Tensor, predictions: dict[str, Tensor], hospital_id: Tensor, increment) -> None:
+    def _record(self, slots: Tensor, predictions: dict[str, Tensor], sites: PathwaySites, increment) -> None:
         for t, v in predictions.items():
             self.latest[t][slots] = v.to(self.latest[t].dtype)
-        self.hospital[slots] = hospital_id
+        self.hospital[slots] = sites.vocab_id
+        self.site[slots] = self._own_sites(sites)
         self.events_seen[slots] += increment
+
+    def _own_sites(self, sites: PathwaySites) -> Tensor:
+        """(K,) rows of `site_names` for the batch's `sites.index` (-1 stays -1), adding unseen names."""
+        index, inverse = torch.unique(sites.index, return_inverse=True)  # a few hospitals among K pathways
+        own = []
+        for i in index.tolist():
+            if i < 0:
+                own.append(-1)
+                continue
+            name = sites.names[i]
+            if name not in self._site_of:
+                self._site_of[name] = len(self.site_names)
+                self.site_names.append(name)
+            own.append(self._site_of[name])
+        return torch.tensor(own, dtype=torch.int64, device=self.site.device)[inverse]
 
 
 def _pad_to(t: Tensor, size: list[int]) -> Tensor:

@@ -159,9 +159,9 @@ def test_system_breakdown_levels_follow_thresholds_and_hospitals():
     assert result.overall.task == "closure_6h"
     assert result.overall.score == pytest.approx(float(risk.mean()), abs=1e-6)
     assert result.overall.level == expected(float(risk.mean()))
-    assert sorted(result.hospitals) == [2, 3, 4]
-    for h, warning in result.hospitals.items():
-        members = hospital_id == h
+    assert list(result.hospitals) == ["hospital 2", "hospital 3", "hospital 4"]  # no names in a hand-built batch
+    for name, warning in result.hospitals.items():
+        members = hospital_id == result.hospitals.vocab_id[name]
         assert warning.n_pathways == int(members.sum())
         assert warning.score == pytest.approx(float(risk[members].mean()), abs=1e-6)
         assert warning.level == expected(warning.score)

@@ -58,7 +58,7 @@ def test_generated_batches_train_stream_and_warn(data):
                 predictions[task], full.step_predictions[task][rows, t].detach(), rtol=1e-4, atol=1e-5
             )
     breakdown = model.predict_system_breakdown(data.batch(train[:64]))
-    assert set(breakdown.hospitals) <= set(range(config.vocab_sizes["hospital"]))
+    assert set(breakdown.hospitals) <= set(data.encoded.sites["hospital"])
     assert sum(w.n_pathways for w in breakdown.hospitals.values()) == 64
 
 
