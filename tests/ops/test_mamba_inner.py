@@ -157,3 +157,40 @@ def test_bad_arguments_are_named(change, argument):
     inputs = {k: v.float() if v is not None else None for k, v in make_inputs().items()}
     with pytest.raises(ValueError, match=f"'{argument}'"):
         mamba_inner_fn(**{**inputs, **change})
+
+
+def test_selective_ssm_layer_fused_training_path_changes_nothing(monkeypatch):
+    """SelectiveSSMLayer in training runs mamba_inner_fn; its outputs and every gradient equal the unfused path's
+    (float64, with the per-event clock and a padded step), and the fused call happens exactly once per forward."""
+    from hamburg_mamba.nn import mamba as mamba_module
+
+    torch.manual_seed(0)
+    layer = mamba_module.SelectiveSSMLayer(d_model=M, d_inner=E, d_state=N, dt_rank=R, d_conv=K).double().train()
+    x = torch.randn(BATCH, L, M, dtype=torch.float64)
+    dt_scale = torch.rand(BATCH, L, dtype=torch.float64) * 2
+    dt_scale[1, -5:] = 0  # padded events
+    dout = torch.randn(BATCH, L, M, dtype=torch.float64)
+    calls = []
+    fused = mamba_module.mamba_inner_fn
+    monkeypatch.setattr(mamba_module, "mamba_inner_fn", lambda *a, **k: calls.append(1) or fused(*a, **k))
+
+    def run(use_fused: bool):
+        layer.use_fused_mixer = use_fused
+        leaf = x.clone().requires_grad_()
+        out = layer(leaf, dt_scale=dt_scale)
+        params = dict(layer.named_parameters())
+        grads = torch.autograd.grad(out, [leaf, *params.values()], dout)
+        return out, dict(zip(["x", *params], grads, strict=True))
+
+    out, grads = run(True)
+    assert len(calls) == 1
+    ref, ref_grads = run(False)
+    assert len(calls) == 1
+    torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+    for name, grad in ref_grads.items():
+        torch.testing.assert_close(grads[name], grad, rtol=1e-9, atol=1e-11, msg=name)
+    layer(x, dt_scale=dt_scale, return_state=True)  # the cache needs the unfused path
+    with torch.no_grad():
+        layer(x, dt_scale=dt_scale)
+    layer.eval()(x, dt_scale=dt_scale)
+    assert len(calls) == 1
