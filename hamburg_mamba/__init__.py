@@ -5,6 +5,8 @@ Importing the package loads the compiled ops, so `torch.ops.hamburg_mamba.*` is 
 
 from hamburg_mamba.ops import (
     cpu_isa,
+    mamba_inner_fn,
+    mamba_inner_ref,
     selective_scan_fn,
     selective_scan_ref,
     selective_state_update,
@@ -16,6 +18,8 @@ __version__ = "0.1.0"
 __all__ = [
     "__version__",
     "cpu_isa",
+    "mamba_inner_fn",
+    "mamba_inner_ref",
     "selective_scan_fn",
     "selective_scan_ref",
     "selective_state_update",

@@ -1,6 +1,8 @@
 """Selective-scan ops: compiled kernels (torch.ops.hamburg_mamba) and their pure-PyTorch references."""
 
+from hamburg_mamba.ops.mamba_inner import mamba_inner_fn
 from hamburg_mamba.ops.reference import mamba_block_step_ref, selective_scan_ref, selective_state_update_ref
+from hamburg_mamba.ops.reference_mixer import mamba_inner_ref
 from hamburg_mamba.ops.selective_scan import (
     CHECKPOINT_INTERVAL,
     cpu_isa,
@@ -14,6 +16,8 @@ __all__ = [
     "cpu_isa",
     "mamba_block_step",
     "mamba_block_step_ref",
+    "mamba_inner_fn",
+    "mamba_inner_ref",
     "selective_scan_fn",
     "selective_scan_ref",
     "selective_state_update",
