@@ -2,6 +2,7 @@
 // Every header is included before the target pragma (see causal_conv1d_cpu_kernel.inc).
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "causal_conv1d/causal_conv1d.h"
 #include "causal_conv1d_cpu_isa.h"

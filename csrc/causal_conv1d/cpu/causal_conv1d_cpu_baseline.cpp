@@ -1,6 +1,7 @@
 // Causal conv1d CPU kernels for the x86-64 baseline (SSE2), or the compiler's default target elsewhere.
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "causal_conv1d/causal_conv1d.h"
 #include "causal_conv1d_cpu_isa.h"
