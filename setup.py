@@ -1,4 +1,7 @@
-"""Builds hamburg_mamba._C, the compiled selective-scan ops, registered as torch.ops.hamburg_mamba.*.
+"""Builds hamburg_mamba._C, the compiled ops (selective scan, causal conv1d), registered as torch.ops.hamburg_mamba.*.
+
+Each op has its folder csrc/<op>/: schemas and host checks at its top, cpu/ and cuda/ kernels below; every
+folder is picked up, so a new op needs no change here.
 
 CPU kernels are always built. CUDA kernels are built when nvcc and a CUDA build of torch are present.
 Environment:
@@ -26,7 +29,7 @@ import torch  # noqa: E402
 from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension  # noqa: E402
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-CSRC = os.path.join("csrc", "selective_scan")
+CSRC = "csrc"
 
 
 def want_cuda() -> bool:
@@ -47,15 +50,13 @@ def want_cuda() -> bool:
 
 
 def sources(with_cuda: bool) -> list[str]:
-    cpu = [
-        os.path.join(CSRC, "selective_scan.cpp"),
-        os.path.join(CSRC, "selective_scan_host.cpp"),
-        *sorted(glob.glob(os.path.join(CSRC, "cpu", "*.cpp"))),
-    ]
+    def files(*patterns: str) -> list[str]:
+        return sorted(path for pattern in patterns for path in glob.glob(os.path.join(CSRC, *pattern.split("/"))))
+
+    cpu = files("*/*.cpp", "*/cpu/*.cpp")
     if not with_cuda:
         return cpu
-    cuda = sorted(glob.glob(os.path.join(CSRC, "cuda", "*.cu")) + glob.glob(os.path.join(CSRC, "cuda", "*.cpp")))
-    return cpu + cuda
+    return cpu + files("*/cuda/*.cu", "*/cuda/*.cpp")
 
 
 def extension():

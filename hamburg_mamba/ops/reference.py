@@ -296,3 +296,127 @@ def mamba_block_step_ref(
         ssm_state, xc, dt, A, B, C, D=D, z=z, dt_bias=dt_proj_bias, dt_softplus=True, dt_scale=dt_scale
     )  # (B, E)
     return x + y @ out_proj_weight.to(cdt).T
+
+
+# --------------------------------------------------------------------------------------------------
+# Causal depthwise conv1d (Dao-AILab/causal-conv1d's causal_conv1d_fn and causal_conv1d_update).
+# Glossary: W kernel width, S conv_state length (>= W - 1).
+
+CONV_ACTIVATIONS = (None, "silu", "swish")
+
+
+def conv_activation_is_silu(fn: str, activation: str | None) -> bool:
+    """True for "silu" / "swish", False for None; ValueError naming `activation` otherwise."""
+    if activation not in CONV_ACTIVATIONS:
+        raise ValueError(f"{fn}: argument 'activation' must be None, 'silu' or 'swish', got {activation!r}")
+    return activation is not None
+
+
+def causal_conv1d_ref(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    seq_idx: torch.Tensor | None = None,
+    initial_states: torch.Tensor | None = None,
+    return_final_states: bool = False,
+    final_states_out: torch.Tensor | None = None,
+    activation: str | None = None,
+):
+    r"""Causal depthwise conv1d, computed in float64: the specification of `causal_conv1d_fn`.
+
+    Arguments:
+        x:              (B, D, L).
+        weight:         (D, W); bias: (D,) optional.
+        seq_idx:        (B, L) integer, optional: packed sequences; step t only sees steps of its own
+                        sequence, and a padding step (seq_idx < 0) outputs 0. Not with initial_states.
+        initial_states: (B, D, W - 1) optional: the W - 1 inputs before step 0, oldest first (zeros if None).
+        return_final_states: also return the last W - 1 inputs (B, D, W - 1), to chain a later call;
+                        written into final_states_out when given.
+        activation:     None, "silu" or "swish" (the same).
+
+    Math, with x_ext = (initial_states, x) along the steps (step -(W-1) .. L-1):
+        out[b, d, t] = act(bias[d] + sum_k weight[d, k] x_ext[b, d, t - (W - 1) + k]),  k = 0 .. W - 1
+    Returns out in the dtype of x, or (out, final_states).
+    """
+    silu = conv_activation_is_silu("causal_conv1d_ref", activation)
+    batch, dim, seqlen = x.shape
+    width = weight.shape[1]
+    history = width - 1
+    cdt = torch.float64
+    xc = x.to(cdt)
+    init = xc.new_zeros(batch, dim, history) if initial_states is None else initial_states.to(cdt)
+    x_ext = torch.cat([init, xc], dim=-1)  # (B, D, W - 1 + L); column j is step j - (W - 1)
+    w = weight.to(cdt)
+    pre = xc.new_zeros(batch, dim, seqlen)
+    if bias is not None:
+        pre = pre + bias.to(cdt)[:, None]
+    if seq_idx is not None:
+        # Steps before 0 read zeros from x_ext, so their sequence id (the fill) never matters.
+        seq_ext = torch.cat([seq_idx.new_zeros(batch, history), seq_idx], dim=-1)  # (B, W - 1 + L)
+    for k in range(width):
+        tap = x_ext[..., k : k + seqlen]  # (B, D, L): step t - (W - 1) + k
+        if seq_idx is not None:
+            tap = tap * (seq_ext[:, k : k + seqlen] == seq_idx)[:, None, :]
+        pre = pre + w[:, k, None] * tap
+    if seq_idx is not None:
+        pre = torch.where((seq_idx >= 0)[:, None, :], pre, 0.0)
+    out = (F.silu(pre) if silu else pre).to(x.dtype)
+    if not return_final_states:
+        return out
+    final_states = x_ext[..., x_ext.shape[-1] - history :].to(x.dtype)  # (B, D, W - 1)
+    if final_states_out is not None:
+        final_states_out.copy_(final_states)
+        final_states = final_states_out
+    return out, final_states
+
+
+def causal_conv1d_update_ref(
+    x: torch.Tensor,
+    conv_state: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    activation: str | None = None,
+    cache_seqlens: torch.Tensor | None = None,
+    conv_state_indices: torch.Tensor | None = None,
+) -> torch.Tensor:
+    r"""New steps of `causal_conv1d_ref` for streaming inference; updates `conv_state` in place.
+
+    Arguments:
+        x:          (B, D) one step, or (B, D, L) a few.
+        conv_state: (B, D, S) with S >= W - 1, the latest inputs, oldest first; with conv_state_indices
+                    (cache rows, D, S).
+        weight:     (D, W); bias: (D,) optional; activation as in `causal_conv1d_ref`.
+        cache_seqlens: (B,) integer, optional: conv_state is a circular buffer, the W - 1 inputs before x
+                    end just before position cache_seqlens[b] mod S and x is written from there on.
+                    Without it the state shifts left by L and x fills its end.
+        conv_state_indices: (B,) integer, optional: batch row b reads and updates conv_state[index[b]]
+                    (continuous batching); a negative index is a padding row (output 0, no state touched).
+
+    Math: the W - 1 inputs before x, read from conv_state before it is updated, are the initial states of
+    `causal_conv1d_ref(x, weight, bias, initial_states=window, activation=activation)`.
+    Returns the output in the dtype and shape of x.
+    """
+    if conv_state_indices is not None:
+        keep = conv_state_indices >= 0  # (B,)
+        rows_idx = conv_state_indices[keep].long()
+        rows = conv_state[rows_idx]  # (B', D, S), a copy
+        out = torch.zeros_like(x)
+        lens = None if cache_seqlens is None else cache_seqlens[keep]
+        out[keep] = causal_conv1d_update_ref(x[keep], rows, weight, bias, activation, lens)
+        conv_state[rows_idx] = rows
+        return out
+    if x.dim() == 2:
+        return causal_conv1d_update_ref(x.unsqueeze(-1), conv_state, weight, bias, activation, cache_seqlens)[..., 0]
+    batch, dim, seqlen = x.shape
+    history = weight.shape[1] - 1
+    state_len = conv_state.shape[-1]
+    if cache_seqlens is None:
+        window = conv_state[..., state_len - history :].clone()  # (B, D, W - 1)
+        conv_state.copy_(torch.cat([conv_state, x], dim=-1)[..., -state_len:])
+    else:
+        lens = cache_seqlens.long()[:, None]  # (B, 1); % below is a floor modulo, as the kernels'
+        read = (lens + torch.arange(-history, 0, device=x.device)) % state_len  # (B, W - 1)
+        window = conv_state.gather(2, read[:, None, :].expand(batch, dim, history))  # (B, D, W - 1)
+        write = (lens + torch.arange(seqlen, device=x.device)) % state_len  # (B, L)
+        conv_state.scatter_(2, write[:, None, :].expand(batch, dim, seqlen), x.to(conv_state.dtype))
+    return causal_conv1d_ref(x, weight, bias, initial_states=window, activation=activation)

@@ -183,7 +183,108 @@ def _write_if_changed(path: Path, text: str) -> None:
     path.write_text(text)
 
 
+# --------------------------------------------------------------------------------------------------
+# The causal conv1d kernels (csrc/causal_conv1d/cuda), built the same way into a library of their own, with
+# three ops in the namespace `conv_emulator_namespace(config)` and the hamburg_mamba ops' argument order:
+#     fwd(x, weight, bias?, seq_idx?, initial_states?, return_final_states, silu) -> (out, final_states)
+#     bwd(x, weight, bias?, dout, seq_idx?, initial_states?, dfinal_states?, silu)
+#         -> (dx, dweight, dbias, dinitial_states)
+#     update(x, conv_state, weight, bias?, silu, cache_seqlens?, conv_state_indices?) -> out
+
+CONV_SRC = REPO / "csrc" / "causal_conv1d"
+CONV_HOST_FILES = ("causal_conv1d.h", "causal_conv1d_host.h", "causal_conv1d_host.cpp")
+# What the conv kernels include from the scan's folder (the shared ScalarType and dtype conversions).
+CONV_SCAN_FILES = ("selective_scan.h", "cuda/selective_scan_common.cuh")
+
+CONV_BINDING = r"""
+// The emulator's conv ops: the real host packing, then the CUDA launchers compiled for the CPU.
+#include <torch/library.h>
+
+#include "causal_conv1d_host.h"
+#include "cuda/causal_conv1d_cuda.h"
+
+namespace hamburg_mamba {
+namespace {
+
+void check_status(cudaError_t err, const char* op) { TORCH_CHECK(err == cudaSuccess, op, ": emulated launch failed"); }
+
+std::tuple<at::Tensor, at::Tensor> emu_fwd(const at::Tensor& x, const at::Tensor& weight, const OptTensor& bias,
+    const OptTensor& seq_idx, const OptTensor& init, bool return_final, bool silu) {
+  ConvFwdPrepared prep = prepare_conv_fwd(x, weight, bias, seq_idx, init, return_final, silu);
+  check_status(gpu::causal_conv1d_fwd_cuda(prep.params, nullptr), "fwd");
+  return {prep.out, prep.final_states};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> emu_bwd(const at::Tensor& x, const at::Tensor& weight,
+    const OptTensor& bias, const at::Tensor& dout, const OptTensor& seq_idx, const OptTensor& init,
+    const OptTensor& dfinal, bool silu) {
+  ConvBwdPrepared prep = prepare_conv_bwd(x, weight, bias, dout, seq_idx, init, dfinal, silu);
+  check_status(gpu::causal_conv1d_bwd_cuda(prep.params, nullptr), "bwd");
+  return finalize_conv_bwd(prep);
+}
+
+at::Tensor emu_update(const at::Tensor& x, const at::Tensor& state, const at::Tensor& weight, const OptTensor& bias,
+    bool silu, const OptTensor& lens, const OptTensor& rows) {
+  ConvUpdatePrepared prep = prepare_conv_update(x, state, weight, bias, silu, lens, rows);
+  check_status(gpu::causal_conv1d_update_cuda(prep.params, nullptr), "update");
+  finalize_conv_update(state, prep);
+  return prep.out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(EMU_NAMESPACE, m) {
+  m.def("fwd(Tensor x, Tensor weight, Tensor? bias, Tensor? seq_idx, Tensor? initial_states, "
+        "bool return_final_states, bool silu) -> (Tensor, Tensor)", &emu_fwd);
+  m.def("bwd(Tensor x, Tensor weight, Tensor? bias, Tensor dout, Tensor? seq_idx, Tensor? initial_states, "
+        "Tensor? dfinal_states, bool silu) -> (Tensor, Tensor, Tensor, Tensor)", &emu_bwd);
+  m.def("update(Tensor x, Tensor(a!) conv_state, Tensor weight, Tensor? bias, bool silu, Tensor? cache_seqlens, "
+        "Tensor? conv_state_indices) -> Tensor", &emu_update);
+}
+
+}  // namespace hamburg_mamba
+"""
+
+
+def conv_emulator_namespace(config: EmulatorConfig) -> str:
+    return config.name + "_conv"
+
+
+def build_conv(config: EmulatorConfig, out_dir: Path, verbose: bool = False):
+    """Compiles the causal conv1d kernels' emulator for `config` under out_dir and loads it (see `build`).
+    Only config.arch matters (the conv kernels have their own block size). Returns the ops namespace."""
+    name = conv_emulator_namespace(config)
+    root = Path(out_dir) / name
+    csrc = root / "csrc"
+    conv = csrc / "causal_conv1d"
+    (conv / "cuda").mkdir(parents=True, exist_ok=True)
+    (csrc / "selective_scan" / "cuda").mkdir(parents=True, exist_ok=True)
+    shim_dir = root / "shim"
+    _write_if_changed(shim_dir / SHIM.name, SHIM.read_text())
+    for header in CUDA_HEADERS:
+        _write_if_changed(shim_dir / header, '#pragma once\n#include "cuda_shim.h"\n')
+    for rel in CONV_SCAN_FILES:
+        _write_if_changed(csrc / "selective_scan" / rel, (SRC / rel).read_text())
+    for file in CONV_HOST_FILES:
+        _write_if_changed(conv / file, (CONV_SRC / file).read_text())
+    kernel_sources = [_write_kernel_file(path, conv / "cuda", config) for path in sorted((CONV_SRC / "cuda").iterdir())]
+    _write_if_changed(conv / "emu_binding.cpp", CONV_BINDING.replace("EMU_NAMESPACE", name))
+    sources = [conv / "emu_binding.cpp", conv / "causal_conv1d_host.cpp"] + [s for s in kernel_sources if s]
+    load(
+        name=name,
+        sources=[str(s) for s in sources],
+        build_directory=str(root),
+        extra_include_paths=[str(shim_dir), str(csrc), str(conv)],
+        extra_cflags=CFLAGS,
+        is_python_module=False,
+        verbose=verbose,
+    )
+    return getattr(torch.ops, name)
+
+
 if __name__ == "__main__":
     cfg = EmulatorConfig.from_env()
     ops = build(cfg, Path(os.environ.get("EMU_OUT", "build/emu")), verbose=True)
     print("built", cfg.name, "as torch.ops." + emulator_namespace(cfg))
+    build_conv(cfg, Path(os.environ.get("EMU_OUT", "build/emu")), verbose=True)
+    print("built the conv kernels as torch.ops." + conv_emulator_namespace(cfg))

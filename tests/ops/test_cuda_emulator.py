@@ -23,7 +23,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from hamburg_mamba.ops.reference import selective_scan_ref, selective_state_update_ref
+from hamburg_mamba.ops.reference import (
+    causal_conv1d_ref,
+    causal_conv1d_update_ref,
+    selective_scan_ref,
+    selective_state_update_ref,
+)
 
 EMULATOR_DIR = Path(__file__).resolve().parents[1] / "cuda_emulator"
 EMULATOR_THREADS = 64
@@ -244,3 +249,113 @@ def test_state_update_steps_reproduce_the_scan(emu):
         )
     assert rel_l2(torch.stack(steps, -1), out) <= TOLERANCE[torch.float32]
     assert rel_l2(state, last) <= TOLERANCE[torch.float32]
+
+
+# --------------------------------------------------------------------------------------------------
+# The causal conv1d kernels (csrc/causal_conv1d/cuda), built into a library of their own. Their float32 sums
+# of W terms and the dweight / dbias block reductions stay near 1e-7; half dtypes are the rounding of the
+# returned values, as above (dweight and dbias are float32 for float32 weights).
+
+CONV_TOLERANCE = {torch.float32: 2e-6, torch.float16: 1e-3, torch.bfloat16: 8e-3}
+
+
+@pytest.fixture(scope="session")
+def emu_conv(tmp_path_factory):
+    """The emulated conv kernels' ops (fwd, bwd, update), compiled once per session with g++."""
+    gxx = shutil.which("g++")
+    if gxx is None:
+        pytest.skip("g++ not found: the CUDA emulator compiles the .cu sources as C++20 with g++")
+    build_emu = _load_build_module()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CXX", gxx)
+        mp.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+        return build_emu.build_conv(build_emu.EmulatorConfig(), tmp_path_factory.mktemp("cuda_emulator_conv"))
+
+
+def conv_inputs(batch, dim, seqlen, width, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape, scale=1.0, dt=dtype):
+        return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dt)
+
+    return dict(
+        x=rnd(batch, dim, seqlen),
+        weight=rnd(dim, width, scale=width**-0.5, dt=torch.float32),
+        bias=rnd(dim, scale=0.3, dt=torch.float32),
+        initial_states=rnd(batch, dim, width - 1),
+        dout=rnd(batch, dim, seqlen),
+        dfinal=rnd(batch, dim, width - 1),
+    )
+
+
+def conv_reference_grads(a, seq_idx, silu):
+    """out, final states and (dx, dweight, dbias, dinitial_states) of the float64 reference."""
+    leaves = {k: a[k].double().requires_grad_(True) for k in ("x", "weight", "bias", "initial_states")}
+    init = None if seq_idx is not None else leaves["initial_states"]
+    result = causal_conv1d_ref(
+        leaves["x"],
+        leaves["weight"],
+        leaves["bias"],
+        seq_idx=seq_idx,
+        initial_states=init,
+        return_final_states=seq_idx is None,
+        activation="silu" if silu else None,
+    )
+    out, final = result if seq_idx is None else (result, None)
+    loss = (out * a["dout"].double()).sum() + (0 if final is None else (final * a["dfinal"].double()).sum())
+    loss.backward()
+    grads = [leaves[k].grad for k in ("x", "weight", "bias")]
+    return out, final, grads + [None if seq_idx is not None else leaves["initial_states"].grad]
+
+
+# (B, D, L, W, dtype, packed): L = 600 spans several 256-thread blocks of the per-element kernels; L = 2 is
+# shorter than the W - 1 = 2 history steps (final states come from the initial states).
+CONV_CASES = [
+    pytest.param(2, 3, 37, 4, torch.float32, False, id="f32-w4"),
+    pytest.param(1, 2, 600, 2, torch.float32, False, id="f32-w2-long"),
+    pytest.param(2, 3, 2, 3, torch.float32, False, id="f32-w3-shorter-than-history"),
+    pytest.param(2, 3, 80, 4, torch.float32, True, id="f32-packed"),
+    pytest.param(2, 3, 50, 4, torch.bfloat16, False, id="bf16"),
+    pytest.param(2, 3, 50, 3, torch.float16, False, id="fp16"),
+]
+
+
+@pytest.mark.parametrize("batch,dim,seqlen,width,dtype,packed", CONV_CASES)
+@pytest.mark.parametrize("silu", [False, True])
+def test_conv_forward_backward_match_float64_reference(emu_conv, batch, dim, seqlen, width, dtype, packed, silu):
+    a = conv_inputs(batch, dim, seqlen, width, dtype)
+    seq_idx = None
+    if packed:
+        seq_idx = torch.zeros(batch, seqlen, dtype=torch.int32)
+        seq_idx[:, 20:] += 1
+        seq_idx[:, 21:] += 1
+        seq_idx[:, seqlen - 6 :] = -1
+    init = None if packed else a["initial_states"]
+    out, final = emu_conv.fwd(a["x"], a["weight"], a["bias"], seq_idx, init, not packed, silu)
+    grads = emu_conv.bwd(
+        a["x"], a["weight"], a["bias"], a["dout"], seq_idx, init, None if packed else a["dfinal"], silu
+    )
+    want_out, want_final, want_grads = conv_reference_grads(a, seq_idx, silu)
+    tol = CONV_TOLERANCE[dtype]
+    assert rel_l2(out, want_out) < tol
+    if not packed:
+        assert torch.equal(final.double(), want_final.detach())
+    for name, got, want in zip(("dx", "dweight", "dbias", "dinitial_states"), grads, want_grads, strict=True):
+        if want is None:
+            continue
+        limit = CONV_TOLERANCE[torch.float32] if name in ("dweight", "dbias") else tol
+        assert rel_l2(got, want) < limit, name
+
+
+@pytest.mark.parametrize("circular", [False, True])
+def test_conv_update_matches_float64_reference(emu_conv, circular):
+    batch, dim, width, state_len, steps = 3, 5, 4, 6, 2
+    a = conv_inputs(batch, dim, steps, width, torch.float32)
+    cache = torch.randn(5, dim, state_len)
+    cache_ref = cache.clone()
+    rows = torch.tensor([3, -1, 0], dtype=torch.int32)
+    lens = torch.tensor([7, 2, 11], dtype=torch.int32) if circular else None
+    out = emu_conv.update(a["x"], cache, a["weight"], a["bias"], True, lens, rows)
+    want = causal_conv1d_update_ref(a["x"], cache_ref, a["weight"], a["bias"], "silu", lens, rows)
+    assert rel_l2(out, want) < CONV_TOLERANCE[torch.float32]
+    assert torch.equal(cache, cache_ref)
