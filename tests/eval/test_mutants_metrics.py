@@ -6,6 +6,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from hamburg_mamba.eval import metrics as M
 from hamburg_mamba.eval.metrics import net_benefit, threshold_at_sensitivity
 
 Y = [1, 0, 1, 0, 0]
@@ -44,3 +45,34 @@ def test_threshold_at_sensitivity_equals_a_plain_search(sensitivity):
 def test_threshold_at_sensitivity_with_one_and_with_no_positive():
     assert threshold_at_sensitivity([1, 0], [0.3, 0.7], 0.8) == 0.3
     assert np.isnan(threshold_at_sensitivity([0, 0], [0.3, 0.7], 0.8))
+
+
+def test_float32_predictions_give_the_float64_metrics():
+    rng = np.random.default_rng(5)
+    p32 = rng.uniform(0.02, 0.98, 300).astype(np.float32)
+    y = (rng.uniform(size=300) < p32).astype(float)
+    assert M.binary_metrics(y, p32) == M.binary_metrics(y, p32.astype(np.float64))
+
+
+def test_bootstrap_gives_n_prevalence_and_a_slope_asked_for_alone():
+    rng = np.random.default_rng(6)
+    p = rng.uniform(0.05, 0.95, 200)
+    y = (rng.uniform(size=200) < p).astype(float)
+    out = M.bootstrap_binary(y, p, n_boot=20, metrics=("calibration_slope",))
+    assert set(out) == {"calibration_slope", "prevalence", "n"}
+    assert out["n"].value == 200.0 and out["prevalence"].value == y.sum() / 200
+    assert np.isfinite(out["calibration_slope"].value) and out["calibration_slope"].low < out["calibration_slope"].high
+
+
+def test_regression_metrics_by_hand():
+    # residuals 0, -1, 3; mean of y 7/3, total sum of squares 14/3
+    got = M.regression_metrics([1.0, 2.0, 4.0], [1.0, 3.0, 1.0])
+    assert got == pytest.approx({"mae": 4 / 3, "rmse": (10 / 3) ** 0.5, "r2": 1 - 10 / (14 / 3), "n": 3.0}, rel=1e-12)
+
+
+def test_platt_on_one_class_keeps_the_identity_and_says_so():
+    p = np.array([0.2, 0.7, 0.9])
+    with pytest.warns(RuntimeWarning, match="hold one class; the identity is kept"):
+        platt = M.PlattRecalibration().fit(np.ones(3), p)
+    assert platt.one_class
+    np.testing.assert_allclose(platt(p), p, rtol=1e-12)
