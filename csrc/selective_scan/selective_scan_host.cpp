@@ -1,11 +1,13 @@
 // Host-side checks and parameter packing for the selective-scan ops (shared by every backend).
 #include "selective_scan_host.h"
 
+#include <cmath>
 #include <sstream>
 #include <string>
 
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/isfinite.h>
 #include <ATen/ops/zeros.h>
 #include <c10/util/Exception.h>
 
@@ -49,6 +51,10 @@ at::Tensor input_like(const char* op, const at::Tensor& t, const char* name, con
                    ref_name, "' (", ref.scalar_type(), "), got ", t.scalar_type());
   return t.stride(-1) == 1 ? t : t.contiguous();
 }
+
+// Elapsed-time scales: every entry finite and >= 0. `x < 0` alone lets NaN through (every comparison with NaN is
+// false), and a NaN or infinite scale turns the whole scan into NaN.
+bool valid_elapsed(const at::Tensor& scale) { return ((scale >= 0) & at::isfinite(scale)).all().item<bool>(); }
 
 // Parameters in the compute type (float32, or float64 for float64 inputs): float32 accepted everywhere,
 // float64 on the CPU; converted and made contiguous.
@@ -142,8 +148,8 @@ std::vector<at::Tensor> fill_fwd_params(const char* op, SelectiveScanParams& p, 
     scale_c = param(op, *dt_scale, "dt_scale", d.compute);
     // A host-side check would cost a device synchronisation on CUDA, so it runs on the CPU only.
     if (scale_c.is_cpu()) {
-      TORCH_CHECK_VALUE(!(scale_c < 0).any().item<bool>(), op,
-                        ": argument 'dt_scale' must be non-negative (elapsed time, 0 for padded steps)");
+      TORCH_CHECK_VALUE(valid_elapsed(scale_c), op,
+                        ": argument 'dt_scale' must be finite and non-negative (elapsed time, 0 for padded steps)");
     }
   }
 
@@ -365,7 +371,7 @@ StateUpdatePrepared prepare_state_update(const at::Tensor& state, const at::Tens
     check_tensor(op, *dt_scale, "dt_scale", x, {batch}, "(B,)");
     at::Tensor s = param(op, *dt_scale, "dt_scale", compute);
     if (s.is_cpu()) {
-      TORCH_CHECK_VALUE(!(s < 0).any().item<bool>(), op, ": argument 'dt_scale' must be non-negative");
+      TORCH_CHECK_VALUE(valid_elapsed(s), op, ": argument 'dt_scale' must be finite and non-negative");
     }
     prep.keep_alive.push_back(s);
     p.dt_scale = s.const_data_ptr();
@@ -467,7 +473,8 @@ MambaBlockStepPrepared prepare_mamba_block_step(const at::Tensor& x, const at::T
     for (int64_t b = 0; b < B; ++b) {
       const double scale =
           S == at::kDouble ? reinterpret_cast<const double*>(v)[b] : reinterpret_cast<const float*>(v)[b];
-      TORCH_CHECK_VALUE(scale >= 0, op, ": argument 'dt_scale' must be non-negative, got ", scale, " at ", b);
+      TORCH_CHECK_VALUE(scale >= 0 && std::isfinite(scale), op,
+                        ": argument 'dt_scale' must be finite and non-negative, got ", scale, " at ", b);
     }
     prep.keep_alive.push_back(s);
     p.dt_scale = s.const_data_ptr();

@@ -286,8 +286,9 @@ def test_fused_op_checks_its_arguments():
         call(ssm_state=torch.zeros(3, 80, 20))
     with pytest.raises(ValueError, match="'conv_state' must be contiguous"):
         call(conv_state=torch.zeros(2, 3, 80).transpose(1, 2))
-    with pytest.raises(ValueError, match="'dt_scale' must be non-negative"):
-        call(dt_scale=torch.tensor([1.0, -0.5]))
+    for bad in (-0.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="'dt_scale' must be finite and non-negative"):
+            call(dt_scale=torch.tensor([1.0, bad]))
 
 
 def trained(backbone: str, steps: int = 80) -> HamburgHealthcareSafetyMamba:

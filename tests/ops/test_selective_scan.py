@@ -422,7 +422,9 @@ def _fwd(**overrides):
             r"'initial_state' must have shape \(B, D, N\) = \(2, 8, 4\)",
         ),
         ({"dt_scale": torch.zeros(2, 9)}, ValueError, r"'dt_scale' must have shape \(B, L\) = \(2, 10\)"),
-        ({"dt_scale": -torch.ones(2, 10)}, ValueError, r"'dt_scale' must be non-negative"),
+        ({"dt_scale": -torch.ones(2, 10)}, ValueError, r"'dt_scale' must be finite and non-negative"),
+        ({"dt_scale": torch.full((2, 10), float("nan"))}, ValueError, r"'dt_scale' must be finite and non-negative"),
+        ({"dt_scale": torch.full((2, 10), float("inf"))}, ValueError, r"'dt_scale' must be finite and non-negative"),
         (
             {"u": torch.zeros(2, 8, 10, dtype=torch.int32)},
             TypeError,
