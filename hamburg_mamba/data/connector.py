@@ -77,8 +77,8 @@ class EncodedPathways:
     # (N,) int64 row of `sites` of that hospital, NO_SITE where none is known. Not a model input: it tells apart
     # the hospitals that event_hospital_id merges into UNKNOWN_INDEX (all of a city the model never saw)
     event_site_id: np.ndarray
-    # the data set's hospitals, one row per site id, sorted by name: hospital (the name as a string), vocab_id
-    # (index in the training vocabulary, UNKNOWN_INDEX outside it), in_training_vocab (bool)
+    # the data set's hospitals, one row per site id in order of their first event: hospital (the name as a
+    # string), vocab_id (index in the training vocabulary, UNKNOWN_INDEX outside it), in_training_vocab (bool)
     sites: pd.DataFrame
     subject_id: np.ndarray  # (P,) int64
     pathway_id: np.ndarray  # (P,) int64
@@ -805,8 +805,9 @@ def _encode(ev, cols, pw, rows, owner, schema, labels, oracle, acc, context) -> 
             "matched": int(matched),
             "unmatched (no event at prediction_time)": len(frame) - int(matched),
         }
+    time_us = np.where(static, start_us, tus).astype(np.int64)
     hospital_id, hospital_name = _event_hospital(cols, rows, schema), _event_hospital_name(cols, rows)
-    site_id, sites = _event_sites(hospital_name, hospital_id)
+    site_id, sites = _event_sites(hospital_name, hospital_id, time_us)
     return EncodedPathways(
         offsets=offsets.astype(np.int64),
         categorical=cat,
@@ -814,7 +815,7 @@ def _encode(ev, cols, pw, rows, owner, schema, labels, oracle, acc, context) -> 
         numeric_missing=miss,
         time_since_prev_h=tsp,
         time_since_start_h=tss,
-        time_us=np.where(static, start_us, tus).astype(np.int64),
+        time_us=time_us,
         hour_of_day=hod,
         day_of_week=dow,
         event_labels=ev_labels,
@@ -847,17 +848,25 @@ def _event_hospital_name(cols: _EventColumns, rows: np.ndarray) -> np.ndarray:
     return np.where(c >= 0, hosp[1][np.maximum(c, 0)], None).astype(object)
 
 
-def _event_sites(name: np.ndarray, vocab_id: np.ndarray) -> tuple[np.ndarray, pd.DataFrame]:
+def _event_sites(name: np.ndarray, vocab_id: np.ndarray, time_us: np.ndarray) -> tuple[np.ndarray, pd.DataFrame]:
     """(N,) site id of each event and the site table (`EncodedPathways.event_site_id`, `EncodedPathways.sites`)
-    from its hospital's name (None where unknown) and training vocabulary index."""
+    from its hospital's name (None where unknown), training vocabulary index and time.
+
+    Sites are numbered in order of their first event (ties by name): the data up to any time t numbers its
+    hospitals as the whole data set does, so a site id never depends on events after t.
+    """
     known = pd.notna(name)
-    # names compared as strings, as the vocabulary compares them
-    codes, names = pd.factorize(name[known].astype(str), sort=True)
+    names = pd.Series(name[known].astype(str))  # compared as strings, as the vocabulary compares them
+    by_name = pd.DataFrame({"first_us": time_us[known], "vocab_id": vocab_id[known]}).groupby(names.to_numpy())
+    # one name has one vocabulary index, so any of its events gives it
+    table = by_name.agg(first_us=("first_us", "min"), vocab_id=("vocab_id", "first"))
+    table = table.rename_axis("hospital").reset_index().sort_values(["first_us", "hospital"], ignore_index=True)
     site_id = np.full(name.size, NO_SITE, dtype=np.int64)
-    site_id[known] = codes
-    first = np.unique(codes, return_index=True)[1]  # (S,) an event of each site: all share one vocabulary index
-    vocab = vocab_id[known][first].astype(np.int64)
-    sites = pd.DataFrame({"hospital": list(names), "vocab_id": vocab, "in_training_vocab": vocab != UNKNOWN_INDEX})
+    site_id[known] = pd.Index(table["hospital"]).get_indexer(names)
+    vocab = table["vocab_id"].to_numpy(np.int64)
+    sites = pd.DataFrame(
+        {"hospital": table["hospital"].tolist(), "vocab_id": vocab, "in_training_vocab": vocab != UNKNOWN_INDEX}
+    )
     return site_id, sites
 
 

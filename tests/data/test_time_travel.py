@@ -128,7 +128,7 @@ def per_event_and_per_pathway_fields(enc: EncodedPathways):
     P, N = enc.lengths.size, int(enc.offsets[-1])
     event_level, pathway_level = [], []
     for f in dataclasses.fields(enc):
-        if f.name in TARGET_FIELDS or f.name == "offsets":
+        if f.name in TARGET_FIELDS or f.name in ("offsets", "sites"):  # sites: the hospital table, not per row
             continue
         a = getattr(enc, f.name)
         assert isinstance(a, np.ndarray), f.name  # a new kind of field needs a rule here
@@ -251,6 +251,8 @@ def test_model_inputs_up_to_t_do_not_change_when_the_future_is_removed(city, eve
         np.testing.assert_array_equal(
             getattr(part.encoded, name), getattr(full.encoded, name)[where], err_msg=f"{name} at cut-off {t}"
         )
+    # event_site_id (compared above) points into the same hospitals: the table up to t is a prefix of the whole
+    assert part.encoded.sites.equals(full.encoded.sites.iloc[: len(part.encoded.sites)])
     # the status features really are there (not all missing), so their equality says something
     assert (~part.encoded.numeric_missing[:, 2:]).any()
 

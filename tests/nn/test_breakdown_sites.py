@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from hamburg_mamba.data import connect_hamburg_data, generate_synthetic, write_synthetic
+from hamburg_mamba.data import connect_hamburg_data, generate_synthetic, read_meds, write_synthetic
 from hamburg_mamba.data.cities import EXTERNAL_HOSPITALS
 from hamburg_mamba.data.schema import UNKNOWN_INDEX
 from hamburg_mamba.data.synthetic import SyntheticConfig
@@ -152,6 +152,24 @@ def test_an_ambulance_before_its_departure_is_unattributed(model, external):
     assert got.unattributed == 3 and got.overall.n_pathways == 4
     name = enc.event_hospital_name[latest[walk_in[0]]]
     assert list(got.hospitals) == [name] and got.hospitals[name].n_pathways == 1
+
+
+def test_hospitals_keep_their_site_id_when_later_events_are_removed(tiny_root, tiny_data):
+    """Sites are numbered by first appearance: the data up to t numbers its hospitals as the whole data does
+    (sorted by name, a hospital first seen after t would shift the others)."""
+    events = read_meds(tiny_root)["events"].drop(columns=["shard"])
+    seen = events.dropna(subset=["hospital"]).sort_values("time").drop_duplicates("hospital")
+    assert seen["hospital"].tolist() != sorted(seen["hospital"])  # else any numbering would pass
+    t = seen["time"].iloc[1]  # two hospitals seen by t, not the third
+    connect = lambda ev: connect_hamburg_data(ev, schema=tiny_data.schema, hospital_status=None)
+    whole, part = connect(events), connect(events[events["time"].isna() | (events["time"] <= t)])
+    assert part.encoded.sites["hospital"].tolist() == seen["hospital"].tolist()[:2]
+    assert part.encoded.sites.equals(whole.encoded.sites.iloc[:2])
+    for data in (whole, part):  # each event's site id names the hospital the connector recorded there
+        enc = data.encoded
+        known = enc.event_site_id >= 0
+        assert (enc.sites["hospital"].to_numpy()[enc.event_site_id[known]] == enc.event_hospital_name[known]).all()
+        assert pd.isna(enc.event_hospital_name[~known]).all()
 
 
 def test_the_model_reads_none_of_the_hospital_table(model, external):
