@@ -67,3 +67,25 @@ def test_risk_series_edges_equal_a_plain_loop(unit):
     # 3 none (14 starts at 3.2; carried); 4 and 5 pathway 14 (its rows at 4.0 and 5.0, the grid's last hour)
     assert got[2].tolist() == [0.3, 0.3, 0.2, 0.2, 0.1, 0.35]
     assert math.isclose(got[3].iloc[0], 0.0) and got[3].iloc[1] == 0.5
+
+
+def test_in_period_holds_the_decision_hour_and_the_whole_window_by_hand():
+    lo, hi, k = pd.Timestamp("2024-03-01 00:00"), pd.Timestamp("2024-03-02 00:00"), 6
+    hours = [-1, 0, 1, 17, 18, 19]  # hours after lo; 18 + 6 ends exactly at hi
+    table = pd.DataFrame({"time": [lo + pd.Timedelta(hours=h) for h in hours]})
+    assert C.in_period(table, lo, hi, k).tolist() == [False, True, True, True, True, False]
+
+
+def test_score_rows_reads_the_hour_and_leaves_unknown_hours_and_hospitals_nan():
+    t0 = pd.Timestamp("2024-03-01 00:00")
+    series = pd.DataFrame(
+        {"A": [0.1, 0.2, 0.3], "B": [0.7, 0.8, 0.9]},
+        index=pd.DatetimeIndex([t0 + pd.Timedelta(hours=h) for h in range(3)]),
+    )
+    table = pd.DataFrame(
+        {
+            "hospital": ["B", "A", "A", "C", "B"],
+            "time": [t0 + pd.Timedelta(hours=h) for h in (2, 0, 5, 1, 1)],  # A at hour 5: not in the series
+        }
+    )
+    np.testing.assert_array_equal(C.score_rows(table, series), [0.9, 0.1, np.nan, np.nan, 0.8])
