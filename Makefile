@@ -122,8 +122,8 @@ lint: $(INSTALL_STAMP)
 # function; results are kept there, so a second run only tries new or changed mutants. Then the per-module
 # table and every mutant not killed, and the hand-written C++ mutants (scripts/cpp_mutants.py).
 mutants: build
-	nice -n 10 $(VENV)/bin/mutmut run --max-children $(MAX_JOBS)
-	$(PY) scripts/mutation_report.py --equivalent docs/mutation_equivalent.txt --survivors
+	nice -n 10 $(PY) scripts/mutation_report.py run --max-children $(MAX_JOBS)
+	$(PY) scripts/mutation_report.py report --equivalent docs/mutation_equivalent.txt --survivors
 	nice -n 10 $(PY) scripts/cpp_mutants.py
 
 clean:
