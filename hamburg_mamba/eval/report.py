@@ -7,22 +7,31 @@
     report/calibration.png          reliability of the recalibrated probabilities, zoomed to their range, with
                                     each model's risk histogram
     report/decision_curves.png      net benefit vs alerting on everyone / no one, 0.5-20 % for rare outcomes
+    report/closure_timeline.png     per hospital: predicted closure risk over the whole window, the primary
+                                    model's alarm, closure starts, heat wave / flu wave / mass-casualty
+                                    incident shaded, held-out period marked
+    report/<figure>_external_<city>.png
+                                    the same four per external city, from its own prediction files
+                                    (run_comparison's external/<city>/); its timeline at every open hour of
+                                    its own hospitals, shaded from its own root
 
 Every figure draws a model in its one colour (MODEL_COLORS).
-    report/closure_timeline.png     per hospital: predicted closure risk over the whole window, closure starts,
-                                    heat wave / flu wave / mass-casualty incident shaded, held-out period marked
 """
 
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from hamburg_mamba.eval import closures as C
 from hamburg_mamba.eval import metrics as M
 from hamburg_mamba.eval import robustness, tripod
+from hamburg_mamba.eval.experiment import EXTERNAL_DIR
 from hamburg_mamba.eval.report_html import write_html
 
 SAFETY_GOAL_GAP = 0.02  # Mamba AUROC within this of the fair bound (the project's experiment goal)
@@ -50,6 +59,8 @@ REFERENCES = ("fair_bound", "oracle", "clairvoyant")
 CALIBRATION_MIN_RANGE = 0.05  # reliability axes never narrower than 0-5 %
 CALIBRATION_MARGIN = 1.15  # reliability axes reach this far beyond the highest bin
 CALIBRATION_HIST_BINS = 40
+ALARM_BAND = 0.06  # height of the closure timeline's alarm band (risk axis 0-1)
+PREDICTION_FILES = ("predictions.parquet", "pathway_predictions.parquet")  # event- and pathway-level rows
 RARE_PREVALENCE = 0.05  # below it a decision curve spans RARE_THRESHOLDS
 RARE_THRESHOLDS = np.round(np.arange(0.005, 0.2001, 0.005), 3)  # 0.5-20 %
 MODEL_ORDER = ("mamba", "hybrid", "gru", "transformer", "catboost", "news2", "fair_bound", "oracle")
@@ -245,10 +256,8 @@ def write_report(
     eval_dir, out_dir = Path(eval_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = json.loads((eval_dir / "metrics.json").read_text())
-    pred = pd.read_parquet(eval_dir / "predictions.parquet")
-    ppred = pd.read_parquet(eval_dir / "pathway_predictions.parquet")
     data_root = Path(data_root or metrics["split"]["root"])
-    plots = _plots(metrics, pred, ppred, eval_dir, out_dir, data_root)
+    figures = _figures(metrics, eval_dir, out_dir, data_root)
     md = ["# hamburg-mamba: held-out comparison", ""]
     periods = metrics.get("periods", {})
     md += [
@@ -287,7 +296,8 @@ def write_report(
     md += robustness.report_section(metrics)
     for label, block in sets[1:]:
         md += robustness.report_section(block, title=f"Robustness: {label}, rows beyond the training range")
-    md += ["## Plots (held-out period)", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
+    for heading, paths in figures:
+        md += [f"## Plots ({heading})", ""] + [f"![{p.stem}]({p.name})" for p in paths] + [""]
     md += ["## Notes", ""] + [f"- {n}" for n in metrics.get("notes", [])]
     miss = metrics.get("news2_missing_vitals", {}).get("held_out")
     if miss:
@@ -494,19 +504,53 @@ def _task_data(task, metrics, pred, ppred, recalibrated: bool = False):
     return y, out
 
 
-def _plots(metrics, pred, ppred, eval_dir, out_dir, data_root) -> list[Path]:
-    tasks = _binary_tasks(metrics)
-    paths = []
-    if tasks:
-        paths += [plot(metrics, tasks, pred, ppred, out_dir) for plot in (_roc_plot, _calibration_plot, _decision_plot)]
-    tl = eval_dir / "timeline.parquet"
-    if tl.exists():
-        paths.append(
-            _timeline_plot(
-                metrics, pd.read_parquet(tl), pd.read_parquet(eval_dir / "closures.parquet"), out_dir, data_root
-            )
-        )
-    return paths
+def _figures(metrics, eval_dir: Path, out_dir: Path, data_root: Path) -> list[tuple[str, list[Path]]]:
+    """(heading, figures) per data set: the held-out period from eval_dir's files, then each external city
+    from its own prediction files (eval_dir/external/<city>/), its figure names suffixed with the city."""
+    held = _binary_figures(metrics, *_prediction_frames(eval_dir), out_dir, "", HELD_OUT_LABEL)
+    timeline = eval_dir / "timeline.parquet"
+    if timeline.exists():
+        held.append(_held_out_timeline(metrics, timeline, eval_dir / "closures.parquet", out_dir, data_root))
+    out = [("held-out period", held)]
+    for city, suffix in figure_suffixes(metrics.get("external", {})).items():
+        block, folder, label = metrics["external"][city], eval_dir / EXTERNAL_DIR / city, f"external ({city})"
+        paths = _binary_figures(block, *_prediction_frames(folder), out_dir, suffix, label)
+        if block.get("closures") and (folder / "closure_series.parquet").exists():
+            paths.append(_external_timeline(block, folder / "closure_series.parquet", out_dir, suffix, label))
+        out.append((f"external: {city}", paths))
+    return out
+
+
+def figure_suffixes(cities) -> dict[str, str]:
+    """city -> the suffix of its figures' file names: "_external_<city>" in ASCII letters, digits and
+    underscores (a Markdown image link takes no spaces), numbered where two cities would share one."""
+    out: dict[str, str] = {}
+    for city in cities:
+        ascii_name = unicodedata.normalize("NFKD", city).encode("ascii", "ignore").decode()
+        base = "_external_" + (re.sub(r"[^A-Za-z0-9]+", "_", ascii_name).strip("_") or "city")
+        suffix, k = base, 2
+        while suffix in out.values():
+            suffix, k = f"{base}_{k}", k + 1
+        out[city] = suffix
+    return out
+
+
+def _prediction_frames(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(event-level, pathway-level) prediction tables that run_comparison wrote into `folder`."""
+    for name in PREDICTION_FILES:
+        if not (folder / name).is_file():
+            raise FileNotFoundError(f"{folder / name}: missing; the report reads run_comparison's {PREDICTION_FILES}")
+    return tuple(pd.read_parquet(folder / name) for name in PREDICTION_FILES)
+
+
+def _binary_figures(block, pred, ppred, out_dir: Path, suffix: str, label: str) -> list[Path]:
+    """ROC, calibration and decision curves of one data set's binary tasks (`block`: metrics or one external
+    city's entry), written as <figure><suffix>.png."""
+    tasks = _binary_tasks(block)
+    if not tasks:
+        return []
+    plots = (("roc", _roc_plot), ("calibration", _calibration_plot), ("decision_curves", _decision_plot))
+    return [plot(block, tasks, pred, ppred, out_dir / f"{stem}{suffix}.png", label) for stem, plot in plots]
 
 
 def _one_class(ax, task, y) -> bool:
@@ -517,14 +561,14 @@ def _one_class(ax, task, y) -> bool:
     return False
 
 
-def _save(plt, fig, path: Path) -> Path:
+def _save(plt, fig, path: Path, dpi: int = 90) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
 
-def _roc_plot(metrics, tasks, pred, ppred, out_dir) -> Path:
+def _roc_plot(metrics, tasks, pred, ppred, path: Path, label: str) -> Path:
     plt, fig, axes = _grid(len(tasks))
     for ax, task in zip(axes[: len(tasks)], tasks, strict=True):  # the grid's spare axes are switched off
         y, models = _task_data(task, metrics, pred, ppred)
@@ -537,13 +581,13 @@ def _roc_plot(metrics, tasks, pred, ppred, out_dir) -> Path:
         ax.set(
             xlabel="false positive rate (1 - specificity)",
             ylabel="sensitivity",
-            title=f"{task} (prevalence {y.mean():.3f})",
+            title=f"{task}, {label}\n(prevalence {y.mean():.3f})",
         )
         ax.legend(fontsize=7, title="AUROC", title_fontsize=7)
-    return _save(plt, fig, out_dir / "roc.png")
+    return _save(plt, fig, path)
 
 
-def _calibration_plot(metrics, tasks, pred, ppred, out_dir) -> Path:
+def _calibration_plot(metrics, tasks, pred, ppred, path: Path, label: str) -> Path:
     """Reliability of the recalibrated probabilities (what an alert would read), the axes zoomed to the range
     the predictions occupy, with each model's risk histogram below its panel."""
     import matplotlib
@@ -579,12 +623,12 @@ def _calibration_plot(metrics, tasks, pred, ppred, out_dir) -> Path:
             xlim=(0, hi),
             ylim=(0, hi),
             ylabel="observed rate",
-            title=f"{task} (prevalence {y.mean():.3f}), recalibrated",
+            title=f"{task}, {label}\n(prevalence {y.mean():.3f}), recalibrated",
         )
         top.legend(fontsize=7)
         bottom.set(xlabel=f"predicted risk (beyond {hi:.2f} counted in the last bar)", ylabel="rows")
         bottom.set_yscale("log")
-    return _save(plt, fig, out_dir / "calibration.png")
+    return _save(plt, fig, path)
 
 
 def calibration_zoom(y, models: dict[str, np.ndarray]) -> float:
@@ -603,7 +647,7 @@ def decision_thresholds(prevalence: float) -> np.ndarray:
     return RARE_THRESHOLDS if prevalence < RARE_PREVALENCE else M.DECISION_THRESHOLDS
 
 
-def _decision_plot(metrics, tasks, pred, ppred, out_dir) -> Path:
+def _decision_plot(metrics, tasks, pred, ppred, path: Path, label: str) -> Path:
     plt, fig, axes = _grid(len(tasks))
     for ax, task in zip(axes[: len(tasks)], tasks, strict=True):  # the grid's spare axes are switched off
         y, models = _task_data(task, metrics, pred, ppred, recalibrated=True)
@@ -619,46 +663,111 @@ def _decision_plot(metrics, tasks, pred, ppred, out_dir) -> Path:
         ax.set(
             xlabel="risk at which one would act (threshold, %)",
             ylabel="net benefit (true alerts per row)",
-            title=f"{task} (prevalence {y.mean():.3f}), recalibrated",
+            title=f"{task}, {label}\n(prevalence {y.mean():.3f}), recalibrated",
         )
         ax.legend(fontsize=7)
-    return _save(plt, fig, out_dir / "decision_curves.png")
+    return _save(plt, fig, path)
 
 
-def _timeline_plot(metrics, tl, closures, out_dir, data_root) -> Path:
+def _held_out_timeline(metrics, timeline: Path, closures: Path, out_dir: Path, data_root: Path) -> Path:
+    """The development city over its whole window (run_comparison's timeline.parquet: the primary model and
+    the oracle at every hour, in-sample before the held-out period)."""
+    held = metrics["periods"].get("held_out")
+    return _timeline_plot(
+        pd.read_parquet(timeline),
+        pd.read_parquet(closures),
+        _crisis_windows(data_root),
+        _alarm(metrics.get("closures")),
+        "Predicted 6-h closure risk per hospital (red lines: closure starts; dashed: start of the held-out "
+        "period, before it predictions are in-sample)",
+        out_dir / "closure_timeline.png",
+        pd.Timestamp(held[0]) if held else None,
+    )
+
+
+def _external_timeline(block, series: Path, out_dir: Path, suffix: str, label: str) -> Path:
+    """An external city's own hospitals at every open hour (its closure_series.parquet), the primary model
+    beside the generator's clairvoyant hazard; closure starts and crisis windows from the city's own root."""
+    root = Path(block["split"]["root"])
+    primary = block["closures"]["primary"]
+    frame = pd.read_parquet(series)
+    hourly = C.read_hourly(root)
+    starts = None if hourly is None else hourly.loc[hourly["closure_start"], ["hospital", "time"]]
+    missing = "" if starts is not None else f"; closure starts not shown: no system/hospital_hourly.parquet in {root}"
+    return _timeline_plot(
+        frame[frame["model"].isin([primary, "clairvoyant"])],
+        starts,
+        _crisis_windows(root),
+        _alarm(block["closures"]),
+        f"Predicted 6-h closure risk per hospital, {label}, every open hour (red lines: closure starts{missing})",
+        out_dir / f"closure_timeline{suffix}.png",
+    )
+
+
+def _alarm(closures: dict | None) -> tuple[str, float] | None:
+    """(primary model, its alarm threshold chosen on the development tuning hours), None without one."""
+    entry = (closures or {}).get("models", {}).get((closures or {}).get("primary"))
+    return None if entry is None else (closures["primary"], entry["threshold"])
+
+
+def _timeline_plot(series, starts, shades, alarm, title: str, path: Path, held_out_start=None) -> Path:
+    """One panel per hospital of `series` (hospital, time, model, risk): each source's risk, the alarm of
+    `alarm` ((model, threshold)) as a band along the foot where its risk is at or above the threshold, closure
+    starts (`starts`: hospital, time) as red lines, crisis windows shaded."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    hospitals = sorted(tl["hospital"].unique())
+    hospitals = sorted(series["hospital"].astype(str).unique())
     fig, axes = plt.subplots(len(hospitals), 1, figsize=(14, 1.9 * len(hospitals) + 0.6), sharex=True, squeeze=False)
-    shades = _crisis_windows(data_root)
-    held = metrics["periods"].get("held_out")
     for ax, h in zip(axes[:, 0], hospitals, strict=True):
-        for model, g in tl[tl["hospital"] == h].groupby("model"):
-            ax.plot(g["time"], g["risk"], lw=0.7, label=LABELS.get(model, model), alpha=0.9, **model_style(model))
-        for t in closures.loc[closures["hospital"] == h, "time"]:
-            ax.axvline(t, color="red", lw=0.6, alpha=0.7)
-        for a, b, label, color in shades:
-            ax.axvspan(a, b, color=color, alpha=0.25, label=label, lw=0)
-        if held:
-            ax.axvline(pd.Timestamp(held[0]), color="k", ls="--", lw=0.8)
+        mine = {model: _hourly(g) for model, g in series[series["hospital"].astype(str) == h].groupby("model")}
+        for model, risk in mine.items():
+            ax.plot(
+                risk.index, risk.to_numpy(), lw=0.7, label=LABELS.get(model, model), alpha=0.9, **model_style(model)
+            )
+        if alarm is not None and alarm[0] in mine:
+            _alarm_band(ax, mine[alarm[0]], *alarm)
+        if starts is not None:
+            for t in starts.loc[starts["hospital"].astype(str) == h, "time"]:
+                ax.axvline(t, color="red", lw=0.6, alpha=0.7)
+        for a, b, name, color in shades:
+            ax.axvspan(a, b, color=color, alpha=0.25, label=name, lw=0)
+        if held_out_start is not None:
+            ax.axvline(held_out_start, color="k", ls="--", lw=0.8)
         ax.set_ylabel(str(h).replace("Asklepios ", "A. "), fontsize=8)
         ax.set_ylim(0, 1)
     handles, labels = axes[0, 0].get_legend_handles_labels()
     uniq = dict(zip(labels, handles, strict=True))
     axes[0, 0].legend(uniq.values(), uniq.keys(), fontsize=7, ncol=6, loc="upper left")
-    axes[0, 0].set_title(
-        "Predicted 6-h closure risk per hospital (red lines: closure starts; dashed: start of the "
-        "held-out period, before it predictions are in-sample)",
-        fontsize=9,
+    axes[0, 0].set_title(title, fontsize=9)
+    return _save(plt, fig, path, dpi=80)
+
+
+def _hourly(g: pd.DataFrame) -> pd.Series:
+    """A source's risk (rows: time, risk) on every hour from its first to its last, NaN where it has no row:
+    the hours a hospital is closed break the line instead of being bridged."""
+    risk = g.set_index("time")["risk"].sort_index()
+    return risk.reindex(pd.date_range(risk.index.min(), risk.index.max(), freq="h"))
+
+
+def _alarm_band(ax, risk: pd.Series, model: str, threshold: float) -> None:
+    """The alarm's threshold as a dotted line and the hours it stands as a band along the foot, both in the
+    model's colour."""
+    on = (risk >= threshold).to_numpy()
+    ax.axhline(threshold, color=model_color(model), ls=":", lw=0.8)
+    ax.fill_between(
+        risk.index,
+        0,
+        ALARM_BAND,
+        where=on,
+        step="post",
+        color=model_color(model),
+        alpha=0.6,
+        lw=0,
+        label=f"alarm on ({LABELS.get(model, model)} >= {threshold:.2f}, tuning threshold)",
     )
-    fig.tight_layout()
-    path = out_dir / "closure_timeline.png"
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
 
 
 def _crisis_windows(root: Path) -> list[tuple]:

@@ -7,13 +7,16 @@ city is fitted on" is checked by evaluating with and without it and by refitting
 training rows alone; the closures against the external city's own hourly table.
 """
 
+import base64
 import json
 import re
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
+from test_report import CHROMIUM, rendered_images  # the headless-browser probe of the report's figures
 
 from hamburg_mamba.data import SyntheticConfig, generate_synthetic, read_meds, write_synthetic
 from hamburg_mamba.data.schema import UNKNOWN_INDEX
@@ -26,6 +29,7 @@ MODEL = "known"
 N_BOOT = 40
 CATBOOST = CatBoostSettings(iterations=20, seed=5)
 LOGIT_EPS = 1e-6  # metrics.logit's clip
+FIGURES = ("roc", "calibration", "decision_curves", "closure_timeline")  # per data set in the report
 # Three of the external preset's hospitals (none of them in Hamburg) over ten spring days at the tiny city's
 # scale: 1,100 labelled rows per patient task, 20 closure starts, in 9 s on the 2-core machine.
 TINY_EXTERNAL = dict(
@@ -200,10 +204,52 @@ def test_external_closures_are_scored_at_the_external_cities_own_hospital_hours(
         assert entry["threshold"] == metrics["closures"]["models"][name]["threshold"], name
 
 
-def test_report_shows_the_external_city_beside_the_held_out_period(evaluated, tmp_path):
-    _, _, out, out_alone = evaluated
-    RP.write_report(out, tmp_path / "report")
-    md = (tmp_path / "report" / "README.md").read_text()
+@pytest.fixture(scope="module")
+def reported(evaluated, tmp_path_factory):
+    """The report of the evaluation with the external city, and what each figure drew: file name -> one
+    Panel per axes."""
+    folder = tmp_path_factory.mktemp("report")
+    drawn, save = {}, RP._save
+
+    def recording(plt, fig, path, **kwargs):
+        drawn[path.name] = [Panel.of(ax) for ax in fig.axes]
+        return save(plt, fig, path, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(RP, "_save", recording)
+        RP.write_report(evaluated[2], folder)
+    return folder, drawn
+
+
+@dataclass
+class Panel:
+    """What one axes drew: its title and y label, its lines as (label, colour, x, y) and its shaded spans as
+    label -> (start, end)."""
+
+    title: str
+    ylabel: str
+    lines: list[tuple]
+    spans: dict[str, tuple[pd.Timestamp, pd.Timestamp]]
+    legend: list[str]
+
+    @classmethod
+    def of(cls, ax):
+        import matplotlib.dates as mdates
+
+        lines = [(line.get_label(), line.get_color(), line.get_xdata(), line.get_ydata()) for line in ax.get_lines()]
+        spans = {}
+        for patch in ax.patches:  # axvspan: x in data units (days), y in axes units
+            x = patch.get_patch_transform().transform(patch.get_path().vertices)[:, 0]
+            spans[patch.get_label()] = tuple(
+                pd.Timestamp(mdates.num2date(v)).tz_localize(None) for v in (x.min(), x.max())
+            )
+        legend = [t.get_text() for t in ax.get_legend().get_texts()] if ax.get_legend() else []
+        return cls(ax.get_title(), ax.get_ylabel(), lines, spans, legend)
+
+
+def test_report_shows_the_external_city_beside_the_held_out_period(evaluated, reported, tmp_path):
+    _, _, _, out_alone = evaluated
+    md = (reported[0] / "README.md").read_text()
     label = f"external ({CITY})"
     summary = md[md.index("## Summary") : md.index("## Goal check")]
     assert f"| closure_6h | {RP.HELD_OUT_LABEL} |" in summary and f"| closure_6h | {label} |" in summary
@@ -213,11 +259,94 @@ def test_report_shows_the_external_city_beside_the_held_out_period(evaluated, tm
     evaluation = md[md.index("## Model evaluation (TRIPOD+AI") : md.index("## Limitations")]
     assert f"External validation ({CITY}" in evaluation and "St. Marien Emscherstadt" in evaluation
     assert f"external validation ({CITY})" in md[md.index("## Participants") : md.index("## Outcomes")]
-    page = (tmp_path / "report" / "report.html").read_text()
+    page = (reported[0] / "report.html").read_text()
     assert f"<td>{label}</td>" in page and "<h2>Model evaluation (TRIPOD+AI items 12, 16, 23)</h2>" in page
     RP.write_report(out_alone, tmp_path / "alone")
     alone = (tmp_path / "alone" / "README.md").read_text()
     assert "external (" not in alone and "External validation: not run" in alone
+
+
+def test_external_figures_are_written_referenced_and_embedded(reported):
+    folder, _ = reported
+    md = (folder / "README.md").read_text()
+    held_out = md[md.index("## Plots (held-out period)") : md.index(f"## Plots (external: {CITY})")]
+    external = md[md.index(f"## Plots (external: {CITY})") : md.index("## Notes")]
+    page = (folder / "report.html").read_text()
+    for figure in FIGURES:
+        name = f"{figure}_external_{CITY}"
+        assert f"![{name}]({name}.png)" in external and name not in held_out
+        data = base64.b64encode((folder / f"{name}.png").read_bytes()).decode("ascii")
+        assert f'<img alt="{name}" src="data:image/png;base64,{data}">' in page
+    assert "![roc](roc.png)" in held_out  # the development city's held-out figures keep their names
+    assert page.count("<img ") == md.count("\n![") == len(list(folder.glob("*.png")))
+
+
+def test_external_roc_curves_are_drawn_from_the_external_predictions(evaluated, reported):
+    """Each plotted ROC curve's area (trapezoids over its drawn points) is the external city's AUROC, and each
+    model keeps its held-out colour."""
+    metrics, _, _, _ = evaluated
+    tasks = metrics["external"][CITY]["tasks"]
+    label_of = lambda task: {RP.LABELS.get(m, m): m for m in tasks[task]["models"]}
+    held_out_colour = {
+        label.rsplit(" ", 1)[0]: colour
+        for panel in reported[1]["roc.png"]
+        for label, colour, _, _ in panel.lines
+        if not label.startswith("_")
+    }
+    drawn = {}
+    for panel in reported[1][f"roc_external_{CITY}.png"]:
+        if not panel.lines:  # a spare axes of the grid
+            continue
+        task, rest = panel.title.split(", ", 1)
+        assert rest.startswith(f"external ({CITY})\n(prevalence {tasks[task]['prevalence']:.3f})")
+        drawn[task] = set()
+        for label, colour, fpr, tpr in panel.lines:
+            if label.startswith("_"):  # the chance diagonal
+                continue
+            name = label.rsplit(" ", 1)[0]
+            model = label_of(task)[name]
+            area = np.trapezoid(tpr, fpr)
+            assert area == pytest.approx(tasks[task]["models"][model]["auroc"]["value"], abs=1e-12), (task, model)
+            assert colour == RP.model_color(model) == held_out_colour.get(name, colour)
+            drawn[task].add(model)
+        assert drawn[task] == set(tasks[task]["models"]), task
+    assert {"closure_6h", "icu_transfer"} <= set(drawn) and "catboost" in held_out_colour
+
+
+def test_external_timeline_is_the_citys_own_hospitals_closures_alarm_and_crises(evaluated, reported, external_root):
+    metrics, _, out, _ = evaluated
+    panels = reported[1][f"closure_timeline_external_{CITY}.png"]
+    hourly = pd.read_parquet(external_root / "system" / "hospital_hourly.parquet")
+    hourly["hospital"] = hourly["hospital"].astype(str)
+    starts = hourly[hourly["closure_start"].astype(bool)].groupby("hospital").size()
+    assert sorted(p.ylabel for p in panels) == sorted(TINY_EXTERNAL["hospitals"])
+    series = pd.read_parquet(out / "external" / CITY / "closure_series.parquet")
+    threshold = metrics["external"][CITY]["closures"]["models"][MODEL]["threshold"]
+    for panel in panels:
+        closures = [line for line in panel.lines if line[1] == "red"]
+        assert len(closures) == starts.get(panel.ylabel, 0), panel.ylabel
+        own = series[(series["hospital"] == panel.ylabel) & (series["model"] == MODEL)].sort_values("time")
+        risk = next(y for label, _, _, y in panel.lines if label == MODEL)
+        # every open hour of the hospital, the hours it was closed left as gaps
+        np.testing.assert_array_equal(risk[np.isfinite(risk)], own["risk"].to_numpy())
+        closed = hourly[(hourly["hospital"] == panel.ylabel) & hourly["closed_at_hour_start"].astype(bool)]
+        inside = closed["time"].between(own["time"].min(), own["time"].max())
+        assert np.isnan(risk).sum() == inside.sum()
+        assert [y for label, c, _, y in panel.lines if c == RP.model_color(MODEL) and label.startswith("_")] == [
+            [threshold, threshold]
+        ]
+        # the external city's heat wave (its config), not the development city's
+        heat = panel.spans["heat wave"]
+        assert heat[0].normalize() == pd.Timestamp(TINY_EXTERNAL["heat_wave_start"])
+        assert heat[1] - heat[0] < pd.Timedelta(days=TINY_EXTERNAL["heat_wave_days"])
+    assert any(t.startswith(f"alarm on ({MODEL} >= {threshold:.2f}") for t in panels[0].legend)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (scripts/install_system_deps.sh installs it)")
+def test_external_figures_render_in_a_headless_browser(reported, tmp_path):
+    page = (reported[0] / "report.html").read_text()
+    assert all(f'<img alt="{figure}_external_{CITY}"' in page for figure in FIGURES)
+    assert rendered_images(page, tmp_path) == ["1"] * page.count("<img ")
 
 
 @pytest.mark.parametrize(

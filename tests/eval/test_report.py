@@ -142,6 +142,12 @@ def test_html_is_self_contained(reported):
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (scripts/install_system_deps.sh installs it)")
 def test_html_figures_render_in_a_headless_browser(reported, tmp_path):
     page = (reported / "report" / "report.html").read_text()
+    flags = rendered_images(page, tmp_path)
+    assert flags == ["1"] * page.count("<img "), f"figures not rendered: {flags}"
+
+
+def rendered_images(page: str, tmp_path) -> list[str]:
+    """Per <img> of the page as headless Chromium loaded it: "1" when it decoded to a picture with a width."""
     probe = tmp_path / "probe.html"
     probe.write_text(page.replace("</body>", RENDER_PROBE + "</body>"))
     dom = subprocess.run(
@@ -160,5 +166,4 @@ def test_html_figures_render_in_a_headless_browser(reported, tmp_path):
     ).stdout
     rendered = re.search(r'data-rendered="([^"]*)"', dom)
     assert rendered, f"the page did not finish loading in chromium; DOM starts {dom[:300]!r}"
-    flags = rendered.group(1).split(",")
-    assert flags == ["1"] * page.count("<img "), f"figures not rendered: {flags}"
+    return rendered.group(1).split(",")
