@@ -706,8 +706,9 @@ def _external_timeline(block, series: Path, out_dir: Path, suffix: str, label: s
 
 def _alarm(closures: dict | None) -> tuple[str, float] | None:
     """(primary model, its alarm threshold chosen on the development tuning hours), None without one."""
-    entry = (closures or {}).get("models", {}).get((closures or {}).get("primary"))
-    return None if entry is None else (closures["primary"], entry["threshold"])
+    if not closures or closures.get("primary") not in closures.get("models", {}):
+        return None
+    return closures["primary"], closures["models"][closures["primary"]]["threshold"]
 
 
 def _timeline_plot(series, starts, shades, alarm, title: str, path: Path, held_out_start=None) -> Path:

@@ -129,6 +129,16 @@ def test_decision_curves_span_half_to_twenty_percent_for_rare_outcomes():
     assert RP.decision_thresholds(0.2)[-1] == pytest.approx(0.5)
 
 
+def test_figure_names_of_external_cities_are_plain_and_distinct():
+    cities = ["Düsseldorf", "Bad Homburg", "Bad-Homburg", "!!"]
+    assert list(RP.figure_suffixes(cities).values()) == [
+        "_external_Dusseldorf",
+        "_external_Bad_Homburg",
+        "_external_Bad_Homburg_2",
+        "_external_city",
+    ]
+
+
 def test_html_is_self_contained(reported):
     page = (reported / "report" / "report.html").read_text()
     sources = re.findall(r'<img [^>]*src="([^"]+)"', page)
