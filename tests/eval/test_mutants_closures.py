@@ -89,3 +89,74 @@ def test_score_rows_reads_the_hour_and_leaves_unknown_hours_and_hospitals_nan():
         }
     )
     np.testing.assert_array_equal(C.score_rows(table, series), [0.9, 0.1, np.nan, np.nan, 0.8])
+
+
+def _hourly_table(hours, starts):
+    """Open hospital-hours of one hospital (none closed), closure starts at the given hour indexes."""
+    hourly = pd.DataFrame(
+        {
+            "hospital": "A",
+            "time": pd.date_range("2023-11-01 00:00", periods=hours, freq="h"),
+            "closure_start": np.isin(np.arange(hours), starts),
+            "closed_at_hour_start": False,
+            "closure_hazard": np.float32(0.01),
+        }
+    )
+    return C.hospital_hours(hourly, horizons=(6,))
+
+
+def test_warning_summary_every_field_by_hand():
+    # the first day's hours are by design (no closure can be seen starting in them), so the alarms come later
+    table = _hourly_table(72, [40, 71])
+    risk = np.zeros(72)
+    risk[27] = 0.4  # exactly at the threshold: on
+    risk[34:42] = 0.5  # the closure at 40 is warned 6 h ahead, exactly
+    risk[43:45] = 0.5  # fires at 43 with no start in 43..66: false
+    on = risk >= 0.4
+    scored = table["labelled_6h"].to_numpy() & ~table["by_design_6h"].to_numpy()
+    design = table["by_design_6h"].to_numpy() & table["labelled_6h"].to_numpy()
+    y = table["y_6h"].to_numpy()
+    rows = [i for i in range(72) if scored[i]]
+    alarmed = [i for i in rows if on[i]]
+    want = {
+        "threshold": 0.4,
+        "horizon_h": 6,
+        "closures": 2,
+        "warned_share": 0.5,
+        "warned_6h_share": 0.5,
+        "median_lead_h": 3.0,  # leads 6 and (missed) 0
+        "median_lead_warned_h": 6.0,
+        "max_lead_h": 6.0,
+        "alarm_share": len(alarmed) / len(rows),
+        "alarm_precision": sum(y[i] for i in alarmed) / len(alarmed),
+        "prevalence": sum(y[i] for i in rows) / len(rows),
+        "scored_hours": len(rows),
+        "by_design_hours": int(design.sum()),
+        "alarm_share_by_design": on[design].mean() if design.any() else np.nan,
+        "firings": 3,  # at 27, 34 and 43
+        "false_alarms": 1,
+        "false_alarms_per_week": 1 / (72 / 168),
+        "hospital_weeks": 72 / 168,
+    }
+    got = C.warning_summary(table, risk, 0.4)
+    assert got.keys() == want.keys()
+    for k, v in want.items():
+        np.testing.assert_allclose(got[k], v, rtol=1e-12, err_msg=k)
+    assert 0 < len(alarmed) < len(rows) and sum(y[i] for i in alarmed) > 0
+
+
+def test_warning_summary_without_scored_rows_closures_or_warnings_is_nan():
+    table = _hourly_table(30, []).assign(labelled_6h=False)
+    got = C.warning_summary(table, np.zeros(30), 0.4)
+    assert got["closures"] == 0 and got["scored_hours"] == 0 and got["firings"] == 0
+    for k in ("warned_share", "warned_6h_share", "median_lead_h", "median_lead_warned_h", "max_lead_h"):
+        assert math.isnan(got[k]), k
+    for k in ("alarm_share", "alarm_precision", "prevalence", "alarm_share_by_design"):
+        assert math.isnan(got[k]), k
+
+
+def test_choose_threshold_falls_back_to_the_highest_candidate_when_none_meets_the_budget():
+    table = _hourly_table(72, [])  # no closure: every firing is false
+    highest = float(C.CANDIDATE_THRESHOLDS[-1])
+    assert C.choose_threshold(table, np.full(72, 1.0), max_false_alarms_per_week=0.0) == highest
+    assert highest == max(C.CANDIDATE_THRESHOLDS) <= 1.0
