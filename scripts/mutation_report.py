@@ -1,6 +1,6 @@
 """Mutation testing of the modules whose numbers users act on (docs/testing.md, "Mutation testing").
 
-    python scripts/mutation_report.py run [MODULE ...] [--max-children N] [--survivors]
+    python scripts/mutation_report.py run [MODULE ...] [--max-children N]
     python scripts/mutation_report.py report [--equivalent FILE] [--survivors]
 
 `run` gives each module of `[tool.mutmut.modules]` in pyproject.toml its own mutmut 3 run, in its own folder
@@ -12,8 +12,6 @@ module with `sample = "[05]"` runs only the mutants whose number within their fu
 folder holds a copy of pyproject.toml whose [tool.mutmut] names the one module and its tests, and links to
 hamburg_mamba/, csrc/ and tests/. Every run starts afresh (mutmut's copy of the package is deleted first: it only
 adds files, so a module moved or deleted since the last run would still be imported from the stale copy).
-`run --survivors` instead keeps the folder and reruns only its mutants not killed, against the tests as they
-are now (after new tests were added for them).
 
 `report` reads `mutmut results --all true` in every run folder, counts each module's mutants by status and prints a
 Markdown table. The score is killed / (mutants that ran, less those judged equivalent): a timeout counts as killed
@@ -101,25 +99,18 @@ def prepare(folder: Path, config: str, root: Path = ROOT) -> None:
         target.write_text(config)
 
 
-def run_module(module: str, spec: dict, config: str, max_children: int, survivors_only: bool = False) -> int:
+def run_module(module: str, spec: dict, config: str, max_children: int) -> int:
     folder = ROOT / RUNS / Path(module).stem
     prepare(folder, config)
+    shutil.rmtree(folder / "mutants", ignore_errors=True)
     cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)]
-    if survivors_only:
-        names = [n for n, s in read_results(folder).items() if s not in KILLED | NOT_RUN]
-        if not names:
-            print(f"== {module}: no survivors to rerun", flush=True)
-            return 0
-        cmd += names
-    else:
-        shutil.rmtree(folder / "mutants", ignore_errors=True)
-        if spec.get("sample"):
-            cmd.append(f"{dotted(module)}.*__mutmut_*{spec['sample']}")
+    if spec.get("sample"):
+        cmd.append(f"{dotted(module)}.*__mutmut_*{spec['sample']}")
     print(f"== {module}: {' '.join(cmd[1:])} (in {folder.relative_to(ROOT)})", flush=True)
     return subprocess.run(cmd, cwd=folder).returncode
 
 
-def run(modules: list[str], max_children: int, survivors_only: bool = False) -> int:
+def run(modules: list[str], max_children: int) -> int:
     text, data = read_pyproject()
     mutmut = data["tool"]["mutmut"]
     known = mutmut["modules"]
@@ -128,8 +119,7 @@ def run(modules: list[str], max_children: int, survivors_only: bool = False) -> 
         raise SystemExit(f"run: {unknown} not in [tool.mutmut.modules] (known: {sorted(known)})")
     failed = 0
     for module in modules or list(known):
-        config = module_config(text, mutmut, module)
-        failed |= run_module(module, known[module], config, max_children, survivors_only) != 0
+        failed |= run_module(module, known[module], module_config(text, mutmut, module), max_children) != 0
     return int(failed)
 
 
@@ -240,14 +230,13 @@ def main(argv=None) -> int:
     r = sub.add_parser("run", help="one mutmut run per module of [tool.mutmut.modules], against its own tests")
     r.add_argument("modules", nargs="*", help="paths as in [tool.mutmut.modules] (default: all, in table order)")
     r.add_argument("--max-children", type=int, default=1, help="mutmut worker processes (default 1)")
-    r.add_argument("--survivors", action="store_true", help="rerun only the mutants a previous run did not kill")
     p = sub.add_parser("report", help="per-module table of the runs")
     p.add_argument("--runs", type=Path, default=ROOT / RUNS, help="folder of the per-module run folders")
     p.add_argument("--equivalent", type=Path, help="file of mutants judged equivalent: `name  # reason` a line")
     p.add_argument("--survivors", action="store_true", help="also list every mutant not killed")
     args = ap.parse_args(argv)
     if args.command == "run":
-        return run(args.modules, args.max_children, args.survivors)
+        return run(args.modules, args.max_children)
     return report(args.runs, args.equivalent, args.survivors)
 
 
