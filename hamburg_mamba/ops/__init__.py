@@ -1,5 +1,6 @@
 """Compiled ops (torch.ops.hamburg_mamba): selective scan and causal conv1d, with their pure-PyTorch references."""
 
+from hamburg_mamba.ops.block_step import mamba_block_step
 from hamburg_mamba.ops.causal_conv1d import causal_conv1d_fn, causal_conv1d_update
 from hamburg_mamba.ops.mamba_inner import mamba_inner_fn
 from hamburg_mamba.ops.reference import (
@@ -13,7 +14,6 @@ from hamburg_mamba.ops.reference_mixer import mamba_inner_ref
 from hamburg_mamba.ops.selective_scan import (
     CHECKPOINT_INTERVAL,
     cpu_isa,
-    mamba_block_step,
     selective_scan_fn,
 )
 from hamburg_mamba.ops.state_update import selective_state_update

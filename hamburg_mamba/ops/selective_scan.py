@@ -10,9 +10,7 @@ The ops themselves live in `torch.ops.hamburg_mamba` (C++/CUDA, registered by `h
         -> (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dinitial_state)
     selective_state_update(state!, x, dt, A, B, C, D?, z?, dt_bias?, dt_scale?, dt_softplus) -> out
                        (public wrapper with mamba_ssm's layouts: hamburg_mamba.ops.state_update)
-    mamba_block_step(x, norm_weight, norm_eps, in_proj_weight, conv_state!, conv_weight, conv_bias?,
-                     x_proj_weight, dt_proj_weight, dt_proj_bias, A, D, ssm_state!, dt_scale?, out_proj_weight)
-        -> out    (CPU only)
+    mamba_block_step(...) -> out    (CPU only; wrapper and fake kernel: hamburg_mamba.ops.block_step)
 The math is specified by `hamburg_mamba.ops.reference.selective_scan_ref`.
 """
 
@@ -72,55 +70,6 @@ def selective_scan_fn(
         u, delta, A, B, C, D, z, delta_bias, initial_state, dt_scale, delta_softplus, needs_grad
     )
     return (out, last_state) if return_last_state else out
-
-
-def mamba_block_step(
-    x: torch.Tensor,
-    norm_weight: torch.Tensor,
-    norm_eps: float,
-    in_proj_weight: torch.Tensor,
-    conv_state: torch.Tensor,
-    conv_weight: torch.Tensor,
-    conv_bias: torch.Tensor | None,
-    x_proj_weight: torch.Tensor,
-    dt_proj_weight: torch.Tensor,
-    dt_proj_bias: torch.Tensor,
-    A: torch.Tensor,
-    D: torch.Tensor,
-    ssm_state: torch.Tensor,
-    dt_scale: torch.Tensor | None,
-    out_proj_weight: torch.Tensor,
-) -> torch.Tensor:
-    """One event of a pre-norm residual Mamba block on the CPU, for streaming inference (no gradients):
-    x + out_proj(mixer(rms_norm(x))) with the mixer of `hamburg_mamba.nn.SelectiveSSMLayer` (in_proj, causal
-    depthwise conv over `conv_state` and SiLU, x_proj, dt_proj, one `selective_state_update` step with
-    softplus, D skip and SiLU(z) gate). Advances `conv_state` and `ssm_state` in place.
-
-    Glossary: M d_model, E d_inner, K d_conv, R dt_rank. Shapes: x (B, M); norm_weight (M,);
-    in_proj_weight (2E, M); conv_state (B, E, K), oldest input first; conv_weight (E, K); conv_bias,
-    dt_proj_bias, D (E,); x_proj_weight (R + 2N, E); dt_proj_weight (E, R); A (E, N); ssm_state (B, E, N);
-    dt_scale (B,) non-negative; out_proj_weight (M, E). Returns (B, M).
-    x, states and the small parameters are float32 or float64 (one dtype); the four projection weights are in
-    that dtype, or float16 / bfloat16 with float32 x (converted to float32 as they are read; sums in float32).
-    All contiguous, on the CPU. The weights are read once per call for all B rows, so it suits small B.
-    """
-    return _ops.mamba_block_step(
-        x,
-        norm_weight,
-        norm_eps,
-        in_proj_weight,
-        conv_state,
-        conv_weight,
-        conv_bias,
-        x_proj_weight,
-        dt_proj_weight,
-        dt_proj_bias,
-        A,
-        D,
-        ssm_state,
-        dt_scale,
-        out_proj_weight,
-    )
 
 
 def _variable_layout(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor):
@@ -252,47 +201,6 @@ def _selective_state_update_fake(state, x, dt, A, B, C, D, z, dt_bias, dt_scale,
         "selective_state_update",
         "x",
         dict(state=state, x=x, dt=dt, A=A, B=B, C=C, D=D, z=z, dt_bias=dt_bias, dt_scale=dt_scale),
-    )
-    return x.new_empty(x.shape)
-
-
-@torch.library.register_fake("hamburg_mamba::mamba_block_step")
-def _mamba_block_step_fake(
-    x,
-    norm_weight,
-    norm_eps,
-    in_proj_weight,
-    conv_state,
-    conv_weight,
-    conv_bias,
-    x_proj_weight,
-    dt_proj_weight,
-    dt_proj_bias,
-    A,
-    D,
-    ssm_state,
-    dt_scale,
-    out_proj_weight,
-):
-    _check_one_device(
-        "mamba_block_step",
-        "x",
-        dict(
-            x=x,
-            norm_weight=norm_weight,
-            in_proj_weight=in_proj_weight,
-            conv_state=conv_state,
-            conv_weight=conv_weight,
-            conv_bias=conv_bias,
-            x_proj_weight=x_proj_weight,
-            dt_proj_weight=dt_proj_weight,
-            dt_proj_bias=dt_proj_bias,
-            A=A,
-            D=D,
-            ssm_state=ssm_state,
-            dt_scale=dt_scale,
-            out_proj_weight=out_proj_weight,
-        ),
     )
     return x.new_empty(x.shape)
 
