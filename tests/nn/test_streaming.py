@@ -109,6 +109,34 @@ def test_monitor_thousands_of_live_pathways():
     )
 
 
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("numeric", float("nan"), "PathwayBatch.numeric: expected finite values"),
+        ("numeric", float("inf"), "PathwayBatch.numeric: expected finite values"),
+        ("time_since_prev_h", float("nan"), "PathwayBatch.time_since_prev_h: expected finite values"),
+        ("time_since_prev_h", -0.5, r"PathwayBatch.time_since_prev_h: expected values in \[0.0, inf\]"),
+        ("hour_of_day", float("nan"), "PathwayBatch.hour_of_day: expected finite values"),
+    ],
+)
+def test_a_non_finite_streamed_event_is_refused_before_it_poisons_the_cache(field, value, message):
+    """A NaN that reached the cache would make every later output of its pathway NaN; the step refuses the
+    event by name and leaves the cache as it was, so the next good event streams on as if it never came."""
+    model = build("mamba")
+    batch = make_batch([3, 3], seed=7)
+    cache = model.empty_cache(2)
+    model.step(select(batch, [0, 1], slice(0, 1)), cache)
+    before = copy.deepcopy(cache)
+    bad = select(batch, [0, 1], slice(1, 2))
+    getattr(bad, field)[1, 0, ...] = value
+    with pytest.raises(ValueError, match=message):
+        model.step(bad, cache)
+    for got, want in zip(cache, before, strict=True):
+        assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got)
+    out = model.step(select(batch, [0, 1], slice(1, 2)), cache)
+    assert all(bool(torch.isfinite(p).all()) for p in out.predictions.values())
+
+
 def test_step_refuses_training_mode_and_bad_events():
     model = build("mamba").train()
     batch = make_batch([4], seed=5)
