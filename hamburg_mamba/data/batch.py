@@ -140,7 +140,7 @@ class PathwayBatch:
         if not torch.equal(self.mask.sum(1), self.lengths):
             raise ValueError("PathwayBatch.lengths: does not equal mask.sum(1)")
         self._check_sites()
-        self._check_values()
+        self.check_values()
 
     def _check_sites(self) -> None:
         site = self.event_site_id
@@ -157,25 +157,47 @@ class PathwayBatch:
                 f"(0..{len(self.site_names) - 1}), got [{site.min().item()}, {site.max().item()}]"
             )
 
-    def _check_values(self) -> None:
-        # One NaN input makes every later output of its pathway NaN (the recurrence carries it), and a NaN in a
-        # masked slot still poisons the weights' gradients (0 * NaN); negative gaps mean events out of time order.
-        for name in ("numeric", "time_since_prev_h", "time_since_start_h", "hour_of_day"):
+    def _values_ok(self) -> bool:
+        """The fast path of `check_values`: every numeric value finite, every ranged field's min and max inside
+        its range (a NaN fails both comparisons; the ranged float fields must also be finite)."""
+        if not bool(torch.isfinite(self.numeric).all()):
+            return False
+        for name, (low, high) in VALUE_RANGES.items():
+            t = getattr(self, name)
+            if t.numel():
+                lo, hi = (v.item() for v in t.aminmax())
+                if not (low <= lo and hi <= high and math.isfinite(hi)):
+                    return False
+        return True
+
+    def check_values(self) -> None:
+        """Raise ValueError naming the first field with a non-finite or out-of-range value. One NaN input makes
+        every later output of its pathway NaN (the recurrence carries it, and a streamed one stays in the cache),
+        a NaN in a masked slot still poisons the weights' gradients (0 * NaN), and negative gaps mean events out
+        of time order. One fused test with a single synchronisation on the fast path (streaming calls this per
+        event); the field-by-field search only when it fails."""
+        if self._values_ok():
+            return
+        for name in FINITE_FIELDS:
             if not bool(torch.isfinite(getattr(self, name)).all()):
                 raise ValueError(f"PathwayBatch.{name}: expected finite values, got NaN or inf")
-        # Closed ranges: a time a microsecond before midnight is 24.0 hours in float32.
-        ranges = {
-            "time_since_prev_h": (0.0, math.inf),
-            "time_since_start_h": (0.0, math.inf),
-            "hour_of_day": (0.0, HOURS_PER_DAY),
-            "day_of_week": (0, DAYS_PER_WEEK - 1),
-        }
-        for name, (low, high) in ranges.items():
+        for name, (low, high) in VALUE_RANGES.items():
             t = getattr(self, name)
             if t.numel() and bool(((t < low) | (t > high)).any()):
                 raise ValueError(
                     f"PathwayBatch.{name}: expected values in [{low}, {high}], got [{t.min().item()}, {t.max().item()}]"
                 )
+
+
+# Fields of `PathwayBatch.check_values`: finite, and within closed ranges (a time a microsecond before midnight
+# is 24.0 hours in float32).
+FINITE_FIELDS = ("numeric", "time_since_prev_h", "time_since_start_h", "hour_of_day")
+VALUE_RANGES = {
+    "time_since_prev_h": (0.0, math.inf),
+    "time_since_start_h": (0.0, math.inf),
+    "hour_of_day": (0.0, HOURS_PER_DAY),
+    "day_of_week": (0, DAYS_PER_WEEK - 1),
+}
 
 
 def collate(enc, idx: np.ndarray, schema) -> PathwayBatch:

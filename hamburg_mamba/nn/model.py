@@ -272,7 +272,7 @@ class HamburgHealthcareSafetyMamba(nn.Module):
                 f"step: events must be a PathwayBatch of one real event per pathway (mask (B, 1) all "
                 f"True), got mask {tuple(events.mask.shape)}"
             )
-        check_step_values(events)
+        events.check_values()  # before the cache advances: a NaN there would stay for good
         x = self.encoder(events)[:, 0]  # (B, D)
         clock = event_clock(events.time_since_prev_h, events.mask, self.config.time_unit_h)[:, 0]  # (B,)
         h = self.backbone.step(x, cache, clock, weights_dtype=weights_dtype)  # (B, D)
@@ -403,22 +403,6 @@ def check_batch(batch) -> None:
     steps = torch.arange(batch.mask.shape[1], device=batch.mask.device)
     if not torch.equal(batch.mask, steps[None, :] < batch.lengths[:, None]):
         raise ValueError("batch.mask: expected right padding (each row True for its first `lengths` events)")
-
-
-def check_step_values(events) -> None:
-    """The value checks of `PathwayBatch.check` for one streamed event, before the cache advances: a NaN or inf
-    input, or a negative gap, would make every later output of its pathway NaN (the cache carries it). One fused
-    test on the fast path (a few microseconds on the CPU); the named check only when it fails."""
-    ok = (
-        torch.isfinite(events.numeric).all()
-        & torch.isfinite(events.time_since_prev_h).all()
-        & torch.isfinite(events.time_since_start_h).all()
-        & torch.isfinite(events.hour_of_day).all()
-        & (events.time_since_prev_h >= 0).all()
-    )
-    if not bool(ok):
-        events._check_values()
-        raise ValueError("step: events hold a value outside the PathwayBatch contract")  # not reached
 
 
 def check_label_values(name: str, kind: str, label: Tensor, valid: Tensor) -> None:
