@@ -1,21 +1,25 @@
 """transformers' MambaForCausalLM on the CPU with and without hamburg_mamba's ops, measured in one run.
 
-1. Training step (forward + backward of the language-model loss): transformers' own CPU path (its sequential
-   PyTorch scan) against `hamburg_mamba_kernels()` (the fused mixer, `mamba_inner_fn`).
+1. Training step (forward + backward of the language-model loss): transformers' CPU paths (its sequential
+   PyTorch scan, "plain", and its parallel `use_mambapy` scan) against `hamburg_mamba_kernels()` (the fused
+   mixer, `mamba_inner_fn`).
 2. Greedy generation with the cache (`generate`): prompt through the conv and scan, then one cached step per
-   token; tokens/s over the new tokens, against transformers' own path.
+   token; new tokens/s (prompt time included) against transformers' paths, for ours with the fused decode
+   step (`mamba_block_step` per block, the default) and without it (transformers' block over our
+   `causal_conv1d_update` and `selective_state_update`).
+The ratio is taken against the fastest transformers path of the same run.
 
     .venv/bin/python bench/bench_transformers.py                     # small size, about a minute on 2 cores
-    .venv/bin/python bench/bench_transformers.py --sizes small seed --json out.json
+    .venv/bin/python bench/bench_transformers.py --sizes seed --train-baselines mambapy --json out.json
 
 Sizes as bench_model.py (small: d_model 64, 2 layers, d_state 16; seed: d_model 512, 12 layers, d_state 64).
+At the seed size the plain path trains at about 2 tokens/s (minutes per step), hence --train-baselines.
 Times are the fastest of --repeats runs after one warm-up (bench_model.timed).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 
 import torch
@@ -45,7 +49,17 @@ def make_model(size: str) -> MambaForCausalLM:
     return MambaForCausalLM(config)
 
 
-def bench_size(size: str, batch: int, events: int, prompt: int, new_tokens: int, repeats: int) -> dict:
+BASELINES = ("plain", "mambapy")
+
+
+def set_mambapy(model: MambaForCausalLM, on: bool) -> None:
+    for module in model.modules():
+        if hasattr(module, "use_mambapy"):
+            module.use_mambapy = on
+
+
+def bench_size(size: str, args) -> dict:
+    batch, events, prompt, new_tokens, repeats = args.batch, args.events, args.prompt, args.new_tokens, args.repeats
     model = make_model(size)
     g = torch.Generator().manual_seed(0)
     train_ids = torch.randint(1, VOCAB, (batch, events), generator=g)
@@ -60,27 +74,50 @@ def bench_size(size: str, batch: int, events: int, prompt: int, new_tokens: int,
         assert out.shape[1] == prompt + new_tokens
 
     row = {"size": size, "batch": batch, "events": events, "prompt": prompt, "new_tokens": new_tokens}
-    for tag in ("transformers", "hamburg_mamba"):
-        with hamburg_mamba_kernels() if tag == "hamburg_mamba" else contextlib.nullcontext():
+    for baseline in BASELINES:
+        set_mambapy(model, baseline == "mambapy")
+        if baseline in args.train_baselines:
             model.train()
-            row[f"{tag}_train_events_per_s"] = batch * events / timed(train_step, repeats)
+            row[f"{baseline}_train_events_per_s"] = batch * events / timed(train_step, repeats)
+        if baseline in args.generate_baselines:
             model.eval()
             with torch.no_grad():
+                row[f"{baseline}_generate_tokens_per_s"] = batch * new_tokens / timed(generate, repeats)
+    set_mambapy(model, False)
+    for fused_decode in (False, True):
+        with hamburg_mamba_kernels(fused_decode=fused_decode):
+            if fused_decode:
+                model.train()
+                row["hamburg_mamba_train_events_per_s"] = batch * events / timed(train_step, repeats)
+            model.eval()
+            with torch.no_grad():
+                tag = "hamburg_mamba" if fused_decode else "hamburg_mamba_unfused_decode"
                 row[f"{tag}_generate_tokens_per_s"] = batch * new_tokens / timed(generate, repeats)
-    row["train_ratio"] = row["hamburg_mamba_train_events_per_s"] / row["transformers_train_events_per_s"]
-    row["generate_ratio"] = row["hamburg_mamba_generate_tokens_per_s"] / row["transformers_generate_tokens_per_s"]
+    for measure in ("train_events", "generate_tokens"):
+        measured = [(row[f"{b}_{measure}_per_s"], b) for b in BASELINES if f"{b}_{measure}_per_s" in row]
+        if measured:
+            best, row[f"best_{measure}_baseline"] = max(measured)
+            row[f"{measure}_ratio"] = row[f"hamburg_mamba_{measure}_per_s"] / best
+    row["unfused_decode_ratio"] = row["hamburg_mamba_unfused_decode_generate_tokens_per_s"] / max(
+        row[f"{b}_generate_tokens_per_s"] for b in BASELINES if f"{b}_generate_tokens_per_s" in row
+    )
     return row
 
 
 def report(row: dict) -> None:
-    print(
+    lines = [
         f"{row['size']}: training batch {row['batch']} x {row['events']} tokens; generation batch {row['batch']},"
-        f" prompt {row['prompt']}, {row['new_tokens']} new tokens (greedy, cache)\n"
-        f"  training    transformers {row['transformers_train_events_per_s']:10.1f} tokens/s   hamburg_mamba"
-        f" {row['hamburg_mamba_train_events_per_s']:10.1f} tokens/s   ratio {row['train_ratio']:.2f}x\n"
-        f"  generation  transformers {row['transformers_generate_tokens_per_s']:10.1f} tokens/s   hamburg_mamba"
-        f" {row['hamburg_mamba_generate_tokens_per_s']:10.1f} tokens/s   ratio {row['generate_ratio']:.2f}x"
-    )
+        f" prompt {row['prompt']}, {row['new_tokens']} new tokens (greedy, cache)"
+    ]
+    for measure, unit in (("train_events", "training tokens/s"), ("generate_tokens", "generation new tokens/s")):
+        for key, value in row.items():
+            if key.endswith(f"_{measure}_per_s"):
+                lines.append(f"  {unit:24s} {key.removesuffix(f'_{measure}_per_s'):30s} {value:10.1f}")
+        if f"{measure}_ratio" in row:
+            best = row[f"best_{measure}_baseline"]
+            lines.append(f"  {unit:24s} ratio to transformers' best ({best}): {row[f'{measure}_ratio']:.2f}x")
+    lines.append(f"  generation without the fused decode step: {row['unfused_decode_ratio']:.2f}x")
+    print("\n".join(lines))
 
 
 def main() -> None:
@@ -91,6 +128,8 @@ def main() -> None:
     parser.add_argument("--prompt", type=int, default=32)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--train-baselines", nargs="*", default=list(BASELINES), choices=BASELINES)
+    parser.add_argument("--generate-baselines", nargs="+", default=list(BASELINES), choices=BASELINES)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
@@ -98,7 +137,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     rows = []
     for size in args.sizes:
-        rows.append(bench_size(size, args.batch, args.events, args.prompt, args.new_tokens, args.repeats))
+        rows.append(bench_size(size, args))
         report(rows[-1])
     if args.json:
         with open(args.json, "w") as f:

@@ -45,7 +45,7 @@ def calls(monkeypatch):
     """How often each of our ops is called through the integration."""
     counts = {}
     for name in ("mamba_inner_fn", "causal_conv1d_fn", "causal_conv1d_update", "selective_scan_fn",
-                 "selective_state_update"):  # fmt: skip
+                 "selective_state_update", "mamba_block_step"):  # fmt: skip
         original = getattr(integration, name)
 
         def counting(*args, _name=name, _original=original, **kwargs):
@@ -93,28 +93,75 @@ def test_training_gradients_match_through_the_fused_mixer(model, calls):
         torch.testing.assert_close(grads[name], grad, rtol=0, atol=GRAD_TOLERANCE * scale, msg=name)
 
 
-def test_greedy_generation_with_cache_gives_the_same_tokens(model, calls):
+@pytest.mark.parametrize("fused_decode", [False, True])
+def test_greedy_generation_with_cache_gives_the_same_tokens(model, calls, fused_decode):
     model.eval()
     ids = tokens(PROMPT, seed=1)
     new = 6
-    kwargs = dict(max_new_tokens=new, do_sample=False, use_cache=True)
+    kwargs = dict(max_new_tokens=new, do_sample=False, use_cache=True, output_scores=True, return_dict_in_generate=True)
     expected = model.generate(ids, **kwargs)
-    with integration.hamburg_mamba_kernels():
+    with integration.hamburg_mamba_kernels(fused_decode=fused_decode):
         actual = model.generate(ids, **kwargs)
-    assert torch.equal(actual, expected)
+    assert torch.equal(actual.sequences, expected.sequences)
+    # MambaMixer's own step computes dA, dB x and the state in float32 even in a float64 model
+    torch.testing.assert_close(torch.stack(actual.scores), torch.stack(expected.scores), rtol=1e-6, atol=1e-6)
     layers = 2
     # the prompt through the conv and the scan, then one cached step per further token, in every layer
-    assert calls == {
-        "causal_conv1d_fn": layers,
-        "selective_scan_fn": layers,
-        "causal_conv1d_update": layers * (new - 1),
-        "selective_state_update": layers * (new - 1),
-    }
+    step_calls = (
+        {"mamba_block_step": layers * (new - 1)}
+        if fused_decode
+        else {"causal_conv1d_update": layers * (new - 1), "selective_state_update": layers * (new - 1)}
+    )
+    assert calls == {"causal_conv1d_fn": layers, "selective_scan_fn": layers, **step_calls}
+
+
+def decode_step(model, ids, **step_kwargs):
+    """The prompt through the model with a cache, then one cached token: (logits of that token, cache)."""
+    out = model(ids[:, :-1], use_cache=True)
+    step = model(ids[:, -1:], cache=out.cache, use_cache=True, **step_kwargs)
+    return step.logits, step.cache
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_decode_step_matches_transformers_and_advances_the_cache(model, calls, dtype):
+    model = model.to(dtype).eval()
+    ids = tokens(PROMPT, seed=2)
+    with torch.no_grad():
+        expected_logits, expected_cache = decode_step(model, ids)
+        with integration.hamburg_mamba_kernels():
+            logits, cache = decode_step(model, ids)
+    assert calls["mamba_block_step"] == 2
+    tolerance = 1e-5 if dtype == torch.float32 else 1e-6
+    torch.testing.assert_close(logits, expected_logits, rtol=tolerance, atol=tolerance)
+    for layer in range(2):
+        for get in ("get_conv_state", "get_recurrent_state"):
+            torch.testing.assert_close(
+                getattr(cache, get)(layer), getattr(expected_cache, get)(layer), rtol=tolerance, atol=tolerance
+            )
+
+
+def test_decode_steps_the_fused_op_does_not_cover_run_transformers_block(model, calls):
+    model.eval()
+    ids = tokens(PROMPT, seed=3)
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        expected, _ = decode_step(model, ids, attention_mask=mask)
+        with integration.hamburg_mamba_kernels():
+            masked, _ = decode_step(model, ids, attention_mask=mask)  # a mask: transformers' block
+            assert "mamba_block_step" not in calls and calls["selective_state_update"] == 2
+            # gradients on: transformers' block, whose state update refuses to run without a backward
+            with torch.enable_grad(), pytest.raises(RuntimeError, match="inference op without gradients"):
+                decode_step(model, ids)
+            assert "mamba_block_step" not in calls
+    torch.testing.assert_close(masked, expected, rtol=1e-9, atol=1e-12)
 
 
 def test_context_manager_restores_the_original_functions():
     modeling = __import__(integration.MODELING_MODULE, fromlist=["x"])
     before = {name: getattr(modeling, name) for name in integration.REPLACEMENTS}
+    block_forward = modeling.MambaBlock.forward
     with integration.hamburg_mamba_kernels():
         assert all(getattr(modeling, n) is f for n, f in integration.REPLACEMENTS.items())
+        assert modeling.MambaBlock.forward is not block_forward
     assert {name: getattr(modeling, name) for name in integration.REPLACEMENTS} == before
+    assert modeling.MambaBlock.forward is block_forward
