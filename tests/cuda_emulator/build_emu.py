@@ -62,7 +62,9 @@ class EmulatorConfig:
 
     @property
     def name(self) -> str:
-        suffix = ("_fastexp" if self.fast_exp else "") + ("_bias" if self.exp_bias else "")
+        suffix = "_fastexp" if self.fast_exp else ""
+        if self.exp_bias:  # the value in the name: each bias is a library of its own
+            suffix += "_bias" + re.sub(r"[^0-9A-Za-z]", "_", self.exp_bias)
         return f"hm_emu_t{self.threads}_a{self.arch}{suffix}"
 
 
@@ -124,12 +126,21 @@ TORCH_LIBRARY(EMU_NAMESPACE, m) {
 """
 
 
+def _namespace_loaded(namespace: str) -> bool:
+    """Whether a library of this process already registered `namespace`. A second TORCH_LIBRARY for the same
+    namespace aborts the process when its .so loads, so each namespace is compiled and loaded once."""
+    prefix = namespace + "::"
+    return any(name.startswith(prefix) for name in torch._C._dispatch_get_all_op_names())
+
+
 def build(config: EmulatorConfig, out_dir: Path, verbose: bool = False):
     """Compiles the emulator for `config` under out_dir (g++ via torch's ninja build) and loads it.
 
     Files are rewritten only when their text changed, so a second build in the same folder recompiles only
     what changed (ninja compares times). Returns the ops namespace (torch.ops.<emulator_namespace(config)>).
     """
+    if _namespace_loaded(emulator_namespace(config)):
+        return getattr(torch.ops, emulator_namespace(config))  # the same config's kernels, loaded before
     root = Path(out_dir) / config.name
     dst = root / "csrc" / "selective_scan"
     (dst / "cuda").mkdir(parents=True, exist_ok=True)
@@ -254,6 +265,8 @@ def build_conv(config: EmulatorConfig, out_dir: Path, verbose: bool = False):
     """Compiles the causal conv1d kernels' emulator for `config` under out_dir and loads it (see `build`).
     Only config.arch matters (the conv kernels have their own block size). Returns the ops namespace."""
     name = conv_emulator_namespace(config)
+    if _namespace_loaded(name):
+        return getattr(torch.ops, name)  # loaded before in this process
     root = Path(out_dir) / name
     csrc = root / "csrc"
     conv = csrc / "causal_conv1d"

@@ -14,11 +14,7 @@ checkpoints, block scans, atomics, dtype handling), not a GPU's timing or its ha
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import shutil
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -30,8 +26,6 @@ from hamburg_mamba.ops.reference import (
     selective_state_update_ref,
 )
 
-EMULATOR_DIR = Path(__file__).resolve().parents[1] / "cuda_emulator"
-EMULATOR_THREADS = 64
 GRAD_NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "initial_state")
 OPTIONAL = ("D", "z", "delta_bias", "initial_state", "dt_scale")
 
@@ -72,29 +66,6 @@ UPDATE_CASES = [
     pytest.param(2, 6, 8, 3, torch.bfloat16, True, OPTIONAL, id="bf16-grouped"),
     pytest.param(1, 3, 4, 1, torch.float32, True, (), id="no-optional-inputs"),
 ]
-
-
-def _load_build_module():
-    spec = importlib.util.spec_from_file_location("cuda_emulator_build", EMULATOR_DIR / "build_emu.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses resolve the module's annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="session")
-def emu(tmp_path_factory):
-    """The emulated kernels' ops (fwd, bwd, update), compiled once per session with g++."""
-    gxx = shutil.which("g++")
-    if gxx is None:
-        pytest.skip("g++ not found: the CUDA emulator compiles the .cu sources as C++20 with g++")
-    build_emu = _load_build_module()
-    config = build_emu.EmulatorConfig(threads=EMULATOR_THREADS, arch=900)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CXX", gxx)  # torch's build uses $CXX, else `c++` (which may be clang)
-        # torch's build runs `ninja` from PATH; the venv's ninja (a build requirement) is beside the interpreter.
-        mp.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
-        return build_emu.build(config, tmp_path_factory.mktemp("cuda_emulator"))
 
 
 def rel_l2(got: torch.Tensor, want: torch.Tensor) -> float:
@@ -259,19 +230,6 @@ def test_state_update_steps_reproduce_the_scan(emu):
 CONV_TOLERANCE = {torch.float32: 2e-6, torch.float16: 1e-3, torch.bfloat16: 8e-3}
 
 
-@pytest.fixture(scope="session")
-def emu_conv(tmp_path_factory):
-    """The emulated conv kernels' ops (fwd, bwd, update), compiled once per session with g++."""
-    gxx = shutil.which("g++")
-    if gxx is None:
-        pytest.skip("g++ not found: the CUDA emulator compiles the .cu sources as C++20 with g++")
-    build_emu = _load_build_module()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CXX", gxx)
-        mp.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
-        return build_emu.build_conv(build_emu.EmulatorConfig(), tmp_path_factory.mktemp("cuda_emulator_conv"))
-
-
 def conv_inputs(batch, dim, seqlen, width, dtype, seed=0):
     g = torch.Generator().manual_seed(seed)
 
@@ -359,3 +317,13 @@ def test_conv_update_matches_float64_reference(emu_conv, circular):
     want = causal_conv1d_update_ref(a["x"], cache_ref, a["weight"], a["bias"], "silu", lens, rows)
     assert rel_l2(out, want) < CONV_TOLERANCE[torch.float32]
     assert torch.equal(cache, cache_ref)
+
+
+def test_a_second_build_in_the_process_reuses_the_loaded_library(emu, tmp_path):
+    """Loading a second library for a namespace already registered aborts the whole process (TORCH_LIBRARY),
+    so the builder hands back the loaded ops instead of compiling and loading again."""
+    build_emu = sys.modules["cuda_emulator_build"]  # loaded by the `emu` fixture (tests/ops/conftest.py)
+    config = next(c for c in (build_emu.EmulatorConfig(threads=t, arch=900) for t in (64, 128)) if c.name == emu.name)
+    again = build_emu.build(config, tmp_path)
+    assert again.fwd is emu.fwd
+    assert not any(tmp_path.iterdir()), "nothing is compiled for a namespace that is already loaded"
