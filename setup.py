@@ -1,7 +1,12 @@
-"""Builds hamburg_mamba._C, the compiled ops (selective scan, causal conv1d), registered as torch.ops.hamburg_mamba.*.
+"""Builds hamburg_mamba._C, the compiled ops (selective scan, state update, fused block step, causal conv1d),
+registered as torch.ops.hamburg_mamba.*.
 
-Each op has its folder csrc/<op>/: schemas and host checks at its top, cpu/ and cuda/ kernels below; every
-folder is picked up, so a new op needs no change here.
+Each op family has its folder csrc/<op>/ (selective_scan, state_update, block_step, causal_conv1d): schemas and
+host checks at its top, cpu/ and cuda/ kernels below (cuda/ where a CUDA kernel exists). csrc/common/ holds
+what they share: the module and its library, scalar types, host helpers, the CPU vector math and ISA dispatch
+table, the CUDA dtype conversions. Sources are picked by folder, so a new op folder needs no change here.
+mamba_inner has no C++: like mamba_ssm's mamba_inner_fn, it is Python over the conv and scan kernels
+(hamburg_mamba/ops/mamba_inner.py).
 
 CPU kernels are always built. CUDA kernels are built when nvcc and a CUDA build of torch are present.
 Environment:

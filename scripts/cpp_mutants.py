@@ -4,11 +4,12 @@ mutmut covers the Python modules (`make mutants`); this is its counterpart for t
 replaces one exact fragment (which must occur exactly once) of a source in a scratch copy, rebuilds, and runs
 the tests that should notice:
 
-- kernel and dispatcher mutants (csrc/selective_scan/cpu): the C++ unit tests (tests/cpp), the kernel suites
-  (Isa*) of the GoogleTest binary at this CPU's best ISA level, run directly so that the first failing test
-  can be named. Only what a mutant needs is rebuilt: in the scratch copy the best level's translation unit
-  includes its own copy of the kernel source, which is where the kernel mutants go, so ninja recompiles that
-  one unit (the other levels never run here) and relinks the test binary. Everything is built at -O1, a third
+- kernel and dispatcher mutants (csrc/common/cpu, csrc/selective_scan/cpu, csrc/state_update/cpu,
+  csrc/block_step/cpu): the C++ unit tests (tests/cpp), the kernel suites (Isa*) of the GoogleTest binary at
+  this CPU's best ISA level, run directly so that the first failing test can be named. Only what a mutant
+  needs is rebuilt: in the scratch copy the best level's translation units include their own copies of the
+  kernel sources (*.inc), which is where the kernel mutants go, so ninja recompiles those units (the other
+  levels never run here) and relinks the test binary. Everything is built at -O1, a third
   of -O3's compile time: a mutant's verdict does not depend on the optimisation level, only its run time
   does. ccache (when installed) keys on paths relative to the scratch folder, so a rerun compiles only what
   changed since the last one.
@@ -38,13 +39,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CPU_DIR = "csrc/selective_scan/cpu"
-KERNEL = f"{CPU_DIR}/selective_scan_cpu_kernel.inc"
-DISPATCH = f"{CPU_DIR}/selective_scan_cpu.cpp"
+# The kernel sources (one ISA level each, included by the per-ISA wrappers csrc/<op>/cpu/*_<isa>.cpp) and the
+# dispatchers the mutants change.
+VEC_MATH = "csrc/common/cpu/vec_math.inc"
+TILING = "csrc/selective_scan/cpu/selective_scan_cpu_tiling.inc"
+SCAN = "csrc/selective_scan/cpu/selective_scan_cpu_scan.inc"
+STEP = "csrc/state_update/cpu/state_update_cpu_kernel.inc"
+BLOCK = "csrc/block_step/cpu/block_step_cpu_kernel.inc"
+DISPATCH = "csrc/selective_scan/cpu/selective_scan_cpu.cpp"
+BLOCK_DISPATCH = "csrc/block_step/cpu/block_step_cpu.cpp"
 HOST = "csrc/selective_scan/selective_scan_host.cpp"
-# The best level's own copy of KERNEL in the scratch folder (see the module docstring).
-KERNEL_COPY = f"{CPU_DIR}/selective_scan_cpu_kernel_mutated.inc"
-KERNEL_INCLUDE = '#include "selective_scan_cpu_kernel.inc"'
 # What the scratch copy needs: the CMake project (kernels and C++ tests) and the extension build.
 COPIED = (
     "CMakeLists.txt",
@@ -94,108 +98,108 @@ MUTANTS = (
     # Forward: step size, decay, output.
     Mutant(
         "softplus_threshold_float",
-        KERNEL,
+        VEC_MATH,
         "return x <= kThreshold ? l : x;",
         "return x <= 2.0f ? l : x;",
         "float softplus passes x through from 2 instead of 20",
     ),
     Mutant(
         "softplus_threshold_double",
-        KERNEL,
+        VEC_MATH,
         "r[i] = x[i] <= kSoftplusThreshold ?",
         "r[i] = x[i] <= 2.0 ?",
         "double softplus passes x through from 2 instead of 20",
     ),
     Mutant(
         "softplus_log1p_uncorrected",
-        KERNEL,
+        VEC_MATH,
         "const V l = vlog_ge1(w) - ((w - 1.0f) - e) / w;",
         "const V l = vlog_ge1(w);",
         "float softplus takes log(1 + e) without correcting the rounding of 1 + e",
     ),
     Mutant(
         "exp_sign_decay_tail",
-        KERNEL,
+        SCAN,
         "const V an = vexp(s * A[n]);",
         "const V an = vexp(-(s * A[n]));",
         "a sign lost in the decay exp(s A) of the state sizes beyond a multiple of 4",
     ),
     Mutant(
         "exp_lower_clamp",
-        KERNEL,
+        VEC_MATH,
         "constexpr float kLo = -88.0f, kHi = 88.8f;",
         "constexpr float kLo = -8.0f, kHi = 88.8f;",
         "float exp clamps its argument at -8 instead of -88",
     ),
     Mutant(
         "sigmoid_sign",
-        KERNEL,
+        VEC_MATH,
         "return S(1) / (S(1) + vexp(-x));",
         "return S(1) / (S(1) + vexp(x));",
         "the gate's sigmoid with the wrong sign",
     ),
     Mutant(
         "chunk_boundary",
-        KERNEL,
+        SCAN,
         "const int64_t t0 = k * kCheckpointInterval, len = imin(kCheckpointInterval, L - t0);\n      if (chk)",
         "const int64_t t0 = k * kCheckpointInterval, len = imin(kCheckpointInterval - 1, L - t0);\n      if (chk)",
         "the forward skips the last step of every full chunk",
     ),
     Mutant(
         "checkpoint_slot_zero",
-        KERNEL,
+        SCAN,
         "if (chk) store_state(chk + it.b * p.dim * n_chunks * N + k * N, h, it, n_chunks * N, N);",
         "if (chk) store_state(chk + it.b * p.dim * n_chunks * N, h, it, n_chunks * N, N);",
         "every chunk's checkpoint written to slot 0 (the backward restarts later chunks from a wrong state)",
     ),
     Mutant(
         "initial_state_batch_offset",
-        KERNEL,
+        SCAN,
         "load_state(h, init + it.b * p.dim * N, it, N, N);",
         "load_state(h, init, it, N, N);",
         "every batch row starts from batch row 0's initial state",
     ),
     Mutant(
         "skip_term_reads_delta",
-        KERNEL,
+        SCAN,
         "V y = p.Dvec ? sc.y[t] + Dv * sc.u[t] : sc.y[t];",
         "V y = p.Dvec ? sc.y[t] + Dv * sc.x[t] : sc.y[t];",
         "the skip connection D multiplies delta instead of u",
     ),
     Mutant(
         "gate_sigmoid_not_silu",
-        KERNEL,
+        SCAN,
         "if (p.z) y = y * (sc.z[t] * vsigmoid(sc.z[t]));",
         "if (p.z) y = y * vsigmoid(sc.z[t]);",
         "the gate is sigmoid(z) instead of silu(z)",
     ),
     Mutant(
         "state_update_reads_C",
-        KERNEL,
+        SCAN,
         "const V h0 = a0 * h[n] + su * Bt[n];",
         "const V h0 = a0 * h[n] + su * Ct[n];",
         "the input enters state 4k through C instead of B",
     ),
     Mutant(
         "output_drops_partial_sum",
-        KERNEL,
+        SCAN,
         "sc.y[t] = (y0 + y1) + (y2 + y3);",
         "sc.y[t] = (y0 + y1) + y2;",
         "one of the four partial sums of y is dropped",
     ),
     Mutant(
-        "delta_bias_sign", KERNEL, "const V x = sc.x[t] + bias;", "const V x = sc.x[t] - bias;", "delta_bias subtracted"
+        "delta_bias_sign", TILING, "const V x = sc.x[t] + bias;", "const V x = sc.x[t] - bias;", "delta_bias subtracted"
     ),
     Mutant(
         "dt_scale_chunk_offset",
-        KERNEL,
+        TILING,
         "static_cast<const S*>(p.dt_scale) + it.b * p.seqlen + t0",
         "static_cast<const S*>(p.dt_scale) + it.b * p.seqlen",
         "every chunk reads the first chunk's dt_scale",
     ),
     Mutant(
         "B_uses_C_stride",
-        KERNEL,
+        TILING,
         "load_bc<T, S>(sc.Bt, Bm, p.B_n_stride, N, len);",
         "load_bc<T, S>(sc.Bt, Bm, p.C_n_stride, N, len);",
         "B read with C's state stride",
@@ -203,98 +207,98 @@ MUTANTS = (
     # Backward: the reverse recurrence, its carry across chunks, and each gradient's accumulation.
     Mutant(
         "backward_skips_first_chunk",
-        KERNEL,
+        SCAN,
         "for (int64_t k = n_chunks - 1; k >= 0; --k) {",
         "for (int64_t k = n_chunks - 1; k > 0; --k) {",
         "the reverse loop over chunks stops before chunk 0",
     ),
     Mutant(
         "backward_carry_without_decay",
-        KERNEL,
+        SCAN,
         "dh[n] = acur[n] * G0;",
         "dh[n] = G0;",
         "the carried state gradient G_t is not multiplied by the decay a_t (even n)",
     ),
     Mutant(
         "backward_chunk_start_state",
-        KERNEL,
+        SCAN,
         "const V* __restrict hprev = t > 0 ? sc.hbuf + (t - 1) * N : h;",
         "const V* __restrict hprev = t > 0 ? sc.hbuf + (t - 1) * N : sc.hbuf;",
         "the first step of a chunk takes h_t for h_{t-1} instead of the checkpoint",
     ),
     Mutant(
         "backward_dlast_batch_offset",
-        KERNEL,
+        SCAN,
         "load_state(dh, dlast + it.b * p.dim * N, it, N, N);",
         "load_state(dh, dlast, it, N, N);",
         "every batch row starts the reverse pass from batch row 0's dlast_state",
     ),
     Mutant(
         "backward_dA_without_step",
-        KERNEL,
+        SCAN,
         "sc.dA[n] += s * q0;",
         "sc.dA[n] += q0;",
         "dA accumulates G a h_{t-1} without the step s (even n)",
     ),
     Mutant(
         "backward_dB_without_u",
-        KERNEL,
+        SCAN,
         "pB[n] = G0 * su;",
         "pB[n] = G0 * s;",
         "dB takes G s without the input u (even n)",
     ),
     Mutant(
         "backward_dC_previous_state",
-        KERNEL,
+        SCAN,
         "pC[n + 1] = dy * hcur[n + 1];",
         "pC[n + 1] = dy * hprev[n + 1];",
         "dC pairs dy_t with h_{t-1} instead of h_t (odd n)",
     ),
     Mutant(
         "backward_ds_without_u",
-        KERNEL,
+        SCAN,
         "const V ds = (ds0 + ds1) + u * dsu;",
         "const V ds = (ds0 + ds1) + dsu;",
         "the step gradient takes sum G B without the input u",
     ),
     Mutant(
         "backward_du_without_step",
-        KERNEL,
+        SCAN,
         "du_tile[t] = p.Dvec ? Dv * dy + s * dsu : s * dsu;",
         "du_tile[t] = p.Dvec ? Dv * dy + dsu : s * dsu;",
         "du with D given drops the step s of s sum G B",
     ),
     Mutant(
         "backward_ddelta_without_scale",
-        KERNEL,
+        SCAN,
         "V dx = scale ? ds * scale[t] : ds;",
         "V dx = ds;",
         "ddelta ignores dt_scale in the chain rule",
     ),
     Mutant(
         "backward_softplus_derivative_sign",
-        KERNEL,
+        SCAN,
         "dx = x > S(kSoftplusThreshold) ? dx : dx * vsigmoid(x);",
         "dx = x > S(kSoftplusThreshold) ? dx : dx * vsigmoid(-x);",
         "softplus'(x) taken as sigmoid(-x)",
     ),
     Mutant(
         "backward_ddelta_bias_before_softplus",
-        KERNEL,
+        SCAN,
         "dbias_acc += dx;",
         "dbias_acc += ds;",
         "ddelta_bias sums the step gradient instead of the pre-softplus one",
     ),
     Mutant(
         "backward_dz_sigmoid_derivative",
-        KERNEL,
+        SCAN,
         "dz_tile[t] = dy * y * sig * (S(1) + z * (S(1) - sig));",
         "dz_tile[t] = dy * y * sig;",
         "dz uses sigmoid(z) for silu'(z)",
     ),
     Mutant(
         "backward_dD_ungated",
-        KERNEL,
+        SCAN,
         "dD_acc += dy * u;",
         "dD_acc += sc.g[t] * u;",
         "dD accumulates dout u, the gradient before the gate, instead of dy u",
@@ -316,35 +320,35 @@ MUTANTS = (
     # selective_state_update.
     Mutant(
         "step_dt_bias_index",
-        KERNEL,
+        STEP,
         "raw[i] = to_compute(dt[row]) + (bias ? bias[row % p.dim] : S(0));",
         "raw[i] = to_compute(dt[row]) + (bias ? bias[row / p.dim] : S(0));",
         "the streaming step reads dt_bias by batch row instead of channel",
     ),
     Mutant(
         "step_dt_scale_index",
-        KERNEL,
+        STEP,
         "if (scale) scl[i] = scale[row / p.dim];",
         "if (scale) scl[i] = scale[row % p.dim];",
         "the streaming step reads dt_scale by channel instead of batch row",
     ),
     Mutant(
         "step_B_batch_offset",
-        KERNEL,
+        STEP,
         "const T* Brow = Bm + (b * p.n_groups + g) * N;",
         "const T* Brow = Bm + g * N;",
         "the streaming step reads batch row 0's B",
     ),
     Mutant(
         "step_input_without_x",
-        KERNEL,
+        STEP,
         "hv = vexp(step * load_vec<S, S>(Arow + n0)) * hv + su * load_vec<T, S>(Brow + n0);",
         "hv = vexp(step * load_vec<S, S>(Arow + n0)) * hv + step * load_vec<T, S>(Brow + n0);",
         "the streaming step's input term drops x (full 16-state blocks)",
     ),
     Mutant(
         "step_gate_sigmoid",
-        KERNEL,
+        STEP,
         "y *= zv / (S(1) + std::exp(-zv));",
         "y *= S(1) / (S(1) + std::exp(-zv));",
         "the streaming step gates with sigmoid(z) instead of silu(z)",
@@ -352,63 +356,63 @@ MUTANTS = (
     # mamba_block_step: the RMS norm, the conv window, the projections.
     Mutant(
         "block_rms_norm_drops_tail",
-        KERNEL,
+        BLOCK,
         "for (int64_t m = full; m < M; ++m) squares += x[m] * x[m];",
         "for (int64_t m = full; m + 1 < M; ++m) squares += x[m] * x[m];",
         "the mean square leaves out the last element of d_model",
     ),
     Mutant(
         "block_conv_window_not_shifted_in",
-        KERNEL,
+        BLOCK,
         "window[K - 1] = xi[row];",
         "window[K - 2] = xi[row];",
         "the new input is stored one slot early in the conv window",
     ),
     Mutant(
         "block_conv_newest_weight",
-        KERNEL,
+        BLOCK,
         "s[i] = acc + xi[row] * w[K - 1];",
         "s[i] = acc + xi[row] * w[0];",
         "the newest input is weighted with the oldest tap",
     ),
     Mutant(
         "gemv_odd_block_dropped",
-        KERNEL,
+        BLOCK,
         "if (i < full) {",
         "if (i + kLanes < full) {",
         "the matrix-vector product drops an odd 16-wide block of the input",
     ),
     Mutant(
         "gemv_batch_remainder_3",
-        KERNEL,
+        BLOCK,
         "case 3: gemv_block<S, W, 3>(j, r0, rows, b0); break;",
         "case 3: gemv_block<S, W, 2>(j, r0, rows, b0); break;",
         "a batch remainder of 3 rows computes only 2",
     ),
     Mutant(
         "block_z_from_xi_rows",
-        DISPATCH,
+        BLOCK_DISPATCH,
         "gemv(rows_of(p.in_proj, E, M), E, M, normed, z, nullptr);",
         "gemv(p.in_proj, E, M, normed, z, nullptr);",
         "z is projected with in_proj's first half (xi's rows)",
     ),
     Mutant(
         "block_C_from_B_rows",
-        DISPATCH,
+        BLOCK_DISPATCH,
         "gemv(rows_of(p.x_proj, R + N, E), N, E, xc, Cm, nullptr);",
         "gemv(rows_of(p.x_proj, R, E), N, E, xc, Cm, nullptr);",
         "C is projected with x_proj's B rows",
     ),
     Mutant(
         "block_no_dt_softplus",
-        DISPATCH,
+        BLOCK_DISPATCH,
         "s.dt_softplus = true;",
         "s.dt_softplus = false;",
         "the block step uses dt + dt_bias without softplus",
     ),
     Mutant(
         "block_no_residual",
-        DISPATCH,
+        BLOCK_DISPATCH,
         "gemv(p.out_proj, M, E, y, p.out, p.x);",
         "gemv(p.out_proj, M, E, y, p.out, nullptr);",
         "the block step drops the residual x",
@@ -429,6 +433,12 @@ MUTANTS = (
         "the host packs u's channel stride for z",
     ),
 )
+
+
+def mutated_copy(rel: str) -> str:
+    """The best level's own copy of a kernel source, next to it (see the module docstring)."""
+    path = Path(rel)
+    return str(path.with_name(f"{path.stem}_mutated{path.suffix}"))
 
 
 def copy_sources(scratch: Path) -> None:
@@ -478,8 +488,8 @@ class Workspace:
         self.env = {"CCACHE_BASEDIR": str(scratch)}
 
     def where(self, rel: str) -> Path:
-        """The file a mutant of `rel` goes into: KERNEL's copy for the best level, else the file itself."""
-        return self.root / (KERNEL_COPY if rel == KERNEL else rel)
+        """The file a mutant of `rel` goes into: a kernel source's copy for the best level, else the file itself."""
+        return self.root / (mutated_copy(rel) if rel.endswith(".inc") else rel)
 
     def apply(self, m: Mutant) -> None:
         text = self.originals[m.path]
@@ -535,12 +545,7 @@ class Workspace:
         if status != "ok" or level is None:
             raise SystemExit(f"cannot tell this CPU's ISA level:\n{tail(out)}")
         self.isa = level.group(1)
-        wrapper = self.root / CPU_DIR / f"selective_scan_cpu_{self.isa}.cpp"
-        source = wrapper.read_text()
-        if source.count(KERNEL_INCLUDE) != 1:
-            raise SystemExit(f"{wrapper.name} does not include the kernel source once as {KERNEL_INCLUDE!r}")
-        (self.root / KERNEL_COPY).write_text(self.originals[KERNEL])
-        wrapper.write_text(source.replace(KERNEL_INCLUDE, f'#include "{Path(KERNEL_COPY).name}"'))
+        self.redirect_kernel_sources()
         start = time.monotonic()
         status, out = self.kernel_tests_once(FIRST_BUILD_TIMEOUT)
         if status != "ok":
@@ -552,6 +557,32 @@ class Workspace:
             f"test limit {self.test_timeout:.0f} s per mutant",
             flush=True,
         )
+
+    def redirect_kernel_sources(self) -> None:
+        """Points every wrapper of the best level (csrc/<op>/cpu/*_<isa>.cpp) at its own copies of the kernel
+        sources the mutants change."""
+        sources = sorted(rel for rel in self.paths if rel.endswith(".inc"))
+        wrappers = sorted((self.root / "csrc").glob(f"*/cpu/*_{self.isa}.cpp"))
+        included = set()
+        for wrapper in wrappers:
+            text = wrapper.read_text()
+            for rel in sources:
+                copy = mutated_copy(rel)
+                # Included by its name from its own folder, or by its path under csrc/ from another op's folder.
+                same_folder = wrapper.parent == (self.root / rel).parent
+                spelled, respelled = (
+                    (Path(rel).name, Path(copy).name) if same_folder else (rel[len("csrc/") :], copy[len("csrc/") :])
+                )
+                include = f'#include "{spelled}"'
+                if text.count(include) == 1:
+                    text = text.replace(include, f'#include "{respelled}"')
+                    included.add(rel)
+            wrapper.write_text(text)
+        missing = set(sources) - included
+        if missing:
+            raise SystemExit(f"no {self.isa} wrapper includes {sorted(missing)} (the include lines changed)")
+        for rel in sources:
+            (self.root / mutated_copy(rel)).write_text(self.originals[rel])
 
     def build_tests(self, timeout: float) -> tuple[str, str]:
         return run(

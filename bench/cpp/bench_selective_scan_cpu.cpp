@@ -20,6 +20,7 @@
 #include "openmp_for.h"
 #include "selective_scan/cpu/selective_scan_cpu.h"
 #include "selective_scan/selective_scan.h"
+#include "state_update/cpu/state_update_cpu.h"
 
 namespace {
 

@@ -40,6 +40,7 @@
 
 #include "selective_scan/cuda/selective_scan_cuda.h"
 #include "selective_scan/selective_scan.h"
+#include "state_update/cuda/state_update_cuda.h"
 
 namespace {
 

@@ -23,7 +23,7 @@
 
 #include <cstdint>
 
-#include "selective_scan/selective_scan.h"  // ScalarType, shared by every op of the extension
+#include "common/common.h"
 
 namespace hamburg_mamba {
 

@@ -1,8 +1,6 @@
 // Host-side checks and parameter packing for the causal conv1d ops (shared by every backend).
 #include "causal_conv1d_host.h"
 
-#include <sstream>
-#include <string>
 #include <vector>
 
 #include <ATen/TensorOperators.h>
@@ -13,30 +11,9 @@
 namespace hamburg_mamba {
 namespace {
 
-std::string shape_str(at::IntArrayRef sizes) {
-  std::ostringstream os;
-  os << "(";
-  for (size_t i = 0; i < sizes.size(); ++i) os << (i ? ", " : "") << sizes[i];
-  os << (sizes.size() == 1 ? ",)" : ")");
-  return os.str();
-}
-
-ScalarType to_kernel_dtype(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat: return ScalarType::kFloat32;
-    case at::kHalf: return ScalarType::kFloat16;
-    case at::kBFloat16: return ScalarType::kBFloat16;
-    default: return ScalarType::kFloat64;
-  }
-}
-
-bool is_float_dtype(at::ScalarType t) {
-  return t == at::kFloat || t == at::kHalf || t == at::kBFloat16 || t == at::kDouble;
-}
-
 // The data tensor `x` (named `ref_name`): a floating dtype (float64 on the CPU only), shape (B, D, L), non-empty.
 void check_x(const char* op, const at::Tensor& x) {
-  TORCH_CHECK_TYPE(is_float_dtype(x.scalar_type()), op,
+  TORCH_CHECK_TYPE(is_supported_input_dtype(x.scalar_type()), op,
                    ": argument 'x' must be float32, float16, bfloat16 or float64, got ", x.scalar_type());
   TORCH_CHECK_TYPE(x.scalar_type() != at::kDouble || x.is_cpu(), op,
                    ": float64 inputs are supported on the CPU only (got 'x' on ", x.device(), ")");
@@ -94,7 +71,7 @@ ConvDims check_weight(const char* op, const at::Tensor& x, const at::Tensor& wei
                     ": kernel width = weight.shape[1] must be in [", kConvMinWidth, ", ", kConvMaxWidth, "], got ",
                     d.width);
   const at::ScalarType wt = weight.scalar_type();
-  TORCH_CHECK_TYPE(is_float_dtype(wt) && (wt != at::kDouble || weight.is_cpu()), op,
+  TORCH_CHECK_TYPE(is_supported_input_dtype(wt) && (wt != at::kDouble || weight.is_cpu()), op,
                    ": argument 'weight' must be float32, float16 or bfloat16", weight.is_cpu() ? " (or float64)" : "",
                    ", got ", wt);
   weight_c = weight.to(d.compute).contiguous();

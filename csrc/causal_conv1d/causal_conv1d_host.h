@@ -2,17 +2,15 @@
 // bindings. Every check names the argument and what was expected; kernels then assume valid input.
 #pragma once
 
-#include <optional>
 #include <tuple>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
 
 #include "causal_conv1d.h"
+#include "common/host.h"
 
 namespace hamburg_mamba {
-
-using OptTensor = std::optional<at::Tensor>;
 
 struct ConvFwdPrepared {
   CausalConv1dParams params;

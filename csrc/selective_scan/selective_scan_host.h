@@ -1,18 +1,16 @@
-// Host-side argument checks and parameter packing shared by the CPU and CUDA bindings.
+// Host-side argument checks and parameter packing of the selective-scan ops, shared by the CPU and CUDA bindings.
 // Every check names the argument and what was expected; kernels then assume valid input.
 #pragma once
 
-#include <optional>
 #include <tuple>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
 
+#include "common/host.h"
 #include "selective_scan.h"
 
 namespace hamburg_mamba {
-
-using OptTensor = std::optional<at::Tensor>;
 
 struct FwdPrepared {
   SelectiveScanParams params;
@@ -46,36 +44,5 @@ using BwdResult = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at:
 // (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dinitial_state); gradients of absent optional inputs are
 // empty tensors.
 BwdResult finalize_bwd(const BwdPrepared& prep);
-
-struct StateUpdatePrepared {
-  StateUpdateParams params;
-  std::vector<at::Tensor> keep_alive;
-  at::Tensor state_work;  // the state the kernel updates: `state` itself, or a contiguous copy
-  at::Tensor out;
-};
-
-StateUpdatePrepared prepare_state_update(const at::Tensor& state, const at::Tensor& x, const at::Tensor& dt,
-                                         const at::Tensor& A, const at::Tensor& B, const at::Tensor& C,
-                                         const OptTensor& D, const OptTensor& z, const OptTensor& dt_bias,
-                                         const OptTensor& dt_scale, bool dt_softplus);
-
-// Copies the updated state back when the kernel worked on a contiguous copy.
-void finalize_state_update(const at::Tensor& state, const StateUpdatePrepared& prep);
-
-struct MambaBlockStepPrepared {
-  MambaBlockStepParams params;
-  std::vector<at::Tensor> keep_alive;  // dt_scale in the compute type, the workspace
-  at::Tensor out;
-};
-
-// Checks every argument (shapes, dtypes, one device, contiguity) and packs the params; conv_state and
-// ssm_state are updated in place by the kernel.
-MambaBlockStepPrepared prepare_mamba_block_step(const at::Tensor& x, const at::Tensor& norm_weight, double norm_eps,
-                                                const at::Tensor& in_proj_weight, const at::Tensor& conv_state,
-                                                const at::Tensor& conv_weight, const OptTensor& conv_bias,
-                                                const at::Tensor& x_proj_weight, const at::Tensor& dt_proj_weight,
-                                                const at::Tensor& dt_proj_bias, const at::Tensor& A,
-                                                const at::Tensor& D, const at::Tensor& ssm_state,
-                                                const OptTensor& dt_scale, const at::Tensor& out_proj_weight);
 
 }  // namespace hamburg_mamba

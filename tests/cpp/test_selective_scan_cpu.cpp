@@ -1,4 +1,5 @@
-// Unit tests of the torch-free CPU selective-scan kernels (csrc/selective_scan/cpu).
+// Unit tests of the torch-free CPU selective-scan kernels (csrc/selective_scan/cpu), of the state update
+// (csrc/state_update/cpu) and of the fused block step (csrc/block_step/cpu).
 //
 // Glossary: B batch, D channels, L steps, N state size, G groups sharing (B, C), Dg = D / G.
 //
@@ -21,9 +22,12 @@
 #include <tuple>
 #include <vector>
 
+#include "block_step/cpu/block_step_cpu.h"
+#include "common/cpu/isa.h"
 #include "openmp_for.h"
 #include "selective_scan/cpu/selective_scan_cpu.h"
 #include "selective_scan/selective_scan.h"
+#include "state_update/cpu/state_update_cpu.h"
 
 namespace {
 

@@ -1,8 +1,9 @@
 """CPU emulation of the CUDA kernels (no GPU needed; slow, for correctness only).
 
-Builds the real kernels of csrc/selective_scan/cuda (the .cu files, unchanged but for the launch syntax) as
-CPU code through cuda_shim.h, together with the real host checks and packing (selective_scan_host.cpp), into
-a torch library with three ops in the namespace `emulator_namespace(config)`:
+Builds the real kernels of csrc/selective_scan/cuda and csrc/state_update/cuda (the .cu files, unchanged but for
+the launch syntax) as CPU code through cuda_shim.h, together with the real host checks and packing (the
+*_host.cpp of those folders and csrc/common/host.cpp), into a torch library with three ops in the namespace
+`emulator_namespace(config)`:
     fwd(u, delta, A, B, C, D?, z?, delta_bias?, initial_state?, dt_scale?, softplus, save) -> (out, last, chk)
     bwd(dout, dlast?, u, delta, A, B, C, D?, z?, delta_bias?, initial_state?, dt_scale?, chk, softplus)
         -> (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, dinitial_state)
@@ -30,11 +31,15 @@ import torch
 from torch.utils.cpp_extension import load
 
 REPO = Path(__file__).resolve().parents[2]
-SRC = REPO / "csrc" / "selective_scan"
+CSRC = REPO / "csrc"
 SHIM = Path(__file__).resolve().parent / "cuda_shim.h"
 # The CUDA headers the kernels include; each becomes a one-line forward to the shim.
 CUDA_HEADERS = ("cuda_runtime.h", "cuda_runtime_api.h", "cuda_fp16.h", "cuda_bf16.h")
-HOST_FILES = ("selective_scan.h", "selective_scan_host.h", "selective_scan_host.cpp")
+# The csrc folders each emulator copies (their headers, host sources and cuda/ kernels; never cpu/).
+SCAN_FOLDERS = ("common", "selective_scan", "state_update")
+CONV_FOLDERS = ("common", "causal_conv1d")
+# The file whose exp the exp_bias option rewrites.
+EXP_HEADER = "selective_scan_common.cuh"
 # kernel<<<grid, block, smem, stream>>>(args); -> ::shim::launch(kernel, grid, block, smem, stream, args);
 LAUNCH_RE = re.compile(r"([\w:]+(?:<[^<>]*>)?)<<<(.*?)>>>\((.*?)\);")
 KERNEL_THREADS_RE = re.compile(r"constexpr int kNThreads = \d+;")
@@ -77,8 +82,10 @@ BINDING = r"""
 // The emulator's ops: the real host packing, then the CUDA launchers compiled for the CPU (stream nullptr).
 #include <torch/library.h>
 
-#include "selective_scan_host.h"
-#include "cuda/selective_scan_cuda.h"
+#include "selective_scan/cuda/selective_scan_cuda.h"
+#include "selective_scan/selective_scan_host.h"
+#include "state_update/cuda/state_update_cuda.h"
+#include "state_update/state_update_host.h"
 
 namespace hamburg_mamba {
 namespace {
@@ -139,41 +146,53 @@ def build(config: EmulatorConfig, out_dir: Path, verbose: bool = False):
     Files are rewritten only when their text changed, so a second build in the same folder recompiles only
     what changed (ninja compares times). Returns the ops namespace (torch.ops.<emulator_namespace(config)>).
     """
-    if _namespace_loaded(emulator_namespace(config)):
-        return getattr(torch.ops, emulator_namespace(config))  # the same config's kernels, loaded before
-    root = Path(out_dir) / config.name
-    dst = root / "csrc" / "selective_scan"
-    (dst / "cuda").mkdir(parents=True, exist_ok=True)
+    defines = ["-DHAMBURG_MAMBA_CUDA_FAST_EXP"] if config.fast_exp else []
+    return _build_library(emulator_namespace(config), SCAN_FOLDERS, BINDING, config, out_dir, defines, verbose)
+
+
+def _build_library(name: str, folders, binding: str, config: EmulatorConfig, out_dir: Path, defines, verbose):
+    """Copies `folders` of csrc under out_dir/name/csrc as CPU code, adds the binding, builds and loads it."""
+    if _namespace_loaded(name):
+        return getattr(torch.ops, name)  # the same configuration's kernels, loaded before in this process
+    root = Path(out_dir) / name
+    csrc = root / "csrc"
     shim_dir = root / "shim"
     _write_if_changed(shim_dir / SHIM.name, SHIM.read_text())
     for header in CUDA_HEADERS:
         _write_if_changed(shim_dir / header, '#pragma once\n#include "cuda_shim.h"\n')
-    for name in HOST_FILES:
-        _write_if_changed(dst / name, (SRC / name).read_text())
-    kernel_sources = [_write_kernel_file(path, dst / "cuda", config) for path in sorted((SRC / "cuda").iterdir())]
-    _write_if_changed(dst / "emu_binding.cpp", BINDING.replace("EMU_NAMESPACE", emulator_namespace(config)))
-    sources = [dst / "emu_binding.cpp", dst / "selective_scan_host.cpp"] + [s for s in kernel_sources if s]
-    defines = ["-DHAMBURG_MAMBA_CUDA_FAST_EXP"] if config.fast_exp else []
+    sources = [csrc / "emu_binding.cpp"]
+    _write_if_changed(sources[0], binding.replace("EMU_NAMESPACE", name))
+    for folder in folders:
+        for path in sorted((CSRC / folder).iterdir()):
+            if path.suffix in (".h", ".cuh"):
+                _write_if_changed(csrc / folder / path.name, path.read_text())
+            elif path.name.endswith("host.cpp"):  # the host checks; the other .cpp register the real ops
+                _write_if_changed(csrc / folder / path.name, path.read_text())
+                sources.append(csrc / folder / path.name)
+        cuda = CSRC / folder / "cuda"
+        if cuda.is_dir():
+            units = [_write_kernel_file(path, csrc / folder / "cuda", config) for path in sorted(cuda.iterdir())]
+            sources += [unit for unit in units if unit]
     load(
-        name=config.name,
+        name=name,
         sources=[str(s) for s in sources],
         build_directory=str(root),
-        extra_include_paths=[str(shim_dir), str(dst)],
+        extra_include_paths=[str(shim_dir), str(csrc)],
         extra_cflags=CFLAGS + defines,
         is_python_module=False,
         verbose=verbose,
     )
-    return getattr(torch.ops, emulator_namespace(config))
+    return getattr(torch.ops, name)
 
 
 def _write_kernel_file(path: Path, dst: Path, config: EmulatorConfig) -> Path | None:
-    """Copies one file of csrc/selective_scan/cuda as CPU code; returns it when it is a translation unit."""
+    """Copies one file of a csrc/<op>/cuda folder as CPU code; returns it when it is a translation unit."""
     if path.suffix not in (".cu", ".cuh", ".h"):
         return None  # the real binding (.cpp) needs c10/cuda
     text = LAUNCH_RE.sub(r"::shim::launch(\1, \2, \3);", path.read_text())
     if config.threads != 128:
         text = KERNEL_THREADS_RE.sub(f"constexpr int kNThreads = {config.threads};", text)
-    if config.exp_bias and path.suffix == ".cuh":
+    if config.exp_bias and path.name == EXP_HEADER:
         if FAST_EXP_RETURN not in text:
             raise RuntimeError(f"{path.name}: exp_bias needs the fast exp's '{FAST_EXP_RETURN}'; the source changed")
         bias_fn = f"inline float emu_exp2f(float x) {{ return ::exp2f(x) * (1.0f + {config.exp_bias}f); }}\n"
@@ -202,17 +221,12 @@ def _write_if_changed(path: Path, text: str) -> None:
 #         -> (dx, dweight, dbias, dinitial_states)
 #     update(x, conv_state, weight, bias?, silu, cache_seqlens?, conv_state_indices?) -> out
 
-CONV_SRC = REPO / "csrc" / "causal_conv1d"
-CONV_HOST_FILES = ("causal_conv1d.h", "causal_conv1d_host.h", "causal_conv1d_host.cpp")
-# What the conv kernels include from the scan's folder (the shared ScalarType and dtype conversions).
-CONV_SCAN_FILES = ("selective_scan.h", "cuda/selective_scan_common.cuh")
-
 CONV_BINDING = r"""
 // The emulator's conv ops: the real host packing, then the CUDA launchers compiled for the CPU.
 #include <torch/library.h>
 
-#include "causal_conv1d_host.h"
-#include "cuda/causal_conv1d_cuda.h"
+#include "causal_conv1d/causal_conv1d_host.h"
+#include "causal_conv1d/cuda/causal_conv1d_cuda.h"
 
 namespace hamburg_mamba {
 namespace {
@@ -264,35 +278,7 @@ def conv_emulator_namespace(config: EmulatorConfig) -> str:
 def build_conv(config: EmulatorConfig, out_dir: Path, verbose: bool = False):
     """Compiles the causal conv1d kernels' emulator for `config` under out_dir and loads it (see `build`).
     Only config.arch matters (the conv kernels have their own block size). Returns the ops namespace."""
-    name = conv_emulator_namespace(config)
-    if _namespace_loaded(name):
-        return getattr(torch.ops, name)  # loaded before in this process
-    root = Path(out_dir) / name
-    csrc = root / "csrc"
-    conv = csrc / "causal_conv1d"
-    (conv / "cuda").mkdir(parents=True, exist_ok=True)
-    (csrc / "selective_scan" / "cuda").mkdir(parents=True, exist_ok=True)
-    shim_dir = root / "shim"
-    _write_if_changed(shim_dir / SHIM.name, SHIM.read_text())
-    for header in CUDA_HEADERS:
-        _write_if_changed(shim_dir / header, '#pragma once\n#include "cuda_shim.h"\n')
-    for rel in CONV_SCAN_FILES:
-        _write_if_changed(csrc / "selective_scan" / rel, (SRC / rel).read_text())
-    for file in CONV_HOST_FILES:
-        _write_if_changed(conv / file, (CONV_SRC / file).read_text())
-    kernel_sources = [_write_kernel_file(path, conv / "cuda", config) for path in sorted((CONV_SRC / "cuda").iterdir())]
-    _write_if_changed(conv / "emu_binding.cpp", CONV_BINDING.replace("EMU_NAMESPACE", name))
-    sources = [conv / "emu_binding.cpp", conv / "causal_conv1d_host.cpp"] + [s for s in kernel_sources if s]
-    load(
-        name=name,
-        sources=[str(s) for s in sources],
-        build_directory=str(root),
-        extra_include_paths=[str(shim_dir), str(csrc), str(conv)],
-        extra_cflags=CFLAGS,
-        is_python_module=False,
-        verbose=verbose,
-    )
-    return getattr(torch.ops, name)
+    return _build_library(conv_emulator_namespace(config), CONV_FOLDERS, CONV_BINDING, config, out_dir, [], verbose)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The CUDA kernels (csrc/selective_scan/cuda/*.cu) run in a CPU emulation against the float64 reference.
+"""The CUDA kernels (csrc/selective_scan/cuda/*.cu, csrc/state_update/cuda/*.cu) run in a CPU emulation against
+the float64 reference.
 
 Glossary: B batch, D channels, L steps, N state size, G groups sharing (B, C).
 

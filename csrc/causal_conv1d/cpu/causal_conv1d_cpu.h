@@ -1,11 +1,11 @@
 // CPU causal conv1d: torch-free entry points over raw pointers (see ../causal_conv1d.h for the layouts).
-// The kernels are compiled for AVX2+FMA+F16C and for the x86-64 baseline, picked at run time with the
-// selective scan's ISA detection (HAMBURG_MAMBA_CPU_ISA=baseline caps it). Parallelism is injected as in
-// the scan (selective_scan_cpu.h): at::parallel_for from the torch binding, OpenMP in the C++ tests.
+// The kernels are compiled for AVX2+FMA+F16C and for the x86-64 baseline, picked at run time by the shared ISA
+// detection (../../common/cpu/isa.h; HAMBURG_MAMBA_CPU_ISA=baseline caps it). Parallelism is injected as in
+// the scan (../../common/cpu/parallel.h): at::parallel_for from the torch binding, OpenMP in the C++ tests.
 #pragma once
 
 #include "causal_conv1d/causal_conv1d.h"
-#include "selective_scan/cpu/selective_scan_cpu.h"  // ParallelFor, serial_for, cpu_isa
+#include "common/cpu/parallel.h"
 
 namespace hamburg_mamba::cpu {
 

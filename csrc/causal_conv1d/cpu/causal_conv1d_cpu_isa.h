@@ -1,5 +1,5 @@
-// Internal: the per-ISA entry points of the causal conv1d CPU kernels (causal_conv1d_cpu_kernel.inc
-// compiled twice).
+// Internal: the per-ISA kernel table of the causal conv1d (causal_conv1d_cpu_kernel.inc compiled twice: the op
+// is memory-bound, so no AVX-512 variant; AVX-512 CPUs run the AVX2 one).
 #pragma once
 
 #include <cstdint>
@@ -8,16 +8,19 @@
 
 namespace hamburg_mamba::conv_cpu {
 
-#define HAMBURG_MAMBA_DECLARE_CONV_ISA(isa)                                         \
-  namespace isa {                                                                   \
-  void fwd_items(const CausalConv1dParams& p, int64_t begin, int64_t end);          \
-  void bwd_items(const CausalConv1dBwdParams& p, int64_t begin, int64_t end);       \
-  void update_items(const CausalConv1dUpdateParams& p, int64_t begin, int64_t end); \
-  }
+// The entry points of one ISA level: forward items are (batch, channel) rows, backward items are channels,
+// update items rows.
+struct ConvKernels {
+  void (*fwd_items)(const CausalConv1dParams& p, int64_t begin, int64_t end);
+  void (*bwd_items)(const CausalConv1dBwdParams& p, int64_t begin, int64_t end);
+  void (*update_items)(const CausalConv1dUpdateParams& p, int64_t begin, int64_t end);
+};
 
-HAMBURG_MAMBA_DECLARE_CONV_ISA(avx2)
-HAMBURG_MAMBA_DECLARE_CONV_ISA(baseline)
-
-#undef HAMBURG_MAMBA_DECLARE_CONV_ISA
+namespace avx2 {
+extern const ConvKernels kConvKernels;
+}
+namespace baseline {
+extern const ConvKernels kConvKernels;
+}
 
 }  // namespace hamburg_mamba::conv_cpu

@@ -1,16 +1,13 @@
 // CPU kernels of the causal conv1d ops: checks and packing in ../causal_conv1d_host.cpp, math in the
 // torch-free kernels (causal_conv1d_cpu.h), parallelism from at::parallel_for.
-#include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include "../causal_conv1d_host.h"
+#include "causal_conv1d/causal_conv1d_host.h"
 #include "causal_conv1d_cpu.h"
+#include "common/cpu/torch_parallel_for.h"
 
 namespace hamburg_mamba {
 namespace {
-
-// The dispatcher sizes its tasks (cpu::for_items), so grain 1.
-void torch_parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn) { at::parallel_for(0, n, 1, fn); }
 
 std::tuple<at::Tensor, at::Tensor> causal_conv1d_fwd_cpu(const at::Tensor& x, const at::Tensor& weight,
                                                          const OptTensor& bias, const OptTensor& seq_idx,

@@ -5,8 +5,8 @@
 
 #include <cstdint>
 
-#include "../causal_conv1d.h"
-#include "selective_scan/cuda/selective_scan_common.cuh"  // to_float, from_float
+#include "causal_conv1d/causal_conv1d.h"
+#include "common/cuda/dtype.cuh"
 
 namespace hamburg_mamba::gpu {
 

@@ -6,7 +6,7 @@
 
 #include <cuda_runtime_api.h>
 
-#include "../causal_conv1d.h"
+#include "causal_conv1d/causal_conv1d.h"
 
 namespace hamburg_mamba::gpu {
 

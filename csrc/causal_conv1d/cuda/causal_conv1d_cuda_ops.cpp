@@ -1,32 +1,24 @@
 // CUDA kernels of the causal conv1d ops: checks and packing in ../causal_conv1d_host.cpp (which also
 // rejects float64 and mixed devices), math in the torch-free launchers of causal_conv1d_cuda.h, launched on
-// the current stream of the inputs' device. c10/cuda headers only (see selective_scan_cuda_ops.cpp).
+// the current stream of the inputs' device.
 #include <cstdint>
 #include <limits>
 
 #include <c10/cuda/CUDAGuard.h>
-#include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include "../causal_conv1d_host.h"
+#include "causal_conv1d/causal_conv1d_host.h"
 #include "causal_conv1d_cuda.h"
+#include "common/cuda/cuda_binding.h"
 
 namespace hamburg_mamba {
 namespace {
-
-void check_launch(cudaError_t err, const char* op) {
-  TORCH_CHECK(err == cudaSuccess, op, ": CUDA kernel launch failed: ", cudaGetErrorString(err));
-}
 
 // One thread per element: the grid's x dimension holds at most 2^31 - 1 blocks of kConvThreads.
 void check_grid(int64_t elements, const char* op) {
   constexpr int64_t kMaxElements = int64_t{std::numeric_limits<int32_t>::max()} * 256;
   TORCH_CHECK_VALUE(elements <= kMaxElements, op, ": ", elements, " elements exceed the CUDA grid limit of ",
                     kMaxElements);
-}
-
-cudaStream_t current_stream(const at::Tensor& t) {
-  return c10::cuda::getCurrentCUDAStream(t.device().index()).stream();
 }
 
 std::tuple<at::Tensor, at::Tensor> causal_conv1d_fwd_cuda(const at::Tensor& x, const at::Tensor& weight,

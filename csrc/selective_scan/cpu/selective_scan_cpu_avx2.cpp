@@ -1,39 +1,16 @@
-// CPU selective-scan kernels compiled for AVX2 with FMA and F16C.
-// Every header is included before the target pragma (see selective_scan_cpu_kernel.inc).
-#include <algorithm>
-#include <cmath>
-#include <cstdint>
-#include <cstring>
-#include <new>
-#include <type_traits>
-#include <vector>
-
-#include "../selective_scan.h"
-#include "scalar_types.h"
-#include "selective_scan_cpu.h"
+// Selective-scan CPU kernels compiled for AVX2 with FMA and F16C.
+#include "common/cpu/kernel_headers.h"
 #include "selective_scan_cpu_isa.h"
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>  // the F16C conversions
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,bmi,bmi2"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c,bmi,bmi2")
-#endif
-#define HAMBURG_MAMBA_ISA_PUSHED 1
-#define HAMBURG_MAMBA_F16C 1  // the kernels may use the F16C conversion intrinsics
-#endif
+#include "common/cpu/target_avx2_begin.h"
 
 namespace hamburg_mamba::cpu::avx2 {
-#include "selective_scan_cpu_kernel.inc"
+// The kernel sources, each using the ones before it.
+#include "common/cpu/vec_math.inc"
+
+#include "selective_scan_cpu_tiling.inc"
+
+#include "selective_scan_cpu_scan.inc"
 }  // namespace hamburg_mamba::cpu::avx2
 
-#undef HAMBURG_MAMBA_F16C
-#if defined(HAMBURG_MAMBA_ISA_PUSHED)
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
-#endif
+#include "common/cpu/target_end.h"

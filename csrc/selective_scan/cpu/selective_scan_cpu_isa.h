@@ -1,10 +1,10 @@
-// Internal: the per-ISA entry points of the CPU kernels (selective_scan_cpu_kernel.inc compiled three
-// times) and the buffers the backward fills before the dispatcher reduces them.
+// Internal: the per-ISA kernel table of the selective scan (selective_scan_cpu_{scan,tiling}.inc compiled
+// three times) and the buffers the backward fills before the dispatcher reduces them.
 #pragma once
 
 #include <cstdint>
 
-#include "../selective_scan.h"
+#include "selective_scan/selective_scan.h"
 
 namespace hamburg_mamba::cpu {
 
@@ -18,35 +18,20 @@ struct BwdPartials {
   void* ddelta_bias = nullptr;  // (B, D)
 };
 
-// y[b, r] = residual[b, r] (when given) + sum_i W[r, i] x[b, i] over the rows r of a row-major (rows, in)
-// weight; x, y and residual in the compute type `dtype`, the weight in `weight_dtype`. Items are blocks of
-// kLanes rows.
-struct GemvJob {
-  ScalarType dtype = ScalarType::kFloat32;
-  ScalarType weight_dtype = ScalarType::kFloat32;
-  int64_t rows = 0, in = 0, batch = 0;
-  const void* weight = nullptr;
-  const void* x = nullptr;
-  int64_t x_stride = 0;  // between batch rows of x
-  void* y = nullptr;
-  int64_t y_stride = 0;  // between batch rows of y and of residual
-  const void* residual = nullptr;
+// The entry points of one ISA level, over the work items [begin, end).
+struct ScanKernels {
+  void (*fwd_items)(const SelectiveScanParams& p, int64_t begin, int64_t end);
+  void (*bwd_items)(const SelectiveScanBwdParams& p, const BwdPartials& part, int64_t begin, int64_t end);
 };
 
-#define HAMBURG_MAMBA_DECLARE_ISA(isa)                                                                       \
-  namespace isa {                                                                                            \
-  void fwd_items(const SelectiveScanParams& p, int64_t begin, int64_t end);                                  \
-  void bwd_items(const SelectiveScanBwdParams& p, const BwdPartials& part, int64_t begin, int64_t end);      \
-  void state_update_items(const StateUpdateParams& p, int64_t begin, int64_t end);                           \
-  void gemv_items(const GemvJob& j, int64_t begin, int64_t end);                                             \
-  void rms_norm_items(const MambaBlockStepParams& p, void* normed, int64_t begin, int64_t end);              \
-  void conv_step_items(const MambaBlockStepParams& p, const void* xi, void* xc, int64_t begin, int64_t end); \
-  }
-
-HAMBURG_MAMBA_DECLARE_ISA(avx512)
-HAMBURG_MAMBA_DECLARE_ISA(avx2)
-HAMBURG_MAMBA_DECLARE_ISA(baseline)
-
-#undef HAMBURG_MAMBA_DECLARE_ISA
+namespace avx512 {
+extern const ScanKernels kScanKernels;
+}
+namespace avx2 {
+extern const ScanKernels kScanKernels;
+}
+namespace baseline {
+extern const ScanKernels kScanKernels;
+}
 
 }  // namespace hamburg_mamba::cpu

@@ -4,7 +4,7 @@
 // gradient, whose carry between chunks lives in shared memory and starts from dlast_state.
 //
 // With a_t = exp(s_t A), y_t the output before D and gating, dy_t its gradient, and G_t the total gradient
-// of h_t (the same formulas as the CPU kernel, cpu/selective_scan_cpu_kernel.inc):
+// of h_t (the same formulas as the CPU kernel, cpu/selective_scan_cpu_scan.inc):
 //   G_t = C_t dy_t + a_{t+1} G_{t+1},  G_{L-1} = C_{L-1} dy_{L-1} + dlast_state
 //   dC_t += dy_t h_t,  dB_t += G_t s_t u_t,  dA += G_t s_t a_t h_{t-1},
 //   ds_t = sum_n G_t (A a_t h_{t-1} + B_t u_t),  du_t = D dy_t + s_t sum_n G_t B_t,  dinitial_state = a_0 G_0.

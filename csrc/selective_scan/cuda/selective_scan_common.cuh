@@ -1,5 +1,6 @@
-// Device helpers shared by the selective-scan CUDA kernels: dtype conversion, per-thread item loads,
-// and the block-wide scans over affine maps that carry the recurrence across threads.
+// Device helpers shared by the selective-scan CUDA kernels (and the state update's): the decay and step
+// arithmetic, per-thread item loads, and the block-wide scans over affine maps that carry the recurrence
+// across threads.
 //
 // Thread layout (as in mamba_ssm's selective_scan): one block of kNThreads threads per (batch, channel);
 // the block walks L in chunks of kNThreads * K steps, thread j owning the K consecutive steps
@@ -12,13 +13,12 @@
 // with shuffles, and CUB's templates would multiply the build time on the project's 2-core machines.
 #pragma once
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
-#include "../selective_scan.h"
+#include "common/cuda/dtype.cuh"
+#include "selective_scan/selective_scan.h"
 
 namespace hamburg_mamba::gpu {
 
@@ -27,27 +27,8 @@ constexpr int kNWarps = kNThreads / 32;
 constexpr unsigned kFullMask = 0xffffffffu;
 constexpr float kSoftplusThresholdF = static_cast<float>(kSoftplusThreshold);
 
-__device__ __forceinline__ float to_float(float x) { return x; }
-__device__ __forceinline__ float to_float(__half x) { return __half2float(x); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
-
-template <typename T>
-__device__ __forceinline__ T from_float(float x);
-template <>
-__device__ __forceinline__ float from_float<float>(float x) {
-  return x;
-}
-template <>
-__device__ __forceinline__ __half from_float<__half>(float x) {
-  return __float2half_rn(x);
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) {
-  return __float2bfloat16_rn(x);
-}
-
 // exp(x) for the decay factors a = exp(s A), to about 1 ulp with FMA arithmetic only: Cephes expf, the
-// same reduction and polynomial as the CPU kernel (cpu/selective_scan_cpu_kernel.inc). Why not the hardware
+// same reduction and polynomial as the CPU kernels (common/cpu/vec_math.inc). Why not the hardware
 // ex2 (MUFU, behind exp2f, expf and __expf): near a = 1 its error of up to 2 ulp is not random from step to
 // step, and the recurrence amplifies a bias in a by the memory length 1 / (1 - a). In a CPU emulation of
 // these kernels a systematic 2-ulp bias took the float32 last state at L = 4500 from 1e-7 to 1.5e-4

@@ -6,7 +6,7 @@
 
 #include <cuda_runtime_api.h>
 
-#include "../selective_scan.h"
+#include "selective_scan/selective_scan.h"
 
 namespace hamburg_mamba::gpu {
 
@@ -16,8 +16,5 @@ cudaError_t selective_scan_fwd_cuda(const SelectiveScanParams& p, cudaStream_t s
 // Backward: writes du, ddelta, dz; accumulates (atomically) into the zero-initialised dA, dB, dC, dD,
 // ddelta_bias; writes dinitial_state.
 cudaError_t selective_scan_bwd_cuda(const SelectiveScanBwdParams& p, cudaStream_t stream);
-
-// One streaming step, state updated in place.
-cudaError_t selective_state_update_cuda(const StateUpdateParams& p, cudaStream_t stream);
 
 }  // namespace hamburg_mamba::gpu

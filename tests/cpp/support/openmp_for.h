@@ -9,7 +9,7 @@
 #include <cstdint>
 #include <functional>
 
-#include "selective_scan/cpu/selective_scan_cpu.h"
+#include "common/cpu/parallel.h"
 
 namespace hamburg_mamba::cpu {
 

@@ -1,8 +1,8 @@
 // One streaming step of the selective scan on CUDA, state updated in place: a warp per (batch, channel)
 // row, lanes over the state index n, the output summed with warp shuffles. The arithmetic is the scan's
 // (step_size, exp_decay), so a step here matches a step of selective_scan_fwd.
-#include "selective_scan_common.cuh"
-#include "selective_scan_cuda.h"
+#include "selective_scan/cuda/selective_scan_common.cuh"
+#include "state_update_cuda.h"
 
 namespace hamburg_mamba::gpu {
 namespace {

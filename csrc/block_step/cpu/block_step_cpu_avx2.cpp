@@ -1,0 +1,14 @@
+// Block-step CPU kernels compiled for AVX2 with FMA and F16C.
+#include "block_step_cpu_isa.h"
+#include "common/cpu/kernel_headers.h"
+
+#include "common/cpu/target_avx2_begin.h"
+
+namespace hamburg_mamba::cpu::avx2 {
+// The kernel sources, each using the ones before it.
+#include "common/cpu/vec_math.inc"
+
+#include "block_step_cpu_kernel.inc"
+}  // namespace hamburg_mamba::cpu::avx2
+
+#include "common/cpu/target_end.h"

@@ -1,0 +1,10 @@
+// State-update CPU kernel compiled for the x86-64 baseline (SSE2), or the compiler's default target elsewhere.
+#include "common/cpu/kernel_headers.h"
+#include "state_update_cpu_isa.h"
+
+namespace hamburg_mamba::cpu::baseline {
+// The kernel sources, each using the ones before it.
+#include "common/cpu/vec_math.inc"
+
+#include "state_update_cpu_kernel.inc"
+}  // namespace hamburg_mamba::cpu::baseline
