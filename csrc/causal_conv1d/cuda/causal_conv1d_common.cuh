@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "causal_conv1d/causal_conv1d.h"
+#include "common/cuda/dispatch.cuh"
 #include "common/cuda/dtype.cuh"
 
 namespace hamburg_mamba::gpu {

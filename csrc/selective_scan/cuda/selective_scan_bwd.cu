@@ -224,25 +224,13 @@ void launch(const SelectiveScanBwdParams& p, cudaStream_t stream) {
   selective_scan_bwd_kernel<T, K><<<grid, kNThreads, 0, stream>>>(p);
 }
 
-template <typename T>
-void launch_by_length(const SelectiveScanBwdParams& p, cudaStream_t stream) {
-  if (p.seqlen <= kShortSeqlen) {
-    launch<T, kItemsShort>(p, stream);
-  } else {
-    launch<T, kItemsLong>(p, stream);
-  }
-}
-
 }  // namespace
 
 cudaError_t selective_scan_bwd_cuda(const SelectiveScanBwdParams& p, cudaStream_t stream) {
-  switch (p.dtype) {
-    case ScalarType::kFloat32: launch_by_length<float>(p, stream); break;
-    case ScalarType::kFloat16: launch_by_length<__half>(p, stream); break;
-    case ScalarType::kBFloat16: launch_by_length<__nv_bfloat16>(p, stream); break;
-    case ScalarType::kFloat64: return cudaErrorInvalidValue;  // rejected by the host checks
-  }
-  return cudaGetLastError();
+  return dispatch_dtype(p.dtype, [&](auto type) {
+    dispatch_items(p.seqlen,
+                   [&](auto items) { launch<typename decltype(type)::type, decltype(items)::value>(p, stream); });
+  });
 }
 
 }  // namespace hamburg_mamba::gpu

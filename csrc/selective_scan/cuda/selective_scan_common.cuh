@@ -16,7 +16,9 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
+#include "common/cuda/dispatch.cuh"
 #include "common/cuda/dtype.cuh"
 #include "selective_scan/selective_scan.h"
 
@@ -234,5 +236,15 @@ __device__ __forceinline__ float block_scan_rev(float ta, float tb, const float*
 constexpr int kItemsShort = 4;
 constexpr int kItemsLong = 16;
 constexpr int64_t kShortSeqlen = kNThreads * kItemsShort;
+
+// Calls launch(std::integral_constant<int, K>{}) with K the steps per thread for a sequence of `seqlen` steps.
+template <typename Launch>
+void dispatch_items(int64_t seqlen, const Launch& launch) {
+  if (seqlen <= kShortSeqlen) {
+    launch(std::integral_constant<int, kItemsShort>{});
+  } else {
+    launch(std::integral_constant<int, kItemsLong>{});
+  }
+}
 
 }  // namespace hamburg_mamba::gpu

@@ -55,13 +55,7 @@ void launch(const StateUpdateParams& p, cudaStream_t stream) {
 }  // namespace
 
 cudaError_t selective_state_update_cuda(const StateUpdateParams& p, cudaStream_t stream) {
-  switch (p.dtype) {
-    case ScalarType::kFloat32: launch<float>(p, stream); break;
-    case ScalarType::kFloat16: launch<__half>(p, stream); break;
-    case ScalarType::kBFloat16: launch<__nv_bfloat16>(p, stream); break;
-    case ScalarType::kFloat64: return cudaErrorInvalidValue;  // rejected by the host checks
-  }
-  return cudaGetLastError();
+  return dispatch_dtype(p.dtype, [&](auto type) { launch<typename decltype(type)::type>(p, stream); });
 }
 
 }  // namespace hamburg_mamba::gpu
