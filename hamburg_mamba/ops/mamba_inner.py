@@ -160,13 +160,14 @@ class _MambaInnerFn(torch.autograd.Function):
                 B,
                 C,
                 t.D,
-                _gate(t.xz),
+                _gate(t.xz).to(u.dtype),
                 t.delta_bias,
                 None,
                 t.dt_scale,
                 options.delta_softplus,
                 True,
             )  # (B, E, L) gated output
+            out_z = out_z.to(t.xz.dtype)  # float32 when a given (E, N) B or C made the scan run in float32
             ctx.options = options
             ctx.save_for_backward(*tensors, checkpoints, out_z)
             return F.linear(out_z.transpose(1, 2), t.out_proj_weight, t.out_proj_bias)  # (B, L, M)
@@ -188,7 +189,7 @@ class _MambaInnerFn(torch.autograd.Function):
             dy = torch.matmul(t.out_proj_weight.t(), dout.transpose(1, 2))  # (B, E, L)
             u, delta, B, C = scan_in.detached()
             du, ddelta, dA, dB, dC, dD, dz, ddelta_bias, _ = _ops.selective_scan_bwd(
-                dy,
+                dy.to(u.dtype),
                 None,
                 u,
                 delta,
@@ -196,7 +197,7 @@ class _MambaInnerFn(torch.autograd.Function):
                 B,
                 C,
                 t.D,
-                _gate(t.xz),
+                _gate(t.xz).to(u.dtype),
                 t.delta_bias,
                 None,
                 t.dt_scale,
@@ -250,6 +251,10 @@ def _pre_scan(x: torch.Tensor, t: MixerTensors, options: MixerOptions) -> ScanIn
         B = rms_norm_over_channels(B, t.b_rms_weight, options.rms_eps)
     if t.c_rms_weight is not None:
         C = rms_norm_over_channels(C, t.c_rms_weight, options.rms_eps)
+    if (B.dim() == 2 or C.dim() == 2) and xc.dtype in (torch.float16, torch.bfloat16):
+        # A given (E, N) B or C is a weight that the scan reads in float32, as selective_scan_fn does (see there).
+        xc, delta = xc.float(), delta.float()
+        B, C = (M if M.dim() == 2 else M.float() for M in (B, C))
     B, C = _variable_layout(xc, t.A, *_same_groups(B, C, xc.shape[1]))
     return ScanInputs(xc, delta, B, C)
 

@@ -65,17 +65,29 @@ def selective_scan_fn(
     needs_grad = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (u, delta, A, B, C, D, z, delta_bias, initial_state)
     )
+    out_dtype = u.dtype
+    if (B.dim() == 2 or C.dim() == 2) and u.dtype in (torch.float16, torch.bfloat16):
+        # The kernels read B and C in u's dtype, but an input-independent (D, N) matrix is a weight and mamba_ssm
+        # keeps it in float32: rounding it to bfloat16 moves the output by up to 2**-8 relative per term. So the
+        # scan runs in float32 here (the half-precision inputs convert exactly; the kernels compute in float32
+        # either way) and only `out` is rounded back, as the half-precision kernels round it.
+        u, delta = u.float(), delta.float()
+        z = None if z is None else z.float()
+        B = B if B.dim() == 2 else B.float()
+        C = C if C.dim() == 2 else C.float()
     B, C = _variable_layout(u, A, B, C)
     out, last_state, _ = _ops.selective_scan_fwd(
         u, delta, A, B, C, D, z, delta_bias, initial_state, dt_scale, delta_softplus, needs_grad
     )
+    out = out.to(out_dtype)
     return (out, last_state) if return_last_state else out
 
 
 def _variable_layout(u: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor):
     """B, C in the kernels' (B, G, N, L) layout when either is an input-independent (D, N) matrix.
 
-    A (D, N) matrix is per channel, so it becomes G = D groups: converted to u's dtype, materialised once over
+    A (D, N) matrix is per channel, so it becomes G = D groups: converted to u's dtype (float32 or float64 here:
+    `selective_scan_fn` runs half-precision inputs in float32 on this path), materialised once over
     L as (D, N, L) (the kernels read steps contiguously) and broadcast over the batch with stride 0; autograd
     sums its gradient over batch and steps. The other of B, C, when input-dependent, is copied out to the same
     D groups (B * D * N * L elements). Cost, measured on the CPU kernels (B, D, L, N) = (4, 256, 512, 16):

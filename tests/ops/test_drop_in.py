@@ -59,6 +59,23 @@ def test_constant_b_or_c_matches_the_reference_with_gradients(dtype, which, grou
     check_against_reference(args)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_float32_constant_b_c_is_not_rounded_to_half_precision_inputs(dtype):
+    # mamba_ssm keeps an input-independent (D, N) B or C in float32 with half-precision u. The float32 last state
+    # shows it: against the float64 reference of the same inputs its error is float32 roundoff (~3e-7 measured);
+    # with B and C rounded to u's dtype it would be that dtype's roundoff (2e-3 bfloat16, 2e-4 float16).
+    g = torch.Generator().manual_seed(5)
+    batch, dim, seqlen, dstate = 2, 16, 200, 8
+    u = torch.randn(batch, dim, seqlen, generator=g).to(dtype)
+    delta = (0.5 * torch.rand(batch, dim, seqlen, generator=g)).to(dtype)
+    A = -0.5 * torch.rand(dim, dstate, generator=g)
+    B, C = torch.randn(dim, dstate, generator=g), torch.randn(dim, dstate, generator=g)
+    out, state = selective_scan_fn(u, delta, A, B, C, return_last_state=True)
+    _, want = selective_scan_ref(u.double(), delta.double(), A.double(), B.double(), C.double(), return_last_state=True)
+    assert out.dtype == dtype and state.dtype == torch.float32
+    assert rel_l2(state.double(), want) < 1e-5
+
+
 def test_constant_b_enters_the_kernel_unexpanded_over_batch(monkeypatch):
     # The (D, N) matrix is materialised over L once, not per batch row: a stride-0 batch axis in the op.
     args = constant_bc(make_inputs(batch=2, dim=8, seqlen=70, dstate=5, dtype=torch.float32), "BC")

@@ -46,7 +46,8 @@ def make_inputs(dtype=torch.float64, seed=0, **variant) -> dict:
         inputs.update(dt_rms_weight=1 + rnd(E, scale=0.1))
     if variant.get("dt_scale"):
         inputs["dt_scale"] = torch.rand(BATCH, L, generator=g, dtype=torch.float64) * 2
-    low = {"A", "D", "delta_bias", "dt_scale"}  # the scan's parameters stay float32, as in the layer
+    # The scan's parameters stay float32, as in the layer; so does a given (E, N) B or C (a weight, as in mamba_ssm).
+    low = {"A", "D", "delta_bias", "dt_scale"} | {name for name in ("B", "C") if variant.get(name) == "fixed"}
     return {
         k: (v.to(dtype if k not in low else max(dtype, torch.float32, key=_width)) if v is not None else None)
         for k, v in inputs.items()
@@ -99,7 +100,7 @@ REDUCED_TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 5e-2}
 
 
 @pytest.mark.parametrize("dtype", list(REDUCED_TOLERANCE))
-@pytest.mark.parametrize("variant", ["projected", "given_variable_B", "dt_scale_no_biases"])
+@pytest.mark.parametrize("variant", ["projected", "given_variable_B", "given_fixed_B_C", "dt_scale_no_biases"])
 def test_reduced_precision_matches_reference(dtype, variant):
     inputs = make_inputs(dtype, **VARIANTS[variant])
     as_f64 = {k: v.double() if v is not None else None for k, v in inputs.items()}
