@@ -1,5 +1,6 @@
-"""Fixtures of the op tests: the CUDA kernels compiled for the CPU emulator (tests/cuda_emulator), once per
-session for every test module that uses them."""
+"""Fixtures of the op tests: the device each op test runs on (the CPU always, CUDA where a device and the
+compiled CUDA kernels are present), and the CUDA kernels compiled for the CPU emulator (tests/cuda_emulator),
+once per session for every test module that uses them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from scan_cases import DEVICES
 
 EMULATOR_DIR = Path(__file__).resolve().parents[1] / "cuda_emulator"
 EMULATOR_THREADS = 64  # two warps: the scan cases of test_cuda_emulator.py span several chunks at this size
@@ -46,3 +48,25 @@ def emu(tmp_path_factory):
 def emu_conv(tmp_path_factory):
     """The emulated conv kernels' ops (fwd, bwd, update), compiled once per session with g++."""
     return _build(tmp_path_factory, "build_conv", {}, "cuda_emulator_conv")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_generate_tests(metafunc):
+    """Runs every test that takes `device` once per entry of DEVICES, after its own parametrizations (so that its
+    ids end in [cpu] / [cuda]); a test may parametrize `device` itself (the CUDA-only checks)."""
+    if "device" in metafunc.fixturenames and not any(
+        "device" in _argnames(mark) for mark in metafunc.definition.iter_markers("parametrize")
+    ):
+        metafunc.parametrize("device", DEVICES, indirect=True)
+
+
+def _argnames(mark) -> list[str]:
+    names = mark.args[0]
+    return [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
+
+
+@pytest.fixture
+def device(request) -> str:
+    """The device an op test runs its op on: "cpu", or "cuda" (marked `cuda`, skipped without a CUDA device or
+    without the compiled CUDA kernels). Inputs and references stay on the CPU; results come back to it."""
+    return request.param

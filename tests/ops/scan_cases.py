@@ -1,5 +1,5 @@
-"""Helpers shared by the op tests: inputs in a trained Mamba's ranges, the float64 reference comparison, and
-a runner that repeats test functions under each capped CPU ISA level.
+"""Helpers shared by the op tests: the devices they run on, inputs in a trained Mamba's ranges, the float64
+reference comparison, and a runner that repeats test functions under each capped CPU ISA level.
 
 Glossary: B batch, D channels, L steps, N state size, G groups.
 
@@ -14,9 +14,23 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 
 from hamburg_mamba.ops import selective_scan_fn, selective_scan_ref
+
+CUDA_KERNELS = torch.cuda.is_available() and torch._C._dispatch_has_kernel_for_dispatch_key(
+    "hamburg_mamba::selective_scan_fwd", "CUDA"
+)
+# The `device` fixture's values (tests/ops/conftest.py); CUDA alone for the checks of CUDA-only behaviour.
+CUDA = pytest.param(
+    "cuda",
+    marks=[
+        pytest.mark.cuda,
+        pytest.mark.skipif(not CUDA_KERNELS, reason="needs a CUDA device and hamburg_mamba's CUDA kernels"),
+    ],
+)
+DEVICES = ["cpu", CUDA]
 
 # Levels below the machine's best; on a CPU without AVX-512 the "avx2" cap is the best level itself.
 LOWER_ISA_LEVELS = ("avx2", "baseline")
@@ -31,6 +45,38 @@ TOLERANCE = {
     torch.float16: (2e-3, 5e-3),
     torch.bfloat16: (1e-2, 2e-2),
 }
+# The CUDA kernels' own bounds where they are tighter: their float16 gradients are bounded by rounding du, ddelta
+# and dz to float16 (2^-11 per element), the float32 sums being exact to about 1e-6.
+CUDA_TOLERANCE = {**TOLERANCE, torch.float16: (2e-3, 3e-3)}
+
+
+def tolerance(dtype: torch.dtype, device: str) -> tuple[float, float]:
+    """(output, gradients) relative L2 tolerances of the scan on `device`."""
+    return (CUDA_TOLERANCE if device == "cuda" else TOLERANCE)[dtype]
+
+
+def widest_dtype(device: str) -> torch.dtype:
+    """The most precise input dtype of the kernels on `device`: float64 on the CPU, float32 on CUDA."""
+    return torch.float64 if device == "cpu" else torch.float32
+
+
+def skip_float64_on_cuda(dtype: torch.dtype, device: str) -> None:
+    if dtype == torch.float64 and device == "cuda":
+        pytest.skip("float64 is a CPU-only dtype of the kernels (test_cuda_kernels_refuse_float64)")
+
+
+def to_device(t, device: str):
+    """`t` on `device` with its shape, strides and storage offset (a view into a copy of its whole storage), as a
+    leaf that requires grad as `t` does; `t` itself when it is on `device` already."""
+    if not isinstance(t, torch.Tensor) or t.device.type == device:
+        return t
+    storage = t.detach().as_strided((t.untyped_storage().nbytes() // t.element_size(),), (1,), 0)
+    moved = storage.to(device).as_strided(t.shape, t.stride(), t.storage_offset())
+    return moved.requires_grad_(t.requires_grad)
+
+
+def dict_to_device(args: dict, device: str) -> dict:
+    return {k: to_device(v, device) for k, v in args.items()}
 
 
 def make_inputs(
@@ -87,22 +133,28 @@ def rel_l2(x, ref):
 
 
 def run_with_grads(fn, args, softplus, dout, dlast):
+    """out, last_state and the gradients of <out, dout> + <last_state, dlast> (dlast None: no such term), on the
+    CPU; `args` on any device."""
     out, last = fn(**args, delta_softplus=softplus, return_last_state=True)
-    loss = (out.double() * dout).sum() + (last.double() * dlast).sum()
+    loss = (out.double() * dout.to(out.device)).sum()
+    if dlast is not None:
+        loss = loss + (last.double() * dlast.to(last.device)).sum()
     names = [k for k in GRAD_NAMES if k in args]
     grads = torch.autograd.grad(loss, [args[k] for k in names])
-    return out, last, dict(zip(names, grads, strict=True))
+    return out.cpu(), last.cpu(), {k: v.cpu() for k, v in zip(names, grads, strict=True)}
 
 
-def check_against_reference(args, softplus=True):
-    """Compares out, last_state and every gradient with the float64 reference on the same inputs."""
+def check_against_reference(args, softplus=True, device="cpu", with_dlast=True):
+    """Compares out, last_state and every gradient of the op on `device` with the float64 reference on the same
+    (CPU) inputs; with_dlast=False leaves the last state out of the loss."""
     dtype = args["u"].dtype
-    tol_out, tol_grad = TOLERANCE[dtype]
+    tol_out, tol_grad = tolerance(dtype, device)
     ref_args = as_float64(args)
     g = torch.Generator().manual_seed(1)
     dout = torch.randn(args["u"].shape, generator=g, dtype=torch.float64)
     dlast = torch.randn(args["u"].shape[0], args["u"].shape[1], args["A"].shape[1], generator=g, dtype=torch.float64)
-    out, last, grads = run_with_grads(selective_scan_fn, args, softplus, dout, dlast)
+    dlast = dlast if with_dlast else None
+    out, last, grads = run_with_grads(selective_scan_fn, dict_to_device(args, device), softplus, dout, dlast)
     rout, rlast, rgrads = run_with_grads(selective_scan_ref, ref_args, softplus, dout, dlast)
     assert out.dtype == dtype and out.shape == args["u"].shape
     assert last.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
