@@ -1,6 +1,9 @@
 """The ops as drop-ins for mamba_ssm's Mamba-1 kernels: `selective_scan_fn` with input-independent (D, N) B/C,
 and `selective_state_update` with mamba_ssm's signature (heads axis, groups, state cache rows, state dtypes).
 
+Every numerics test runs on each device of the `device` fixture (tests/ops/conftest.py): inputs and references on
+the CPU, the op on the device.
+
 Glossary: B batch, D channels, L steps, N state size, G groups, H heads, P channels per head, S cache rows.
 """
 
@@ -11,7 +14,15 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from scan_cases import TOLERANCE, check_against_reference, make_inputs, rel_l2
+from scan_cases import (
+    check_against_reference,
+    dict_to_device,
+    make_inputs,
+    rel_l2,
+    skip_float64_on_cuda,
+    to_device,
+    tolerance,
+)
 
 import hamburg_mamba.ops.selective_scan as front
 from hamburg_mamba import selective_scan_fn, selective_scan_ref, selective_state_update, selective_state_update_ref
@@ -49,18 +60,19 @@ def test_reference_reads_a_constant_b_per_channel_as_mamba_ssm():
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("which,groups", [("BC", None), ("B", None), ("C", 2), ("B", 4)])
-def test_constant_b_or_c_matches_the_reference_with_gradients(dtype, which, groups):
+def test_constant_b_or_c_matches_the_reference_with_gradients(dtype, which, groups, device):
+    skip_float64_on_cuda(dtype, device)
     args = make_inputs(batch=3, dim=8, seqlen=70, dstate=5, groups=groups, dtype=dtype, seed=4)
     args = constant_bc(args, which)
     for v in args.values():
         if v.dtype.is_floating_point:
             v.requires_grad_(True)
     args["dt_scale"].requires_grad_(False)
-    check_against_reference(args)
+    check_against_reference(args, device=device)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_a_float32_constant_b_c_is_not_rounded_to_half_precision_inputs(dtype):
+def test_a_float32_constant_b_c_is_not_rounded_to_half_precision_inputs(dtype, device):
     # mamba_ssm keeps an input-independent (D, N) B or C in float32 with half-precision u. The float32 last state
     # shows it: against the float64 reference of the same inputs its error is float32 roundoff (~3e-7 measured);
     # with B and C rounded to u's dtype it would be that dtype's roundoff (2e-3 bfloat16, 2e-4 float16).
@@ -70,10 +82,10 @@ def test_a_float32_constant_b_c_is_not_rounded_to_half_precision_inputs(dtype):
     delta = (0.5 * torch.rand(batch, dim, seqlen, generator=g)).to(dtype)
     A = -0.5 * torch.rand(dim, dstate, generator=g)
     B, C = torch.randn(dim, dstate, generator=g), torch.randn(dim, dstate, generator=g)
-    out, state = selective_scan_fn(u, delta, A, B, C, return_last_state=True)
+    out, state = selective_scan_fn(*(t.to(device) for t in (u, delta, A, B, C)), return_last_state=True)
     _, want = selective_scan_ref(u.double(), delta.double(), A.double(), B.double(), C.double(), return_last_state=True)
     assert out.dtype == dtype and state.dtype == torch.float32
-    assert rel_l2(state.double(), want) < 1e-5
+    assert rel_l2(state.cpu(), want) < 1e-5
 
 
 def test_constant_b_enters_the_kernel_unexpanded_over_batch(monkeypatch):
@@ -91,8 +103,9 @@ def test_constant_b_enters_the_kernel_unexpanded_over_batch(monkeypatch):
     assert seen["B"].shape == (2, 8, 5, 70) and seen["B"].stride(0) == 0
 
 
-def test_opcheck_with_a_broadcast_constant_b():
+def test_opcheck_with_a_broadcast_constant_b(device):
     args = constant_bc(make_inputs(batch=2, dim=8, seqlen=70, dstate=5, dtype=torch.float32), "B")
+    args = dict_to_device(args, device)
     B = args["B"][:, :, None].expand(8, 5, 70).contiguous()[None].expand(2, 8, 5, 70)  # (B, D, N, L)
     C = args["C"].repeat_interleave(4, dim=1)  # (B, D, N, L)
     op_args = (
@@ -176,15 +189,20 @@ def as_float64(args):
     return {k: v.double() if isinstance(v, torch.Tensor) and v.dtype.is_floating_point else v for k, v in args.items()}
 
 
-def check_step(state, args, state_batch_indices=None):
-    """Runs one step on `state` and on a float64 copy through the reference; compares outputs and states."""
+def check_step(state, args, state_batch_indices=None, device="cpu"):
+    """Runs one step on `state` (a copy of it on `device`, in the same layout, when that is not the CPU) and on a
+    float64 copy through the reference; compares outputs and states on the CPU."""
     before = state.clone()
     ref_state = state.double()
     want = selective_state_update_ref(ref_state, **as_float64(args), state_batch_indices=state_batch_indices)
+    on_device = to_device(state, device)
     with torch.no_grad():
-        got = selective_state_update(state, **args, state_batch_indices=state_batch_indices)
+        got = selective_state_update(
+            on_device, **dict_to_device(args, device), state_batch_indices=to_device(state_batch_indices, device)
+        )
+    got, state = got.cpu(), on_device.cpu()
     assert got.dtype == args["x"].dtype and got.shape == args["x"].shape
-    tol = max(TOLERANCE[args["x"].dtype][0], STATE_TOLERANCE[state.dtype])
+    tol = max(tolerance(args["x"].dtype, device)[0], STATE_TOLERANCE[state.dtype])
     assert rel_l2(got, want) < tol, f"out: {rel_l2(got, want):.2e}"
     rows = torch.arange(state.shape[0]) if state_batch_indices is None else state_batch_indices
     assert rel_l2(state[rows], ref_state[rows]) < STATE_TOLERANCE[state.dtype]
@@ -206,14 +224,14 @@ GRID = list(
 
 
 @pytest.mark.parametrize("with_heads,groups,indexed,state_dtype,dtypes,optional", GRID)
-def test_state_update_matches_the_reference(with_heads, groups, indexed, state_dtype, dtypes, optional):
+def test_state_update_matches_the_reference(with_heads, groups, indexed, state_dtype, dtypes, optional, device):
     batch, heads, per_head, dstate = 3, 4, 5, 6
     args = step_args(batch, heads, per_head, dstate, groups, with_heads, *dtypes, optional=optional)
     rows = 7 if indexed else batch
     lead = (heads, per_head) if with_heads else (heads * per_head,)
     state = torch.randn(rows, *lead, dstate).to(state_dtype)
     indices = torch.tensor([5, 0, 3]) if indexed else None
-    check_step(state, args, indices)
+    check_step(state, args, indices, device)
 
 
 def test_state_update_ref_is_one_step_of_the_scan_reference():
@@ -246,7 +264,7 @@ def test_state_update_ref_is_one_step_of_the_scan_reference():
     torch.testing.assert_close(state.reshape(batch, dim, dstate), last, rtol=1e-12, atol=1e-12)
 
 
-def test_scalar_per_head_a_and_dt_broadcast_as_mamba2():
+def test_scalar_per_head_a_and_dt_broadcast_as_mamba2(device):
     # Mamba-2 passes A, dt, dt_bias, D as one value per head broadcast with stride 0 over P (and N).
     batch, heads, per_head, dstate = 2, 3, 4, 8
     g = torch.Generator().manual_seed(1)
@@ -264,22 +282,23 @@ def test_scalar_per_head_a_and_dt_broadcast_as_mamba2():
         dt_bias=dt_bias,
         dt_softplus=True,
     )
-    check_step(torch.randn(batch, heads, per_head, dstate, generator=g), args)
+    check_step(torch.randn(batch, heads, per_head, dstate, generator=g), args, device=device)
 
 
-def test_b_and_c_without_a_groups_axis_serve_every_head():
+def test_b_and_c_without_a_groups_axis_serve_every_head(device):
     args = step_args(batch=2, groups=1)
     args["B"], args["C"] = args["B"][:, 0], args["C"][:, 0]  # (B, N)
-    check_step(torch.randn(2, 4, 5, 6), args)
+    check_step(torch.randn(2, 4, 5, 6), args, device=device)
 
 
-def test_positional_arguments_follow_mamba_ssm():
+def test_positional_arguments_follow_mamba_ssm(device):
     # mamba_ssm: (state, x, dt, A, B, C, D, z, dt_bias, dt_softplus, state_batch_indices); dt_scale after.
     args = step_args(batch=2, optional=True)
     state = torch.randn(4, 4, 5, 6)
     ref_state = state.double()
     indices = torch.tensor([3, 1])
     want = selective_state_update_ref(ref_state, **as_float64(args), state_batch_indices=indices)
+    state, args, indices = state.to(device), dict_to_device(args, device), indices.to(device)
     with torch.no_grad():
         got = selective_state_update(
             state,
@@ -295,25 +314,26 @@ def test_positional_arguments_follow_mamba_ssm():
             indices,
             args["dt_scale"],
         )
-    assert rel_l2(got, want) < 1e-5 and rel_l2(state, ref_state) < 1e-5
+    assert rel_l2(got.cpu(), want) < 1e-5 and rel_l2(state.cpu(), ref_state) < 1e-5
 
 
-def test_a_state_whose_heads_do_not_merge_is_updated_in_place():
+def test_a_state_whose_heads_do_not_merge_is_updated_in_place(device):
     args = step_args(batch=2)
     state = torch.randn(2, 5, 4, 6).transpose(1, 2)  # (B, H, P, N) with H, P not mergeable into one axis
-    check_step(state, args)
+    check_step(state, args, device=device)
 
 
-def test_negative_index_is_a_padding_slot():
+def test_negative_index_is_a_padding_slot(device):
     args = step_args(batch=3)
-    state = torch.randn(5, 4, 5, 6)
-    before = state.clone()
+    before = torch.randn(5, 4, 5, 6)
+    state = before.clone().to(device)
     indices = torch.tensor([4, -1, 0])
     with torch.no_grad():
-        out = selective_state_update(state, **args, state_batch_indices=indices)
+        out = selective_state_update(state, **dict_to_device(args, device), state_batch_indices=indices.to(device))
+    out, state = out.cpu(), state.cpu()
     assert torch.equal(out[1], torch.zeros_like(out[1]))
     assert torch.equal(state[[1, 2, 3]], before[[1, 2, 3]])
-    check_step(before, args, indices)  # the reference skips the slot in the same way
+    check_step(before, args, indices)  # the reference skips the slot in the same way (the CPU op updates `before`)
     assert torch.allclose(state, before, rtol=1e-5, atol=1e-6)
 
 
@@ -351,7 +371,7 @@ def test_complex_a_is_refused_by_the_state_update():
         selective_state_update(torch.randn(2, 4, 5, 6), **args)
 
 
-def test_channel_layout_without_heads_is_one_step_of_the_scan():
+def test_channel_layout_without_heads_is_one_step_of_the_scan(device):
     # The op's own layout (no heads, channel groups of 2 channels), against the formula written out.
     args = step_args(batch=2, heads=6, per_head=1, dstate=4, groups=3, with_heads=False, optional=False)
     state = torch.randn(2, 6, 4)
@@ -361,6 +381,7 @@ def test_channel_layout_without_heads_is_one_step_of_the_scan():
     Cc = args["C"].double().repeat_interleave(2, dim=1)  # (B, D, N)
     new = torch.exp(dt[..., None] * A) * ref + dt[..., None] * Bc * x[..., None]
     want = (new * Cc).sum(-1)
+    on_device = state.to(device)
     with torch.no_grad():
-        got = selective_state_update(state, **args)
-    assert rel_l2(got, want) < 1e-5 and rel_l2(state, new) < 1e-5
+        got = selective_state_update(on_device, **dict_to_device(args, device))
+    assert rel_l2(got.cpu(), want) < 1e-5 and rel_l2(on_device.cpu(), new) < 1e-5

@@ -2,10 +2,11 @@
 
 The tests re-express state-spaces/mamba's tests/ops/test_selective_scan.py (`test_selective_scan`) and
 tests/ops/triton/test_selective_state_update.py (plain, with heads, with state_batch_indices, with both), as of
-commit e9594ce1c732d97440f0332fdc43170a2294dbfa. They call `selective_scan_fn` / `selective_state_update`
-exactly as mamba_ssm's tests call mamba_ssm's (same positional and keyword forms, shapes, layouts, dtypes,
-seeds and tolerances) and compare with `selective_scan_ref` / `selective_state_update_ref`, which, as
-mamba_ssm's references, take the same tensors and compute in float32. The scan grid is mamba_ssm's full grid
+commit e9594ce1c732d97440f0332fdc43170a2294dbfa, on each device of the `device` fixture (tests/ops/conftest.py)
+where mamba_ssm's run on "cuda". They call `selective_scan_fn` / `selective_state_update` exactly as mamba_ssm's
+tests call mamba_ssm's (same positional and keyword forms, shapes, layouts, dtypes, seeds and tolerances, every
+tensor made on the test's device) and compare with `selective_scan_ref` / `selective_state_update_ref`, which,
+as mamba_ssm's references, take the same tensors and compute in float32. The scan grid is mamba_ssm's full grid
 (the value lists its file keeps commented out: every itype, thirteen seqlens, every flag); complex wtype is
 refused here, so it gets one refusal test per function instead.
 
@@ -27,7 +28,6 @@ import torch
 from hamburg_mamba import selective_scan_fn, selective_scan_ref, selective_state_update, selective_state_update_ref
 
 FULL_GRID = os.environ.get("HAMBURG_MAMBA_PEER_GRID") == "full"
-DEVICE = "cpu"
 ITYPES = [torch.float32, torch.float16, torch.bfloat16]
 
 
@@ -134,8 +134,9 @@ def test_selective_scan(
     varBC_groups,
     is_variable_C,
     is_variable_B,
+    device,
 ):
-    device, wtype = DEVICE, torch.float32
+    wtype = torch.float32
     rtol, atol = (6e-4, 2e-3) if itype == torch.float32 else (3e-3, 5e-3)
     if itype == torch.bfloat16:
         rtol, atol = 3e-2, 5e-2
@@ -206,10 +207,10 @@ def test_selective_scan(
 
 
 @pytest.mark.parametrize("is_variable_B", [False, True])
-def test_selective_scan_refuses_complex_weights(is_variable_B):
+def test_selective_scan_refuses_complex_weights(is_variable_B, device):
     """mamba_ssm's wtype=complex64 cases: complex A (with (D, N) complex B, or real (B, N, 2L) B holding real and
     imaginary parts) is refused by name."""
-    device, wtype, itype = DEVICE, torch.complex64, torch.float32
+    wtype, itype = torch.complex64, torch.float32
     batch_size, dim, dstate, seqlen = 2, 4, 8, 128
     torch.random.manual_seed(0)
     A = (-0.5 * torch.rand(dim, dstate, device=device, dtype=wtype)).requires_grad_()
@@ -276,8 +277,7 @@ HEAD_GRID = {
 
 
 @pytest.mark.parametrize(list(CHANNEL_GRID), grid_params(CHANNEL_GRID))
-def test_selective_state_update(dim, dstate, has_z, itype):
-    device = DEVICE
+def test_selective_state_update(dim, dstate, has_z, itype, device):
     rtol, atol = update_tolerance(itype, half=(5e-3, 1e-2), bfloat16=(1e-2, 5e-2))
     torch.random.manual_seed(0)
     batch_size = 2
@@ -291,8 +291,7 @@ def test_selective_state_update(dim, dstate, has_z, itype):
 
 
 @pytest.mark.parametrize(list(HEAD_GRID), grid_params(HEAD_GRID))
-def test_selective_state_update_with_heads(dim, dstate, ngroups, tie_hdim, has_z, itype):
-    device = DEVICE
+def test_selective_state_update_with_heads(dim, dstate, ngroups, tie_hdim, has_z, itype, device):
     rtol, atol = update_tolerance(itype, half=(5e-3, 3e-2), bfloat16=(1e-2, 1e-1))
     torch.random.manual_seed(0)
     batch_size, headdim = 2, 64
@@ -309,8 +308,7 @@ def test_selective_state_update_with_heads(dim, dstate, ngroups, tie_hdim, has_z
 
 
 @pytest.mark.parametrize(list(CHANNEL_GRID), grid_params(CHANNEL_GRID))
-def test_selective_state_update_with_batch_indices(dim, dstate, has_z, itype):
-    device = DEVICE
+def test_selective_state_update_with_batch_indices(dim, dstate, has_z, itype, device):
     rtol, atol = update_tolerance(itype, half=(5e-3, 1e-2), bfloat16=(6e-2, 6e-2))
     torch.random.manual_seed(0)
     batch_size = 16
@@ -331,8 +329,7 @@ def test_selective_state_update_with_batch_indices(dim, dstate, has_z, itype):
 
 
 @pytest.mark.parametrize(list(HEAD_GRID), grid_params(HEAD_GRID))
-def test_selective_state_update_with_heads_with_batch_indices(dim, dstate, ngroups, tie_hdim, has_z, itype):
-    device = DEVICE
+def test_selective_state_update_with_heads_with_batch_indices(dim, dstate, ngroups, tie_hdim, has_z, itype, device):
     rtol, atol = update_tolerance(itype, half=(5e-3, 3e-2), bfloat16=(1e-1, 1e-1))
     torch.random.manual_seed(0)
     batch_size, headdim = 16, 64
@@ -352,9 +349,9 @@ def test_selective_state_update_with_heads_with_batch_indices(dim, dstate, ngrou
     assert torch.allclose(out, out_ref, rtol=rtol, atol=atol)
 
 
-def test_selective_state_update_refuses_complex_weights():
+def test_selective_state_update_refuses_complex_weights(device):
     """A complex A (mamba_ssm's S4D variant) in the state update is refused by name."""
-    device, batch_size, dim, dstate = DEVICE, 2, 64, 16
+    batch_size, dim, dstate = 2, 64, 16
     torch.random.manual_seed(0)
     state = torch.randn(batch_size, dim, dstate, device=device)
     x, dt, dt_bias, _, B, C, D, _ = channel_inputs(batch_size, dim, dstate, False, torch.float32, device)
