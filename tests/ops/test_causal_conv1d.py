@@ -1,5 +1,7 @@
-"""CPU causal conv1d ops (causal-conv1d's causal_conv1d_fn / causal_conv1d_update) against the float64
-pure-PyTorch references (the spec), plus torch.library integration and argument checks.
+"""The causal conv1d ops (causal-conv1d's causal_conv1d_fn / causal_conv1d_update) against the float64
+pure-PyTorch references (the spec), plus torch.library integration and argument checks. The numerics and opcheck
+tests run on each device of the `device` fixture (tests/ops/conftest.py): inputs and references on the CPU, the
+op on the device; ISA levels, torch.compile and the error messages on the CPU alone.
 
 Glossary: B batch, D channels, L steps, W kernel width, S conv_state length.
 """
@@ -8,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from scan_cases import rel_l2, run_under_isa
+from scan_cases import dict_to_device, rel_l2, run_under_isa, skip_float64_on_cuda, to_device, widest_dtype
 
 import hamburg_mamba
 from hamburg_mamba.ops import (
@@ -22,7 +24,7 @@ from hamburg_mamba.ops import (
 # The kernels sum in float32 (float64 for float64 inputs); what remains is the final rounding to the dtype,
 # whose relative L2 error is about u / sqrt(3) for unit roundoff u: float16 u = 4.9e-4 (-> 2.8e-4),
 # bfloat16 u = 3.9e-3 (-> 2.3e-3); bounds with a factor of 3 to 4 of margin. float32: W-term sums and
-# the float32 dweight sums over B * L steps stay near 1e-7.
+# the float32 dweight sums over B * L steps stay near 1e-7, on the CPU and in the CUDA kernels.
 TOLERANCE = {
     torch.float64: (1e-13, 1e-12),
     torch.float32: (1e-6, 1e-5),
@@ -48,21 +50,27 @@ def make_conv_inputs(batch=2, dim=5, seqlen=37, width=4, dtype=torch.float64, we
     )
 
 
-def grads_of(fn, args, dout, dfinal, **kwargs):
-    """(out, final_states, {name: gradient}) of <out, dout> + <final_states, dfinal>."""
+def grads_of(fn, args, dout, dfinal, device="cpu", **kwargs):
+    """(out, final_states, {name: gradient}) of <out, dout> + <final_states, dfinal>, with fn run on `device`
+    (the arguments moved there in their layouts); results on the CPU."""
+    args = dict_to_device(args, device)
     leaves = {
         k: v.detach().clone().requires_grad_(True) for k, v in args.items() if v is not None and v.is_floating_point()
     }
     data = {k: v for k, v in args.items() if k not in leaves}  # seq_idx, absent arguments
     out = fn(**leaves, **data, **kwargs)
     out, final = out if isinstance(out, tuple) else (out, None)
-    loss = (out.double() * dout).sum() + ((final.double() * dfinal).sum() if final is not None else 0)
+    loss = (out.double() * dout.to(device)).sum()
+    if final is not None:
+        loss = loss + (final.double() * dfinal.to(device)).sum()
     grads = torch.autograd.grad(loss, list(leaves.values()))
-    return out, final, dict(zip(leaves, grads, strict=True))
+    final = final.cpu() if final is not None else None
+    return out.cpu(), final, {k: v.cpu() for k, v in zip(leaves, grads, strict=True)}
 
 
-def check_against_reference(args, **kwargs):
-    """Compares out, final_states and every gradient of causal_conv1d_fn with causal_conv1d_ref in float64."""
+def check_against_reference(args, device="cpu", **kwargs):
+    """Compares out, final_states and every gradient of causal_conv1d_fn on `device` with causal_conv1d_ref in
+    float64 on the CPU."""
     dtype = args["x"].dtype
     tol_out = TOLERANCE[dtype][0]
     g = torch.Generator().manual_seed(1)
@@ -70,7 +78,7 @@ def check_against_reference(args, **kwargs):
     dout = torch.randn(args["x"].shape, generator=g, dtype=torch.float64).to(dtype).double()
     batch, dim, _ = args["x"].shape
     dfinal = torch.randn(batch, dim, args["weight"].shape[1] - 1, generator=g, dtype=torch.float64).to(dtype).double()
-    out, final, grads = grads_of(causal_conv1d_fn, args, dout, dfinal, **kwargs)
+    out, final, grads = grads_of(causal_conv1d_fn, args, dout, dfinal, device, **kwargs)
     ref_args = {k: (v.double() if v is not None and v.is_floating_point() else v) for k, v in args.items()}
     rout, rfinal, rgrads = grads_of(causal_conv1d_ref, ref_args, dout, dfinal, **kwargs)
     assert out.dtype == dtype and out.shape == args["x"].shape
@@ -92,33 +100,36 @@ def check_against_reference(args, **kwargs):
 @pytest.mark.parametrize("width", [2, 3, 4])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("activation", [None, "silu"])
-def test_forward_and_gradients_match_reference(width, dtype, activation):
+def test_forward_and_gradients_match_reference(width, dtype, activation, device):
+    skip_float64_on_cuda(dtype, device)
     args = make_conv_inputs(width=width, dtype=dtype)
-    check_against_reference(args, activation=activation, return_final_states=True)
+    check_against_reference(args, device, activation=activation, return_final_states=True)
 
 
 @pytest.mark.parametrize("seqlen", [1, 2, 255, 256, 257, 600])
-def test_sequence_lengths_around_the_tile(seqlen):
-    # The CPU kernel works in tiles of 256 steps; L < W - 1 takes final states from the initial states.
-    check_against_reference(make_conv_inputs(seqlen=seqlen), activation="swish", return_final_states=True)
+def test_sequence_lengths_around_the_tile(seqlen, device):
+    # The CPU kernel works in tiles of 256 steps, the CUDA kernels in blocks of 256 threads; L < W - 1 takes
+    # final states from the initial states. In the device's widest dtype (float64 on the CPU, float32 on CUDA).
+    args = make_conv_inputs(seqlen=seqlen, dtype=widest_dtype(device))
+    check_against_reference(args, device, activation="swish", return_final_states=True)
 
 
 @pytest.mark.parametrize("width", [5, 8])
-def test_wider_kernels(width):
-    check_against_reference(make_conv_inputs(width=width, dtype=torch.float32), return_final_states=True)
+def test_wider_kernels(width, device):
+    check_against_reference(make_conv_inputs(width=width, dtype=torch.float32), device, return_final_states=True)
 
 
 @pytest.mark.parametrize("weight_dtype", [torch.float32, torch.bfloat16])
-def test_float32_weights_with_low_precision_inputs(weight_dtype):
+def test_float32_weights_with_low_precision_inputs(weight_dtype, device):
     args = make_conv_inputs(dtype=torch.float16, weight_dtype=weight_dtype)
-    check_against_reference(args, activation="silu", return_final_states=True)
+    check_against_reference(args, device, activation="silu", return_final_states=True)
 
 
 @pytest.mark.parametrize("option", ["bias", "initial_states"])
-def test_optional_arguments_absent(option):
+def test_optional_arguments_absent(option, device):
     args = make_conv_inputs(dtype=torch.float32)
     args[option] = None
-    check_against_reference(args, activation="silu")
+    check_against_reference(args, device, activation="silu")
 
 
 def test_gradcheck_float64():
@@ -132,12 +143,12 @@ def test_gradcheck_float64():
     assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-8, rtol=1e-6)
 
 
-def test_channel_last_input_is_accepted():
+def test_channel_last_input_is_accepted(device):
     # Mamba-2 passes x as a transposed (B, L, D) tensor: x.stride(1) == 1.
     args = make_conv_inputs(dtype=torch.float32, seqlen=50)
-    x_cl = args["x"].transpose(1, 2).contiguous().transpose(1, 2)
+    x_cl = to_device(args["x"].transpose(1, 2).contiguous().transpose(1, 2), device)
     assert x_cl.stride(1) == 1
-    out = causal_conv1d_fn(x_cl, args["weight"], args["bias"], activation="silu")
+    out = causal_conv1d_fn(x_cl, args["weight"].to(device), args["bias"].to(device), activation="silu").cpu()
     want = causal_conv1d_ref(args["x"].double(), args["weight"].double(), args["bias"].double(), activation="silu")
     assert rel_l2(out, want) < TOLERANCE[torch.float32][0]
 
@@ -156,22 +167,23 @@ def packed_seq_idx(batch, seqlen, boundaries, padding_from):
 
 
 @pytest.mark.parametrize("activation", [None, "silu"])
-def test_seq_idx_matches_reference(activation):
+def test_seq_idx_matches_reference(activation, device):
     args = make_conv_inputs(dtype=torch.float32, seqlen=300, width=4)
     args["initial_states"] = None
     args["seq_idx"] = packed_seq_idx(2, 300, boundaries=[1, 2, 40, 41, 259], padding_from=290)
-    check_against_reference(args, activation=activation)
+    check_against_reference(args, device, activation=activation)
 
 
-def test_packed_sequences_equal_separate_runs():
+def test_packed_sequences_equal_separate_runs(device):
     # Independent of the masking logic: each packed sequence, run alone, gives the same outputs.
-    args = make_conv_inputs(batch=1, dim=4, seqlen=60, width=4)
+    dtype = widest_dtype(device)
+    args = dict_to_device(make_conv_inputs(batch=1, dim=4, seqlen=60, width=4, dtype=dtype), device)
     boundaries, pad = [7, 8, 30], 52
-    seq = packed_seq_idx(1, 60, boundaries, pad)
-    out = causal_conv1d_fn(args["x"], args["weight"], args["bias"], seq_idx=seq, activation="silu")
+    seq = packed_seq_idx(1, 60, boundaries, pad).to(device)
+    out = causal_conv1d_fn(args["x"], args["weight"], args["bias"], seq_idx=seq, activation="silu").cpu()
     for start, end in zip([0, *boundaries], [*boundaries, pad], strict=True):
         alone = causal_conv1d_fn(args["x"][..., start:end], args["weight"], args["bias"], activation="silu")
-        assert rel_l2(out[..., start:end], alone) < 1e-14
+        assert rel_l2(out[..., start:end], alone.cpu()) < (1e-14 if dtype == torch.float64 else 1e-6)
     assert torch.all(out[..., pad:] == 0)
 
 
@@ -181,8 +193,9 @@ def test_packed_sequences_equal_separate_runs():
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("split", [1, 2, 100])
-def test_two_halves_chained_equal_one_run(dtype, split):
-    args = make_conv_inputs(dtype=dtype, seqlen=203, width=4)
+def test_two_halves_chained_equal_one_run(dtype, split, device):
+    skip_float64_on_cuda(dtype, device)
+    args = dict_to_device(make_conv_inputs(dtype=dtype, seqlen=203, width=4), device)
     x = args["x"].detach().requires_grad_(True)
     w, b, init = args["weight"], args["bias"], args["initial_states"]
     whole, whole_final = causal_conv1d_fn(x, w, b, initial_states=init, return_final_states=True, activation="silu")
@@ -196,15 +209,15 @@ def test_two_halves_chained_equal_one_run(dtype, split):
     assert torch.equal(last, whole_final)
     # The gradient flows back through the chained state: same dx as the single run.
     g = torch.Generator().manual_seed(3)
-    dout = torch.randn(whole.shape, generator=g, dtype=dtype)
+    dout = torch.randn(whole.shape, generator=g, dtype=dtype).to(device)
     (dx_whole,) = torch.autograd.grad((whole * dout).sum(), x)
     (dx_chain,) = torch.autograd.grad((torch.cat([first, second], dim=-1) * dout).sum(), x)
-    assert rel_l2(dx_chain, dx_whole) < TOLERANCE[dtype][1]
+    assert rel_l2(dx_chain.cpu(), dx_whole.cpu()) < TOLERANCE[dtype][1]
 
 
-def test_final_states_out_is_written():
-    args = make_conv_inputs(dtype=torch.float32)
-    buf = torch.full((2, 5, 3), float("nan"))
+def test_final_states_out_is_written(device):
+    args = dict_to_device(make_conv_inputs(dtype=torch.float32), device)
+    buf = torch.full((2, 5, 3), float("nan"), device=device)
     out, final = causal_conv1d_fn(**args, return_final_states=True, final_states_out=buf)
     assert final is buf and torch.equal(buf, args["x"][..., -3:])
 
@@ -216,25 +229,25 @@ def test_final_states_out_is_written():
 @pytest.mark.parametrize("width", [2, 3, 4])
 @pytest.mark.parametrize("new_steps", [None, 1, 3])
 @pytest.mark.parametrize("state_len", ["width", "longer"])
-def test_update_equals_last_steps_of_full_conv(width, new_steps, state_len):
+def test_update_equals_last_steps_of_full_conv(width, new_steps, state_len, device):
     # new_steps None: x is (B, D), one step.
     n = new_steps or 1
     history = 10
     args = make_conv_inputs(batch=3, dim=6, seqlen=history + n, width=width, dtype=torch.float32)
     x, w, b = args["x"], args["weight"], args["bias"]
-    full = causal_conv1d_fn(x, w, b, activation="silu")  # (B, D, history + n)
+    full = causal_conv1d_fn(x, w, b, activation="silu")  # (B, D, history + n), on the CPU
     s = width - 1 if state_len == "width" else width + 4
-    conv_state = x[..., history - s : history].clone()  # the last S inputs before the new steps
+    conv_state = x[..., history - s : history].clone().to(device)  # the last S inputs before the new steps
     new = x[..., history:] if new_steps else x[..., history]
-    out = causal_conv1d_update(new, conv_state, w, b, activation="silu")
+    out = causal_conv1d_update(new.to(device), conv_state, w.to(device), b.to(device), activation="silu").cpu()
     want = full[..., history:] if new_steps else full[..., history]
     assert out.shape == new.shape
     assert rel_l2(out, want) < 1e-6
-    assert torch.equal(conv_state, x[..., history + n - s : history + n])
+    assert torch.equal(conv_state.cpu(), x[..., history + n - s : history + n])
 
 
 @pytest.mark.parametrize("new_steps", [1, 3])
-def test_update_circular_buffer_and_state_indices(new_steps):
+def test_update_circular_buffer_and_state_indices(new_steps, device):
     # Batch row b lives in cache row rows[b] of a larger cache; its state is a circular buffer of S slots
     # whose write position is cache_seqlens[b] mod S. A row with index -1 is padding.
     width, state_len, history = 4, 5, 9
@@ -252,7 +265,11 @@ def test_update_circular_buffer_and_state_indices(new_steps):
     untouched = cache.clone()
     cache_ref = cache.clone()
     new = x[..., history:]
-    out = causal_conv1d_update(new, cache, w, b, "silu", cache_seqlens=lens, conv_state_indices=rows)
+    on_device = dict_to_device(dict(x=new, conv_state=cache, weight=w, bias=b), device)
+    out = causal_conv1d_update(
+        **on_device, activation="silu", cache_seqlens=lens.to(device), conv_state_indices=rows.to(device)
+    )
+    out, cache = out.cpu(), on_device["conv_state"].cpu()
     want = causal_conv1d_update_ref(new, cache_ref, w, b, "silu", cache_seqlens=lens, conv_state_indices=rows)
     assert rel_l2(out, want) < 1e-6
     assert torch.equal(cache, cache_ref)
@@ -264,25 +281,30 @@ def test_update_circular_buffer_and_state_indices(new_steps):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
-def test_update_matches_reference_dtypes(dtype):
+def test_update_matches_reference_dtypes(dtype, device):
+    skip_float64_on_cuda(dtype, device)
     args = make_conv_inputs(batch=2, dim=7, seqlen=2, width=3, dtype=dtype)
     state = torch.randn(2, 7, 4).to(dtype)
     state_ref = state.clone()
-    out = causal_conv1d_update(args["x"], state, args["weight"], args["bias"], "silu")
+    on_device = state.to(device)
+    out = causal_conv1d_update(
+        args["x"].to(device), on_device, args["weight"].to(device), args["bias"].to(device), "silu"
+    )
     want = causal_conv1d_update_ref(args["x"], state_ref, args["weight"], args["bias"], "silu")
     assert out.dtype == dtype
-    assert rel_l2(out, want) < TOLERANCE[dtype][0]
-    assert torch.equal(state, state_ref)
+    assert rel_l2(out.cpu(), want) < TOLERANCE[dtype][0]
+    assert torch.equal(on_device.cpu(), state_ref)
 
 
-def test_update_on_a_strided_state_view():
+def test_update_on_a_strided_state_view(device):
     # A state whose steps are not contiguous is updated through a copy, written back in place.
-    args = make_conv_inputs(batch=2, dim=3, seqlen=1, width=3, dtype=torch.float32)
+    args = dict_to_device(make_conv_inputs(batch=2, dim=3, seqlen=1, width=3, dtype=torch.float32), device)
     base = torch.randn(2, 4, 3).transpose(1, 2)  # (2, 3, 4) with stride 1 on the channel axis
     ref = base.clone()
-    out = causal_conv1d_update(args["x"], base, args["weight"], args["bias"])
-    want = causal_conv1d_update_ref(args["x"], ref, args["weight"], args["bias"])
-    assert rel_l2(out, want) < 1e-6 and torch.equal(base, ref)
+    on_device = to_device(base, device)
+    out = causal_conv1d_update(args["x"], on_device, args["weight"], args["bias"])
+    want = causal_conv1d_update_ref(args["x"].cpu(), ref, args["weight"].cpu(), args["bias"].cpu())
+    assert rel_l2(out.cpu(), want) < 1e-6 and torch.equal(on_device.cpu(), ref)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -296,7 +318,7 @@ def check_conv_at_this_isa_level():
     args["initial_states"] = None
     args["seq_idx"] = packed_seq_idx(2, 80, boundaries=[5, 50], padding_from=70)
     check_against_reference(args, activation="silu")
-    test_update_circular_buffer_and_state_indices(3)
+    test_update_circular_buffer_and_state_indices(3, "cpu")
 
 
 def test_baseline_isa_matches_reference():
@@ -306,25 +328,26 @@ def test_baseline_isa_matches_reference():
 
 @pytest.mark.parametrize("requires_grad", [False, True])
 @pytest.mark.parametrize("packed", [False, True])
-def test_opcheck_forward(requires_grad, packed):
+def test_opcheck_forward(requires_grad, packed, device):
     args = make_conv_inputs(dtype=torch.float32)
     for v in args.values():
         v.requires_grad_(requires_grad)
-    seq = packed_seq_idx(2, 37, boundaries=[10], padding_from=30) if packed else None
+    args = dict_to_device(args, device)
+    seq = packed_seq_idx(2, 37, boundaries=[10], padding_from=30).to(device) if packed else None
     init = None if packed else args["initial_states"]
     op_args = (args["x"], args["weight"], args["bias"], seq, init, not packed, True)
     torch.library.opcheck(torch.ops.hamburg_mamba.causal_conv1d_fwd, op_args)
 
 
-def test_opcheck_backward_and_update():
-    args = make_conv_inputs(dtype=torch.float32)
+def test_opcheck_backward_and_update(device):
+    args = dict_to_device(make_conv_inputs(dtype=torch.float32), device)
     dout = torch.randn_like(args["x"])
     dfinal = torch.randn_like(args["initial_states"])
     bwd_args = (args["x"], args["weight"], args["bias"], dout, None, args["initial_states"], dfinal, True)
     torch.library.opcheck(torch.ops.hamburg_mamba.causal_conv1d_bwd, bwd_args)
-    state = torch.randn(4, 5, 3)
-    lens = torch.tensor([3, 7], dtype=torch.int32)
-    rows = torch.tensor([2, 0], dtype=torch.int32)
+    state = torch.randn(4, 5, 3, device=device)
+    lens = torch.tensor([3, 7], dtype=torch.int32, device=device)
+    rows = torch.tensor([2, 0], dtype=torch.int32, device=device)
     update_args = (args["x"][..., :2].contiguous(), state, args["weight"], args["bias"], True, lens, rows)
     torch.library.opcheck(torch.ops.hamburg_mamba.causal_conv1d_update, update_args)
 
