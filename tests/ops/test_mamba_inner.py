@@ -1,4 +1,6 @@
-"""mamba_inner_fn (fused Mamba-1 mixer) against the float64 pure-PyTorch reference `mamba_inner_ref`.
+"""mamba_inner_fn (fused Mamba-1 mixer) against the float64 pure-PyTorch reference `mamba_inner_ref`. float64 runs on
+the CPU (a CPU-only dtype of the kernels); reduced precision on each device of the `device` fixture
+(tests/ops/conftest.py), inputs and reference on the CPU.
 
 Glossary: B batch, L steps, M d_model, E d_inner, N d_state, R dt_rank, K d_conv, G groups.
 L = 70 crosses one scan checkpoint (every 64 steps), so the backward restarts from a saved state.
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from scan_cases import dict_to_device
 
 from hamburg_mamba.ops.mamba_inner import mamba_inner_fn
 from hamburg_mamba.ops.reference_mixer import mamba_inner_ref
@@ -58,13 +61,15 @@ def _width(dtype: torch.dtype) -> int:
     return torch.finfo(dtype).bits
 
 
-def values_and_grads(fn, inputs: dict, dout: torch.Tensor, **options):
-    """fn's output and the gradients of <out, dout> with respect to every floating input but dt_scale."""
+def values_and_grads(fn, inputs: dict, dout: torch.Tensor, device="cpu", **options):
+    """fn's output and the gradients of <out, dout> with respect to every floating input but dt_scale, with fn run
+    on `device`; results on the CPU."""
+    inputs = dict_to_device(inputs, device)
     leaves = {k: v.detach().clone().requires_grad_(k != "dt_scale") for k, v in inputs.items() if v is not None}
     out = fn(**{**inputs, **leaves}, **options)
     names = [k for k in leaves if k != "dt_scale"]
-    grads = torch.autograd.grad(out, [leaves[k] for k in names], dout.to(out.dtype))
-    return out, dict(zip(names, grads, strict=True))
+    grads = torch.autograd.grad(out, [leaves[k] for k in names], dout.to(out.device, out.dtype))
+    return out.cpu(), {k: v.cpu() for k, v in zip(names, grads, strict=True)}
 
 
 VARIANTS = {
@@ -100,13 +105,13 @@ REDUCED_TOLERANCE = {torch.float32: 1e-5, torch.bfloat16: 5e-2}
 
 
 @pytest.mark.parametrize("dtype", list(REDUCED_TOLERANCE))
-@pytest.mark.parametrize("variant", ["projected", "given_variable_B", "given_fixed_B_C", "dt_scale_no_biases"])
-def test_reduced_precision_matches_reference(dtype, variant):
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_reduced_precision_matches_reference(dtype, variant, device):
     inputs = make_inputs(dtype, **VARIANTS[variant])
     as_f64 = {k: v.double() if v is not None else None for k, v in inputs.items()}
     dout = torch.randn(BATCH, L, M, generator=torch.Generator().manual_seed(1)).to(dtype)
     ref, ref_grads = values_and_grads(mamba_inner_ref, as_f64, dout.double())
-    out, grads = values_and_grads(mamba_inner_fn, inputs, dout)
+    out, grads = values_and_grads(mamba_inner_fn, inputs, dout, device)
     assert out.dtype == dtype
     tol = REDUCED_TOLERANCE[dtype]
     assert_relative_close(out, ref, tol, "out")
